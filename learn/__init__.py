@@ -1,0 +1,1 @@
+"""Learning: datasets over Zarr corpora, localization models, baselines, training and evaluation."""

@@ -1,0 +1,259 @@
+"""The one transform between lon/lat and scene metres, and the raster grid shared by all stages.
+
+Conventions (DESIGN.md): scene ``x`` grows east and ``y`` north, in metres from the
+scene origin, in the metric UTM zone of the area. Grid column ``j`` grows east and
+row ``i`` grows north; cell centres lie at ``x0_m + (j + 0.5) * cell_size_m`` and
+``y0_m + (i + 0.5) * cell_size_m``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from pyproj import CRS, Transformer
+from pyproj.aoi import AreaOfInterest
+from pyproj.database import query_utm_crs_info
+
+from twin.errors import InputError
+
+__all__ = ["SceneFrame", "Grid", "utm_crs_for", "validate_bbox"]
+
+
+def validate_bbox(bbox: tuple[float, float, float, float], max_area_km2: float | None = None,
+                  what: str = "bbox") -> tuple[float, float, float, float]:
+    """Check a WGS84 ``(west, south, east, north)`` box in degrees and return it as floats.
+
+    Raises :class:`InputError` for a malformed, inverted, degenerate or too large box.
+    """
+    try:
+        west, south, east, north = (float(v) for v in bbox)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{what}: expected four numbers W,S,E,N in degrees, got {bbox!r}") from err
+    if not all(math.isfinite(v) for v in (west, south, east, north)):
+        raise InputError(f"{what}: values must be finite, got {bbox!r}")
+    if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= 90 and -90 <= north <= 90):
+        raise InputError(f"{what}: {bbox!r} is outside lon [-180, 180] / lat [-90, 90]")
+    if west >= east or south >= north:
+        raise InputError(
+            f"{what}: inverted or degenerate box W={west}, S={south}, E={east}, N={north}; "
+            "expected west < east and south < north"
+        )
+    if max_area_km2 is not None:
+        frame = SceneFrame.from_lonlat((west + east) / 2, (south + north) / 2)
+        xs, ys = frame.to_scene(np.array([west, east, east, west]), np.array([south, south, north, north]))
+        area_km2 = (xs.max() - xs.min()) * (ys.max() - ys.min()) / 1e6
+        if area_km2 > max_area_km2:
+            raise InputError(
+                f"{what}: the box covers {area_km2:.1f} km², above the limit of {max_area_km2:g} km²; "
+                "split it into tiles (twin generate) or raise max_area_km2"
+            )
+    return west, south, east, north
+
+
+def utm_crs_for(lon: float, lat: float) -> str:
+    """The EPSG code (``"EPSG:326xx"`` or ``"EPSG:327xx"``) of the WGS84 UTM zone holding a point."""
+    infos = query_utm_crs_info(
+        datum_name="WGS 84",
+        area_of_interest=AreaOfInterest(lon, lat, lon, lat),
+    )
+    if not infos:
+        raise InputError(f"no UTM zone covers lon={lon}, lat={lat}")
+    return f"{infos[0].auth_name}:{infos[0].code}"
+
+
+@dataclass(frozen=True)
+class SceneFrame:
+    """A scene's metric frame: a UTM CRS and the lon/lat of the scene origin.
+
+    Parameters
+    ----------
+    crs : str
+        The metric CRS, e.g. ``"EPSG:32635"``.
+    origin_lon, origin_lat : float
+        The scene origin (x = y = 0) in WGS84 degrees.
+    """
+
+    crs: str
+    origin_lon: float
+    origin_lat: float
+
+    @classmethod
+    def from_lonlat(cls, lon: float, lat: float) -> SceneFrame:
+        """The frame with its origin at ``(lon, lat)`` in that point's UTM zone."""
+        return cls(crs=utm_crs_for(lon, lat), origin_lon=float(lon), origin_lat=float(lat))
+
+    @cached_property
+    def _forward(self) -> Transformer:
+        return Transformer.from_crs("EPSG:4326", CRS.from_user_input(self.crs), always_xy=True)
+
+    @cached_property
+    def _inverse(self) -> Transformer:
+        return Transformer.from_crs(CRS.from_user_input(self.crs), "EPSG:4326", always_xy=True)
+
+    @cached_property
+    def origin_projected_m(self) -> tuple[float, float]:
+        """The origin's easting and northing in the CRS [m]."""
+        e, n = self._forward.transform(self.origin_lon, self.origin_lat)
+        return float(e), float(n)
+
+    def to_scene(self, lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
+        """WGS84 degrees to scene ``(x_m, y_m)``; arrays of any matching shape."""
+        e, n = self._forward.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+        e0, n0 = self.origin_projected_m
+        return np.asarray(e) - e0, np.asarray(n) - n0
+
+    def to_lonlat(self, x_m: Any, y_m: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Scene ``(x_m, y_m)`` to WGS84 ``(lon, lat)`` degrees."""
+        e0, n0 = self.origin_projected_m
+        lon, lat = self._inverse.transform(np.asarray(x_m, dtype=np.float64) + e0,
+                                           np.asarray(y_m, dtype=np.float64) + n0)
+        return np.asarray(lon), np.asarray(lat)
+
+    def projected_to_scene(self, easting_m: Any, northing_m: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Coordinates already in ``crs`` [m] to scene metres (a shift by the origin)."""
+        e0, n0 = self.origin_projected_m
+        return np.asarray(easting_m) - e0, np.asarray(northing_m) - n0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"crs": self.crs, "origin_lon": self.origin_lon, "origin_lat": self.origin_lat}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SceneFrame:
+        return cls(crs=str(data["crs"]), origin_lon=float(data["origin_lon"]),
+                   origin_lat=float(data["origin_lat"]))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up raster in scene metres, shared by GIS layers and radio maps.
+
+    Parameters
+    ----------
+    x0_m, y0_m : float
+        Scene coordinates of the south-west corner [m].
+    cell_size_m : float
+        Side of a square cell [m].
+    width, height : int
+        Number of columns (growing east) and rows (growing north).
+    """
+
+    x0_m: float
+    y0_m: float
+    cell_size_m: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if not (self.cell_size_m > 0 and self.width > 0 and self.height > 0):
+            raise InputError(f"grid: cell_size_m, width and height must be positive, got {self}")
+
+    @classmethod
+    def covering(cls, x_min_m: float, y_min_m: float, x_max_m: float, y_max_m: float,
+                 cell_size_m: float) -> Grid:
+        """The grid of ``cell_size_m`` cells that covers a box, centred on it."""
+        if cell_size_m <= 0:
+            raise InputError(f"cell_size_m must be positive, got {cell_size_m}")
+        width = max(1, math.ceil((x_max_m - x_min_m) / cell_size_m - 1e-9))
+        height = max(1, math.ceil((y_max_m - y_min_m) / cell_size_m - 1e-9))
+        cx, cy = (x_min_m + x_max_m) / 2, (y_min_m + y_max_m) / 2
+        return cls(cx - width * cell_size_m / 2, cy - height * cell_size_m / 2,
+                   float(cell_size_m), width, height)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``: the array shape of a layer on this grid."""
+        return self.height, self.width
+
+    @property
+    def size_m(self) -> tuple[float, float]:
+        """``(width_m, height_m)`` of the covered area."""
+        return self.width * self.cell_size_m, self.height * self.cell_size_m
+
+    @property
+    def center_m(self) -> tuple[float, float]:
+        w, h = self.size_m
+        return self.x0_m + w / 2, self.y0_m + h / 2
+
+    @property
+    def extent_m(self) -> tuple[float, float, float, float]:
+        """``(x_min, y_min, x_max, y_max)`` in scene metres."""
+        w, h = self.size_m
+        return self.x0_m, self.y0_m, self.x0_m + w, self.y0_m + h
+
+    def x_centers_m(self) -> np.ndarray:
+        """Cell-centre x of each column, shape ``(width,)`` [m]."""
+        return self.x0_m + (np.arange(self.width) + 0.5) * self.cell_size_m
+
+    def y_centers_m(self) -> np.ndarray:
+        """Cell-centre y of each row, shape ``(height,)`` [m]."""
+        return self.y0_m + (np.arange(self.height) + 0.5) * self.cell_size_m
+
+    def centers_m(self) -> np.ndarray:
+        """Cell centres, shape ``(height, width, 2)`` with ``[..., 0] = x``, ``[..., 1] = y`` [m]."""
+        xx, yy = np.meshgrid(self.x_centers_m(), self.y_centers_m())
+        return np.stack([xx, yy], axis=-1)
+
+    def index_of(self, xy_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row ``i``, column ``j`` of the cell holding each point, and whether it is inside.
+
+        ``xy_m`` has shape ``(..., 2)``; outside points get clipped indices and ``inside=False``.
+        """
+        xy_m = np.asarray(xy_m, dtype=np.float64)
+        j = np.floor((xy_m[..., 0] - self.x0_m) / self.cell_size_m).astype(np.int64)
+        i = np.floor((xy_m[..., 1] - self.y0_m) / self.cell_size_m).astype(np.int64)
+        inside = (i >= 0) & (i < self.height) & (j >= 0) & (j < self.width)
+        return np.clip(i, 0, self.height - 1), np.clip(j, 0, self.width - 1), inside
+
+    def contains(self, xy_m: np.ndarray) -> np.ndarray:
+        """Whether each point of shape ``(..., 2)`` lies inside the grid's extent."""
+        return self.index_of(xy_m)[2]
+
+    def sample(self, values: np.ndarray, xy_m: np.ndarray) -> np.ndarray:
+        """Bilinear interpolation of ``values`` ``(..., height, width)`` at points ``(N, 2)``.
+
+        Cell values sit at cell centres; points between the outermost centres and the
+        edge take the edge value. NaN cells propagate to the points whose four
+        neighbours include them. Returns ``(..., N)``.
+        """
+        xy_m = np.asarray(xy_m, dtype=np.float64).reshape(-1, 2)
+        fx = (xy_m[:, 0] - self.x0_m) / self.cell_size_m - 0.5
+        fy = (xy_m[:, 1] - self.y0_m) / self.cell_size_m - 0.5
+        fx = np.clip(fx, 0.0, self.width - 1.0)
+        fy = np.clip(fy, 0.0, self.height - 1.0)
+        j0 = np.minimum(np.floor(fx).astype(np.int64), max(self.width - 2, 0))
+        i0 = np.minimum(np.floor(fy).astype(np.int64), max(self.height - 2, 0))
+        j1 = np.minimum(j0 + 1, self.width - 1)
+        i1 = np.minimum(i0 + 1, self.height - 1)
+        wx, wy = fx - j0, fy - i0
+        v00, v01 = values[..., i0, j0], values[..., i0, j1]
+        v10, v11 = values[..., i1, j0], values[..., i1, j1]
+        return (v00 * (1 - wx) * (1 - wy) + v01 * wx * (1 - wy)
+                + v10 * (1 - wx) * wy + v11 * wx * wy)
+
+    def window(self, x_min_m: float, y_min_m: float, x_max_m: float, y_max_m: float
+               ) -> tuple[Grid, tuple[slice, slice]]:
+        """The sub-grid of whole cells covering a box, and the ``(rows, cols)`` slices into this grid."""
+        j0 = max(0, math.floor((x_min_m - self.x0_m) / self.cell_size_m))
+        i0 = max(0, math.floor((y_min_m - self.y0_m) / self.cell_size_m))
+        j1 = min(self.width, math.ceil((x_max_m - self.x0_m) / self.cell_size_m))
+        i1 = min(self.height, math.ceil((y_max_m - self.y0_m) / self.cell_size_m))
+        if j1 <= j0 or i1 <= i0:
+            raise InputError(f"window ({x_min_m}, {y_min_m}, {x_max_m}, {y_max_m}) misses the grid {self.extent_m}")
+        sub = Grid(self.x0_m + j0 * self.cell_size_m, self.y0_m + i0 * self.cell_size_m,
+                   self.cell_size_m, j1 - j0, i1 - i0)
+        return sub, (slice(i0, i1), slice(j0, j1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Grid:
+        try:
+            return cls(float(data["x0_m"]), float(data["y0_m"]), float(data["cell_size_m"]),
+                       int(data["width"]), int(data["height"]))
+        except KeyError as err:
+            raise InputError(f"grid attributes lack {err.args[0]!r}: {data}") from err
