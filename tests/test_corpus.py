@@ -32,7 +32,8 @@ def test_round_trip_and_statistics(tmp_path):
                           config={"seed": 3})
     maps = np.arange(2 * 6 * 8, dtype=np.float32).reshape(2, 6, 8)
     k = writer.add_scene("s", grid, SceneFrame.from_lonlat(24.9, 60.1), radio_maps=maps,
-                         radio_channels=["a", "b"], cell_id=np.array([11, 12]), cell_xy_m=[[0, 0], [5, 5]])
+                         radio_channels=["a", "b"], cell_id=np.array([11, 12]), cell_xy_m=[[0, 0], [5, 5]],
+                         cell_maps=np.ones((2, 2, 6, 8)))
     assert k == 0
     parts = [make_samples(10, seed=s, start=10 * s) for s in range(4)]
     for p in parts:
@@ -57,6 +58,7 @@ def test_round_trip_and_statistics(tmp_path):
     scene = corpus.scene(0)
     assert scene.grid == grid and scene.radio_channels == ["a", "b"]
     np.testing.assert_array_equal(scene.radio_maps, maps)
+    assert scene.cell_maps.shape == (2, 2, 6, 8)
     assert corpus.attrs["config"] == {"seed": 3}
     # Chunked along samples, named by dimension (xarray opens it).
     arr = zarr.open_group(str(url), mode="r")["samples/features"]

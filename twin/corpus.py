@@ -10,6 +10,8 @@ Layout (``schema_version`` 1, documented in ``docs/corpus.md``)::
         radio_maps      (C_r, H, W) float32   dims (channel, y, x)
         semantic_maps   (C_o, H, W) float32   dims (channel, y, x)
         cell_id         (n_cells,)  int64     the BS file's cell ids
+        cell_maps       (n_cells, F, H, W) float32  each cell's map of each event feature
+                                              (the physics term's r(y)), NaN where not received
         cell_xy_m       (n_cells, 2) float32  the cells' site positions in scene metres
       samples/
         position_xy_m   (N, 2)      float32   the UE's true position at the last event [m]
@@ -149,8 +151,13 @@ class CorpusWriter:
     def add_scene(self, name: str, grid: Grid, frame: SceneFrame | None = None,
                   radio_maps: np.ndarray | None = None, radio_channels: Sequence[str] = (),
                   semantic_maps: np.ndarray | None = None, semantic_channels: Sequence[str] = (),
-                  cell_id: np.ndarray | None = None, cell_xy_m: np.ndarray | None = None) -> int:
-        """Add a scene's maps ``(C, H, W)`` on ``grid`` and its cells; return the scene index."""
+                  cell_id: np.ndarray | None = None, cell_xy_m: np.ndarray | None = None,
+                  cell_maps: np.ndarray | None = None) -> int:
+        """Add a scene's maps ``(C, H, W)`` on ``grid`` and its cells; return the scene index.
+
+        ``cell_maps`` ``(n_cells, F, H, W)`` holds each cell's map of each event feature
+        (in ``feature_names`` order) when the scene was traced; omit it for real data.
+        """
         group = self.root["scenes"].create_group(str(self.n_scenes))
         group.attrs.update({
             "name": name, "grid": grid.to_dict(), "frame": frame.to_dict() if frame else None,
@@ -169,6 +176,15 @@ class CorpusWriter:
         if len(ids) != len(xy):
             raise InputError(f"scene '{name}': {len(ids)} cell ids but {len(xy)} cell positions")
         group.create_array("cell_id", data=ids, dimension_names=("cell",))
+        f = len(self.feature_names)
+        per_cell = (np.zeros((len(ids), f, 0, 0), np.float32) if cell_maps is None
+                    else np.asarray(cell_maps, np.float32))
+        if cell_maps is not None and per_cell.shape != (len(ids), f, *grid.shape):
+            raise InputError(f"scene '{name}': cell_maps has shape {per_cell.shape}, expected "
+                             f"({len(ids)}, {f}, {grid.height}, {grid.width})")
+        chunks = (1, max(f, 1), *grid.shape) if per_cell.size else "auto"
+        group.create_array("cell_maps", data=per_cell, chunks=chunks,
+                           dimension_names=("cell", "feature", "y", "x"), compressors=_COMPRESSOR)
         group.create_array("cell_xy_m", data=xy, dimension_names=("cell", "xy"))
         self.n_scenes += 1
         return self.n_scenes - 1
@@ -297,6 +313,7 @@ class SceneMaps:
     semantic_channels: list[str]
     cell_id: np.ndarray
     cell_xy_m: np.ndarray
+    cell_maps: np.ndarray | None
 
 
 class Corpus:
@@ -393,6 +410,7 @@ class Corpus:
             radio_maps=group["radio_maps"][:], radio_channels=list(a["radio_channels"]),
             semantic_maps=group["semantic_maps"][:], semantic_channels=list(a["semantic_channels"]),
             cell_id=group["cell_id"][:], cell_xy_m=group["cell_xy_m"][:],
+            cell_maps=group["cell_maps"][:] if group["cell_maps"].size else None,
         )
 
 
