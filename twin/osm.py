@@ -108,7 +108,7 @@ def _read_pbf(path: Path, bbox: tuple[float, float, float, float] | None) -> tup
         osm = OSM(str(path), bounding_box=list(bbox) if bbox else None)
         buildings = osm.get_buildings()
         roads = osm.get_network(network_type="all")
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
+    except Exception as err:  # noqa: BLE001 - pyrosm raises its own and Cython errors for bad files
         raise InputError(f"{path}: not a readable OSM PBF file ({type(err).__name__}: {err})") from err
     buildings = buildings if buildings is not None else gpd.GeoDataFrame(_EMPTY_BUILDINGS, geometry=[], crs="EPSG:4326")
     return _normalize_buildings(buildings, "id"), _normalize_roads(roads, "id")
@@ -149,9 +149,27 @@ def _read_geojson(path: Path, bbox: tuple[float, float, float, float] | None) ->
     return _normalize_buildings(buildings, id_col), _normalize_roads(frame[is_road], id_col)
 
 
+def _check_reachable(url: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when the Overpass host cannot be reached (osmnx would retry for minutes)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    host, port = parsed.hostname or url, parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise InputError(
+            f"no --osm-file was given and OpenStreetMap (Overpass at {host}) could not be reached "
+            f"({err}); download an extract (.osm.pbf) and pass --osm-file"
+        ) from err
+
+
 def _read_overpass(bbox: tuple[float, float, float, float]) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     import osmnx as ox
 
+    _check_reachable(ox.settings.overpass_url)
     frames = []
     for tags in ({"building": True}, {"highway": True}):
         try:
