@@ -79,7 +79,7 @@ def _scene_xml(shapes: list[tuple[str, str]]) -> str:
 def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: float = 4.0,
                    boxes: Sequence[tuple[float, float, float, float, float]] = DEFAULT_BOXES,
                    ground: bool = True, origin_lonlat: tuple[float, float] = HELSINKI_ORIGIN,
-                   name: str = "boxes") -> Path:
+                   ground_material: str = _GROUND_MATERIAL, name: str = "boxes") -> Path:
     """Write a scene directory of box buildings on a flat ground; return its path.
 
     Parameters
@@ -94,6 +94,8 @@ def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: 
         Buildings in scene metres.
     ground : bool
         Write the ground plane (else the scene holds only the boxes, or nothing).
+    ground_material : str
+        The ground's ITU material (``metal`` makes a perfect mirror for physics tests).
     origin_lonlat : (float, float)
         The scene origin in WGS84 degrees.
     """
@@ -114,7 +116,7 @@ def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: 
         m = s + 50.0  # a margin so that rays near the edge still meet the ground
         gv = np.array([[-m, -m, 0], [m, -m, 0], [m, m, 0], [-m, m, 0]], dtype=np.float64)
         _write_ply(out / "meshes" / "ground.ply", gv, np.array([[0, 1, 2], [0, 2, 3]]))
-        shapes.append(("meshes/ground.ply", _GROUND_MATERIAL))
+        shapes.append(("meshes/ground.ply", ground_material))
     if boxes:
         verts, faces = [], []
         for k, b in enumerate(boxes):
@@ -162,7 +164,7 @@ def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: 
         "extent_m": [-s, -s, s, s], "grid": grid.to_dict(),
         "counts": {"buildings": len(boxes), "roads": 2},
         "height_sources": {"fixture": len(boxes)},
-        "materials": {"ground": _GROUND_MATERIAL if ground else None,
+        "materials": {"ground": ground_material if ground else None,
                       "buildings": {_BUILDING_MATERIAL: len(boxes)}},
         "source": "tests/scenes.py",
     }

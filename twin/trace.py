@@ -280,16 +280,19 @@ class Tracer:
                 orientation=list(sionna_orientation(float(row.azimuth_deg), float(row.tilt_deg))),
                 power_dbm=float(row.power_dbm)))
 
-    def _solve_map(self, grid: Grid) -> np.ndarray:
+    def _radio_map(self, grid: Grid) -> Any:
+        """Sionna's ``RadioMap`` of the current transmitters, aligned with ``grid``."""
         cs = grid.cell_size_m
         cx, cy = grid.center_m
-        t0 = time.perf_counter()
-        rm = self._radio_solver(
+        return self._radio_solver(
             self.sionna_scene, center=[cx, cy, self.config.rx_height_m], orientation=[0.0, 0.0, 0.0],
             # half a cell short: Sionna rounds the size up to whole cells, float32 error could add one
             size=[(grid.width - 0.5) * cs, (grid.height - 0.5) * cs], cell_size=[cs, cs],
             samples_per_tx=self.config.samples_per_tx, **self.config.solver_kwargs())
-        gain = rm.path_gain.numpy()  # [n_tx, H, W] linear
+
+    def _solve_map(self, grid: Grid) -> np.ndarray:
+        t0 = time.perf_counter()
+        gain = self._radio_map(grid).path_gain.numpy()  # [n_tx, H, W] linear
         self.solver_s += time.perf_counter() - t0
         if gain.shape[1:] != grid.shape:
             raise RuntimeError(f"Sionna returned a {gain.shape[1:]} map for the {grid.shape} grid")
