@@ -150,6 +150,15 @@ def test_load_scales_rssi_and_interference_not_rsrp():
     assert half["cell_rssi_dbm"][0, 0, 0] == pytest.approx(full["cell_rssi_dbm"][0, 0, 0] - 10 * np.log10(2), abs=1e-3)
 
 
+def test_no_cells_and_nothing_received():
+    none = compute_metrics(np.zeros((0, 3, 4)), [], [])
+    assert none["rsrp_dbm"].shape == (0, 3, 4) and (none["serving_cell"] == -1).all()
+    assert np.isnan(none["bler"]).all() and (none["throughput_bps"] == 0).all()
+    dark = compute_metrics(np.full((2, 3, 4), np.nan), [40.0, 40.0], [F1, F1])
+    assert np.isnan(dark["sinr_db"]).all() and (dark["serving_cell"] == -1).all()
+    assert np.isnan(dark["rssi_dbm"]).all() and (dark["throughput_bps"] == 0).all()
+
+
 def test_bad_inputs_and_config_are_named():
     with pytest.raises(InputError, match="power_dbm: expected shape \\(2,\\)"):
         compute_metrics(np.zeros((2, 3, 3)) - 90, [40.0], [F1, F1])

@@ -257,6 +257,13 @@ def compute_metrics(path_gain_db: np.ndarray, power_dbm: np.ndarray, frequency_h
     config = config or MetricConfig()
     pg, power, freq = _check_inputs(path_gain_db, power_dbm, frequency_hz)
     n_cells, height, width = pg.shape
+    if n_cells == 0:  # a patch without cells: nothing received anywhere
+        empty = np.zeros((0, height, width), np.float32)
+        return {**{key: empty.copy() for key in PER_CELL_KEYS},
+                "rssi_dbm": np.full((height, width), np.nan, np.float32),
+                "serving_cell": np.full((height, width), -1, np.int16),
+                "bler": np.full((height, width), np.nan, np.float32),
+                "throughput_bps": np.zeros((height, width), np.float32)}
     received = np.isfinite(pg)  # [C, H, W]
     pg_filled = np.where(received, pg, -np.inf)
 
