@@ -73,7 +73,7 @@ def test_drive_routes_follow_roads_at_the_drawn_speed(city):
     dts = np.diff(times, axis=1)
     ok = np.isfinite(steps) & (dts == 2.0)
     assert steps[ok].max() <= 24.0 + 1e-3
-    assert 0.5 < np.mean(steps[ok] >= 12.0 - 1e-3)
+    assert np.mean(steps[ok] >= 12.0 - 1e-3) > 0.5
     assert np.median(steps[ok]) > 12.0 and np.percentile(steps[ok], 90) < 24.0 + 1e-3
     np.testing.assert_array_equal(b["position_xy_m"], b["event_xy_m"][np.arange(len(m)), m.sum(1) - 1])
 
@@ -190,7 +190,7 @@ def test_spatial_split_by_street_is_disjoint_and_reproducible(city, mode):
     for k in b:
         np.testing.assert_array_equal(b[k], again[k])
     other = Sampler(scene, maps_url, dataclasses.replace(cfg, seed=6))
-    assert not np.array_equal(other.group_split, sampler.group_split) or mode == "x"
+    assert not np.array_equal(other.group_split, sampler.group_split)
     fracs = np.bincount(b["split_random"], minlength=3) / 1500
     np.testing.assert_allclose(fracs, [0.7, 0.15, 0.15], atol=0.05)
 

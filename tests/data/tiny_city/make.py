@@ -67,8 +67,8 @@ def make_scene(out: str | Path, width_m: float = 240.0, height_m: float = 200.0,
                cell_size_m: float = 2.0) -> Path:
     """Write a scene directory (no meshes) and return its path."""
     import geopandas as gpd
-    import zarr
     import shapely
+    import zarr
     from shapely.geometry import LineString, box
 
     out = Path(out)
