@@ -230,6 +230,9 @@ def test_corpus_round_trip(city, tmp_path):
     np.testing.assert_allclose(sm.cell_xy_m, default_sites(240, 200))
     ds = xr.open_zarr(str(tmp_path / "c.zarr" / "samples"), consolidated=False)
     assert ds["features"].shape == (1100, 20, 4) and ds["event_xy_m"].dims == ("sample", "event", "xy")
+    scene_ds = xr.open_zarr(str(tmp_path / "c.zarr"), group="scenes/0", consolidated=False)
+    assert scene_ds["radio_maps"].dims == ("radio_channel", "y", "x")
+    assert scene_ds["cell_maps"].shape == (4, 4, *scene.grid.shape)
     tb = open_corpus(tmp_path / "c.zarr").torch_batch([5, 1, 700])
     assert tuple(tb["features"].shape) == (3, 20, 4) and tb["mask"].dtype.is_floating_point is False
 
@@ -270,3 +273,16 @@ def test_cli_sample_end_to_end(city, tmp_path):
     assert again.exit_code == 2 and "exists" in again.output and "Traceback" not in again.output
     bad = CliRunner().invoke(main, [*args[:-2], "--features", "rsrp_dbm,bogus", "--overwrite"])
     assert bad.exit_code == 2 and "bogus" in bad.output
+
+
+def test_xarray_opens_a_scene_without_cell_maps(tmp_path):
+    from twin.corpus import CorpusWriter
+
+    writer = CorpusWriter(tmp_path / "c.zarr", ["rsrp_dbm"], ["dBm"], max_events=3)
+    grid = Grid(0, 0, 2.0, 4, 3)
+    writer.add_scene("real", grid, radio_maps=np.zeros((2, 3, 4)), radio_channels=["a", "b"],
+                     semantic_maps=np.ones((1, 3, 4)), semantic_channels=["m"], cell_id=[7], cell_xy_m=[[1, 2]])
+    corpus = writer.close()
+    ds = xr.open_zarr(str(tmp_path / "c.zarr"), group="scenes/0", consolidated=False)
+    assert ds.sizes["radio_channel"] == 2 and ds.sizes["semantic_channel"] == 1 and ds.sizes["y"] == 3
+    assert corpus.scene(0).cell_maps is None

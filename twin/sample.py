@@ -206,6 +206,12 @@ class MapsData:
             data = np.broadcast_to(data, (self.n_cells, *self.grid.shape))
         return data
 
+    def unit(self, name: str) -> str:
+        """A feature's unit: the array's ``units`` attribute, else from its name (:func:`feature_unit`)."""
+        arr = self.group.get(name)
+        units = dict(arr.attrs).get("units") if arr is not None else None
+        return str(units) if units else feature_unit(name)
+
     def array(self, name: str) -> np.ndarray:
         """A maps.zarr array by name; :class:`InputError` naming the store when absent."""
         if name not in self.group:
@@ -216,7 +222,7 @@ class MapsData:
 def _cell_positions(attrs: dict[str, Any], cell_ids: np.ndarray) -> np.ndarray:
     """Site positions per cell from the BS table records in the attributes (NaN where absent)."""
     xy = np.full((len(cell_ids), 2), np.nan, np.float32)
-    for key in ("cells", "bs", "sites", "transmitters", "bs_table"):
+    for key in ("sites", "cells", "bs"):
         records = attrs.get(key)
         if isinstance(records, dict) and "cell_id" in records:  # columnar
             records = [dict(zip(records, vals, strict=True)) for vals in zip(*records.values(), strict=True)]
@@ -249,6 +255,8 @@ def read_maps(url: str | os.PathLike) -> MapsData:
         raise InputError(f"{url}: not twin radio maps (attribute kind={attrs.get('kind')!r})")
     if attrs.get("schema_version") != 1:
         raise InputError(f"{url}: maps schema_version {attrs.get('schema_version')}, this toolkit reads 1")
+    if attrs.get("complete") is False:
+        raise InputError(f"{url}: radio maps are incomplete (their writer did not finish); trace again")
     for key in ("grid", "cell_ids"):
         if key not in attrs:
             raise InputError(f"{url}: maps lack the attribute '{key}'")
@@ -494,7 +502,7 @@ def sample(scene: Any, maps: MapsData | str | os.PathLike, config: SampleConfig,
         scene = load_twin_scene(scene)
     sampler = Sampler(scene, maps, config)
     names = list(config.features)
-    writer = CorpusWriter(out_url, names, [feature_unit(f) for f in names], config.max_events,
+    writer = CorpusWriter(out_url, names, [sampler.maps.unit(f) for f in names], config.max_events,
                           split_schemes=SPLIT_SCHEMES, config=to_dict(config),
                           chunk_samples=config.chunk_samples, overwrite=overwrite)
     bar = None

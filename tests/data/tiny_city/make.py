@@ -2,7 +2,7 @@
 
 The scene follows ``docs/formats.md`` (scene.json, layers.zarr, buildings.parquet,
 roads.parquet; no meshes, which sampling does not read). The radio maps follow the
-maps.zarr contract of DESIGN.md and are computed in closed form: 3GPP UMa-like
+maps.zarr contract of DESIGN.md (as ``twin.maps.write_maps`` writes it) and are computed in closed form: 3GPP UMa-like
 log-distance path loss ``128.1 + 37.6 log10(d_km)`` from a few cells, then RSRP per
 resource element, RSSI over the carrier, RSRQ, SINR and SNR from their definitions.
 
@@ -24,6 +24,9 @@ N_RB = 50                     # 10 MHz LTE carrier
 N_SC = 12 * N_RB              # resource elements per OFDM symbol over the carrier
 NOISE_RE_DBM = -174 + 10 * np.log10(15e3) + 7.0   # thermal noise per RE with a 7 dB noise figure
 TX_POWER_DBM = 43.0
+UNITS = {"path_gain_db": "dB", "rsrp_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB", "snr_db": "dB",
+         "cell_rssi_dbm": "dBm", "rssi_dbm": "dBm", "serving_cell": "index", "bler": "1",
+         "throughput_bps": "bit/s"}
 
 
 def streets(width_m: float, height_m: float, block_m: float) -> list[tuple[str, list[tuple[float, float]]]]:
@@ -132,7 +135,7 @@ def radio_fields(grid: Grid, sites_xy_m: np.ndarray, building_mask: np.ndarray) 
     rsrq_db = 10 * np.log10(N_RB) + rsrp_dbm - rssi_dbm[None]
     sinr_db = rsrp_dbm - 10 * np.log10(rsrp_mw.sum(0, keepdims=True) - rsrp_mw + noise_mw)
     snr_db = rsrp_dbm - NOISE_RE_DBM
-    serving = np.argmax(rsrp_dbm, axis=0).astype(np.int32)
+    serving = np.argmax(rsrp_dbm, axis=0).astype(np.int16)
     best_sinr = np.take_along_axis(sinr_db, serving[None], 0)[0]
     bler = 1 / (1 + np.exp(1.5 * (best_sinr - 2.0)))
     throughput_bps = 10e6 * np.log2(1 + 10 ** (best_sinr / 10)) * (1 - bler)
@@ -166,16 +169,17 @@ def make_maps(scene_dir: str | Path, out: str | Path, sites_xy_m: np.ndarray | N
     cell_ids = [101 + 10 * k for k in range(len(sites))]
     group = zarr.open_group(str(out), mode="w")
     group.attrs.update({
-        "schema_version": 1, "kind": "twin-maps", "cell_ids": cell_ids, "grid": grid.to_dict(),
-        "frame": meta["frame"],
-        "cells": [{"bs_id": f"site{k}", "cell_id": c, "x_m": float(x), "y_m": float(y), "height_m": 25.0,
+        "schema_version": 1, "kind": "twin-maps", "complete": True, "cell_ids": cell_ids,
+        "grid": grid.to_dict(), "frame": meta["frame"], "scene": str(scene_dir),
+        "arrays": {name: UNITS[name] for name in fields},
+        "sites": [{"bs_id": f"site{k}", "cell_id": c, "x_m": float(x), "y_m": float(y), "height_m": 25.0,
                    "azimuth_deg": 0.0, "tilt_deg": 0.0, "power_dbm": TX_POWER_DBM, "frequency_hz": 2.6e9,
                    "bandwidth_hz": 10e6, "pattern": "iso"}
                   for k, (c, (x, y)) in enumerate(zip(cell_ids, sites, strict=True))],
     })
     for name, data in fields.items():
         dims = ("cell", "y", "x") if data.ndim == 3 else ("y", "x")
-        group.create_array(name, data=data, dimension_names=dims)
+        group.create_array(name, data=data, dimension_names=dims, attributes={"units": UNITS[name]})
     return Path(out)
 
 
