@@ -106,12 +106,16 @@ class CorpusWriter:
     n_samples : int, optional
         Preallocate this many samples; regions are then written with :meth:`write_at`
         (used by shard-parallel generation so that no two tasks write the same chunk).
+    in_place : bool
+        Write at ``url`` directly instead of a temporary sibling renamed by :meth:`close`:
+        for a store that outlives one process (resumable generation, which keeps it in its
+        own ``.partial`` folder and reopens it with :meth:`reopen`).
     """
 
     def __init__(self, url: str | os.PathLike, feature_names: Sequence[str], feature_units: Sequence[str],
                  max_events: int, split_schemes: Sequence[str] = ("random", "spatial"),
                  config: dict[str, Any] | None = None, chunk_samples: int = 4096,
-                 n_samples: int | None = None, overwrite: bool = False):
+                 n_samples: int | None = None, overwrite: bool = False, in_place: bool = False):
         if len(feature_names) != len(feature_units):
             raise InputError("corpus: feature_names and feature_units differ in length")
         self.url = os.fspath(url)
@@ -121,7 +125,7 @@ class CorpusWriter:
         self.split_schemes = list(split_schemes)
         self.chunk_samples = int(chunk_samples)
         self._specs = sample_array_specs(self.max_events, len(self.feature_names))
-        self._ctx = atomic_store(self.url, overwrite=overwrite)
+        self._ctx = contextlib.nullcontext(self.url) if in_place else atomic_store(self.url, overwrite=overwrite)
         self._build_url = self._ctx.__enter__()
         self._closed = False
         self.root = zarr.open_group(self._build_url, mode="w")
@@ -148,17 +152,50 @@ class CorpusWriter:
         self._buffered = 0
         self.n_scenes = 0
 
+    @classmethod
+    def reopen(cls, url: str | os.PathLike) -> CorpusWriter:
+        """Open a preallocated store made with ``in_place=True`` to write scenes and regions into it.
+
+        Each shard of a parallel generation reopens the store and writes only its own scene
+        group (:meth:`add_scene` with ``index``) and sample region (:meth:`write_at`).
+        """
+        self = cls.__new__(cls)
+        self.url = os.fspath(url)
+        self.root = zarr.open_group(self.url, mode="r+")
+        attrs = dict(self.root.attrs)
+        if attrs.get("kind") != "twin-corpus":
+            raise InputError(f"{self.url}: not a twin corpus (attribute kind={attrs.get('kind')!r})")
+        self.feature_names = list(attrs["feature_names"])
+        self.feature_units = list(attrs["feature_units"])
+        self.max_events = int(attrs["max_events"])
+        self.split_schemes = list(attrs["split_schemes"])
+        self._specs = sample_array_specs(self.max_events, len(self.feature_names))
+        samples = self.root["samples"]
+        self._arrays = {name: samples[name] for name in (*self._specs, *(f"split_{s}" for s in self.split_schemes))}
+        self.chunk_samples = int(self._arrays["position_xy_m"].chunks[0])
+        self._ctx = contextlib.nullcontext(self.url)
+        self._build_url = self.url
+        self._closed = False
+        self._n_written = int(self._arrays["position_xy_m"].shape[0])
+        self._buffer = []
+        self._buffered = 0
+        self.n_scenes = len(list(self.root["scenes"].group_keys()))
+        return self
+
     def add_scene(self, name: str, grid: Grid, frame: SceneFrame | None = None,
                   radio_maps: np.ndarray | None = None, radio_channels: Sequence[str] = (),
                   semantic_maps: np.ndarray | None = None, semantic_channels: Sequence[str] = (),
                   cell_id: np.ndarray | None = None, cell_xy_m: np.ndarray | None = None,
-                  cell_maps: np.ndarray | None = None) -> int:
+                  cell_maps: np.ndarray | None = None, index: int | None = None) -> int:
         """Add a scene's maps ``(C, H, W)`` on ``grid`` and its cells; return the scene index.
 
         ``cell_maps`` ``(n_cells, F, H, W)`` holds each cell's map of each event feature
         (in ``feature_names`` order) when the scene was traced; omit it for real data.
+        ``index`` writes scene ``index`` (replacing it if present: a retried shard) instead
+        of the next one.
         """
-        group = self.root["scenes"].create_group(str(self.n_scenes))
+        key = str(self.n_scenes if index is None else int(index))
+        group = self.root["scenes"].create_group(key, overwrite=True)
         group.attrs.update({
             "name": name, "grid": grid.to_dict(), "frame": frame.to_dict() if frame else None,
             "radio_channels": list(radio_channels), "semantic_channels": list(semantic_channels),
@@ -189,8 +226,11 @@ class CorpusWriter:
         group.create_array("cell_maps", data=per_cell, chunks=chunks, dimension_names=dims,
                            compressors=_COMPRESSOR)
         group.create_array("cell_xy_m", data=xy, dimension_names=("cell", "xy"))
-        self.n_scenes += 1
-        return self.n_scenes - 1
+        if index is None:
+            self.n_scenes += 1
+            return self.n_scenes - 1
+        self.n_scenes = max(self.n_scenes, int(index) + 1)
+        return int(index)
 
     def append(self, samples: dict[str, np.ndarray]) -> None:
         """Append samples (arrays of :func:`sample_array_specs` plus ``split_<scheme>``)."""
