@@ -212,7 +212,9 @@ def _open_partial(plan: GeneratePlan, partial: PartialStore, n_samples: int, res
     wanted = plan.to_dict()
     if partial.exists():
         if resume:
-            differ = _diff_keys(partial.read_plan(), wanted)
+            # the engine does not change the output: another cluster may resume the run
+            before = {k: v for k, v in partial.read_plan().items() if k != "cluster"}
+            differ = _diff_keys(before, {k: v for k, v in wanted.items() if k != "cluster"})
             if differ:
                 raise InputError(f"{plan.source}: the plan changed since the interrupted run in {partial.root} "
                                  f"({', '.join(differ[:8])}); restore it, or pass --overwrite to start over")
