@@ -185,10 +185,12 @@ def _has_bokeh() -> bool:
 
 def _prepare(plan: GeneratePlan) -> tuple[Any, Any, list[Shard], Any]:
     """Read the region once: its OSM data, frame, shards and (``file`` strategy) BS table."""
+    from scenes import default_osm_file
     from twin.geo import validate_bbox
     from twin.osm import read_osm
 
-    osm = read_osm(plan.region.osm_file, plan.region.bbox)
+    # no file means the bundled extract (cropped to the bbox), never Overpass: shards must be offline
+    osm = read_osm(plan.region.osm_file or default_osm_file(), plan.region.bbox)
     if len(osm.buildings) == 0 and len(osm.roads) == 0:
         raise InputError(f"{plan.source}: region: no buildings or roads in {osm.bbox} of {osm.source}")
     bbox = validate_bbox(osm.bbox, max_area_km2=plan.region.max_area_km2)
