@@ -3,9 +3,9 @@
 Run: PYTHONPATH=$PWD .venv/bin/python -m bench.bench_generate   (prints Markdown for docs/benchmarks.md)
 
 The plan has seed 004's per-patch settings of Dataset C (10 single-sector sites at 40 m,
-5,000 UEs, 10^6 rays per transmitter, 3 reflections) on 500 m patches, 2 x 2 of them over
+5,000 UEs, 10^6 rays per transmitter, 3 reflections) on 400 m patches, 4 x 2 of them over
 the bundled central-Helsinki extract. Each worker is one process with one thread
-(Dr.Jit and torch included). Then one 1 km patch alone gives the cost's growth with the
+(Dr.Jit and torch included). Then the cost's growth with the
 patch area, and both feed the extrapolation to Dataset C (100 patches of 2.5 x 3.3 km).
 """
 
@@ -17,11 +17,11 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 DATASET_C = {"patches": 100, "cells": 10, "ues": 5000, "area_km2": 2.5 * 3.3}
+ROWS, COLS = 4, 2  # 8 patches of 400 m over the 1.06 x 1.63 km Helsinki extract
 
 
 def bench_plan(out: str, size_m: float, rows: int, cols: int, samples_per_tx: int = 10**6,
@@ -46,56 +46,74 @@ def run(plan_dict: dict[str, Any], workers: int) -> Any:
 def steady(records: list[dict[str, Any]], key: str) -> float:
     """Median over shards of a stage's seconds, leaving out each worker's first shard (imports, JIT)."""
     seen, values = set(), []
-    for r in sorted(records, key=lambda r: r["shard"]):
+    for r in sorted(records, key=lambda r: r["started_unix"]):
         if r["worker"] in seen:
             values.append(r["seconds"][key])
         seen.add(r["worker"])
-    values = values or [r["seconds"][key] for r in records]
-    return statistics.median(values)
+    return statistics.median(values or [r["seconds"][key] for r in records])
+
+
+def warm_rate(records: list[dict[str, Any]]) -> float:
+    """Shards per second once every worker is warm: from the last first-shard end to the last end."""
+    first_end: dict[str, float] = {}
+    for r in records:
+        first_end[r["worker"]] = min(first_end.get(r["worker"], r["finished_unix"]), r["finished_unix"])
+    t0 = max(first_end.values())
+    later = [r for r in records if r["finished_unix"] > t0]
+    t1 = max(r["finished_unix"] for r in records)
+    return len(later) / (t1 - t0) if later and t1 > t0 else float("nan")
 
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     results: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     for workers in (1, 2):
-        s = run(bench_plan(str(tmp / f"w{workers}.zarr"), 500.0, 2, 2), workers)
+        load0 = os.getloadavg()[0]
+        s = run(bench_plan(str(tmp / f"w{workers}.zarr"), 400.0, ROWS, COLS), workers)
         assert s.complete, s.lines()
         results[f"w{workers}"] = {
             "wall_s": s.wall_s, "shards_s": s.shards_s, "shards_per_h": s.shards_per_hour,
-            "samples_per_s": s.samples_per_s, "records": s.records,
+            "samples_per_s": s.samples_per_s, "warm_shards_per_s": warm_rate(s.records),
+            "load_avg": [load0, os.getloadavg()[0]], "records": s.records,
         }
         print(f"{workers} worker(s): " + "; ".join(s.lines()[3:4]), flush=True)
-    # the area dependence: one shard of 1 km^2 after a warm-up shard in the same worker
-    s = run(bench_plan(str(tmp / "big.zarr"), 1000.0, 1, 1), 1)
-    big = s.records[0]["seconds"]
-    results["big"] = big
+    # the area dependence: two 800 m patches on one worker, the second one warm
+    s = run(bench_plan(str(tmp / "big.zarr"), 800.0, 2, 1), 1)
+    results["big"] = max(s.records, key=lambda r: r["started_unix"])["seconds"]
     (tmp / "results.json").write_text(json.dumps(results, indent=2))
+    report(results, tmp)
 
+
+def report(results: dict[str, Any], tmp: Path) -> None:
+    big = results["big"]
+    n = ROWS * COLS
     recs = results["w1"]["records"] + results["w2"]["records"]
-    per_shard = {k: steady(recs, k) for k in ("scene_s", "deploy_s", "trace_s", "sample_s", "write_s", "total_s")}
+    keys = ("scene_s", "deploy_s", "trace_s", "sample_s", "write_s", "total_s", "cpu_s")
+    per_shard = {k: steady(recs, k) for k in keys}
     ratio = results["w1"]["shards_s"] / results["w2"]["shards_s"]
-    print(f"\nMachine: {results['machine']}, Python {sys.version.split()[0]}; results in {tmp}/results.json\n")
-    print("| workers | shards | wall [s] | shards [s] | shards/h | UE samples/s |")
-    print("|---|---|---|---|---|---|")
+    warm = results["w2"]["warm_shards_per_s"] / results["w1"]["warm_shards_per_s"]
+    print(f"\nMachine: {results['machine']}, Python {sys.version.split()[0]}; raw results in {tmp}/results.json\n")
+    print("| workers | shards | wall [s] | shards [s] | shards/h | UE samples/s | warm shards/h | load avg |")
+    print("|---|---|---|---|---|---|---|---|")
     for w in (1, 2):
         r = results[f"w{w}"]
-        print(f"| {w} | 4 | {r['wall_s']:.0f} | {r['shards_s']:.0f} | {r['shards_per_h']:.0f} | {r['samples_per_s']:.1f} |")
-    print(f"\nScaling 1 -> 2 workers: {ratio:.2f}x (time of the shards, cluster start excluded)\n")
-    print("Per-shard seconds (median, each worker's first shard left out), 0.25 km² patch vs one 1 km² patch:\n")
-    print("| stage | 0.25 km² | 1 km² |")
+        print(f"| {w} | {n} | {r['wall_s']:.0f} | {r['shards_s']:.0f} | {r['shards_per_h']:.0f} | "
+              f"{r['samples_per_s']:.0f} | {3600 * r['warm_shards_per_s']:.0f} | "
+              f"{r['load_avg'][0]:.1f}-{r['load_avg'][1]:.1f} |")
+    print(f"\nScaling 1 -> 2 workers: {ratio:.2f}x over the shards' time, {warm:.2f}x once warm\n")
+    print("Per-shard seconds (median, each worker's first shard left out): 0.16 km² vs 0.64 km² patches\n")
+    print("| stage | 0.16 km² | 0.64 km² |")
     print("|---|---|---|")
-    for k, v in per_shard.items():
-        print(f"| {k.removesuffix('_s')} | {v:.1f} | {big[k]:.1f} |")
-    # linear in the area through the two measured sizes
-    slope = (big["total_s"] - per_shard["total_s"]) / (1.0 - 0.25)
-    base = per_shard["total_s"] - 0.25 * slope
+    for k in keys:
+        print(f"| {k.removesuffix('_s')} | {per_shard[k]:.1f} | {big[k]:.1f} |")
+    slope = (big["cpu_s"] - per_shard["cpu_s"]) / (0.64 - 0.16)
+    base = per_shard["cpu_s"] - 0.16 * slope
     c_shard = base + slope * DATASET_C["area_km2"]
-    print(f"\nDataset C patch ({DATASET_C['area_km2']:.2f} km²), extrapolated linearly in the area: "
-          f"{c_shard:.0f} s per shard on one CPU thread")
-    eff = ratio / 2
-    for n in (1, 2, 8, 32):
-        hours = DATASET_C["patches"] * c_shard / (n * (eff if n > 1 else 1.0)) / 3600
-        print(f"- {n} CPU worker(s): {hours:.1f} h")
+    print(f"\nDataset C patch ({DATASET_C['area_km2']:.2f} km²), CPU seconds extrapolated linearly in the area: "
+          f"{c_shard:.0f} s per shard on one CPU thread ({base:.1f} s + {slope:.1f} s/km²)")
+    for workers in (1, 2, 8, 32):
+        hours = DATASET_C["patches"] * c_shard / workers / 3600
+        print(f"- {workers} CPU worker(s), ideal scaling: {hours:.1f} h")
 
 
 if __name__ == "__main__":

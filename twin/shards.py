@@ -218,7 +218,7 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
     from twin.scene import _build
     from twin.trace import trace
 
-    t_start = time.perf_counter()
+    t_start, cpu_start, started = time.perf_counter(), time.process_time(), time.time()
     _engine_threads(plan.cluster.threads_per_worker)
     seeds = shard_seeds(plan.seed, shard.index)
     times: dict[str, float] = {}
@@ -269,7 +269,9 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
             "region": [start, stop], "n_samples": stop - start, "n_cells": len(sites),
             "n_buildings": int(scene.meta["counts"]["buildings_built"]), "warnings": scene.meta.get("warnings", []),
             "seconds": {**{k: round(v, 3) for k, v in times.items()},
-                        "total_s": round(time.perf_counter() - t_start, 3)},
+                        "total_s": round(time.perf_counter() - t_start, 3),
+                        "cpu_s": round(time.process_time() - cpu_start, 3)},
+            "started_unix": round(started, 3), "finished_unix": round(time.time(), 3),
             "worker": f"{socket.gethostname()}:{os.getpid()}",
         }
     partial.mark_done(record)
