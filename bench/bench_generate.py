@@ -5,8 +5,9 @@ Run: PYTHONPATH=$PWD .venv/bin/python -m bench.bench_generate   (prints Markdown
 The plan has seed 004's per-patch settings of Dataset C (10 single-sector sites at 40 m,
 5,000 UEs, 10^6 rays per transmitter, 3 reflections) on 400 m patches, 4 x 2 of them over
 the bundled central-Helsinki extract. Each worker is one process with one thread
-(Dr.Jit and torch included). Then the cost's growth with the
-patch area, and both feed the extrapolation to Dataset C (100 patches of 2.5 x 3.3 km).
+(Dr.Jit and torch included). Two 800 m patches on one worker (the second one warm) then
+give the cost's growth with the patch area; both feed the extrapolation to Dataset C
+(100 patches of 2.5 x 3.3 km).
 """
 
 from __future__ import annotations
