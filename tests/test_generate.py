@@ -194,6 +194,14 @@ def reference(tmp_path_factory):
     return out
 
 
+def set_fault(client, spec: str | None) -> None:
+    """Arm (or disarm) the fault drill of :mod:`twin.shards` in every worker's environment."""
+    if spec is None:
+        client.run(lambda: os.environ.pop(FAULT_ENV, None))
+    else:
+        client.run(lambda: os.environ.update({FAULT_ENV: spec}))
+
+
 @pytest.fixture(scope="module")
 def cluster():
     from distributed import Client, LocalCluster
@@ -232,11 +240,11 @@ def test_reference_run_has_expected_counts_per_split(reference):
 def test_killed_worker_or_raising_shard_gives_the_same_corpus(tmp_path, reference, cluster, kind, shard):
     address, client = cluster
     out = tmp_path / "corpus.zarr"
-    client.run(os.environ.__setitem__, FAULT_ENV, f"{shard}:{kind}:1:{tmp_path / 'attempts'}")
+    set_fault(client, f"{shard}:{kind}:1:{tmp_path / 'attempts'}")
     try:
         summary = generate(write_plan(tmp_path, tiny_plan(out)), scheduler=address, progress=False)
     finally:
-        client.run(os.environ.pop, FAULT_ENV, None)
+        set_fault(client, None)
     assert summary.complete and not summary.failures and summary.shards_run == 4
     assert len(list((tmp_path / "attempts").glob("attempt-*"))) == 2  # failed once, then redone
     assert_same_corpus(reference, out)
@@ -247,11 +255,11 @@ def test_interrupted_run_then_resume_computes_only_the_missing_shard(tmp_path, r
     address, client = cluster
     out = tmp_path / "corpus.zarr"
     path = write_plan(tmp_path, tiny_plan(out))
-    client.run(os.environ.__setitem__, FAULT_ENV, f"3:raise:99:{tmp_path / 'attempts'}")
+    set_fault(client, f"3:raise:99:{tmp_path / 'attempts'}")
     try:
         first = generate(path, scheduler=address, progress=False)
     finally:
-        client.run(os.environ.pop, FAULT_ENV, None)
+        set_fault(client, None)
     assert not first.complete and [k for k, _ in first.failures] == [3] and "injected fault" in first.failures[0][1]
     assert len(list((tmp_path / "attempts").glob("attempt-*"))) == 3  # 1 + 2 retries
     partial = PartialStore(str(out))
@@ -268,12 +276,12 @@ def test_interrupted_run_then_resume_computes_only_the_missing_shard(tmp_path, r
 def test_resume_refuses_a_changed_plan(tmp_path, cluster):
     address, client = cluster
     out = tmp_path / "corpus.zarr"
-    client.run(os.environ.__setitem__, FAULT_ENV, f"0:raise:99:{tmp_path / 'attempts'}")
+    set_fault(client, f"0:raise:99:{tmp_path / 'attempts'}")
     try:
         generate(plan_from_dict(tiny_plan(out, patches={"size_m": 200.0, "rows": 1, "cols": 1},
                                           cluster={"retries": 0})), scheduler=address, progress=False)
     finally:
-        client.run(os.environ.pop, FAULT_ENV, None)
+        set_fault(client, None)
     changed = plan_from_dict(tiny_plan(out, seed=8, patches={"size_m": 200.0, "rows": 1, "cols": 1}))
     with pytest.raises(InputError, match=r"plan changed since the interrupted run .*seed"):
         generate(changed, scheduler=address, resume=True, progress=False)

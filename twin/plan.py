@@ -310,8 +310,12 @@ def check_plan(plan: GeneratePlan, overwrite: bool = False, resume: bool = False
 
 def _check_output(output: str, overwrite: bool, resume: bool) -> list[str]:
     out = Path(output.removeprefix("file://"))
-    if out.exists() and not (overwrite or resume):
-        return [f"output: {out} exists; pass --overwrite to replace it"]
+    if out.exists() and not overwrite:
+        if not resume:
+            return [f"output: {out} exists; pass --overwrite to replace it"]
+        if not Path(f"{out}.partial", "plan.json").exists():
+            return [f"output: {out} is complete and no interrupted run is left to resume; "
+                    "pass --overwrite to generate it again"]
     parent = out.parent.resolve()
     while not parent.exists():
         parent = parent.parent
