@@ -26,9 +26,10 @@ ROWS, COLS = 4, 2  # 8 patches of 400 m over the 1.06 x 1.63 km Helsinki extract
 
 
 def bench_plan(out: str, size_m: float, rows: int, cols: int, samples_per_tx: int = 10**6,
-               max_depth: int = 3) -> dict[str, Any]:
+               max_depth: int = 3, osm_file: str | None = None) -> dict[str, Any]:
     return {
         "name": "bench", "output": out, "seed": 0, "ue_per_patch": DATASET_C["ues"],
+        "region": {"osm_file": osm_file},
         "patches": {"size_m": size_m, "rows": rows, "cols": cols},
         "deploy": {"strategy": "random", "count": DATASET_C["cells"], "sectors": 1, "min_spacing_m": 40.0,
                    "height_m": 40.0},
@@ -37,11 +38,12 @@ def bench_plan(out: str, size_m: float, rows: int, cols: int, samples_per_tx: in
     }
 
 
-def run(plan_dict: dict[str, Any], workers: int) -> Any:
+def run(plan_dict: dict[str, Any], workers: int | None = None, scheduler: str | None = None) -> Any:
     from twin.generate import generate
     from twin.plan import plan_from_dict
 
-    return generate(plan_from_dict(plan_dict, "bench"), workers=workers, overwrite=True, progress=False)
+    return generate(plan_from_dict(plan_dict, "bench"), workers=workers, scheduler=scheduler, overwrite=True,
+                    progress=False)
 
 
 def steady(records: list[dict[str, Any]], key: str) -> float:
@@ -78,15 +80,26 @@ def main() -> None:
             "load_avg": [load0, os.getloadavg()[0]], "records": s.records,
         }
         print(f"{workers} worker(s): " + "; ".join(s.lines()[3:4]), flush=True)
-    # the area dependence: two 800 m patches on one worker, the second one warm
-    s = run(bench_plan(str(tmp / "big.zarr"), 800.0, 2, 1), 1)
-    results["big"] = max(s.records, key=lambda r: r["started_unix"])["seconds"]
+    # the area dependence, on one warm worker: an 800 m Helsinki patch, a 2.19 km patch of test.osm.pbf
+    from distributed import Client, LocalCluster
+
+    from scenes import test_osm_file
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as lc, Client(lc):
+        run(bench_plan(str(tmp / "warm.zarr"), 400.0, 1, 1), scheduler=lc.scheduler_address)
+        s = run(bench_plan(str(tmp / "mid.zarr"), 800.0, 1, 1), scheduler=lc.scheduler_address)
+        results["mid"] = {**s.records[0]["seconds"], "area_km2": 0.64, "buildings": s.records[0]["n_buildings"]}
+        s = run(bench_plan(str(tmp / "big.zarr"), 2190.0, 1, 1, osm_file=str(test_osm_file())),
+                scheduler=lc.scheduler_address)
+        results["big"] = {**s.records[0]["seconds"], "area_km2": 2.19**2, "buildings": s.records[0]["n_buildings"]}
     (tmp / "results.json").write_text(json.dumps(results, indent=2))
     report(results, tmp)
 
 
 def report(results: dict[str, Any], tmp: Path) -> None:
-    big = results["big"]
+    import numpy as np
+
+    mid, big = results["mid"], results["big"]
     n = ROWS * COLS
     recs = results["w1"]["records"] + results["w2"]["records"]
     keys = ("scene_s", "deploy_s", "trace_s", "sample_s", "write_s", "total_s", "cpu_s")
@@ -102,19 +115,21 @@ def report(results: dict[str, Any], tmp: Path) -> None:
               f"{r['samples_per_s']:.0f} | {3600 * r['warm_shards_per_s']:.0f} | "
               f"{r['load_avg'][0]:.1f}-{r['load_avg'][1]:.1f} |")
     print(f"\nScaling 1 -> 2 workers: {ratio:.2f}x over the shards' time, {warm:.2f}x once warm\n")
-    print("Per-shard seconds (median, each worker's first shard left out): 0.16 km² vs 0.64 km² patches\n")
-    print("| stage | 0.16 km² | 0.64 km² |")
-    print("|---|---|---|")
+    print("Per-shard seconds on a warm worker (wall; cpu = the worker's CPU time), by patch area:\n")
+    print(f"| stage | 0.16 km² (median of {n}) | 0.64 km² ({mid['buildings']} bldg) | "
+          f"{big['area_km2']:.2f} km² ({big['buildings']} bldg) |")
+    print("|---|---|---|---|")
     for k in keys:
-        print(f"| {k.removesuffix('_s')} | {per_shard[k]:.1f} | {big[k]:.1f} |")
-    slope = (big["cpu_s"] - per_shard["cpu_s"]) / (0.64 - 0.16)
-    base = per_shard["cpu_s"] - 0.16 * slope
+        print(f"| {k.removesuffix('_s')} | {per_shard[k]:.1f} | {mid[k]:.1f} | {big[k]:.1f} |")
+    area = np.array([0.16, 0.64, big["area_km2"]])
+    cpu = np.array([per_shard["cpu_s"], mid["cpu_s"], big["cpu_s"]])
+    slope, base = np.polyfit(area, cpu, 1)
     c_shard = base + slope * DATASET_C["area_km2"]
-    print(f"\nDataset C patch ({DATASET_C['area_km2']:.2f} km²), CPU seconds extrapolated linearly in the area: "
-          f"{c_shard:.0f} s per shard on one CPU thread ({base:.1f} s + {slope:.1f} s/km²)")
+    print(f"\nCPU seconds per shard, least squares in the area: {base:.1f} s + {slope:.2f} s/km²; "
+          f"a Dataset C patch ({DATASET_C['area_km2']:.2f} km²): {c_shard:.0f} s on one CPU thread")
     for workers in (1, 2, 8, 32):
         hours = DATASET_C["patches"] * c_shard / workers / 3600
-        print(f"- {workers} CPU worker(s), ideal scaling: {hours:.1f} h")
+        print(f"- {workers} CPU worker(s), ideal scaling: {hours:.2f} h")
 
 
 if __name__ == "__main__":

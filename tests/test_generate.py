@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from cli.twin import main
 from twin.corpus import CorpusWriter, open_corpus, sample_array_specs
-from twin.errors import InputError
+from twin.errors import EngineError, InputError
 from twin.generate import generate
 from twin.plan import chunk_size, layout_shards, load_plan, plan_from_dict, shard_seeds
 from twin.shards import FAULT_ENV, GROUP_STRIDE, PartialStore
@@ -146,6 +146,19 @@ def test_corpus_reopen_writes_scenes_by_index_and_disjoint_regions(tmp_path):
     assert corpus.scene(1).radio_maps[0, 0, 0] == 1.5 and corpus.scene(0).name == "s0"
     np.testing.assert_array_equal(corpus.batch(slice(None))["position_xy_m"][:, 0], np.repeat([0.0, 1.0], 10))
     assert open_corpus(url).attrs["complete"] is True
+
+
+def test_batch_cluster_without_dask_jobqueue_is_a_clear_error_before_any_write(tmp_path):
+    pytest.importorskip("distributed")
+    try:
+        import dask_jobqueue  # noqa: F401
+        pytest.skip("dask-jobqueue is installed here")
+    except ImportError:
+        pass
+    out = tmp_path / "c.zarr"
+    with pytest.raises(EngineError, match="--cluster slurm needs dask-jobqueue: pip install dask-jobqueue"):
+        generate(plan_from_dict(tiny_plan(out)), cluster="slurm", progress=False)
+    assert not PartialStore(str(out)).exists()
 
 
 def test_cli_bad_plan_is_one_clean_message(tmp_path):

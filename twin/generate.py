@@ -155,10 +155,7 @@ def start_cluster(plan: GeneratePlan, workers: int | None = None, scheduler: str
         return Client(cluster), cluster
     if kind not in ("slurm", "pbs"):
         raise InputError(f"cluster: unknown kind {kind!r}; use local, slurm or pbs")
-    try:
-        import dask_jobqueue
-    except ImportError as err:
-        raise EngineError(f"--cluster {kind} needs dask-jobqueue: pip install dask-jobqueue") from err
+    dask_jobqueue = _jobqueue(kind)
     common = {"cores": spec.threads_per_worker, "processes": 1, "memory": spec.memory, "queue": spec.queue,
               "account": spec.account, "walltime": spec.walltime, "local_directory": spec.local_directory,
               "job_script_prologue": list(spec.job_script_prologue),
@@ -173,6 +170,14 @@ def start_cluster(plan: GeneratePlan, workers: int | None = None, scheduler: str
         cluster = dask_jobqueue.PBSCluster(job_extra_directives=extra, resource_spec=resource, **common)
     cluster.scale(jobs=workers or spec.workers or 1)
     return Client(cluster), cluster
+
+
+def _jobqueue(kind: str) -> Any:
+    try:
+        import dask_jobqueue
+    except ImportError as err:
+        raise EngineError(f"--cluster {kind} needs dask-jobqueue: pip install dask-jobqueue") from err
+    return dask_jobqueue
 
 
 def _has_bokeh() -> bool:
@@ -272,6 +277,8 @@ def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None,
     if cluster is not None:
         plan = replace(plan, cluster=replace(plan.cluster, kind=cluster))
     check_plan(plan, overwrite=overwrite, resume=resume)
+    if scheduler is None and plan.cluster.kind != "local":
+        _jobqueue(plan.cluster.kind)  # before anything is written
     osm, frame, shards, bs_table = _prepare(plan)
     partial = PartialStore(plan.output)
     n_total = len(shards) * plan.ue_per_patch
