@@ -298,3 +298,26 @@ def test_resume_refuses_a_changed_plan(tmp_path, cluster):
     changed = plan_from_dict(tiny_plan(out, seed=8, patches={"size_m": 200.0, "rows": 1, "cols": 1}))
     with pytest.raises(InputError, match=r"plan changed since the interrupted run .*seed"):
         generate(changed, scheduler=address, resume=True, progress=False)
+
+
+def test_file_strategy_keeps_the_bs_file_sites_inside_each_patch(tmp_path):
+    from twin.generate import _patch_osm, _prepare
+    from twin.scene import _build
+    from twin.shards import _sites
+
+    probe = plan_from_dict(tiny_plan(tmp_path / "c.zarr"))
+    _, _, shards, _ = _prepare(probe)
+    (x0, y0, x1, y1), far = shards[0].extent_m, shards[3].extent_m
+    bs = tmp_path / "bs.csv"
+    bs.write_text("bs_id,cell_id,x_m,y_m,height_m\n"
+                  f"a,11,{(x0 + x1) / 2},{(y0 + y1) / 2},30\n"
+                  f"b,12,{(far[0] + far[2]) / 2},{(far[1] + far[3]) / 2},30\n")
+    plan = plan_from_dict(tiny_plan(tmp_path / "c.zarr", deploy={"strategy": "file", "bs_file": str(bs)}))
+    osm, frame, shards, table = _prepare(plan)
+    assert list(table["cell_id"]) == [11, 12]
+    scenes = [_build(_patch_osm(osm, frame, shards[k].extent_m, 50.0), frame, shards[k].extent_m,
+                     tmp_path / f"s{k}", f"s{k}", plan.scene, overwrite=True) for k in (0, 3, 1)]
+    assert list(_sites(plan, scenes[0], shards[0], table, 0)["cell_id"]) == [11]
+    assert list(_sites(plan, scenes[1], shards[3], table, 0)["cell_id"]) == [12]
+    with pytest.raises(InputError, match="no site lies in patch r00_c01"):
+        _sites(plan, scenes[2], shards[1], table, 0)
