@@ -11,9 +11,11 @@ _configure_llvm()
 from twin.corpus import Corpus, CorpusWriter, open_corpus  # noqa: E402
 from twin.errors import CheckpointError, EngineError, InputError, OutputExistsError  # noqa: E402
 from twin.geo import Grid, SceneFrame, utm_crs_for, validate_bbox  # noqa: E402
+from twin.metrics import MetricConfig, ReportingConfig, apply_reporting, compute_metrics  # noqa: E402
 
 __all__ = [
     "Corpus", "CorpusWriter", "open_corpus",
     "InputError", "EngineError", "CheckpointError", "OutputExistsError",
     "Grid", "SceneFrame", "utm_crs_for", "validate_bbox",
+    "MetricConfig", "ReportingConfig", "apply_reporting", "compute_metrics",
 ]
