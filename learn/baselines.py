@@ -77,11 +77,11 @@ class WknnBaseline:
         Weight of the share of cells heard by only one of the two fingerprints.
     """
 
-    k: int = 5
+    k: int = 3
     features: Sequence[str] | None = None
     fill: float | str = "min"
     fill_margin: float = 10.0
-    coverage_weight: float = 1.0
+    coverage_weight: float = 10.0
     eps: float = 1e-6
     name: str = "wknn"
 

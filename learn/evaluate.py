@@ -24,7 +24,7 @@ from learn.splits import known_street_mask
 from twin.corpus import SPLIT_NAMES, Corpus, open_corpus
 from twin.errors import InputError
 
-__all__ = ["Predictions", "Method", "EvalResult", "evaluate", "PARTS"]
+__all__ = ["Predictions", "Method", "EvalResult", "evaluate", "evaluate_named", "PARTS"]
 
 PARTS = ("all", "known", "unknown")
 
@@ -130,3 +130,17 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
     for name, sel in (("all", np.ones(len(test), bool)), ("known", known), ("unknown", ~known)):
         result.parts[name] = _summary(pred.take(sel), errors[sel], truth[sel])
     return result
+
+
+def evaluate_named(data: str | os.PathLike, split: str = "random", baseline: str | None = None,
+                   ckpt: str | os.PathLike | None = None, **options: Any) -> EvalResult:
+    """:func:`evaluate` a baseline by name (fitted here) or a checkpoint (exactly one of them)."""
+    if (baseline is None) == (ckpt is None):
+        raise InputError("give exactly one of a baseline name (--baseline) or a checkpoint (--ckpt)")
+    if baseline is not None:
+        from learn.baselines import make_baseline
+
+        return evaluate(data, make_baseline(baseline, **options), split)
+    from learn.registry import load_method
+
+    return evaluate(data, load_method(ckpt), split, fit=False)
