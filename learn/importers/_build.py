@@ -274,7 +274,7 @@ def clean_feature_values(features: np.ndarray, names: Sequence[str], report: Imp
         if finite.any():
             median = float(np.median(col[finite]))
             if not lo <= median <= hi:
-                unit = name.rsplit("_", 1)[-1]
+                unit = {"dbm": "dBm", "db": "dB"}.get(name.rsplit("_", 1)[-1], "")
                 raise InputError(f"{source}, column '{name}': typical value {median:g} is outside "
                                  f"[{lo:g}, {hi:g}] {unit}; wrong units? (expected {unit})")
         outside = finite & ((col < lo) | (col > hi))

@@ -49,7 +49,7 @@ def _load_nbiot_rows(path: Path, report: ImportReport) -> tuple[np.ndarray, np.n
 
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
-    except (ValueError, OSError, TypeError) as err:
+    except (ValueError, OSError, TypeError, scipy.io.matlab.MatReadError) as err:
         raise InputError(f"{path}: not a readable MATLAB file ({err})") from err
     if "dataSet" not in mat:
         raise InputError(f"{path}: no variable 'dataSet' (has {', '.join(k for k in mat if not k.startswith('__'))})")
