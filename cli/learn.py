@@ -1,4 +1,4 @@
-"""``learn``: import real drive tests, evaluate baselines and models, train the heatmap baseline."""
+"""``learn``: import real drive tests, evaluate baselines and models."""
 
 from __future__ import annotations
 
@@ -182,33 +182,6 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, cr
 
         plot_evaluation(result, plot_dir)
     click.echo(json.dumps(result.to_json()) if as_json else result.table())
-
-
-@main.command("fit-baseline")
-@click.argument("name", type=click.Choice(["heatmap"]))
-@click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
-@click.option("--split", default="random", show_default=True, help="Split scheme whose train part is used.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt).")
-@click.option("--preset", type=click.Choice(["small", "full"]), default="small", show_default=True)
-@click.option("--init-weights", type=click.Path(dir_okay=False), help="A local state dict to start from.")
-@click.option("--steps", type=int, default=300, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--lr", type=float, default=3e-4, show_default=True)
-@seed_option
-@overwrite_option
-@clean_errors
-def fit_baseline_cmd(name, data, split, out, preset, init_weights, steps, batch_size, lr, seed, overwrite):
-    """Train the MapRadioFormer-style heatmap baseline (from scratch or local weights).
-
-    \b
-    Example:
-      learn fit-baseline heatmap --data out/rome_crop.zarr --split spatial --out out/heatmap.pt --steps 500
-    """
-    from learn.heatmap import fit_heatmap
-
-    summary = fit_heatmap(data, split, out, preset=preset, init_weights=init_weights, steps=steps,
-                          batch_size=batch_size, lr=lr, seed=seed, overwrite=overwrite)
-    click.echo(summary)
 
 
 if __name__ == "__main__":

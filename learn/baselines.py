@@ -44,10 +44,7 @@ def fingerprints(corpus: Corpus, indices: np.ndarray, feature_idx: Sequence[int]
     b = corpus.batch(indices, ["cell_id", "features", "mask", "time_s"])
     cells_out, feats_out = [], []
     for cell, feat, mask, t in zip(b["cell_id"], b["features"], b["mask"], b["time_s"], strict=True):
-        if mask.any():
-            last = mask & (t == t[mask].max())
-        else:
-            last = mask
+        last = mask & (t == t[mask].max()) if mask.any() else mask
         c = cell[last]
         f = feat[last][:, list(feature_idx)].astype(np.float64)
         if len(np.unique(c)) < len(c):

@@ -51,7 +51,7 @@ def test_spatial_split_holds_out_whole_blocks():
     assert known_test.sum() == round(0.1 * ((labels == TRAIN).sum() + known_test.sum()))
 
 
-def _grid_corpus(path, noise_db=0.0, seed=0, split=SplitConfig(test_frac=0.2, val_frac=0.0, block_m=100.0)):
+def _grid_corpus(path, noise_db=0.0, seed=0):
     """Samples on a 20 m grid; each hears 4 cells with a path-loss fingerprint (exactly repeated)."""
     rng = np.random.default_rng(seed)
     gx, gy = np.meshgrid(np.arange(0, 400, 20.0), np.arange(0, 400, 20.0))
@@ -65,6 +65,7 @@ def _grid_corpus(path, noise_db=0.0, seed=0, split=SplitConfig(test_frac=0.2, va
     cell = np.tile(np.arange(4), n)
     meas = Measurements(xy, np.zeros(n), np.arange(n), point, cell, rsrp.reshape(-1, 1))
     scene = SceneSpec("grid", SceneFrame.from_lonlat(12.5, 41.9), np.arange(4), cells_xy)
+    split = SplitConfig(test_frac=0.2, val_frac=0.0, block_m=100.0)
     return write_measurements(meas, path, scene, ["rsrp_dbm"], ["dBm"], ImportReport("grid"), split)
 
 

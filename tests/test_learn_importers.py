@@ -11,7 +11,11 @@ import pytest
 import scipy.io
 
 from learn.importers import (
-    SplitConfig, import_drive_test, import_powder, import_rome_crop, import_rome_nbiot,
+    SplitConfig,
+    import_drive_test,
+    import_powder,
+    import_rome_crop,
+    import_rome_nbiot,
 )
 from tests.conftest import shared_data
 from twin.errors import InputError

@@ -5,7 +5,13 @@ Each reads one source, cleans it while counting every dropped row by reason
 writes a corpus with reproducible ``random`` and ``spatial`` splits.
 """
 
-from learn.importers._build import ImportReport, Measurements, SceneSpec, SplitConfig, write_measurements
+from learn.importers._build import (
+           ImportReport,
+           Measurements,
+           SceneSpec,
+           SplitConfig,
+           write_measurements,
+)
 from learn.importers.drive_test import import_drive_test
 from learn.importers.powder import import_powder
 from learn.importers.rome import import_rome_crop, import_rome_nbiot

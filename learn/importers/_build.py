@@ -20,7 +20,7 @@ from twin.corpus import Corpus, CorpusWriter
 from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
 
-__all__ = ["ImportReport", "Measurements", "SceneSpec", "SplitConfig", "write_measurements",
+__all__ = ["DEFAULT_SPLITS", "ImportReport", "Measurements", "SceneSpec", "SplitConfig", "write_measurements",
            "merge_duplicate_events", "clean_feature_values", "unique_points", "VALID_RANGES"]
 
 # Physically possible ranges; values outside are unit slips or sentinels, never measurements.
@@ -114,6 +114,9 @@ class SplitConfig:
     known_test_frac: float = 0.1
 
 
+DEFAULT_SPLITS = SplitConfig()
+
+
 def merge_duplicate_events(point: np.ndarray, cell: np.ndarray, features: np.ndarray,
                            report: ImportReport, what: str = "duplicate (point, cell) rows merged by mean"
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -204,7 +207,7 @@ def _grid_for(spec: SceneSpec, xy_m: np.ndarray) -> Grid:
 
 def write_measurements(meas: Measurements, out: str | os.PathLike, scene: SceneSpec,
                        feature_names: Sequence[str], feature_units: Sequence[str],
-                       report: ImportReport, splits: SplitConfig = SplitConfig(),
+                       report: ImportReport, splits: SplitConfig = DEFAULT_SPLITS,
                        extra_splits: dict[str, np.ndarray] | None = None, window_s: float = 0.0,
                        max_events: int | None = None, attrs: dict[str, Any] | None = None,
                        overwrite: bool = False) -> Corpus:

@@ -19,8 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from learn.importers._build import (
-    ImportReport, Measurements, SceneSpec, SplitConfig, clean_feature_values,
-    merge_duplicate_events, unique_points, write_measurements,
+    DEFAULT_SPLITS,
+    ImportReport,
+    Measurements,
+    SceneSpec,
+    SplitConfig,
+    clean_feature_values,
+    merge_duplicate_events,
+    unique_points,
+    write_measurements,
 )
 from twin.corpus import Corpus
 from twin.errors import InputError
@@ -152,7 +159,7 @@ def _scene_layers(scene_dir: str | os.PathLike, maps: str | os.PathLike | None, 
 def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: str | os.PathLike,
                       scene_dir: str | os.PathLike | None = None, maps: str | os.PathLike | None = None,
                       gap_s: float = 10.0, window_s: float = 0.0, max_events: int | None = None,
-                      splits: SplitConfig = SplitConfig(), overwrite: bool = False) -> tuple[Corpus, ImportReport]:
+                      splits: SplitConfig = DEFAULT_SPLITS, overwrite: bool = False) -> tuple[Corpus, ImportReport]:
     """Import a drive test (one row per point and cell) with its BS file into a corpus.
 
     Parameters

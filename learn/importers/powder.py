@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from learn.importers._build import (
-    ImportReport, Measurements, SceneSpec, SplitConfig, clean_feature_values, write_measurements,
+    DEFAULT_SPLITS,
+    ImportReport,
+    Measurements,
+    SceneSpec,
+    SplitConfig,
+    clean_feature_values,
+    write_measurements,
 )
 from learn.splits import TEST, TRAIN
 from twin.corpus import Corpus
@@ -43,7 +49,7 @@ def _receivers(path: Path) -> dict[str, tuple[float, float] | None]:
     return table
 
 
-def import_powder(directory: str | os.PathLike, out: str | os.PathLike, splits: SplitConfig = SplitConfig(),
+def import_powder(directory: str | os.PathLike, out: str | os.PathLike, splits: SplitConfig = DEFAULT_SPLITS,
                   overwrite: bool = False) -> tuple[Corpus, ImportReport]:
     """Import a POWDER directory (``single_tx.csv``, ``location_coordinates.json``, test splits)."""
     import pandas as pd

@@ -18,8 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from learn.importers._build import (
-    ImportReport, Measurements, SceneSpec, SplitConfig, clean_feature_values,
-    merge_duplicate_events, unique_points, write_measurements,
+    DEFAULT_SPLITS,
+    ImportReport,
+    Measurements,
+    SceneSpec,
+    SplitConfig,
+    clean_feature_values,
+    merge_duplicate_events,
+    unique_points,
+    write_measurements,
 )
 from twin.corpus import Corpus
 from twin.errors import InputError
@@ -80,7 +87,7 @@ def _load_nbiot_rows(path: Path, report: ImportReport) -> tuple[np.ndarray, np.n
 
 
 def import_rome_nbiot(path: str | os.PathLike, out: str | os.PathLike, operators: Sequence[int] | None = None,
-                      splits: SplitConfig = SplitConfig(), max_events: int | None = None,
+                      splits: SplitConfig = DEFAULT_SPLITS, max_events: int | None = None,
                       overwrite: bool = False) -> tuple[Corpus, ImportReport]:
     """Import ``Campaign_data_NBIoT_*.mat`` into a corpus.
 
@@ -142,7 +149,7 @@ def import_rome_nbiot(path: str | os.PathLike, out: str | os.PathLike, operators
 _CROP_COLUMNS = ("RSSI", "NSINR", "NRSRP", "NRSRQ", "BSLatitude", "BSLongitude", "UELatitude", "UELongitude")
 
 
-def import_rome_crop(path: str | os.PathLike, out: str | os.PathLike, splits: SplitConfig = SplitConfig(),
+def import_rome_crop(path: str | os.PathLike, out: str | os.PathLike, splits: SplitConfig = DEFAULT_SPLITS,
                      overwrite: bool = False) -> tuple[Corpus, ImportReport]:
     """Import ``rome_crop_knn_ready.csv`` (one row per UE location and base station) into a corpus."""
     import pandas as pd
