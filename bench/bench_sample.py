@@ -45,7 +45,7 @@ def main() -> None:
     cell_counts = (12,) if args.quick else (4, 12, 32)
     rng_sites = np.random.default_rng(0)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, one thread; "
-          f"numpy {np.__version__}")
+          f"numpy {np.__version__}; load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
@@ -103,6 +103,7 @@ def main() -> None:
         raw = sum(v.nbytes for v in batch.values()) * chunks / 1e6
         print(f"| `CorpusWriter.append` + `close` alone | {n:,} | {dt:.2f} | {n / dt:,.0f} | {raw / dt:.0f} | "
               f"{_dir_mb(tmp / 'w.zarr'):.1f} |")
+        print(f"\nload average {os.getloadavg()[0]:.1f} at the end (the machine is shared)")
 
 
 if __name__ == "__main__":

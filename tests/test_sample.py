@@ -286,3 +286,23 @@ def test_xarray_opens_a_scene_without_cell_maps(tmp_path):
     ds = xr.open_zarr(str(tmp_path / "c.zarr"), group="scenes/0", consolidated=False)
     assert ds.sizes["radio_channel"] == 2 and ds.sizes["semantic_channel"] == 1 and ds.sizes["y"] == 3
     assert corpus.scene(0).cell_maps is None
+
+
+def test_cli_reads_a_strict_yaml_config(city, tmp_path):
+    from cli.twin import main
+
+    scene, maps_url, _ = city
+    cfg = tmp_path / "sample.yaml"
+    cfg.write_text("n: 120\nmode: drive\nmax_cells: 2\nreporting:\n  rsrp_floor_dbm: -90.0\n")
+    args = ["sample", "--scene", str(scene.path), "--maps", maps_url, "--out", str(tmp_path / "c.zarr"),
+            "--config", str(cfg), "--max-events", "8"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    corpus = open_corpus(tmp_path / "c.zarr")
+    assert len(corpus) == 120 and corpus.max_events == 8
+    assert corpus.attrs["config"]["reporting"]["rsrp_floor_dbm"] == -90.0
+    b = corpus.batch(slice(0, 120))
+    assert (b["features"][..., 0][b["mask"]] >= -90.0).all()
+    cfg.write_text("n: 10\nspeed: 3\n")
+    bad = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert bad.exit_code == 2 and "unknown key(s) speed" in bad.output
