@@ -35,6 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sequences, one cell count")
     args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})  # one core
 
     from tests.data.tiny_city.make import make_maps, make_scene
     from twin.corpus import CorpusWriter
@@ -44,7 +46,7 @@ def main() -> None:
     n_draw = 20_000 if args.quick else 40_000
     cell_counts = (12,) if args.quick else (4, 12, 32)
     rng_sites = np.random.default_rng(0)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, one thread; "
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, pinned to one; "
           f"numpy {np.__version__}; load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -80,14 +82,15 @@ def main() -> None:
         n_write = 50_000 if args.quick else 200_000
         cfg = SampleConfig(n=n_write, mode="drive", chunk_samples=4096)
         print()
-        print("| what | sequences | seconds | sequences/s | MB/s (uncompressed) | MB on disk |")
+        print("| what | sequences | seconds | sequences/s | MB/s (uncompressed samples) | samples MB on disk |")
         print("|---|---:|---:|---:|---:|---:|")
         t0 = time.perf_counter()
         sample(scene, tmp / "maps12.zarr", cfg, tmp / "corpus.zarr")
         dt = time.perf_counter() - t0
         raw_mb = n_write * (2 * 4 + 20 * (2 * 4 + 8 + 4 + 4 + 4 * 4 + 1) + 4 + 8 + 2) / 1e6
         print(f"| `sample()` end to end, 12 cells, drive | {n_write:,} | {dt:.2f} | {n_write / dt:,.0f} | "
-              f"{raw_mb / dt:.0f} | {_dir_mb(tmp / 'corpus.zarr'):.1f} |")
+              f"{raw_mb / dt:.0f} | {_dir_mb(tmp / 'corpus.zarr' / 'samples'):.1f} |")
+        scenes_mb = _dir_mb(tmp / "corpus.zarr" / "scenes")
         batch = samplers[(12, "drive")].draw(cfg.chunk_samples, np.random.default_rng(3))
         names = list(cfg.features)
         writer = CorpusWriter(tmp / "w.zarr", names, [feature_unit(f) for f in names], cfg.max_events,
@@ -102,7 +105,9 @@ def main() -> None:
         n = chunks * cfg.chunk_samples
         raw = sum(v.nbytes for v in batch.values()) * chunks / 1e6
         print(f"| `CorpusWriter.append` + `close` alone | {n:,} | {dt:.2f} | {n / dt:,.0f} | {raw / dt:.0f} | "
-              f"{_dir_mb(tmp / 'w.zarr'):.1f} |")
+              f"{_dir_mb(tmp / 'w.zarr' / 'samples'):.1f} |")
+        print(f"\nscene maps of the end-to-end corpus (7 radio, 3 semantic, 12 x 4 cell maps of 500 x 500): "
+              f"{scenes_mb:.1f} MB on disk")
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end (the machine is shared)")
 
 
