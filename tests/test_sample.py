@@ -197,20 +197,20 @@ def test_spatial_split_by_street_is_disjoint_and_reproducible(city, mode):
 
 def test_corpus_round_trip(city, tmp_path):
     scene, maps_url, _ = city
-    cfg = SampleConfig(n=1100, mode="drive", chunk_samples=256, seed=2)
+    cfg = SampleConfig(n=600, mode="drive", chunk_samples=256, seed=2)
     corpus = sample(scene, maps_url, cfg, tmp_path / "c.zarr")
-    assert len(corpus) == 1100 and corpus.feature_names == list(cfg.features)
+    assert len(corpus) == 600 and corpus.feature_names == list(cfg.features)
     assert corpus.feature_units == ["dBm", "dB", "dBm", "dB"]
     assert corpus.attrs["config"]["mode"] == "drive" and corpus.attrs["config"]["reporting"]["rsrp_floor_dbm"] == -120
     # The same seed gives the same corpus, chunk by chunk.
     again = sample(scene.path, maps_url, cfg, tmp_path / "d.zarr")
-    got, exp = corpus.batch(slice(0, 1100)), again.batch(slice(0, 1100))
+    got, exp = corpus.batch(slice(0, 600)), again.batch(slice(0, 600))
     for k in got:
         np.testing.assert_array_equal(got[k], exp[k])
     chunk1 = Sampler(scene, maps_url, cfg).draw(256, np.random.default_rng([2, 1]))
     np.testing.assert_array_equal(corpus.batch(slice(256, 512))["features"], chunk1["features"])
     counts = corpus.attrs["counts"]["splits"]["spatial"]
-    assert sum(counts.values()) == 1100
+    assert sum(counts.values()) == 600
     sampling = corpus.attrs["sampling"]
     assert len(sampling["street_names"]) == len(sampling["street_split"]) == 6
     # Scene maps: fixed radio channels, semantic layers, per-cell feature maps, sites.
@@ -229,11 +229,11 @@ def test_corpus_round_trip(city, tmp_path):
     np.testing.assert_array_equal(sm.cell_id, maps.attrs["cell_ids"])
     np.testing.assert_allclose(sm.cell_xy_m, default_sites(240, 200))
     ds = xr.open_zarr(str(tmp_path / "c.zarr" / "samples"), consolidated=False)
-    assert ds["features"].shape == (1100, 20, 4) and ds["event_xy_m"].dims == ("sample", "event", "xy")
+    assert ds["features"].shape == (600, 20, 4) and ds["event_xy_m"].dims == ("sample", "event", "xy")
     scene_ds = xr.open_zarr(str(tmp_path / "c.zarr"), group="scenes/0", consolidated=False)
     assert scene_ds["radio_maps"].dims == ("radio_channel", "y", "x")
     assert scene_ds["cell_maps"].shape == (4, 4, *scene.grid.shape)
-    tb = open_corpus(tmp_path / "c.zarr").torch_batch([5, 1, 700])
+    tb = open_corpus(tmp_path / "c.zarr").torch_batch([5, 1, 500])
     assert tuple(tb["features"].shape) == (3, 20, 4) and tb["mask"].dtype.is_floating_point is False
 
 
