@@ -7,8 +7,8 @@ Layout (``schema_version`` 1, documented in ``docs/corpus.md``)::
                                         split_schemes, split_names, stats, counts, config
       scenes/<k>/                attrs: name, grid, frame (crs, origin), radio_channels,
                                         semantic_channels
-        radio_maps      (C_r, H, W) float32   dims (channel, y, x)
-        semantic_maps   (C_o, H, W) float32   dims (channel, y, x)
+        radio_maps      (C_r, H, W) float32   dims (radio_channel, y, x)
+        semantic_maps   (C_o, H, W) float32   dims (semantic_channel, y, x)
         cell_id         (n_cells,)  int64     the BS file's cell ids
         cell_maps       (n_cells, F, H, W) float32  each cell's map of each event feature
                                               (the physics term's r(y)), NaN where not received
@@ -164,13 +164,13 @@ class CorpusWriter:
             "name": name, "grid": grid.to_dict(), "frame": frame.to_dict() if frame else None,
             "radio_channels": list(radio_channels), "semantic_channels": list(semantic_channels),
         })
-        for key, maps, channels in (("radio_maps", radio_maps, radio_channels),
-                                    ("semantic_maps", semantic_maps, semantic_channels)):
+        for key, maps, channels, dim in (("radio_maps", radio_maps, radio_channels, "radio_channel"),
+                                         ("semantic_maps", semantic_maps, semantic_channels, "semantic_channel")):
             data = np.zeros((0, *grid.shape), np.float32) if maps is None else np.asarray(maps, np.float32)
             if data.shape[1:] != grid.shape or data.shape[0] != len(channels):
                 raise InputError(f"scene '{name}': {key} has shape {data.shape}, expected "
                                  f"({len(channels)}, {grid.height}, {grid.width})")
-            group.create_array(key, data=data, chunks=(1, *grid.shape), dimension_names=("channel", "y", "x"),
+            group.create_array(key, data=data, chunks=(1, *grid.shape), dimension_names=(dim, "y", "x"),
                                compressors=_COMPRESSOR)
         ids = np.asarray(cell_id if cell_id is not None else [], np.int64)
         xy = np.asarray(cell_xy_m if cell_xy_m is not None else np.zeros((0, 2)), np.float32).reshape(-1, 2)
@@ -184,8 +184,11 @@ class CorpusWriter:
             raise InputError(f"scene '{name}': cell_maps has shape {per_cell.shape}, expected "
                              f"({len(ids)}, {f}, {grid.height}, {grid.width})")
         chunks = (1, max(f, 1), *grid.shape) if per_cell.size else "auto"
-        group.create_array("cell_maps", data=per_cell, chunks=chunks,
-                           dimension_names=("cell", "feature", "y", "x"), compressors=_COMPRESSOR)
+        # Distinct channel names per array and, for the empty placeholder, distinct spatial
+        # names, so that xarray.open_zarr opens the scene group without size conflicts.
+        dims = ("cell", "feature", "y", "x") if per_cell.size else ("cell", "feature", "no_y", "no_x")
+        group.create_array("cell_maps", data=per_cell, chunks=chunks, dimension_names=dims,
+                           compressors=_COMPRESSOR)
         group.create_array("cell_xy_m", data=xy, dimension_names=("cell", "xy"))
         self.n_scenes += 1
         return self.n_scenes - 1
