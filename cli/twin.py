@@ -152,5 +152,11 @@ def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str
         click.echo(f"  split {scheme:8s} " + "  ".join(f"{k} {v}" for k, v in parts.items()))
 
 
+from cli.radio import deploy_cmd, show_map_cmd, trace_cmd  # noqa: E402
+
+main.add_command(deploy_cmd)
+main.add_command(trace_cmd)
+main.add_command(show_map_cmd)
+
 if __name__ == "__main__":
     main()
