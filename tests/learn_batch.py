@@ -53,3 +53,21 @@ def synthetic_batch(b: int = 4, t: int = 6, f: int = 3, c: int = 2, s: int = 32,
         "scene_index": torch.zeros(b, dtype=torch.long),
         "index": torch.arange(b),
     }
+
+
+class SyntheticDataset(torch.utils.data.Dataset):
+    """``n`` fixed synthetic samples (one-sample batch dicts without the batch axis)."""
+
+    def __init__(self, n: int, **kw):
+        self.items = [{k: v[0] for k, v in synthetic_batch(b=1, seed=i, **kw).items()} for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.items[i]
+
+
+def synthetic_info(f: int = 3, c: int = 2, n_cells: int = 10) -> dict:
+    return {"n_features": f, "n_cells": n_cells, "map_channels": c,
+            "cell_vocab": list(range(n_cells)), "data_info": {"source": "synthetic"}}
