@@ -252,10 +252,9 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
 
     per_rank = math.ceil(len(train_set) / world)
     steps_per_epoch = max(per_rank // tc.batch_size, 1)
-    total = steps_per_epoch * tc.epochs
-    if tc.max_steps is not None:
-        total = min(total, tc.max_steps)
-    sched = ScheduleConfig(tc.lr, tc.warmup_frac, tc.decay_frac, tc.min_lr, total)
+    # max_steps stops a run early without changing its schedule, so resuming continues it exactly.
+    sched = ScheduleConfig(tc.lr, tc.warmup_frac, tc.decay_frac, tc.min_lr, steps_per_epoch * tc.epochs)
+    total = sched.total_steps if tc.max_steps is None else min(sched.total_steps, tc.max_steps)
     use_amp = tc.amp and device.type == "cuda"
 
     writer = csv_file = tb = None
@@ -308,14 +307,14 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
             if rank == 0 and (step % tc.log_every == 0 or step == total):
                 rate = n_seen / max(time.perf_counter() - t_start, 1e-9)
                 parts = {k: float(v.detach().mean()) for k, v in out_.parts.items()}
-                writer.writerow([step, epoch, lr, float(loss), parts.get("coarse", ""), parts.get("fine", ""),
+                writer.writerow([step, epoch, lr, loss.item(), parts.get("coarse", ""), parts.get("fine", ""),
                                  parts.get("phys", ""), "", "", round(rate, 2)])
                 csv_file.flush()
-                tb.add_scalar("train/loss", float(loss), step)
+                tb.add_scalar("train/loss", loss.item(), step)
                 tb.add_scalar("train/lr", lr, step)
                 for k, v in parts.items():
                     tb.add_scalar(f"train/{k}", v, step)
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}")
             if rank == 0 and tc.checkpoint_every and step % tc.checkpoint_every == 0:
                 save_checkpoint(last, state(epoch))
             if step >= total:
