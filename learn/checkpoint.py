@@ -53,6 +53,9 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = KIND,
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # garbage bytes, not a foreign object
+            raise CheckpointError(f"{path}: corrupted or not a torch checkpoint (UnpicklingError: "
+                                  f"{str(err).splitlines()[0]})") from err
         raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain "
                               f"data ({str(err).splitlines()[0]}); only checkpoints written by "
                               f"`learn pretrain`/`learn finetune` are accepted") from err

@@ -59,7 +59,10 @@ def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Ten
         out, _ = model(batch)
         mix = out.mixture
         origin, size = batch["crop_origin_m"].double(), batch["crop_size_m"].double()
-        to_m = lambda xy: (origin + xy.double() * size[:, None]).cpu().numpy()  # noqa: E731
+
+        def to_m(xy: torch.Tensor, origin: torch.Tensor = origin, size: torch.Tensor = size) -> np.ndarray:
+            return (origin + xy.double() * size[:, None]).cpu().numpy()
+
         mean, map_ = mix.mean(), mix.map_component()
         cols["index"].append(batch["index"].cpu().numpy())
         cols["mean_xy_m"].append(to_m(mean))
@@ -197,9 +200,9 @@ def predict(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Path
     out = Path(out)
     if out.suffix not in (".parquet", ".csv"):
         raise InputError(f"{out}: predictions are written as .parquet or .csv")
+    method = PosteriorMethod(load_checkpoint(ckpt), os.fspath(ckpt), refine_cfg)
     corpus = open_corpus(data)
     indices = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
-    method = PosteriorMethod(load_checkpoint(ckpt), os.fspath(ckpt), refine_cfg)
     loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers)
     res = predict_batches(method.model, loader, method.refine_cfg, method.point, device=method.device,
                           keep_mixtures=n_plots if plot_dir else 0)

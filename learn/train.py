@@ -140,13 +140,13 @@ def build_model(cfg: ModelConfig, info: dict[str, Any], data: DataOptions) -> Po
 
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds libraries that use the global RNG
     torch.manual_seed(seed)
 
 
 def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - per-worker global RNG for libraries that use it
     random.seed(seed)
 
 

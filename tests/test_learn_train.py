@@ -83,7 +83,7 @@ def test_tiny_model_overfits_tiny_corpus(tmp_path):
     pred = predict_batches(model, [batch])
     err = np.linalg.norm(pred["mean_xy_m"] - pred["truth_xy_m"], axis=1)
     assert np.median(err) < 60.0, np.median(err)
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     losses = [float(r["loss"]) for r in rows if r["loss"]]
     assert losses[-1] < losses[0] - 3.0
     assert res.steps == 120 and (tmp_path / "run" / "tb").is_dir()
