@@ -184,5 +184,7 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, cr
     click.echo(json.dumps(result.to_json()) if as_json else result.table())
 
 
+from cli import learn_train as _learn_train  # noqa: E402,F401  (adds pretrain, finetune, predict)
+
 if __name__ == "__main__":
     main()
