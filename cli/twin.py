@@ -83,48 +83,6 @@ def show_scene_cmd(scene_dir, out, overwrite):
     click.echo(f"wrote {out}")
 
 
-@main.command("generate")
-@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--workers", type=int, default=None,
-              help="LocalCluster worker processes (default: one per core; one thread each), or SLURM/PBS jobs.")
-@click.option("--scheduler", default=None, help="Join a running Dask scheduler, e.g. tcp://host:8786.")
-@click.option("--cluster", type=click.Choice(["local", "slurm", "pbs"]), default=None,
-              help="Start the workers here or as batch jobs (dask-jobqueue), overriding the plan's cluster.kind.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run: skip the shards its manifest records.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@overwrite_option
-@clean_errors
-def generate_cmd(plan_file, workers, scheduler, cluster, resume, no_progress, overwrite):
-    """Generate a corpus from a plan: every patch a shard (scene, deploy, trace, sample) on Dask.
-
-    The plan (YAML, commented example in scenes/generate_plan.yaml) names the region,
-    patching, deployment, tracing, metrics, sampling, seeds, output URL and cluster.
-    Shards are reproducible (seeded from the plan seed and the shard index), retried
-    when they fail, and recorded in a manifest so that --resume computes only the rest.
-
-    \b
-    Examples:
-      twin generate scenes/generate_plan.yaml --workers 2
-      twin generate plan.yaml --resume
-      twin generate plan.yaml --cluster slurm --workers 8     # 8 jobs, see docs/cluster.md
-    """
-    from twin.generate import generate
-
-    summary = generate(plan_file, workers=workers, scheduler=scheduler, cluster=cluster, resume=resume,
-                       overwrite=overwrite, progress=not no_progress, echo=click.echo)
-    for line in summary.lines():
-        click.echo(line)
-    if not summary.complete:
-        sys.exit(1)
-
-
-from cli.radio import deploy_cmd, show_map_cmd, trace_cmd  # noqa: E402
-
-main.add_command(deploy_cmd)
-main.add_command(trace_cmd)
-main.add_command(show_map_cmd)
-
-
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
     if text is None:
         return None
@@ -194,6 +152,47 @@ def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str
     for scheme, parts in counts["splits"].items():
         click.echo(f"  split {scheme:8s} " + "  ".join(f"{k} {v}" for k, v in parts.items()))
 
+
+@main.command("generate")
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--workers", type=int, default=None,
+              help="LocalCluster worker processes (default: one per core; one thread each), or SLURM/PBS jobs.")
+@click.option("--scheduler", default=None, help="Join a running Dask scheduler, e.g. tcp://host:8786.")
+@click.option("--cluster", type=click.Choice(["local", "slurm", "pbs"]), default=None,
+              help="Start the workers here or as batch jobs (dask-jobqueue), overriding the plan's cluster.kind.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run: skip the shards its manifest records.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@overwrite_option
+@clean_errors
+def generate_cmd(plan_file, workers, scheduler, cluster, resume, no_progress, overwrite):
+    """Generate a corpus from a plan: every patch a shard (scene, deploy, trace, sample) on Dask.
+
+    The plan (YAML, commented example in scenes/generate_plan.yaml) names the region,
+    patching, deployment, tracing, metrics, sampling, seeds, output URL and cluster.
+    Shards are reproducible (seeded from the plan seed and the shard index), retried
+    when they fail, and recorded in a manifest so that --resume computes only the rest.
+
+    \b
+    Examples:
+      twin generate scenes/generate_plan.yaml --workers 2
+      twin generate plan.yaml --resume
+      twin generate plan.yaml --cluster slurm --workers 8     # 8 jobs, see docs/cluster.md
+    """
+    from twin.generate import generate
+
+    summary = generate(plan_file, workers=workers, scheduler=scheduler, cluster=cluster, resume=resume,
+                       overwrite=overwrite, progress=not no_progress, echo=click.echo)
+    for line in summary.lines():
+        click.echo(line)
+    if not summary.complete:
+        sys.exit(1)
+
+
+from cli.radio import deploy_cmd, show_map_cmd, trace_cmd  # noqa: E402
+
+main.add_command(deploy_cmd)
+main.add_command(trace_cmd)
+main.add_command(show_map_cmd)
 
 if __name__ == "__main__":
     main()

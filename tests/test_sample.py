@@ -197,20 +197,20 @@ def test_spatial_split_by_street_is_disjoint_and_reproducible(city, mode):
 
 def test_corpus_round_trip(city, tmp_path):
     scene, maps_url, _ = city
-    cfg = SampleConfig(n=1100, mode="drive", chunk_samples=256, seed=2)
+    cfg = SampleConfig(n=600, mode="drive", chunk_samples=256, seed=2)
     corpus = sample(scene, maps_url, cfg, tmp_path / "c.zarr")
-    assert len(corpus) == 1100 and corpus.feature_names == list(cfg.features)
+    assert len(corpus) == 600 and corpus.feature_names == list(cfg.features)
     assert corpus.feature_units == ["dBm", "dB", "dBm", "dB"]
     assert corpus.attrs["config"]["mode"] == "drive" and corpus.attrs["config"]["reporting"]["rsrp_floor_dbm"] == -120
     # The same seed gives the same corpus, chunk by chunk.
     again = sample(scene.path, maps_url, cfg, tmp_path / "d.zarr")
-    got, exp = corpus.batch(slice(0, 1100)), again.batch(slice(0, 1100))
+    got, exp = corpus.batch(slice(0, 600)), again.batch(slice(0, 600))
     for k in got:
         np.testing.assert_array_equal(got[k], exp[k])
     chunk1 = Sampler(scene, maps_url, cfg).draw(256, np.random.default_rng([2, 1]))
     np.testing.assert_array_equal(corpus.batch(slice(256, 512))["features"], chunk1["features"])
     counts = corpus.attrs["counts"]["splits"]["spatial"]
-    assert sum(counts.values()) == 1100
+    assert sum(counts.values()) == 600
     sampling = corpus.attrs["sampling"]
     assert len(sampling["street_names"]) == len(sampling["street_split"]) == 6
     # Scene maps: fixed radio channels, semantic layers, per-cell feature maps, sites.
@@ -229,11 +229,11 @@ def test_corpus_round_trip(city, tmp_path):
     np.testing.assert_array_equal(sm.cell_id, maps.attrs["cell_ids"])
     np.testing.assert_allclose(sm.cell_xy_m, default_sites(240, 200))
     ds = xr.open_zarr(str(tmp_path / "c.zarr" / "samples"), consolidated=False)
-    assert ds["features"].shape == (1100, 20, 4) and ds["event_xy_m"].dims == ("sample", "event", "xy")
+    assert ds["features"].shape == (600, 20, 4) and ds["event_xy_m"].dims == ("sample", "event", "xy")
     scene_ds = xr.open_zarr(str(tmp_path / "c.zarr"), group="scenes/0", consolidated=False)
     assert scene_ds["radio_maps"].dims == ("radio_channel", "y", "x")
     assert scene_ds["cell_maps"].shape == (4, 4, *scene.grid.shape)
-    tb = open_corpus(tmp_path / "c.zarr").torch_batch([5, 1, 700])
+    tb = open_corpus(tmp_path / "c.zarr").torch_batch([5, 1, 500])
     assert tuple(tb["features"].shape) == (3, 20, 4) and tb["mask"].dtype.is_floating_point is False
 
 
@@ -286,3 +286,23 @@ def test_xarray_opens_a_scene_without_cell_maps(tmp_path):
     ds = xr.open_zarr(str(tmp_path / "c.zarr"), group="scenes/0", consolidated=False)
     assert ds.sizes["radio_channel"] == 2 and ds.sizes["semantic_channel"] == 1 and ds.sizes["y"] == 3
     assert corpus.scene(0).cell_maps is None
+
+
+def test_cli_reads_a_strict_yaml_config(city, tmp_path):
+    from cli.twin import main
+
+    scene, maps_url, _ = city
+    cfg = tmp_path / "sample.yaml"
+    cfg.write_text("n: 120\nmode: drive\nmax_cells: 2\nreporting:\n  rsrp_floor_dbm: -90.0\n")
+    args = ["sample", "--scene", str(scene.path), "--maps", maps_url, "--out", str(tmp_path / "c.zarr"),
+            "--config", str(cfg), "--max-events", "8"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    corpus = open_corpus(tmp_path / "c.zarr")
+    assert len(corpus) == 120 and corpus.max_events == 8
+    assert corpus.attrs["config"]["reporting"]["rsrp_floor_dbm"] == -90.0
+    b = corpus.batch(slice(0, 120))
+    assert (b["features"][..., 0][b["mask"]] >= -90.0).all()
+    cfg.write_text("n: 10\nspeed: 3\n")
+    bad = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert bad.exit_code == 2 and "unknown key(s) speed" in bad.output

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -275,7 +276,11 @@ class CorpusWriter:
             self._flush(whole_chunks_only=False)
             self.root.attrs.update({**compute_statistics(self.root, self.feature_names, self.split_schemes),
                                     **(extra_attrs or {}), "complete": True})
-            zarr.consolidate_metadata(self._build_url)
+            with warnings.catch_warnings():
+                # Consolidated metadata is a zarr-python extension to v3; it saves one request
+                # per array when the corpus lives on object storage, so we write it knowingly.
+                warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+                zarr.consolidate_metadata(self._build_url)
         except BaseException as err:
             self._ctx.__exit__(type(err), err, err.__traceback__)
             self._closed = True

@@ -26,6 +26,7 @@ length; ``random`` assigns samples independently. Both follow ``seed``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -271,26 +272,30 @@ def read_maps(url: str | os.PathLike) -> MapsData:
     return MapsData(url, grid, cell_id, _cell_positions(attrs, cell_id), group)
 
 
-def _bilinear_stack(stack: np.ndarray, grid: Grid, xy_m: np.ndarray) -> np.ndarray:
-    """NaN-aware bilinear interpolation of ``stack`` ``(H, W, C)`` at points ``(M, 2)``; returns ``(M, C)``.
-
-    Equals :meth:`Grid.sample` where the four neighbouring cells are finite; a NaN
-    neighbour (e.g. a building cell beside a street) drops out and the others' weights
-    are renormalized, so that points along walls keep their measurements.
-    """
+def _corners(grid: Grid, xy_m: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The four bilinear neighbours of points ``(M, 2)``: ``(row, col, weight)`` each ``(M,)``."""
     fx = np.clip((xy_m[:, 0] - grid.x0_m) / grid.cell_size_m - 0.5, 0.0, grid.width - 1.0)
     fy = np.clip((xy_m[:, 1] - grid.y0_m) / grid.cell_size_m - 0.5, 0.0, grid.height - 1.0)
     j0 = np.minimum(fx.astype(np.int64), max(grid.width - 2, 0))
     i0 = np.minimum(fy.astype(np.int64), max(grid.height - 2, 0))
     j1 = np.minimum(j0 + 1, grid.width - 1)
     i1 = np.minimum(i0 + 1, grid.height - 1)
-    wx = (fx - j0).astype(np.float32)[:, None]
-    wy = (fy - i0).astype(np.float32)[:, None]
-    num = np.zeros((len(xy_m), stack.shape[-1]), np.float32)
-    den = np.zeros_like(num)
-    for i, j, w in ((i0, j0, (1 - wx) * (1 - wy)), (i0, j1, wx * (1 - wy)),
-                    (i1, j0, (1 - wx) * wy), (i1, j1, wx * wy)):
-        v = stack[i, j]                                   # [M, C]
+    wx = (fx - j0).astype(np.float32)
+    wy = (fy - i0).astype(np.float32)
+    return [(i0, j0, (1 - wx) * (1 - wy)), (i0, j1, wx * (1 - wy)), (i1, j0, (1 - wx) * wy), (i1, j1, wx * wy)]
+
+
+def _blend(values: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
+    """NaN-aware bilinear blend of the four corner values ``(M, ...)`` with weights ``(M,)``.
+
+    Equals plain bilinear interpolation (:meth:`Grid.sample`) where the four corners are
+    finite; a NaN corner (e.g. a building cell beside the street) drops out and the other
+    weights are renormalized, so that points along walls keep their measurements.
+    """
+    num = np.zeros(values[0].shape, np.float32)
+    den = np.zeros(values[0].shape, np.float32)
+    for v, w in zip(values, weights, strict=True):
+        w = w.reshape(-1, *([1] * (v.ndim - 1)))
         ok = ~np.isnan(v)
         num += np.where(ok, v, 0.0) * w
         den += ok * w
@@ -324,11 +329,12 @@ class Sampler:
         if unknown:
             raise InputError(f"sample config: features: unknown feature(s) {', '.join(unknown)}; "
                              f"the maps {self.maps.url} have {', '.join(available)}")
-        # RSRP decides detection and order even when it is not a reported feature.
-        self.measured = list(dict.fromkeys(["rsrp_dbm", *config.features]))
-        per_cell = np.stack([self.maps.per_cell(f) for f in self.measured], axis=-1)  # [n, H, W, F']
-        self.stack = np.ascontiguousarray(per_cell.transpose(1, 2, 0, 3)).reshape(
-            *self.grid.shape, -1)                                                     # [H, W, n*F']
+        # RSRP decides detection and order, for every cell; the other features are looked up
+        # for the listed cells only. Pixel-major layouts make each lookup one contiguous read.
+        self.rsrp = np.ascontiguousarray(self.maps.per_cell("rsrp_dbm").transpose(1, 2, 0))   # [H, W, nc]
+        self.others = [f for f in config.features if f != "rsrp_dbm"]
+        self.stack = (np.ascontiguousarray(np.stack([self.maps.per_cell(f) for f in self.others], axis=-1)
+                                           .transpose(1, 2, 0, 3)) if self.others else None)  # [H, W, nc, F-]
         self.roads = RoadNetwork.from_roads(scene.roads(), self.grid, config.street_key)
         self.roads.assign_splits(config.split_fractions, np.random.default_rng([config.seed, 2**31 - 1]))
         self.group_split = self.roads.group_split
@@ -391,14 +397,18 @@ class Sampler:
         r, k_max, t_max, nc = cfg.reports, cfg.max_cells, cfg.max_events, self.n_cells
         if cfg.mode == "random":
             xy, group = self._random_positions(n, rng)                          # [n, R, 2], [n, R]
-            true = _bilinear_stack(self.stack, self.grid, xy[:, 0])            # [n, nc*F']
-            true = np.broadcast_to(true[:, None], (n, r, true.shape[-1]))     # [n, R, nc*F']
+            points = xy[:, 0]                                                   # [n, 2]: one UE position
         else:
             xy, group = self._drive_positions(n, rng)
-            true = _bilinear_stack(self.stack, self.grid, xy.reshape(-1, 2)).reshape(n, r, -1)
-        true = true.reshape(n, r, nc, len(self.measured))                     # [n, R, nc, F']
-        reported = apply_reporting({f: true[..., q] for q, f in enumerate(self.measured)}, cfg.reporting, rng)
-        rsrp = np.asarray(reported["rsrp_dbm"], np.float32)                    # [n, R, nc]
+            points = xy.reshape(-1, 2)                                          # [n*R, 2]
+        corners = _corners(self.grid, points)
+        weights = [w for _, _, w in corners]
+        true_rsrp = _blend([self.rsrp[i, j] for i, j, _ in corners], weights)  # [M, nc]
+        true_rsrp = np.broadcast_to(true_rsrp.reshape(n, -1, nc), (n, r, nc))  # [n, R, nc]
+        # apply_reporting draws noise per key independently, so reporting RSRP for all cells
+        # first and the other features for the listed cells after is the same model.
+        rsrp = np.asarray(apply_reporting({"rsrp_dbm": true_rsrp}, cfg.reporting, rng)["rsrp_dbm"],
+                          np.float32)                                           # [n, R, nc]
         detected = np.isfinite(rsrp)
         key = np.where(detected, rsrp, -np.inf)
         k = min(k_max, nc)
@@ -406,8 +416,17 @@ class Sampler:
         valid = np.take_along_axis(detected, order, -1)
         if cfg.event_drop_prob > 0:
             valid &= rng.random(valid.shape) >= cfg.event_drop_prob
-        feats = np.stack([np.take_along_axis(np.asarray(reported[f], np.float32), order, -1)
-                          for f in cfg.features], axis=-1)                    # [n, R, K, F]
+        values = {"rsrp_dbm": np.take_along_axis(rsrp, order, -1)}            # [n, R, K]
+        if self.stack is not None:
+            listed = order.reshape(len(points), -1)                            # [M, S]
+            flat = self.stack.reshape(-1, len(self.others))                    # [H*W*nc, F-]
+            width = self.grid.width
+            true = _blend([flat[((i * width + j) * nc)[:, None] + listed] for i, j, _ in corners], weights)
+            true = true.reshape(n, r, k, len(self.others))                     # [n, R, K, F-]
+            no_floor = dataclasses.replace(cfg.reporting, rsrp_floor_dbm=None)  # listed cells passed it
+            reported = apply_reporting({f: true[..., q] for q, f in enumerate(self.others)}, no_floor, rng)
+            values.update({f: np.asarray(reported[f], np.float32) for f in self.others})
+        feats = np.stack([values[f] for f in cfg.features], axis=-1)            # [n, R, K, F]
         # Pack the real events of all reports to the front, in time order, into T slots.
         valid = valid.reshape(n, r * k)
         pad = max(t_max - r * k, 0)
