@@ -242,6 +242,9 @@ def test_reference_run_has_expected_counts_per_split(reference):
         xy = batch["position_xy_m"][k * UE:(k + 1) * UE]
         assert ((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)).all()
         assert (batch["group_id"][k * UE:(k + 1) * UE] // GROUP_STRIDE == k).all()
+        streets = corpus.root[f"scenes/{k}"].attrs["street_split"]
+        local = batch["group_id"][k * UE:(k + 1) * UE] % GROUP_STRIDE
+        np.testing.assert_array_equal(np.asarray(streets)[local], batch["split_spatial"][k * UE:(k + 1) * UE])
         assert shard["region"] == [k * UE, (k + 1) * UE] and shard["n_cells"] == 2
         assert corpus.scene(k).cell_maps.shape[:2] == (2, 4)
     assert batch["mask"].any(1).all() and np.isfinite(corpus.stats["feature_mean"]).all()

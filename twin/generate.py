@@ -355,10 +355,13 @@ def _finalize(plan: GeneratePlan, partial: PartialStore, shards: list[Shard], ov
             raise EngineError(f"{partial.root}: manifest of shard {shard.index} covers {records[shard.index]['region']}, "
                               f"expected [{start}, {stop}]")
     keep = ("shard", "patch", "extent_m", "region", "n_samples", "n_cells", "n_buildings", "warnings")
-    CorpusWriter.reopen(partial.store).close({"generate": {
+    CorpusWriter.reopen(partial.store).close({
+        "sampling": {"mode": plan.sample.mode, "n_reports": plan.sample.reports,
+                     "streets": "per scene: attributes street_names, street_split, street_length_m"},
+        "generate": {
         "plan": plan.name, "n_shards": len(shards), "ue_per_patch": plan.ue_per_patch,
         "shards": [{k: records[s.index][k] for k in keep} for s in shards],
-    }})
+        }})
     partial.publish(overwrite)
     summary.complete = True
     summary.counts = dict(open_corpus(plan.output).attrs.get("counts", {}).get("splits", {}))

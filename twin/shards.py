@@ -260,6 +260,10 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
             "extent_m": list(shard.extent_m), "sample_region": [start, stop],
             "seeds": {"deploy": seeds.deploy, "trace": seeds.trace, "sample": seeds.sample},
             "sites": json.loads(sites.to_json(orient="records")),
+            # group_id - k * GROUP_STRIDE indexes these (as twin sample's root "sampling" attribute)
+            "street_names": sampler.roads.group_names,
+            "street_split": sampler.roads.group_split.astype(int).tolist(),
+            "street_length_m": [round(float(v), 2) for v in sampler.roads.group_length_m()],
         })
         writer.write_at(start, samples)
         times["write_s"] = time.perf_counter() - t
