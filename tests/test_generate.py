@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from cli.twin import main
 from twin.corpus import CorpusWriter, open_corpus, sample_array_specs
-from twin.errors import EngineError, InputError
+from twin.errors import InputError
 from twin.generate import generate
 from twin.plan import chunk_size, layout_shards, load_plan, plan_from_dict, shard_seeds
 from twin.shards import FAULT_ENV, GROUP_STRIDE, PartialStore
@@ -148,17 +148,22 @@ def test_corpus_reopen_writes_scenes_by_index_and_disjoint_regions(tmp_path):
     assert open_corpus(url).attrs["complete"] is True
 
 
-def test_batch_cluster_without_dask_jobqueue_is_a_clear_error_before_any_write(tmp_path):
-    pytest.importorskip("distributed")
+@pytest.mark.parametrize(("kind", "directives"), [
+    ("slurm", ["#SBATCH --gres=gpu:1", "#SBATCH -p gpu", "--resources GPU=1", "--nthreads 1"]),
+    ("pbs", ["ngpus=1", "#PBS -q gpu", "--resources GPU=1"]),
+])
+def test_batch_cluster_job_script_asks_for_one_gpu_per_worker(tmp_path, kind, directives):
+    from twin.generate import batch_cluster
+
+    plan = plan_from_dict(tiny_plan(tmp_path / "c.zarr", cluster={"gpus_per_worker": 1, "queue": "gpu",
+                                                                  "memory": "16GB", "walltime": "01:00:00"}))
+    cluster = batch_cluster(plan, kind)  # builds the job script; submits nothing until scaled
     try:
-        import dask_jobqueue  # noqa: F401
-        pytest.skip("dask-jobqueue is installed here")
-    except ImportError:
-        pass
-    out = tmp_path / "c.zarr"
-    with pytest.raises(EngineError, match="--cluster slurm needs dask-jobqueue: pip install dask-jobqueue"):
-        generate(plan_from_dict(tiny_plan(out)), cluster="slurm", progress=False)
-    assert not PartialStore(str(out)).exists()
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for directive in directives:
+        assert directive in script, script
 
 
 def test_cli_bad_plan_is_one_clean_message(tmp_path):

@@ -153,8 +153,22 @@ def start_cluster(plan: GeneratePlan, workers: int | None = None, scheduler: str
                                dashboard_address=":0" if _has_bokeh() else None,
                                local_directory=spec.local_directory, silence_logs=logging.ERROR)
         return Client(cluster), cluster
+    cluster = batch_cluster(plan, kind)
+    cluster.scale(jobs=workers or spec.workers or 1)
+    return Client(cluster), cluster
+
+
+def batch_cluster(plan: GeneratePlan, kind: str) -> Any:
+    """A dask-jobqueue SLURM or PBS cluster from the plan's ``cluster`` section, not yet scaled.
+
+    Each job runs one single-process worker; with ``gpus_per_worker`` the job asks the
+    batch system for the GPUs (``--gres=gpu:N`` / ``ngpus=N``) and the worker declares the
+    Dask resource ``GPU`` that tracing tasks request.
+    """
     if kind not in ("slurm", "pbs"):
         raise InputError(f"cluster: unknown kind {kind!r}; use local, slurm or pbs")
+    spec = plan.cluster
+    gpus = spec.gpus_per_worker
     dask_jobqueue = _jobqueue(kind)
     common = {"cores": spec.threads_per_worker, "processes": 1, "memory": spec.memory, "queue": spec.queue,
               "account": spec.account, "walltime": spec.walltime, "local_directory": spec.local_directory,
@@ -164,12 +178,9 @@ def start_cluster(plan: GeneratePlan, workers: int | None = None, scheduler: str
     if kind == "slurm":
         if gpus:
             extra.append(f"--gres=gpu:{gpus}")
-        cluster = dask_jobqueue.SLURMCluster(job_extra_directives=extra, **common)
-    else:
-        resource = f"select=1:ncpus={spec.threads_per_worker}:mem={spec.memory}" + (f":ngpus={gpus}" if gpus else "")
-        cluster = dask_jobqueue.PBSCluster(job_extra_directives=extra, resource_spec=resource, **common)
-    cluster.scale(jobs=workers or spec.workers or 1)
-    return Client(cluster), cluster
+        return dask_jobqueue.SLURMCluster(job_extra_directives=extra, **common)
+    resource = f"select=1:ncpus={spec.threads_per_worker}:mem={spec.memory}" + (f":ngpus={gpus}" if gpus else "")
+    return dask_jobqueue.PBSCluster(job_extra_directives=extra, resource_spec=resource, **common)
 
 
 def _jobqueue(kind: str) -> Any:
