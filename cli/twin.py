@@ -161,10 +161,11 @@ def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str
 @click.option("--cluster", type=click.Choice(["local", "slurm", "pbs"]), default=None,
               help="Start the workers here or as batch jobs (dask-jobqueue), overriding the plan's cluster.kind.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run: skip the shards its manifest records.")
+@click.option("--out", "output", default=None, help="Corpus URL, replacing the plan's output.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @overwrite_option
 @clean_errors
-def generate_cmd(plan_file, workers, scheduler, cluster, resume, no_progress, overwrite):
+def generate_cmd(plan_file, workers, scheduler, cluster, resume, output, no_progress, overwrite):
     """Generate a corpus from a plan: every patch a shard (scene, deploy, trace, sample) on Dask.
 
     The plan (YAML, commented example in scenes/generate_plan.yaml) names the region,
@@ -174,13 +175,14 @@ def generate_cmd(plan_file, workers, scheduler, cluster, resume, no_progress, ov
 
     \b
     Examples:
-      twin generate scenes/generate_plan.yaml --workers 2
+      twin generate scenes/generate_plan.yaml --workers 2 --out out/helsinki_corpus.zarr
       twin generate plan.yaml --resume
       twin generate plan.yaml --cluster slurm --workers 8     # 8 jobs, see docs/cluster.md
     """
     from twin.generate import generate
+    from twin.plan import load_plan
 
-    summary = generate(plan_file, workers=workers, scheduler=scheduler, cluster=cluster, resume=resume,
+    summary = generate(load_plan(plan_file, output=output), workers=workers, scheduler=scheduler, cluster=cluster, resume=resume,
                        overwrite=overwrite, progress=not no_progress, echo=click.echo)
     for line in summary.lines():
         click.echo(line)

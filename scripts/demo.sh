@@ -24,6 +24,9 @@ step "4. twin sample: 20,000 drive-test sequences along the roads into a Zarr co
 $BIN/twin sample --scene "$OUT/scene" --maps "$OUT/maps.zarr" --out "$OUT/corpus.zarr" \
     --n 20000 --mode drive --overwrite
 
+step "5. twin generate: the same pipeline as 2x2 patch shards on a local Dask cluster"
+$BIN/twin generate scenes/generate_plan.yaml --workers 2 --out "$OUT/generated.zarr" --overwrite
+
 cat <<TXT
 
 Demo outputs in $OUT:
@@ -31,5 +34,6 @@ Demo outputs in $OUT:
   sites:     $OUT/bs.csv
   maps:      $OUT/maps.zarr      (path gain, RSRP, RSRQ, SINR, SNR, RSSI, serving cell, BLER, throughput)
   corpus:    $OUT/corpus.zarr    (measurement sequences with street splits)
+  generated: $OUT/generated.zarr (4 patch shards generated on Dask, with their own scenes and maps)
   pictures:  $OUT/scene.png, $OUT/maps-png/*.png
 TXT

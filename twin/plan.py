@@ -194,10 +194,11 @@ def _section(cls: type, data: Any, where: str) -> Any:
         raise InputError(text if text.startswith(where) else f"{where}: {text}") from None
 
 
-def load_plan(path: str | os.PathLike) -> GeneratePlan:
+def load_plan(path: str | os.PathLike, output: str | None = None) -> GeneratePlan:
     """Read a plan YAML strictly; unknown keys, wrong types and bad values name file and key.
 
-    The plan is then checked by :func:`check_plan` (files, bbox, strategy, output).
+    ``output`` replaces the plan's output URL. The plan is then checked by
+    :func:`check_plan` (files, bbox, strategy, output).
     """
     path = Path(path)
     try:
@@ -206,6 +207,8 @@ def load_plan(path: str | os.PathLike) -> GeneratePlan:
         raise InputError(f"{path}: no such plan file") from None
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML: {err}") from None
+    if output is not None and isinstance(raw, dict):
+        raw["output"] = output
     return plan_from_dict(raw, str(path))
 
 
