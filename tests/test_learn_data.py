@@ -278,3 +278,21 @@ def test_loader_two_workers_matches_single_process(corpus_url):
         for a, b in zip(one, two, strict=True):
             for k in a:
                 assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.data
+def test_real_rome_crop_slice(tmp_path):
+    import pandas as pd
+
+    from learn.importers import import_rome_crop
+    from tests.conftest import shared_data
+
+    src = shared_data("rome_crop", "rome_crop_knn_ready.csv")
+    pd.read_csv(src).head(400).to_csv(tmp_path / "slice.csv", index=False)
+    corpus, _ = import_rome_crop(tmp_path / "slice.csv", tmp_path / "c.zarr")
+    ds = CorpusDataset([corpus.url], [corpus.split_indices("spatial", "train")], config=CFG, training=True)
+    b = next(iter(make_loader(ds, batch_size=16, shuffle=True)))
+    assert b["maps"].shape == (16, 0, 24, 24) and b["phys_maps"].shape[1] == 0
+    assert b["bs_valid"].equal(b["mask"]) and (b["cell_index"][b["mask"]] > 0).all()
+    assert ((b["target_xy"] >= 0) & (b["target_xy"] <= 1)).all()
+    assert b["feature_valid"].any() and torch.isfinite(b["features"]).all()
