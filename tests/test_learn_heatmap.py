@@ -11,8 +11,16 @@ from click.testing import CliRunner
 
 from cli.learn import main
 from learn.data import CorpusDataset, make_loader
-from learn.heatmap import (CONFIGS, HeatmapConfig, HeatmapNet, decode_argmax, gaussian_targets, heatmap_loss,
-                           load_init_weights, unpatch)
+from learn.heatmap import (
+    CONFIGS,
+    HeatmapConfig,
+    HeatmapNet,
+    decode_argmax,
+    gaussian_targets,
+    heatmap_loss,
+    load_init_weights,
+    unpatch,
+)
 from learn.heatmap_train import fit_heatmap, wsd_factor
 from learn.registry import load_method
 from tests.test_learn_data import _write
