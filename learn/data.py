@@ -82,7 +82,7 @@ from twin.errors import InputError
 from twin.geo import Grid
 
 __all__ = ["DataConfig", "Normalization", "CellVocab", "CorpusDataset", "collate", "make_loader",
-           "crop_grid", "crop_to_grid", "BATCH_KEYS"]
+           "crop_grid", "crop_to_grid", "BATCH_KEYS", "as_data_config", "build_training_data", "eval_dataset"]
 
 BATCH_KEYS = ("cell_index", "beam_index", "time_s", "features", "feature_valid", "mask", "bs_xy", "bs_valid",
               "maps", "map_valid", "phys_maps", "phys_valid", "event_slot", "target_xy", "crop_origin_m",
@@ -585,3 +585,69 @@ def make_loader(dataset: CorpusDataset, batch_size: int = 64, shuffle: bool = Fa
         dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, collate_fn=collate,
         drop_last=drop_last, generator=generator, worker_init_fn=_worker_init if num_workers else None,
         persistent_workers=False, **kwargs)
+
+
+def as_data_config(cfg: DataConfig | dict[str, Any] | Any) -> DataConfig:
+    """A :class:`DataConfig` from itself, a dict, or any object with some of its fields as attributes
+    (e.g. a model preset's data section with ``crop_size_m``, ``crop_px``, ``max_cells``); other keys are ignored."""
+    if isinstance(cfg, DataConfig):
+        return cfg
+    names = DataConfig.__dataclass_fields__
+    if isinstance(cfg, dict):
+        values = {k: v for k, v in cfg.items() if k in names}
+    else:
+        values = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
+    return DataConfig(**values)
+
+
+def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, split_scheme: str = "spatial",
+                        seed: int = 0, normalization: Normalization | dict | None = None,
+                        cell_vocab: CellVocab | Sequence[str] | None = None
+                        ) -> tuple[CorpusDataset, CorpusDataset, dict[str, Any]]:
+    """Training and validation datasets over the ``train`` / ``val`` parts of every corpus, and sizes.
+
+    The training dataset draws random crops per ``(seed, epoch, corpus, index)``: call
+    ``train.set_epoch(epoch)`` before each epoch's DataLoader, or every epoch sees the same
+    crops. Returns ``(train, val, info)`` with ``info``: ``n_features`` (F), ``n_cells``
+    (``len(cell_vocab) + 1``: index 0 is padding/unknown), ``map_channels`` (C, an int),
+    ``map_channel_names``, ``max_cells`` (K of the batches, 0 without cell maps),
+    ``cell_vocab`` (list of keys; key ``k`` has index ``k + 1``) and ``data_info``
+    (:meth:`CorpusDataset.state` plus ``feature_names``: keep it in checkpoints and give it
+    back to :func:`eval_dataset`).
+    """
+    urls = [os.fspath(u) for u in ([urls] if isinstance(urls, (str, os.PathLike)) else urls)]
+    cfg = as_data_config(data_config)
+    corpora = [open_corpus(u) for u in urls]
+    for c in corpora:
+        if split_scheme not in c.split_schemes:
+            raise InputError(f"{c.url}: no split scheme '{split_scheme}'; has {', '.join(c.split_schemes)}")
+    train_idx = [c.split_indices(split_scheme, "train") for c in corpora]
+    val_idx = [c.split_indices(split_scheme, "val") for c in corpora]
+    if not sum(len(i) for i in train_idx):
+        raise InputError(f"{', '.join(urls)}: split '{split_scheme}' has no training samples")
+    train = CorpusDataset(urls, train_idx, cfg, training=True, seed=seed, normalization=normalization,
+                          cell_vocab=cell_vocab)
+    val = CorpusDataset(urls, val_idx, cfg, training=False, normalization=train.normalization,
+                        cell_vocab=train.cell_vocab)
+    info = {"n_features": len(train.feature_names), "n_cells": len(train.cell_vocab),
+            "map_channels": len(train.map_channels), "map_channel_names": train.map_channels,
+            "max_cells": train.n_slots, "cell_vocab": train.cell_vocab.to_list(),
+            "data_info": {**train.state(), "feature_names": list(train.feature_names)}}
+    return train, val, info
+
+
+def eval_dataset(corpus: Corpus | str | os.PathLike, indices: np.ndarray, data_config: Any,
+                 cell_vocab: CellVocab | Sequence[str] | None = None, normalization: Normalization | dict | None = None,
+                 data_info: dict[str, Any] | None = None) -> CorpusDataset:
+    """An evaluation dataset (deterministic crops) of ``corpus`` at ``indices`` for a trained model.
+
+    Pass the checkpoint's ``cell_vocab`` and its ``data_info`` (or ``normalization``) so that the
+    inputs are normalized as in training; without them the corpus's own statistics are used.
+    """
+    url = corpus.url if isinstance(corpus, Corpus) else os.fspath(corpus)
+    if normalization is None and data_info and data_info.get("normalization"):
+        normalization = data_info["normalization"]
+    if cell_vocab is None and data_info and data_info.get("cell_vocab") is not None:
+        cell_vocab = data_info["cell_vocab"]
+    return CorpusDataset([url], [np.asarray(indices, np.int64)], as_data_config(data_config), training=False,
+                         normalization=normalization, cell_vocab=cell_vocab)

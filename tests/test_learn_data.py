@@ -12,8 +12,10 @@ from learn.data import (
     CorpusDataset,
     DataConfig,
     Normalization,
+    build_training_data,
     collate,
     crop_to_grid,
+    eval_dataset,
     make_loader,
 )
 from twin.corpus import CorpusWriter, sample_array_specs
@@ -296,3 +298,24 @@ def test_real_rome_crop_slice(tmp_path):
     assert b["bs_valid"].equal(b["mask"]) and (b["cell_index"][b["mask"]] > 0).all()
     assert ((b["target_xy"] >= 0) & (b["target_xy"] <= 1)).all()
     assert b["feature_valid"].any() and torch.isfinite(b["features"]).all()
+
+
+def test_training_and_eval_helpers(corpus_url, bare_url):
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Opts:           # a model preset's data section
+        crop_size_m: float = 300.0
+        crop_px: int = 24
+        max_cells: int = 2
+
+    train, val, info = build_training_data([corpus_url, bare_url], Opts(), "random", seed=1)
+    assert len(train) == 64 and len(val) == 0 and train.training and not val.training
+    assert info["n_features"] == 2 and info["map_channels"] == 3 and info["max_cells"] == 2
+    assert info["n_cells"] == 4 and info["cell_vocab"] == ["toy:7", "toy:11", "toy:42"]
+    ev = eval_dataset(corpus_url, np.array([3, 4]), {"crop_size_m": 300.0, "crop_px": 24, "max_cells": 2},
+                      cell_vocab=info["cell_vocab"], data_info=info["data_info"])
+    assert ev.normalization == train.normalization and len(ev) == 2
+    assert ev[0]["index"].item() == 3
+    with pytest.raises(InputError, match="no split scheme 'spatial'"):
+        build_training_data([corpus_url], Opts(), "spatial")
