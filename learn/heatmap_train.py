@@ -104,16 +104,16 @@ def _plot_curve(path: Path, history: dict[str, list[float]], title: str) -> None
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(history["epoch"], history["train_loss"], "b-", label="train BCE")
+    lines = ax.plot(history["epoch"], history["train_loss"], "b-", label="train BCE")
     ax.set_xlabel("epoch")
     ax.set_ylabel("train BCE", color="b")
     ax.set_yscale("log")
     if any(np.isfinite(history["val_mean_m"])):
         ax2 = ax.twinx()
-        ax2.plot(history["epoch"], history["val_mean_m"], "r-", label="val mean error")
-        ax2.plot(history["epoch"], history["val_median_m"], "r--", label="val median error")
+        lines += ax2.plot(history["epoch"], history["val_mean_m"], "r-", label="val mean error")
+        lines += ax2.plot(history["epoch"], history["val_median_m"], "r--", label="val median error")
         ax2.set_ylabel("val error [m]", color="r")
-        ax2.legend(loc="upper right")
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
