@@ -1,4 +1,4 @@
-"""``learn``: import real drive tests, evaluate baselines and models."""
+"""``learn``: import real drive tests, evaluate baselines and models, train the heatmap baseline."""
 
 from __future__ import annotations
 
@@ -182,6 +182,43 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, cr
 
         plot_evaluation(result, plot_dir)
     click.echo(json.dumps(result.to_json()) if as_json else result.table())
+
+
+@main.command("fit-baseline")
+@click.argument("name", type=click.Choice(["heatmap"]))
+@click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
+@click.option("--split", default="random", show_default=True,
+              help="Split scheme: trains on its train part, picks the epoch on its val part.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt).")
+@click.option("--config", "config_name", type=click.Choice(["small", "full"]), default="small", show_default=True,
+              help="small: 64 px, 4 blocks (CPU); full: seed 004's 224 px DINOv2-L/14-sized ViT.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak learning rate (warmup-stable-decay).")
+@click.option("--crop-size-m", type=float, help="Side of the crop [m] (default 600).")
+@click.option("--init-weights", type=click.Path(dir_okay=False),
+              help="A local state dict (or checkpoint) to start from; tensors matching by name and shape.")
+@click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@seed_option
+@overwrite_option
+@clean_errors
+def fit_baseline_cmd(name, data, split, out, config_name, epochs, batch_size, lr, crop_size_m, init_weights,
+                     num_workers, seed, overwrite):
+    """Train the MapRadioFormer-style heatmap baseline (from scratch or local weights).
+
+    Writes the checkpoint (kind "heatmap", judged by `learn eval --ckpt`) and a training
+    curve PNG beside it (<out stem>_curve.png).
+
+    \b
+    Example:
+      learn fit-baseline heatmap --data out/rome_crop.zarr --split spatial --out out/heatmap.pt --epochs 40
+      learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap.pt
+    """
+    from learn.heatmap_train import fit_heatmap
+
+    click.echo(fit_heatmap(data, split, out, config=config_name, epochs=epochs, batch_size=batch_size, lr=lr,
+                           init_weights=init_weights, seed=seed, num_workers=num_workers, crop_size_m=crop_size_m,
+                           overwrite=overwrite))
 
 
 from cli import learn_train as _learn_train  # noqa: E402,F401  (adds pretrain, finetune, predict)

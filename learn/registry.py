@@ -20,7 +20,7 @@ __all__ = ["register_checkpoint_kind", "load_checkpoint", "load_method", "checkp
 
 _LOADERS: dict[str, Callable[[dict[str, Any], str], Any]] = {}
 # kind -> module that registers it when imported.
-_PROVIDERS = {"posterior": "learn.predict"}
+_PROVIDERS = {"heatmap": "learn.heatmap", "posterior": "learn.predict"}
 
 
 def register_checkpoint_kind(kind: str, loader: Callable[[dict[str, Any], str], Any]) -> None:
