@@ -17,8 +17,8 @@ $BIN/twin deploy --scene "$OUT/scene" --strategy grid --count 4 --out "$OUT/bs.c
 
 step "3. twin trace: Sionna RT radio maps (10^6 rays per cell) and LTE/NR metrics"
 $BIN/twin trace --scene "$OUT/scene" --bs-file "$OUT/bs.csv" --out "$OUT/maps.zarr" --overwrite
-$BIN/twin show-map "$OUT/maps.zarr" --metric rsrp_dbm --out "$OUT/maps-png" --overwrite
-$BIN/twin show-map "$OUT/maps.zarr" --metric sinr_db --out "$OUT/maps-png" --overwrite
+$BIN/twin show-map "$OUT/maps.zarr" --metric rsrp_dbm --out "$OUT/maps-rsrp" --overwrite
+$BIN/twin show-map "$OUT/maps.zarr" --metric sinr_db --out "$OUT/maps-sinr" --overwrite
 
 step "4. twin sample: 20,000 drive-test sequences along the roads into a Zarr corpus"
 $BIN/twin sample --scene "$OUT/scene" --maps "$OUT/maps.zarr" --out "$OUT/corpus.zarr" \
@@ -35,5 +35,5 @@ Demo outputs in $OUT:
   maps:      $OUT/maps.zarr      (path gain, RSRP, RSRQ, SINR, SNR, RSSI, serving cell, BLER, throughput)
   corpus:    $OUT/corpus.zarr    (measurement sequences with street splits)
   generated: $OUT/generated.zarr (4 patch shards generated on Dask, with their own scenes and maps)
-  pictures:  $OUT/scene.png, $OUT/maps-png/*.png
+  pictures:  $OUT/scene.png, $OUT/maps-rsrp/*.png, $OUT/maps-sinr/*.png
 TXT

@@ -130,7 +130,7 @@ def test_cli_import_and_eval(tmp_path):
             rows.append({"time": p * 60.0, "lon": lon[p], "lat": lat[p], "cell_id": 100 + c,
                          "rsrp_dbm": -30 - 35 * np.log10(d)})
     pd.DataFrame(rows).to_csv(tmp_path / "drive.csv", index=False)
-    pd.DataFrame({"cell_id": [100, 101, 102], "lon": blon, "lat": blat}).to_csv(tmp_path / "bs.csv", index=False)
+    pd.DataFrame({"bs_id": ["a", "b", "c"], "cell_id": [100, 101, 102], "lon": blon, "lat": blat}).to_csv(tmp_path / "bs.csv", index=False)
     runner = CliRunner()
     res = runner.invoke(main, ["import", "drive-test", str(tmp_path / "drive.csv"), "--bs-file",
                                str(tmp_path / "bs.csv"), "--out", str(tmp_path / "d.zarr")])

@@ -279,6 +279,44 @@ def test_drive_test_bad_input(tmp_path):
         import_drive_test(tmp_path / "empty.csv", bs, tmp_path / "o.zarr")
     drive, _ = _drive(tmp_path, [{"time": 0, "lon": lon[0], "lat": lat[0], "cell_id": 11, "rsrp_dbm": -80.0}])
     pd.DataFrame({"cell_id": [11]}).to_csv(tmp_path / "bs2.csv", index=False)
-    with pytest.raises(InputError, match=r"bs2\.csv: missing columns 'lon', 'lat'"):
+    with pytest.raises(InputError, match=r"bs2\.csv: 2 problem\(s\)(.|\n)*'bs_id'(.|\n)*missing position columns"):
         import_drive_test(drive, tmp_path / "bs2.csv", tmp_path / "o.zarr")
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_drive_test_with_scene_and_maps_gets_the_channels_twin_sample_writes(tmp_path):
+    from tests.data.tiny_city.make import make_maps, make_scene
+    from twin.maps import open_maps
+    from twin.sample import RADIO_CHANNELS, SEMANTIC_CHANNELS, SampleConfig, sample
+    from twin.scene import load_twin_scene
+
+    scene_dir = make_scene(tmp_path / "scene")
+    maps_url = make_maps(scene_dir, tmp_path / "maps.zarr")
+    maps, scene = open_maps(maps_url), load_twin_scene(scene_dir)
+    cells = maps.cell_ids[:2]
+    pd.DataFrame({"bs_id": ["a", "b"], "cell_id": cells, "x_m": maps.cell_xy_m[:2, 0],
+                  "y_m": maps.cell_xy_m[:2, 1]}).to_csv(tmp_path / "bs.csv", index=False)
+    xy = np.array([[20.0, 50.0], [50.0, 50.0], [80.0, 50.0]])
+    lon, lat = scene.frame.to_lonlat(xy[:, 0], xy[:, 1])
+    rows = [{"time": t, "lon": lon[t], "lat": lat[t], "cell_id": c, "rsrp_dbm": -80.0 - t}
+            for t in range(3) for c in cells]
+    pd.DataFrame(rows).to_csv(tmp_path / "drive.csv", index=False)
+    imported, _ = import_drive_test(tmp_path / "drive.csv", tmp_path / "bs.csv", tmp_path / "d.zarr",
+                                    scene_dir=scene_dir, maps=maps_url)
+    synthetic = sample(scene, maps_url, SampleConfig(n=20, features=("rsrp_dbm",)), tmp_path / "s.zarr")
+    a, b = imported.scene(0), synthetic.scene(0)
+    assert a.radio_channels == b.radio_channels == [c for c, _, _ in RADIO_CHANNELS]
+    assert a.semantic_channels == b.semantic_channels == [c for c, _ in SEMANTIC_CHANNELS]
+    np.testing.assert_array_equal(a.radio_maps, b.radio_maps)
+    # Each imported cell's map is the traced RSRP map of that cell.
+    for k, cid in enumerate(a.cell_id):
+        np.testing.assert_array_equal(a.cell_maps[k, 0], maps["rsrp_dbm"][maps.cell_index(cid)])
+    import zarr
+
+    group = zarr.open_group(str(maps_url), mode="r+")
+    arrays = dict(group.attrs["arrays"])
+    arrays.pop("rsrp_dbm")  # maps traced without the metrics have no RSRP
+    group.attrs["arrays"] = arrays
+    with pytest.raises(InputError, match="no map of feature"):
+        import_drive_test(tmp_path / "drive.csv", tmp_path / "bs.csv", tmp_path / "e.zarr",
+                          scene_dir=scene_dir, maps=maps_url)

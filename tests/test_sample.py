@@ -15,9 +15,10 @@ from tests.data.tiny_city.make import default_sites, make_maps, make_scene
 from twin.corpus import open_corpus
 from twin.errors import InputError, OutputExistsError
 from twin.geo import Grid
+from twin.maps import open_maps
 from twin.metrics import ReportingConfig
 from twin.routes import assign_group_splits
-from twin.sample import RADIO_CHANNELS, SampleConfig, Sampler, read_maps, sample
+from twin.sample import RADIO_CHANNELS, SampleConfig, Sampler, sample
 from twin.scene import load_twin_scene
 
 EXACT = ReportingConfig.exact()
@@ -249,8 +250,10 @@ def test_bad_inputs_name_the_field(city, tmp_path):
         SampleConfig(speed_mps=(10.0, 5.0))
     with pytest.raises(InputError, match="split_fractions"):
         SampleConfig(split_fractions=(0.5, 0.2, 0.2))
-    with pytest.raises(InputError, match="not twin radio maps"):
-        read_maps(root / "scene" / "layers.zarr")
+    with pytest.raises(InputError, match="not a radio-map store"):
+        sample(scene, root / "scene" / "layers.zarr", SampleConfig(n=10), tmp_path / "c.zarr")
+    with pytest.raises(InputError, match="not a radio-map store"):
+        open_maps(root / "scene" / "layers.zarr")
     (tmp_path / "exists.zarr").mkdir()
     with pytest.raises(OutputExistsError, match="exists.zarr exists"):
         sample(scene, maps_url, SampleConfig(n=10), tmp_path / "exists.zarr")

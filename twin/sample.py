@@ -40,10 +40,11 @@ from twin.config import to_dict
 from twin.corpus import Corpus, CorpusWriter
 from twin.errors import InputError
 from twin.geo import Grid
+from twin.maps import RadioMaps, open_maps
 from twin.metrics import ReportingConfig, apply_reporting
 from twin.routes import RoadNetwork
 
-__all__ = ["SampleConfig", "MapsData", "Sampler", "sample", "read_maps", "feature_unit",
+__all__ = ["SampleConfig", "Sampler", "sample", "scene_channels", "add_corpus_scene",
            "RADIO_CHANNELS", "SEMANTIC_CHANNELS", "SPLIT_SCHEMES"]
 
 SPLIT_SCHEMES = ("spatial", "random")
@@ -63,7 +64,6 @@ RADIO_CHANNELS: tuple[tuple[str, str, float], ...] = (
 SEMANTIC_CHANNELS: tuple[tuple[str, str], ...] = (
     ("building_mask", "1"), ("building_height_m", "m"), ("road_mask", "1"),
 )
-_NOT_FEATURES = {"serving_cell"}
 
 
 @dataclass(frozen=True)
@@ -161,117 +161,6 @@ class SampleConfig:
         return self.n_reports or math.ceil(self.max_events / self.max_cells)
 
 
-def feature_unit(name: str) -> str:
-    """The unit of a feature from its name's suffix (``_dbm`` dBm, ``_db`` dB, ``_bps`` bit/s, else 1)."""
-    for suffix, unit in (("_dbm", "dBm"), ("_db", "dB"), ("_bps", "bit/s"), ("_m", "m"), ("_s", "s")):
-        if name.endswith(suffix):
-            return unit
-    return "1"
-
-
-@dataclass(frozen=True)
-class MapsData:
-    """A maps.zarr store opened for sampling (arrays read lazily)."""
-
-    url: str
-    grid: Grid
-    cell_id: np.ndarray        # (n_cells,) int64
-    cell_xy_m: np.ndarray      # (n_cells, 2) float32, NaN where the maps carry no position
-    group: Any                 # the zarr group
-
-    @property
-    def n_cells(self) -> int:
-        return len(self.cell_id)
-
-    def feature_names(self) -> list[str]:
-        """Arrays usable as event features: per-cell ``(n_cells, H, W)`` or UE-level ``(H, W)``."""
-        out = []
-        for name, arr in self.group.arrays():
-            if name in _NOT_FEATURES or name.startswith("cell_"):
-                continue
-            if arr.shape in ((self.n_cells, *self.grid.shape), self.grid.shape):
-                out.append(name)
-        return sorted(out)
-
-    def per_cell(self, name: str) -> np.ndarray:
-        """Feature ``name`` as ``(n_cells, H, W)`` float32; UE-level maps are repeated for every cell.
-
-        ``rssi_dbm`` reads ``cell_rssi_dbm`` (each cell's carrier) when the maps have it.
-        """
-        if name == "rssi_dbm" and "cell_rssi_dbm" in self.group:
-            name = "cell_rssi_dbm"
-        if name not in self.group:
-            raise InputError(f"{self.url}: maps have no array '{name}'")
-        data = np.asarray(self.group[name][:], np.float32)
-        if data.shape == self.grid.shape:
-            data = np.broadcast_to(data, (self.n_cells, *self.grid.shape))
-        return data
-
-    def unit(self, name: str) -> str:
-        """A feature's unit: the array's ``units`` attribute, else from its name (:func:`feature_unit`)."""
-        arr = self.group.get(name)
-        units = dict(arr.attrs).get("units") if arr is not None else None
-        return str(units) if units else feature_unit(name)
-
-    def array(self, name: str) -> np.ndarray:
-        """A maps.zarr array by name; :class:`InputError` naming the store when absent."""
-        if name not in self.group:
-            raise InputError(f"{self.url}: maps have no array '{name}' (see DESIGN.md, radio maps)")
-        return np.asarray(self.group[name][:])
-
-
-def _cell_positions(attrs: dict[str, Any], cell_ids: np.ndarray) -> np.ndarray:
-    """Site positions per cell from the BS table records in the attributes (NaN where absent)."""
-    xy = np.full((len(cell_ids), 2), np.nan, np.float32)
-    for key in ("sites", "cells", "bs"):
-        records = attrs.get(key)
-        if isinstance(records, dict) and "cell_id" in records:  # columnar
-            records = [dict(zip(records, vals, strict=True)) for vals in zip(*records.values(), strict=True)]
-        if not isinstance(records, list):
-            continue
-        where = {int(c): k for k, c in enumerate(cell_ids)}
-        for rec in records:
-            if isinstance(rec, dict) and "cell_id" in rec and int(rec["cell_id"]) in where:
-                x, y = rec.get("x_m", rec.get("x")), rec.get("y_m", rec.get("y"))
-                if x is not None and y is not None:
-                    xy[where[int(rec["cell_id"])]] = (float(x), float(y))
-        break
-    return xy
-
-
-def read_maps(url: str | os.PathLike) -> MapsData:
-    """Open a maps.zarr store (``twin trace`` output) and check its attributes.
-
-    Raises :class:`InputError` naming the store and the attribute at fault.
-    """
-    import zarr
-
-    url = os.fspath(url)
-    try:
-        group = zarr.open_group(url, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-        raise InputError(f"{url}: no radio maps here (not a Zarr group); run `twin trace` first") from err
-    attrs = dict(group.attrs)
-    if attrs.get("kind") != "twin-maps":
-        raise InputError(f"{url}: not twin radio maps (attribute kind={attrs.get('kind')!r})")
-    if attrs.get("schema_version") != 1:
-        raise InputError(f"{url}: maps schema_version {attrs.get('schema_version')}, this toolkit reads 1")
-    if attrs.get("complete") is False:
-        raise InputError(f"{url}: radio maps are incomplete (their writer did not finish); trace again")
-    for key in ("grid", "cell_ids"):
-        if key not in attrs:
-            raise InputError(f"{url}: maps lack the attribute '{key}'")
-    grid = Grid.from_dict(attrs["grid"])
-    cell_id = np.asarray(attrs["cell_ids"], np.int64).reshape(-1)
-    if len(np.unique(cell_id)) != len(cell_id):
-        raise InputError(f"{url}: attribute 'cell_ids' has duplicates")
-    if "rsrp_dbm" not in group or group["rsrp_dbm"].shape != (len(cell_id), *grid.shape):
-        shape = group["rsrp_dbm"].shape if "rsrp_dbm" in group else None
-        raise InputError(f"{url}: array 'rsrp_dbm' has shape {shape}, expected "
-                         f"({len(cell_id)}, {grid.height}, {grid.width}) from 'cell_ids' and 'grid'")
-    return MapsData(url, grid, cell_id, _cell_positions(attrs, cell_id), group)
-
-
 def _corners(grid: Grid, xy_m: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The four bilinear neighbours of points ``(M, 2)``: ``(row, col, weight)`` each ``(M,)``."""
     fx = np.clip((xy_m[:, 0] - grid.x0_m) / grid.cell_size_m - 0.5, 0.0, grid.width - 1.0)
@@ -310,14 +199,14 @@ class Sampler:
     ----------
     scene : TwinScene
         The scene (grid, layers, roads).
-    maps : MapsData or str or path
+    maps : RadioMaps or str or path
         Its radio maps on the scene grid.
     config : SampleConfig
     """
 
-    def __init__(self, scene: Any, maps: MapsData | str | os.PathLike, config: SampleConfig):
+    def __init__(self, scene: Any, maps: RadioMaps | str | os.PathLike, config: SampleConfig):
         self.scene = scene
-        self.maps = maps if isinstance(maps, MapsData) else read_maps(maps)
+        self.maps = maps if isinstance(maps, RadioMaps) else open_maps(maps)
         self.config = config
         self.grid = scene.grid
         if self.maps.grid != self.grid:
@@ -461,36 +350,90 @@ class Sampler:
 
     # -- scene-level maps --------------------------------------------------------------------------
 
-    def radio_maps(self) -> np.ndarray:
-        """The :data:`RADIO_CHANNELS` ``(C_r, H, W)`` float32, NaN replaced by each channel's fill."""
-        m = self.maps
-        rsrp = m.array("rsrp_dbm").astype(np.float32)                          # [n, H, W]
-        received = np.isfinite(rsrp)
-        serving = np.argmax(np.where(received, rsrp, -np.inf), axis=0)        # [H, W]
-        sinr = np.take_along_axis(m.array("sinr_db").astype(np.float32), serving[None], 0)[0]
-        with np.errstate(all="ignore"):
-            channels = [
-                np.max(np.where(received, m.array("path_gain_db"), -np.inf), axis=0),
-                np.max(np.where(received, rsrp, -np.inf), axis=0),
-                np.where(received.any(0), sinr, np.nan),
-                m.array("rssi_dbm"), m.array("throughput_bps"), m.array("bler"),
-                received.sum(0),
-            ]
-        out = np.stack([np.asarray(c, np.float32) for c in channels])
-        for q, (_, _, fill) in enumerate(RADIO_CHANNELS):
-            out[q][~np.isfinite(out[q])] = fill
+
+def scene_channels(scene: Any, maps: RadioMaps | None, features: list[str] | tuple[str, ...],
+                   cell_ids: np.ndarray | None = None) -> dict[str, Any]:
+    """A scene's corpus content: fixed radio channels, semantic channels and per-cell feature maps.
+
+    Every corpus, synthetic (``twin sample``, ``twin generate``) or imported (``learn
+    import drive-test --maps``), gets its scene maps here, so that models see the same
+    channels everywhere.
+
+    Parameters
+    ----------
+    scene : TwinScene
+    maps : RadioMaps or None
+        Radio maps on the scene grid; None gives the semantic channels only.
+    features : sequence of str
+        The corpus's event features; ``cell_maps`` holds each cell's map of each.
+    cell_ids : (n_cells,) int, optional
+        The corpus's cells (default: the maps' cells); cells without maps get NaN maps.
+
+    Returns
+    -------
+    dict
+        Keyword arguments of :meth:`twin.corpus.CorpusWriter.add_scene` plus ``attrs``
+        (channel units and fills) for the scene group.
+    """
+    semantic = np.stack([np.asarray(scene.layers[name], np.float32) for name, _ in SEMANTIC_CHANNELS])
+    out: dict[str, Any] = {
+        "semantic_maps": semantic, "semantic_channels": [c for c, _ in SEMANTIC_CHANNELS],
+        "attrs": {"semantic_units": [u for _, u in SEMANTIC_CHANNELS]},
+    }
+    if maps is None:
         return out
+    if maps.grid != scene.grid:
+        raise InputError(f"{maps.url}: attribute 'grid' {maps.grid.to_dict()} does not match the scene grid "
+                         f"{scene.grid.to_dict()} (scene.json 'grid'); trace the maps on this scene")
+    rsrp = maps.per_cell("rsrp_dbm")                                            # [n, H, W]
+    received = np.isfinite(rsrp)
+    serving = np.argmax(np.where(received, rsrp, -np.inf), axis=0)             # [H, W]
+    sinr = np.take_along_axis(maps.per_cell("sinr_db"), serving[None], 0)[0]
+    with np.errstate(all="ignore"):
+        channels = [
+            np.max(np.where(received, maps["path_gain_db"], -np.inf), axis=0),
+            np.max(np.where(received, rsrp, -np.inf), axis=0),
+            np.where(received.any(0), sinr, np.nan),
+            maps["rssi_dbm"], maps["throughput_bps"], maps["bler"],
+            received.sum(0),
+        ]
+    radio = np.stack([np.asarray(c, np.float32) for c in channels])
+    for q, (_, _, fill) in enumerate(RADIO_CHANNELS):
+        radio[q][~np.isfinite(radio[q])] = fill
+    ids = maps.cell_id if cell_ids is None else np.asarray(cell_ids, np.int64)
+    cell_maps = np.full((len(ids), len(features), *scene.grid.shape), np.nan, np.float32)
+    cell_xy = np.full((len(ids), 2), np.nan, np.float32)
+    where = {int(c): k for k, c in enumerate(maps.cell_ids)}
+    rows = [(k, where[int(c)]) for k, c in enumerate(ids) if int(c) in where]
+    for f, name in enumerate(features):
+        per_cell = maps.per_cell(name)
+        for k, m in rows:
+            cell_maps[k, f] = per_cell[m]
+    for k, m in rows:
+        cell_xy[k] = maps.cell_xy_m[m]
+    out.update({
+        "radio_maps": radio, "radio_channels": [c for c, _, _ in RADIO_CHANNELS],
+        "cell_id": ids, "cell_xy_m": cell_xy, "cell_maps": cell_maps,
+    })
+    out["attrs"].update({"radio_units": [u for _, u, _ in RADIO_CHANNELS],
+                         "radio_fill": [f for _, _, f in RADIO_CHANNELS], "maps_url": maps.url})
+    return out
 
-    def semantic_maps(self) -> np.ndarray:
-        """The :data:`SEMANTIC_CHANNELS` ``(C_o, H, W)`` float32 from the scene's layers."""
-        return np.stack([np.asarray(self.scene.layers[name], np.float32) for name, _ in SEMANTIC_CHANNELS])
 
-    def cell_maps(self) -> np.ndarray:
-        """Each cell's map of each event feature ``(n_cells, F, H, W)`` float32, NaN where not received."""
-        return np.stack([self.maps.per_cell(f) for f in self.config.features], axis=1)
+def add_corpus_scene(writer: CorpusWriter, scene: Any, maps: RadioMaps | None, features: list[str] | tuple[str, ...],
+                     cell_ids: np.ndarray | None = None, attrs: dict[str, Any] | None = None, **kwargs: Any) -> int:
+    """Add ``scene`` with the channels of :func:`scene_channels` to ``writer``; return its index.
+
+    ``kwargs`` go to :meth:`~twin.corpus.CorpusWriter.add_scene` (e.g. ``index``, ``cell_xy_m``).
+    """
+    content = scene_channels(scene, maps, features, cell_ids)
+    extra = content.pop("attrs")
+    index = writer.add_scene(scene.name, scene.grid, scene.frame, **{**content, **kwargs})
+    writer.root[f"scenes/{index}"].attrs.update({**extra, **(attrs or {})})
+    return index
 
 
-def sample(scene: Any, maps: MapsData | str | os.PathLike, config: SampleConfig, out_url: str | os.PathLike,
+def sample(scene: Any, maps: RadioMaps | str | os.PathLike, config: SampleConfig, out_url: str | os.PathLike,
            overwrite: bool = False, progress: bool | Callable[[int], None] = False) -> Corpus:
     """Sample ``config.n`` sequences from a scene and its maps into a new corpus at ``out_url``.
 
@@ -498,7 +441,7 @@ def sample(scene: Any, maps: MapsData | str | os.PathLike, config: SampleConfig,
     ----------
     scene : TwinScene or str or path
         The scene (``twin build-scene`` output) or its directory.
-    maps : MapsData or str or path
+    maps : RadioMaps or str or path
         The scene's radio maps (``twin trace`` output).
     config : SampleConfig
     out_url : str or path
@@ -530,15 +473,7 @@ def sample(scene: Any, maps: MapsData | str | os.PathLike, config: SampleConfig,
 
         bar = tqdm(total=config.n, unit="seq", desc="sampling")
     try:
-        index = writer.add_scene(
-            scene.name, sampler.grid, scene.frame,
-            radio_maps=sampler.radio_maps(), radio_channels=[c for c, _, _ in RADIO_CHANNELS],
-            semantic_maps=sampler.semantic_maps(), semantic_channels=[c for c, _ in SEMANTIC_CHANNELS],
-            cell_id=sampler.maps.cell_id, cell_xy_m=sampler.maps.cell_xy_m, cell_maps=sampler.cell_maps())
-        writer.root[f"scenes/{index}"].attrs.update({
-            "radio_units": [u for _, u, _ in RADIO_CHANNELS], "radio_fill": [f for _, _, f in RADIO_CHANNELS],
-            "semantic_units": [u for _, u in SEMANTIC_CHANNELS], "maps_url": sampler.maps.url,
-        })
+        index = add_corpus_scene(writer, scene, sampler.maps, names)
         done = 0
         for chunk in range(math.ceil(config.n / config.chunk_samples)):
             count = min(config.chunk_samples, config.n - done)

@@ -214,7 +214,7 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
         The manifest record: shard, patch, region, cells, per-stage seconds, worker.
     """
     from twin.corpus import CorpusWriter
-    from twin.sample import RADIO_CHANNELS, SEMANTIC_CHANNELS, Sampler
+    from twin.sample import Sampler, add_corpus_scene
     from twin.scene import _build
     from twin.trace import trace
 
@@ -249,14 +249,8 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
         times["sample_s"] = time.perf_counter() - t
         t = time.perf_counter()
         writer = CorpusWriter.reopen(partial.store)
-        writer.add_scene(
-            scene.name, sampler.grid, scene.frame, index=shard.index,
-            radio_maps=sampler.radio_maps(), radio_channels=[c for c, _, _ in RADIO_CHANNELS],
-            semantic_maps=sampler.semantic_maps(), semantic_channels=[c for c, _ in SEMANTIC_CHANNELS],
-            cell_id=sampler.maps.cell_id, cell_xy_m=sampler.maps.cell_xy_m, cell_maps=sampler.cell_maps())
-        writer.root[f"scenes/{shard.index}"].attrs.update({
-            "radio_units": [u for _, u, _ in RADIO_CHANNELS], "radio_fill": [f for _, _, f in RADIO_CHANNELS],
-            "semantic_units": [u for _, u in SEMANTIC_CHANNELS], "patch": [shard.row, shard.col],
+        add_corpus_scene(writer, scene, sampler.maps, list(config.features), index=shard.index, attrs={
+            "patch": [shard.row, shard.col],
             "extent_m": list(shard.extent_m), "sample_region": [start, stop],
             "seeds": {"deploy": seeds.deploy, "trace": seeds.trace, "sample": seeds.sample},
             "sites": json.loads(sites.to_json(orient="records")),

@@ -67,28 +67,11 @@ def read_table(path: str | os.PathLike) -> object:
 
 
 def read_bs_positions(path: str | os.PathLike, frame: SceneFrame) -> tuple[np.ndarray, np.ndarray]:
-    """``(cell_id (n,), xy_m (n, 2))`` from a BS file (``cell_id`` and ``lon, lat`` or ``x, y``)."""
-    import pandas as pd
+    """``(cell_id (n,), xy_m (n, 2))`` from a BS file of DESIGN.md's format (:func:`twin.sites.read_bs_file`)."""
+    from twin.sites import read_bs_file
 
-    table = read_table(path)
-    if "cell_id" not in table.columns:
-        raise InputError(f"{path}: missing column 'cell_id' (one row per cell)")
-    if len(table) == 0:
-        raise InputError(f"{path}: no rows")
-    ids = pd.to_numeric(table["cell_id"], errors="coerce")
-    if ids.isna().any():
-        row = int(np.flatnonzero(ids.isna())[0])
-        raise InputError(f"{path} row {row + 2}, column 'cell_id': {table['cell_id'].iloc[row]!r} is not an integer")
-    if {"lon", "lat"} <= set(table.columns):
-        x, y = frame.to_scene(table["lon"].to_numpy(float), table["lat"].to_numpy(float))
-    elif {"x", "y"} <= set(table.columns):
-        x, y = table["x"].to_numpy(float), table["y"].to_numpy(float)
-    else:
-        raise InputError(f"{path}: missing columns 'lon', 'lat' (or scene 'x', 'y') for the cells' positions")
-    ids = ids.to_numpy(np.int64)
-    if len(np.unique(ids)) != len(ids):
-        raise InputError(f"{path}, column 'cell_id': repeated cell ids {sorted(set(ids[np.unique(ids, return_counts=True)[1] > 1]))}")
-    return ids, np.stack([x, y], 1)
+    table = read_bs_file(path, frame=frame, on_building=None)
+    return table["cell_id"].to_numpy(np.int64), table[["x_m", "y_m"]].to_numpy(np.float64)
 
 
 def _time_seconds(column: object, path: Path) -> np.ndarray:
@@ -108,52 +91,26 @@ def _time_seconds(column: object, path: Path) -> np.ndarray:
 
 def _scene_layers(scene_dir: str | os.PathLike, maps: str | os.PathLike | None, feature_names: list[str],
                   cell_ids: np.ndarray, report: ImportReport) -> dict:
-    from twin.scene import LAYER_NAMES, load_twin_scene
+    """The scene's layers and (with ``maps``) radio channels and cell maps, as ``twin sample`` writes them."""
+    from twin.maps import open_maps
+    from twin.sample import scene_channels
+    from twin.scene import load_twin_scene
 
     scene = load_twin_scene(scene_dir)
-    layers = scene.layers
-    out = {"grid": scene.grid, "frame": scene.frame, "name": scene.name,
-           "semantic_maps": np.stack([np.asarray(layers[k], np.float32) for k in LAYER_NAMES]),
-           "semantic_channels": list(LAYER_NAMES)}
-    if maps is None:
-        return out
-    import zarr
-
-    try:
-        group = zarr.open_group(str(maps), mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-        raise InputError(f"{maps}: no radio maps here (not a Zarr group)") from err
-    from twin.geo import Grid
-
-    grid = Grid.from_dict(dict(group.attrs)["grid"])
-    if grid != scene.grid:
-        raise InputError(f"{maps}: grid {grid} differs from the scene's {scene.grid}; trace on the scene grid")
-    map_cells = np.asarray(dict(group.attrs)["cell_ids"], np.int64)
-    radio, channels = [], []
-    for name in ("path_gain_db", "rsrp_dbm", "sinr_db"):
-        if name in group:
-            with np.errstate(all="ignore"):
-                radio.append(np.nanmax(np.asarray(group[name][:], np.float32), axis=0))
-            channels.append(f"best_{name}")
-    for name in ("rssi_dbm", "bler", "throughput_bps"):
-        if name in group:
-            radio.append(np.asarray(group[name][:], np.float32))
-            channels.append(name)
-    out["radio_maps"] = np.nan_to_num(np.stack(radio), nan=0.0) if radio else None
-    out["radio_channels"] = channels
-    # Each cell's map of each event feature, in the corpus's cell order.
-    cell_maps = np.full((len(cell_ids), len(feature_names), *grid.shape), np.nan, np.float32)
-    pos = {int(c): k for k, c in enumerate(map_cells)}
-    for f, name in enumerate(feature_names):
-        if name not in group:
-            report.notes.append(f"{maps}: no '{name}' map; its cell maps are NaN")
-            continue
-        data = group[name]
-        for k, c in enumerate(cell_ids.tolist()):
-            if c in pos:
-                cell_maps[k, f] = data[pos[c]] if data.ndim == 3 else data[:]
-    out["cell_maps"] = cell_maps
-    return out
+    radio_maps = open_maps(maps) if maps is not None else None
+    if radio_maps is not None:
+        missing = [f for f in feature_names if f not in radio_maps.feature_names()]
+        if missing:
+            raise InputError(f"{maps}: no map of feature(s) {', '.join(missing)}; trace with the metrics "
+                             "(not --path-gain-only) or import fewer features")
+        unmapped = sorted(set(cell_ids.tolist()) - set(radio_maps.cell_ids))
+        if unmapped:
+            report.notes.append(f"{maps}: cell(s) {unmapped} have no maps; their cell maps are NaN")
+    content = scene_channels(scene, radio_maps, feature_names, cell_ids)
+    content.pop("attrs")
+    for key in ("cell_id", "cell_xy_m"):
+        content.pop(key, None)  # the drive test's BS file decides the cells and their positions
+    return {"grid": scene.grid, "frame": scene.frame, "name": scene.name, **content}
 
 
 def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: str | os.PathLike,
