@@ -62,6 +62,9 @@ def test_stage_functions_are_exported_by_name():
 
     for name in twin.__all__:
         assert getattr(twin, name) is not None, name
-    assert twin.build_scene.__module__ == "twin.scene" and twin.trace.__module__ == "twin.trace"
+    import twin.trace
+
+    assert twin.build_scene.__module__ == "twin.scene" and twin.Tracer.__module__ == "twin.trace"
+    assert callable(twin.trace.trace)  # the module stays reachable under its name
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         twin.nonsense  # noqa: B018

@@ -1,12 +1,16 @@
 """Radio digital twin: OSM scenes, Sionna RT radio maps, LTE/NR metrics, measurement corpora.
 
-Each stage is one function with its config (the CLI verbs match)::
+Each stage is one function with its config, in the module named for it (the CLI verbs
+match)::
 
-    twin.build_scene(out, osm_file, bbox)          twin build-scene
-    twin.deploy(scene, strategy)                   twin deploy
-    twin.trace(scene, sites, out)                  twin trace
-    twin.sample(scene, maps, SampleConfig(), out)  twin sample
-    twin.generate(plan)                            twin generate
+    twin.scene.build_scene(out, osm_file, bbox)           twin build-scene
+    twin.deploy.deploy(scene, strategy)                   twin deploy
+    twin.trace.trace(scene, sites, out)                   twin trace
+    twin.sample.sample(scene, maps, SampleConfig(), out)  twin sample
+    twin.generate.generate(plan)                          twin generate
+
+The configs, readers and the scene builder are also exported here by name; the four
+functions named like their modules are not, since ``twin.trace`` must stay the module.
 
 Importing ``twin`` locates a libLLVM >= 16 for Dr.Jit's CPU backend (sets
 ``DRJIT_LIBLLVM_PATH`` when unset) before anything imports Mitsuba. The stage
@@ -28,12 +32,9 @@ from twin.metrics import MetricConfig, ReportingConfig, apply_reporting, compute
 _LAZY = {
     "build_scene": "twin.scene", "load_twin_scene": "twin.scene", "SceneConfig": "twin.scene",
     "TwinScene": "twin.scene",
-    "deploy": "twin.deploy", "DeployConfig": "twin.deploy",
-    "read_bs_file": "twin.sites", "write_bs_file": "twin.sites",
-    "trace": "twin.trace", "TraceConfig": "twin.trace", "Tracer": "twin.trace",
-    "open_maps": "twin.maps", "RadioMaps": "twin.maps",
-    "sample": "twin.sample", "SampleConfig": "twin.sample",
-    "generate": "twin.generate", "load_plan": "twin.plan", "GeneratePlan": "twin.plan",
+    "DeployConfig": "twin.deploy", "read_bs_file": "twin.sites", "write_bs_file": "twin.sites",
+    "TraceConfig": "twin.trace", "Tracer": "twin.trace", "open_maps": "twin.maps", "RadioMaps": "twin.maps",
+    "SampleConfig": "twin.sample", "load_plan": "twin.plan", "GeneratePlan": "twin.plan",
 }
 
 __all__ = [
