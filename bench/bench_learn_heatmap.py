@@ -1,4 +1,4 @@
-"""Heatmap baseline on the Rome crop set: `python -m bench.learn_heatmap [DATA_DIR] [OUT_DIR] [EPOCHS]`.
+"""Heatmap baseline on the Rome crop set: `python -m bench.bench_learn_heatmap [DATA_DIR] [OUT_DIR] [EPOCHS]`.
 
 Imports the Rome crop CSV (seed 004's Dataset A; default splits), trains the small
 heatmap model from scratch on each split's train part (`learn fit-baseline heatmap`
@@ -26,7 +26,11 @@ def _pair(m: dict) -> str:
     return f"{m['mean_m']:.0f} / {m['rmse_m']:.0f} (n={m['n']})" if m["n"] else "-"
 
 
-def main(data: Path, out: Path, epochs: int = 30) -> None:
+_DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def main(data: Path | None = None, out: Path | None = None, epochs: int = 30) -> None:
+    data, out = data or _DEFAULT_DATA, out or Path("out/bench_heatmap")
     out.mkdir(parents=True, exist_ok=True)
     corpus, _ = import_rome_crop(data / "rome_crop" / "rome_crop_knn_ready.csv", out / "crop.zarr", overwrite=True)
     rows = []
@@ -48,5 +52,5 @@ def main(data: Path, out: Path, epochs: int = 30) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(Path(args[0]) if args else Path("../shared/data"), Path(args[1]) if len(args) > 1 else Path("out/bench_heatmap"),
+    main(Path(args[0]) if args else None, Path(args[1]) if len(args) > 1 else None,
          int(args[2]) if len(args) > 2 else 30)

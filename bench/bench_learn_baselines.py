@@ -1,4 +1,4 @@
-"""Baselines on the real sets: `python -m bench.learn_baselines [DATA_DIR] [OUT_DIR]`.
+"""Baselines on the real sets: `python -m bench.bench_learn_baselines [DATA_DIR] [OUT_DIR]`.
 
 Imports every real set (Rome NB-IoT per operator and combined, Rome crop with 80/20
 and 90/10 random splits, POWDER), evaluates WkNN and k-NN in the square on each split
@@ -15,8 +15,11 @@ from learn.baselines import make_baseline
 from learn.evaluate import evaluate
 from learn.importers import SplitConfig, import_powder, import_rome_crop, import_rome_nbiot
 
+_DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-def main(data: Path, out: Path) -> None:
+
+def main(data: Path | None = None, out: Path | None = None) -> None:
+    data, out = data or _DEFAULT_DATA, out or Path("out/bench_learn")
     out.mkdir(parents=True, exist_ok=True)
     mat = data / "rome_nbiot" / "Campaign_data_NBIoT_1_2_3_4_5_6.mat"
     crop = data / "rome_crop" / "rome_crop_knn_ready.csv"
@@ -49,4 +52,4 @@ def main(data: Path, out: Path) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(Path(args[0]) if args else Path("../shared/data"), Path(args[1]) if len(args) > 1 else Path("out/bench_learn"))
+    main(Path(args[0]) if args else None, Path(args[1]) if len(args) > 1 else None)
