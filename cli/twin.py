@@ -81,6 +81,11 @@ def show_scene_cmd(scene_dir, out, overwrite):
     plot_scene(load_twin_scene(scene_dir), out, overwrite=overwrite)
     click.echo(f"wrote {out}")
 
+from cli.radio import deploy_cmd, show_map_cmd, trace_cmd  # noqa: E402
+
+main.add_command(deploy_cmd)
+main.add_command(trace_cmd)
+main.add_command(show_map_cmd)
 
 if __name__ == "__main__":
     main()
