@@ -167,8 +167,8 @@ def read_drive_test(path: str | os.PathLike, scene: Any, bs_table: pd.DataFrame 
     bs_table : DataFrame, optional
         The BS table (``cell_id`` column): rows of other cells are dropped.
     metric : {"rssi", "rsrp", "rssi_dbm", "rsrp_dbm", ...}, optional
-        Rows without this metric are dropped, and outliers are judged on it; all
-        metrics present when None.
+        Rows without this metric are dropped, and outliers are judged on it; when
+        None, on RSSI and RSRP (SINR and RSRQ jump at sector boundaries by nature).
     outlier_db : float
         A value this far [dB] from the median of its cell's neighbouring points (and
         more than 5 robust standard deviations) is an outlier; ``inf`` turns the check off.
@@ -185,7 +185,7 @@ def clean_drive_test(raw: pd.DataFrame, scene: Any, bs_table: pd.DataFrame | Non
                      metric: str | None = None, outlier_db: float = 20.0, neighbours: int = 8,
                      what: str = "drive test") -> DriveTest:
     """Check, clean and project a drive-test table (already read into a DataFrame)."""
-    df = raw.rename(columns={c: _canonical(c) for c in raw.columns})
+    df = raw.rename(columns={c: _canonical(c) for c in raw.columns}).reset_index(drop=True)
     dup_cols = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
     if dup_cols:
         raise InputError(f"{what}: columns {', '.join(dup_cols)} appear twice (after matching aliases such as "
@@ -279,7 +279,8 @@ def clean_drive_test(raw: pd.DataFrame, scene: Any, bs_table: pd.DataFrame | Non
         reasons.loc[idx] = (f"duplicate: same time, position and cell as row "
                             f"{out['row'].loc[first_of[tuple(sub.loc[idx, key_cols])]]} with other values")
     if math.isfinite(outlier_db):
-        for m in ([want] if want else present):
+        # powers only: SINR and RSRQ legitimately jump by tens of dB across a sector boundary
+        for m in [c for c in ([want] if want else present) if c in ("rssi_dbm", "rsrp_dbm")]:
             _flag_outliers(out, reasons, m, outlier_db, neighbours)
 
     keep = (reasons == "").to_numpy()

@@ -40,7 +40,9 @@ def road_points(scene: Any, spacing_m: float = 10.0, drivable_only: bool = True)
     if not pts:
         raise InputError(f"{scene.path}: no {'drivable ' if drivable_only else ''}roads to drive along")
     xy = np.concatenate(pts)
-    xy = xy[scene.grid.contains(xy)]
+    x0, y0, x1, y1 = scene.grid.extent_m
+    edge = 0.5  # keep off the border: a lon/lat round trip must not carry a point outside
+    xy = xy[(xy[:, 0] > x0 + edge) & (xy[:, 0] < x1 - edge) & (xy[:, 1] > y0 + edge) & (xy[:, 1] < y1 - edge)]
     # one point per spacing-sized cell: crossings and overlapping ways would repeat points
     key = np.floor(xy / spacing_m).astype(np.int64)
     _, first = np.unique(key, axis=0, return_index=True)
