@@ -61,9 +61,10 @@ class CalibrationConfig:
     seed : int
         Seeds the optimizer (per site: ``seed`` plus the site's index).
     samples_per_tx : int
-        Rays per evaluation. 3·10^5 over 8 m cells keeps an evaluation near 0.4 s on one
-        CPU core for a 500 m window; the Monte-Carlo noise it leaves in ρ is what the
-        GP's noise term absorbs.
+        Rays per evaluation (seed 004: 10^6). Rays per map cell set the Monte-Carlo
+        noise in ρ, which flattens the landscape in position (docs/calibrate.md); the
+        GP's noise term absorbs what is left. 10^6 over 8 m cells costs about 0.3 s per
+        evaluation on one core for a 500 m window.
     cell_size_m : float or None
         Radio-map cell of the evaluations [m]; None: the scene grid's. 8 m cells gather
         four times the rays of the scene's 4 m ones.
@@ -85,7 +86,7 @@ class CalibrationConfig:
     params: str = "x,y,h,azimuth"
     bounds: str = ""
     seed: int = 0
-    samples_per_tx: int = 300_000
+    samples_per_tx: int = 1_000_000
     cell_size_m: float | None = 8.0
     max_depth: int = 3
     min_points: int = 10

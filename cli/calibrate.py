@@ -37,7 +37,7 @@ def main() -> None:
               help="Parameters to fit: x,y,h,azimuth[,tilt,power].")
 @click.option("--bounds", default="", help="Bounds, e.g. 'x=-30:30,h=25:60,azimuth=-60:60' "
               "(defaults x,y -50:50 m offsets; h 20:100 m; azimuth 0:360; tilt 0:15; power -10:10 dB).")
-@click.option("--samples-per-tx", type=int, default=None, help="Rays per evaluation (default 300000).")
+@click.option("--samples-per-tx", type=int, default=None, help="Rays per evaluation (default 1000000).")
 @click.option("--cell-size", type=float, default=None, help="Radio-map cell of the evaluations [m] (default 8).")
 @click.option("--sites", default=None, help="Only these bs_id values (comma-separated).")
 @click.option("--workers", type=int, default=1, show_default=True,
@@ -103,7 +103,7 @@ def _flag_name(key: str) -> str:
 @click.option("--metric", type=click.Choice(["rssi", "rsrp"]), default="rssi", show_default=True)
 @click.option("--k", type=int, default=5, show_default=True, help="Neighbours of the k-NN.")
 @click.option("--test-fraction", type=float, default=0.25, show_default=True, help="Held-out share of locations.")
-@click.option("--samples-per-tx", type=int, default=300_000, show_default=True, help="Rays per cell.")
+@click.option("--samples-per-tx", type=int, default=1_000_000, show_default=True, help="Rays per cell.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/test split.")
 @overwrite_option
 @clean_errors

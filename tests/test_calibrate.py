@@ -156,3 +156,18 @@ def test_check_reports_rho_and_four_knn_combinations(case, tmp_path):
     wrong = truth.assign(azimuth_deg=(truth["azimuth_deg"] + 180.0) % 360.0)
     worse = check(scene, wrong, root / "dt.csv", trace_config=TraceConfig(samples_per_tx=100_000, cell_size_m=5.0))
     assert np.mean(list(worse.rho_cells.values())) < np.mean(list(res.rho_cells.values())) - 0.1
+
+
+@pytest.mark.slow
+def test_dask_workers_give_the_serial_result(case, tmp_path):
+    """Two Dask worker processes, each loading the scene once, fit the sites as one process does."""
+    scene, root, truth, _ = case
+    wrong = truth.assign(azimuth_deg=(truth["azimuth_deg"] + 50.0) % 360.0)
+    cfg = CalibrationConfig(calls=5, initial_points=2, params="azimuth", **FAST)
+    serial = calibrate(scene, wrong, root / "dt.csv", config=cfg)
+    parallel = calibrate(scene, wrong, root / "dt.csv", config=cfg, workers=2)
+    assert [s.bs_id for s in parallel.sites] == ["a", "b"]
+    for s, p in zip(serial.sites, parallel.sites, strict=True):
+        assert p.after["azimuth"] == pytest.approx(s.after["azimuth"])
+        assert p.rho_after == pytest.approx(s.rho_after)
+    pd.testing.assert_frame_equal(serial.table, parallel.table)
