@@ -270,7 +270,7 @@ def clean_drive_test(raw: pd.DataFrame, scene: Any, bs_table: pd.DataFrame | Non
     sub = out.loc[ok, key_cols + present].astype({"time": str})
     exact = sub.duplicated(keep="first")
     same_key = sub.duplicated(subset=key_cols, keep="first") & ~exact
-    first_of = {}
+    first_of: dict[tuple[Any, ...], Any] = {}
     for idx, key in zip(sub.index, map(tuple, sub[key_cols].to_numpy()), strict=True):
         first_of.setdefault(key, idx)
     for idx in sub.index[exact.to_numpy()]:

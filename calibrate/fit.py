@@ -181,9 +181,9 @@ class CalibrationResult:
         fitted = [s for s in self.sites if s.status == "fitted"]
         gains = [s.rho_after - s.rho_before for s in fitted]
         return {"sites": len(self.sites), "fitted": len(fitted), "skipped": len(self.sites) - len(fitted),
-                "mean_rho_before": _num(np.mean([s.rho_before for s in fitted])) if fitted else None,
-                "mean_rho_after": _num(np.mean([s.rho_after for s in fitted])) if fitted else None,
-                "mean_rho_gain": _num(np.mean(gains)) if fitted else None,
+                "mean_rho_before": _num(float(np.mean([s.rho_before for s in fitted]))) if fitted else None,
+                "mean_rho_after": _num(float(np.mean([s.rho_after for s in fitted]))) if fitted else None,
+                "mean_rho_gain": _num(float(np.mean(gains))) if fitted else None,
                 "wall_s": round(self.wall_s, 2), "workers": self.workers}
 
 
@@ -237,7 +237,11 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
     estimator.set_params(n_restarts_optimizer=1)
     bar = tqdm(total=config.calls, desc=f"site {cells['bs_id'].iloc[0]}", unit="eval", disable=not progress)
     bar.update(1)
-    callbacks = [_warm_start(estimator), lambda res: bar.update(1)]
+
+    def tick(res: Any) -> None:  # returns None: a truthy callback return stops gp_minimize
+        bar.update(1)
+
+    callbacks = [_warm_start(estimator), tick]
     with threadpool_limits(limits=1), warnings.catch_warnings():
         # numpy BLAS threads on a shared CPU slow the many small GP fits tenfold
         warnings.simplefilter("ignore")

@@ -138,7 +138,7 @@ class SiteObjective:
         all_xy = np.concatenate([p.xy_m for p in self.points])
         self.grid = self.tracer.window_covering(all_xy, self.margin_m)
         self._other_gain: dict[int, np.ndarray] = {}  # cell -> (n_other, N) fixed path gain [dB]
-        self._other_rows = self.others.iloc[:0] if self.others is not None else None
+        self._other_rows: pd.DataFrame = self.cells.iloc[:0]
         if self.metric == "rssi" and self.others is not None and len(self.others):
             freqs = set(self.cells["frequency_hz"].astype(float))
             tol = self.metric_config.carrier_tolerance_hz

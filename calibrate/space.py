@@ -252,7 +252,7 @@ class CircularMatern(Kernel):
 
     @property
     def anisotropic(self) -> bool:
-        return np.iterable(self.length_scale) and len(self.length_scale) > 1
+        return np.size(self.length_scale) > 1
 
     @property
     def hyperparameter_length_scale(self) -> Hyperparameter:

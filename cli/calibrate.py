@@ -71,8 +71,12 @@ def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_poin
     flags = {"calls": calls, "initial_points": initial_points, "metric": metric, "params": params,
              "bounds": bounds, "samples_per_tx": samples_per_tx, "cell_size_m": cell_size, "seed": seed}
     ctx = click.get_current_context()
-    cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None and (
-        config_file is None or ctx.get_parameter_source(_flag_name(k)).name != "DEFAULT")})
+
+    def given(key: str) -> bool:  # with a config file, only flags typed on the command line override it
+        source = ctx.get_parameter_source(_flag_name(key))
+        return config_file is None or (source is not None and source.name != "DEFAULT")
+
+    cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None and given(k)})
     result = calibrate(scene_dir, bs_file, drive_test, out, report_dir, cfg, workers=workers,
                        scheduler=scheduler, sites=sites.split(",") if sites else None,
                        overwrite=overwrite, progress=True)

@@ -127,6 +127,21 @@ def test_cli_fit_and_errors(case, tmp_path):
     assert "calibrated 1 of 2 sites" in ok.output
     feats = json.loads((tmp_path / "cal.geojson").read_text())["features"]
     assert [f["properties"]["calibrated"] for f in feats] == [False, False, True]
+    # a YAML config: its keys apply unless a flag is typed; an unknown key is a clean error
+    (tmp_path / "cfg.yaml").write_text("calibrate:\n  calls: 3\n  initial_points: 1\n  params: h\n"
+                                       "  samples_per_tx: 20000\n  cell_size_m: 10\n")
+    again = CliRunner().invoke(main, [*base, "--config", str(tmp_path / "cfg.yaml"), "--sites", "a",
+                                      "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["sites"][0]["evaluations"] == 3
+    (tmp_path / "bad.yaml").write_text("calibrate:\n  callz: 3\n")
+    bad = CliRunner().invoke(main, [*base, "--config", str(tmp_path / "bad.yaml"), "--overwrite"])
+    assert bad.exit_code == 2 and "unknown key(s) callz" in bad.output
+    chk = CliRunner().invoke(main, ["check", "--scene", str(scene.path), "--bs-file", str(tmp_path / "bs.csv"),
+                                    "--drive-test", str(root / "dt.csv"), "--report", str(tmp_path / "chk"),
+                                    "--samples-per-tx", "20000"])
+    assert chk.exit_code == 0, chk.output
+    assert "[S→R]" in chk.output and (tmp_path / "chk" / "check.md").is_file()
     for cmd in ("fit", "check", "simulate"):
         text = CliRunner().invoke(main, [cmd, "--help"]).output
         assert "Example:" in text.strip().splitlines()[-3] or "Example:" in text
