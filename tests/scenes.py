@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_BOXES", "HELSINKI_ORIGIN", "make_box_scene"]
+__all__ = ["DEFAULT_BOXES", "HELSINKI_ORIGIN", "city_boxes", "make_box_scene"]
 
 HELSINKI_ORIGIN = (24.944, 60.1716)
 # (x_min, y_min, x_max, y_max, height_m) in scene metres
@@ -33,6 +33,20 @@ DEFAULT_BOXES: tuple[tuple[float, float, float, float, float], ...] = (
 )
 _GROUND_MATERIAL = "medium_dry_ground"
 _BUILDING_MATERIAL = "concrete"
+
+
+def city_boxes(half_size_m: float, block_m: float = 80.0, street_m: float = 20.0,
+               heights_m: tuple[float, float] = (10.0, 35.0), seed: int = 0
+               ) -> list[tuple[float, float, float, float, float]]:
+    """A Manhattan grid of blocks ``block_m`` wide between ``street_m`` streets, random heights.
+
+    For benchmarks standing in for a city scene: ``(x_min, y_min, x_max, y_max, height_m)``.
+    """
+    rng = np.random.default_rng(seed)
+    pitch = block_m + street_m
+    starts = np.arange(-half_size_m + street_m / 2, half_size_m - block_m, pitch)
+    return [(float(x), float(y), float(x + block_m), float(y + block_m), float(rng.uniform(*heights_m)))
+            for x in starts for y in starts]
 
 
 def _write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:

@@ -55,3 +55,16 @@ def test_variant_is_a_radio_variant():
     variant = ensure_variant()
     # A CPU fallback to a non-radio variant (scalar_rgb ...) was a defect of the papers' code.
     assert variant in ("llvm_ad_mono_polarized", "cuda_ad_mono_polarized")
+
+
+def test_stage_functions_are_exported_by_name():
+    import twin
+
+    for name in twin.__all__:
+        assert getattr(twin, name) is not None, name
+    import twin.trace
+
+    assert twin.build_scene.__module__ == "twin.scene" and twin.Tracer.__module__ == "twin.trace"
+    assert callable(twin.trace.trace)  # the module stays reachable under its name
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        twin.nonsense  # noqa: B018

@@ -148,6 +148,7 @@ def test_rooftop_sites_stand_on_roofs(scene):
     np.testing.assert_allclose(t.drop_duplicates("bs_id")["height_m"], scene.layers["building_height_m"][i, j] + 5)
 
 
+@pytest.mark.slow
 def test_cli_deploy_trace_show_map(scene, tmp_path):
     run = CliRunner().invoke
     res = run(main, ["deploy", "--scene", str(scene.path), "--strategy", "grid", "--count", "2",
@@ -166,10 +167,16 @@ def test_cli_deploy_trace_show_map(scene, tmp_path):
     res = run(main, ["trace", "--scene", str(scene.path), "--bs-file", str(tmp_path / "bs.csv"),
                      "--out", str(tmp_path / "maps.zarr"), "--path-gain-only"])
     assert res.exit_code == 2 and "exists; pass --overwrite" in res.output
+
+
+def test_cli_errors_are_clean_and_leave_nothing(scene, tmp_path):
+    run = CliRunner().invoke
     bad = _csv(tmp_path, "bs_id,cell_id,x_m,y_m,pattern\nA,1,0,0,yagi\n", "bad.csv")
     res = run(main, ["trace", "--scene", str(scene.path), "--bs-file", str(bad), "--out",
                      str(tmp_path / "m2.zarr"), "--path-gain-only"])
-    assert res.exit_code == 2 and "row 1, column 'pattern'" in res.output
+    assert res.exit_code == 2 and "row 1, column 'pattern'" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "m2.zarr").exists()
+    res = run(main, ["deploy", "--scene", str(scene.path), "--strategy", "file", "--out", str(tmp_path / "o.csv")])
+    assert res.exit_code == 2 and "give the BS file" in res.output
     for cmd in ("deploy", "trace", "show-map"):
         assert "Example:" in run(main, [cmd, "--help"]).output

@@ -216,3 +216,14 @@ def test_evaluate_points_samples_the_store(box_scene, box_tracer, tmp_path):
                                   maps["path_gain_db"][0][[10, 60, 100], [20, 70, 110]])
     with pytest.raises(InputError, match="outside"):
         evaluate_points(maps, np.array([[1e4, 0.0]]))
+
+
+def test_sample_finite_skips_empty_cells():
+    from twin.maps import sample_finite
+
+    g = Grid(0.0, 0.0, 1.0, 2, 2)
+    v = np.array([[0.0, 10.0], [np.nan, 20.0]])
+    xy = np.array([[1.0, 1.0], [0.5, 1.5]])  # the middle; the NaN cell's centre
+    assert g.sample(v, xy)[0] != g.sample(v, xy)[0]  # plain bilinear propagates NaN
+    np.testing.assert_allclose(sample_finite(g, v, xy), [10.0, np.nan])
+    assert np.isnan(sample_finite(g, np.full((2, 2), np.nan), xy)).all()

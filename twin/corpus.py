@@ -7,8 +7,8 @@ Layout (``schema_version`` 1, documented in ``docs/corpus.md``)::
                                         split_schemes, split_names, stats, counts, config
       scenes/<k>/                attrs: name, grid, frame (crs, origin), radio_channels,
                                         semantic_channels
-        radio_maps      (C_r, H, W) float32   dims (channel, y, x)
-        semantic_maps   (C_o, H, W) float32   dims (channel, y, x)
+        radio_maps      (C_r, H, W) float32   dims (radio_channel, y, x)
+        semantic_maps   (C_o, H, W) float32   dims (semantic_channel, y, x)
         cell_id         (n_cells,)  int64     the BS file's cell ids
         cell_maps       (n_cells, F, H, W) float32  each cell's map of each event feature
                                               (the physics term's r(y)), NaN where not received
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,12 +107,16 @@ class CorpusWriter:
     n_samples : int, optional
         Preallocate this many samples; regions are then written with :meth:`write_at`
         (used by shard-parallel generation so that no two tasks write the same chunk).
+    in_place : bool
+        Write at ``url`` directly instead of a temporary sibling renamed by :meth:`close`:
+        for a store that outlives one process (resumable generation, which keeps it in its
+        own ``.partial`` folder and reopens it with :meth:`reopen`).
     """
 
     def __init__(self, url: str | os.PathLike, feature_names: Sequence[str], feature_units: Sequence[str],
                  max_events: int, split_schemes: Sequence[str] = ("random", "spatial"),
                  config: dict[str, Any] | None = None, chunk_samples: int = 4096,
-                 n_samples: int | None = None, overwrite: bool = False):
+                 n_samples: int | None = None, overwrite: bool = False, in_place: bool = False):
         if len(feature_names) != len(feature_units):
             raise InputError("corpus: feature_names and feature_units differ in length")
         self.url = os.fspath(url)
@@ -121,7 +126,7 @@ class CorpusWriter:
         self.split_schemes = list(split_schemes)
         self.chunk_samples = int(chunk_samples)
         self._specs = sample_array_specs(self.max_events, len(self.feature_names))
-        self._ctx = atomic_store(self.url, overwrite=overwrite)
+        self._ctx = contextlib.nullcontext(self.url) if in_place else atomic_store(self.url, overwrite=overwrite)
         self._build_url = self._ctx.__enter__()
         self._closed = False
         self.root = zarr.open_group(self._build_url, mode="w")
@@ -148,28 +153,61 @@ class CorpusWriter:
         self._buffered = 0
         self.n_scenes = 0
 
+    @classmethod
+    def reopen(cls, url: str | os.PathLike) -> CorpusWriter:
+        """Open a preallocated store made with ``in_place=True`` to write scenes and regions into it.
+
+        Each shard of a parallel generation reopens the store and writes only its own scene
+        group (:meth:`add_scene` with ``index``) and sample region (:meth:`write_at`).
+        """
+        self = cls.__new__(cls)
+        self.url = os.fspath(url)
+        self.root = zarr.open_group(self.url, mode="r+")
+        attrs = dict(self.root.attrs)
+        if attrs.get("kind") != "twin-corpus":
+            raise InputError(f"{self.url}: not a twin corpus (attribute kind={attrs.get('kind')!r})")
+        self.feature_names = list(attrs["feature_names"])
+        self.feature_units = list(attrs["feature_units"])
+        self.max_events = int(attrs["max_events"])
+        self.split_schemes = list(attrs["split_schemes"])
+        self._specs = sample_array_specs(self.max_events, len(self.feature_names))
+        samples = self.root["samples"]
+        self._arrays = {name: samples[name] for name in (*self._specs, *(f"split_{s}" for s in self.split_schemes))}
+        self.chunk_samples = int(self._arrays["position_xy_m"].chunks[0])
+        self._ctx = contextlib.nullcontext(self.url)
+        self._build_url = self.url
+        self._closed = False
+        self._n_written = int(self._arrays["position_xy_m"].shape[0])
+        self._buffer = []
+        self._buffered = 0
+        self.n_scenes = len(list(self.root["scenes"].group_keys()))
+        return self
+
     def add_scene(self, name: str, grid: Grid, frame: SceneFrame | None = None,
                   radio_maps: np.ndarray | None = None, radio_channels: Sequence[str] = (),
                   semantic_maps: np.ndarray | None = None, semantic_channels: Sequence[str] = (),
                   cell_id: np.ndarray | None = None, cell_xy_m: np.ndarray | None = None,
-                  cell_maps: np.ndarray | None = None) -> int:
+                  cell_maps: np.ndarray | None = None, index: int | None = None) -> int:
         """Add a scene's maps ``(C, H, W)`` on ``grid`` and its cells; return the scene index.
 
         ``cell_maps`` ``(n_cells, F, H, W)`` holds each cell's map of each event feature
         (in ``feature_names`` order) when the scene was traced; omit it for real data.
+        ``index`` writes scene ``index`` (replacing it if present: a retried shard) instead
+        of the next one.
         """
-        group = self.root["scenes"].create_group(str(self.n_scenes))
+        key = str(self.n_scenes if index is None else int(index))
+        group = self.root["scenes"].create_group(key, overwrite=True)
         group.attrs.update({
             "name": name, "grid": grid.to_dict(), "frame": frame.to_dict() if frame else None,
             "radio_channels": list(radio_channels), "semantic_channels": list(semantic_channels),
         })
-        for key, maps, channels in (("radio_maps", radio_maps, radio_channels),
-                                    ("semantic_maps", semantic_maps, semantic_channels)):
+        for key, maps, channels, dim in (("radio_maps", radio_maps, radio_channels, "radio_channel"),
+                                         ("semantic_maps", semantic_maps, semantic_channels, "semantic_channel")):
             data = np.zeros((0, *grid.shape), np.float32) if maps is None else np.asarray(maps, np.float32)
             if data.shape[1:] != grid.shape or data.shape[0] != len(channels):
                 raise InputError(f"scene '{name}': {key} has shape {data.shape}, expected "
                                  f"({len(channels)}, {grid.height}, {grid.width})")
-            group.create_array(key, data=data, chunks=(1, *grid.shape), dimension_names=("channel", "y", "x"),
+            group.create_array(key, data=data, chunks=(1, *grid.shape), dimension_names=(dim, "y", "x"),
                                compressors=_COMPRESSOR)
         ids = np.asarray(cell_id if cell_id is not None else [], np.int64)
         xy = np.asarray(cell_xy_m if cell_xy_m is not None else np.zeros((0, 2)), np.float32).reshape(-1, 2)
@@ -183,11 +221,17 @@ class CorpusWriter:
             raise InputError(f"scene '{name}': cell_maps has shape {per_cell.shape}, expected "
                              f"({len(ids)}, {f}, {grid.height}, {grid.width})")
         chunks = (1, max(f, 1), *grid.shape) if per_cell.size else "auto"
-        group.create_array("cell_maps", data=per_cell, chunks=chunks,
-                           dimension_names=("cell", "feature", "y", "x"), compressors=_COMPRESSOR)
+        # Distinct channel names per array and, for the empty placeholder, distinct spatial
+        # names, so that xarray.open_zarr opens the scene group without size conflicts.
+        dims = ("cell", "feature", "y", "x") if per_cell.size else ("cell", "feature", "no_y", "no_x")
+        group.create_array("cell_maps", data=per_cell, chunks=chunks, dimension_names=dims,
+                           compressors=_COMPRESSOR)
         group.create_array("cell_xy_m", data=xy, dimension_names=("cell", "xy"))
-        self.n_scenes += 1
-        return self.n_scenes - 1
+        if index is None:
+            self.n_scenes += 1
+            return self.n_scenes - 1
+        self.n_scenes = max(self.n_scenes, int(index) + 1)
+        return int(index)
 
     def append(self, samples: dict[str, np.ndarray]) -> None:
         """Append samples (arrays of :func:`sample_array_specs` plus ``split_<scheme>``)."""
@@ -232,7 +276,11 @@ class CorpusWriter:
             self._flush(whole_chunks_only=False)
             self.root.attrs.update({**compute_statistics(self.root, self.feature_names, self.split_schemes),
                                     **(extra_attrs or {}), "complete": True})
-            zarr.consolidate_metadata(self._build_url)
+            with warnings.catch_warnings():
+                # Consolidated metadata is a zarr-python extension to v3; it saves one request
+                # per array when the corpus lives on object storage, so we write it knowingly.
+                warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+                zarr.consolidate_metadata(self._build_url)
         except BaseException as err:
             self._ctx.__exit__(type(err), err, err.__traceback__)
             self._closed = True

@@ -17,7 +17,8 @@ column ``j`` east, on ``grid`` (``twin.geo.Grid``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
 
 __all__ = ["MAPS_SCHEMA_VERSION", "UNITS", "RadioMaps", "write_maps", "open_maps",
-           "evaluate_points", "show_map"]
+           "evaluate_points", "sample_finite", "show_map"]
 
 MAPS_SCHEMA_VERSION = 1
 UNITS = {"path_gain_db": "dB", "rsrp_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB", "snr_db": "dB",
@@ -92,16 +93,37 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
     return Path(os.fspath(out))
 
 
+class _LazyArrays(Mapping[str, np.ndarray]):
+    """The store's arrays by name, each read on first access and kept."""
+
+    def __init__(self, group: Any, names: list[str]):
+        self._group, self._names, self._cache = group, names, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._cache:
+            self._cache[name] = self._group[name][...]
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 @dataclass
 class RadioMaps:
-    """An opened radio-map store.
+    """An opened radio-map store; arrays are read lazily, on first use.
 
     Attributes
     ----------
-    arrays : dict of name -> ndarray
+    url : str
+    arrays : mapping of name -> ndarray
         ``(n_cells, H, W)`` or ``(H, W)`` float32 (``serving_cell`` integer).
     grid : Grid
-    frame : SceneFrame
+    frame : SceneFrame or None
     cell_ids : list of int
         The first axis of per-cell arrays.
     sites : DataFrame
@@ -110,53 +132,135 @@ class RadioMaps:
         All store attributes (configs, notes, scene path).
     """
 
-    arrays: dict[str, np.ndarray]
+    url: str
+    arrays: Mapping[str, np.ndarray]
     grid: Grid
-    frame: SceneFrame
+    frame: SceneFrame | None
     cell_ids: list[int]
     sites: pd.DataFrame
     attrs: dict[str, Any]
+    units: dict[str, str] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self.arrays:
-            raise InputError(f"radio maps hold no {name!r}; they hold {', '.join(self.arrays)}")
+            raise InputError(f"{self.url}: radio maps hold no {name!r}; they hold {', '.join(self.arrays)}")
         return self.arrays[name]
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.cell_ids)
+
+    @property
+    def cell_id(self) -> np.ndarray:
+        """``cell_ids`` as an int64 array ``(n_cells,)``."""
+        return np.asarray(self.cell_ids, np.int64)
+
+    @property
+    def cell_xy_m(self) -> np.ndarray:
+        """Each cell's site position ``(n_cells, 2)`` [scene m] from the BS table; NaN where absent."""
+        xy = np.full((self.n_cells, 2), np.nan, np.float32)
+        if {"cell_id", "x_m", "y_m"} <= set(self.sites.columns):
+            where = {int(c): k for k, c in enumerate(self.cell_ids)}
+            for cid, x, y in zip(self.sites["cell_id"], self.sites["x_m"], self.sites["y_m"], strict=True):
+                if int(cid) in where and x is not None and y is not None:
+                    xy[where[int(cid)]] = (float(x), float(y))
+        return xy
 
     def cell_index(self, cell_id: int) -> int:
         try:
             return self.cell_ids.index(int(cell_id))
         except ValueError as err:
-            raise InputError(f"radio maps: no cell {cell_id}; cells are {self.cell_ids}") from err
+            raise InputError(f"{self.url}: no cell {cell_id}; cells are {self.cell_ids}") from err
+
+    def feature_names(self) -> list[str]:
+        """Arrays usable as per-event features (everything but the serving-cell index)."""
+        return sorted(n for n in self.arrays if n != "serving_cell" and not n.startswith("cell_"))
+
+    def per_cell(self, name: str) -> np.ndarray:
+        """Feature ``name`` as ``(n_cells, H, W)`` float32; an ``(H, W)`` map is repeated for every cell.
+
+        ``rssi_dbm`` reads ``cell_rssi_dbm`` (each cell's own carrier) when the store has it.
+        """
+        if name == "rssi_dbm" and "cell_rssi_dbm" in self.arrays:
+            name = "cell_rssi_dbm"
+        data = np.asarray(self[name], np.float32)
+        if data.shape == self.grid.shape:
+            data = np.broadcast_to(data, (self.n_cells, *self.grid.shape))
+        return data
+
+    def unit(self, name: str) -> str:
+        """A feature's unit: the store's record, else from its name's suffix."""
+        return self.units.get(name) or UNITS.get(name) or _unit_from_name(name)
+
+
+def _unit_from_name(name: str) -> str:
+    for suffix, unit in (("_dbm", "dBm"), ("_db", "dB"), ("_bps", "bit/s"), ("_m", "m"), ("_s", "s")):
+        if name.endswith(suffix):
+            return unit
+    return "1"
 
 
 def open_maps(path: str | os.PathLike) -> RadioMaps:
-    """Open a store written by ``twin trace``; refuse other kinds, versions and partial stores."""
+    """Open a store written by ``twin trace``; refuse other kinds, versions, partial stores and bad shapes.
+
+    Arrays are read lazily; :class:`InputError` names the store and the attribute at fault.
+    """
     import zarr
 
+    url = os.fspath(path)
     try:
-        root = zarr.open_group(os.fspath(path), mode="r")
+        root = zarr.open_group(url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-        raise InputError(f"{path}: no radio-map store here; make one with `twin trace`") from err
+        raise InputError(f"{url}: no radio-map store here; make one with `twin trace`") from err
     attrs = dict(root.attrs)
     if attrs.get("kind") != "twin-maps":
-        raise InputError(f"{path}: not a radio-map store (kind={attrs.get('kind')!r})")
+        raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r})")
     if attrs.get("schema_version") != MAPS_SCHEMA_VERSION:
-        raise InputError(f"{path}: schema_version {attrs.get('schema_version')}, this toolkit reads "
+        raise InputError(f"{url}: schema_version {attrs.get('schema_version')}, this toolkit reads "
                          f"{MAPS_SCHEMA_VERSION}; trace again")
     if not attrs.get("complete", False):
-        raise InputError(f"{path}: incomplete store (its writer did not finish); trace again")
-    arrays = {name: root[name][...] for name in attrs["arrays"]}
-    return RadioMaps(arrays=arrays, grid=Grid.from_dict(attrs["grid"]), frame=SceneFrame.from_dict(attrs["frame"]),
-                     cell_ids=[int(c) for c in attrs["cell_ids"]], sites=pd.DataFrame(attrs["sites"]),
-                     attrs=attrs)
+        raise InputError(f"{url}: incomplete store (its writer did not finish); trace again")
+    for key in ("grid", "cell_ids", "arrays", "sites"):
+        if key not in attrs:
+            raise InputError(f"{url}: radio maps lack the attribute '{key}'")
+    grid = Grid.from_dict(attrs["grid"])
+    cell_ids = [int(c) for c in attrs["cell_ids"]]
+    if len(set(cell_ids)) != len(cell_ids):
+        raise InputError(f"{url}: attribute 'cell_ids' has duplicates")
+    names = list(attrs["arrays"])
+    for name in names:
+        shape = root[name].shape
+        if shape not in ((len(cell_ids), *grid.shape), grid.shape):
+            raise InputError(f"{url}: array '{name}' has shape {shape}, expected "
+                             f"({len(cell_ids)}, {grid.height}, {grid.width}) or ({grid.height}, {grid.width}) "
+                             "from 'cell_ids' and 'grid'")
+    frame = SceneFrame.from_dict(attrs["frame"]) if attrs.get("frame") else None
+    return RadioMaps(url=url, arrays=_LazyArrays(root, names), grid=grid, frame=frame, cell_ids=cell_ids,
+                     sites=pd.DataFrame(attrs["sites"]), attrs=attrs, units=dict(attrs["arrays"]))
 
 
-def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name: str = "path_gain_db"
-                    ) -> np.ndarray:
+def sample_finite(grid: Grid, values: np.ndarray, xy_m: np.ndarray) -> np.ndarray:
+    """Bilinear samples ``(..., N)`` of ``values`` ``(..., H, W)`` that skip NaN neighbours.
+
+    The weights of the finite neighbours among the four are renormalized; a point is
+    NaN only when all four are. Radio maps are Monte-Carlo estimates whose shadowed
+    cells may have caught no ray: one empty cell should not blank its neighbourhood.
+    """
+    finite = np.isfinite(values)
+    num = grid.sample(np.where(finite, values, 0.0), xy_m)
+    den = grid.sample(finite.astype(np.float64), xy_m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-9, num / den, np.nan)
+
+
+def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name: str = "path_gain_db",
+                    skip_nan: bool = True) -> np.ndarray:
     """Bilinear samples of a map at points ``(N, 2)`` [scene m]: ``(n_cells, N)`` or ``(N,)``.
 
-    Points outside the grid raise :class:`InputError`. NaN cells propagate to their
-    neighbourhood (see :meth:`twin.geo.Grid.sample`).
+    Points outside the grid raise :class:`InputError`. With ``skip_nan`` (default)
+    NaN cells are left out of the interpolation (:func:`sample_finite`); without it
+    they propagate to their neighbourhood (:meth:`twin.geo.Grid.sample`).
+    ``serving_cell`` is read from the cell holding each point.
     """
     if not isinstance(maps, RadioMaps):
         maps = open_maps(maps)
@@ -169,7 +273,8 @@ def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name:
     if name == "serving_cell":
         i, j, _ = maps.grid.index_of(xy_m)
         return values[i, j]
-    return maps.grid.sample(values, xy_m).astype(np.float32)
+    sampled = sample_finite(maps.grid, values, xy_m) if skip_nan else maps.grid.sample(values, xy_m)
+    return sampled.astype(np.float32)
 
 
 def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = "path_gain_db",

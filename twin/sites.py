@@ -37,6 +37,7 @@ import pandas as pd
 
 from twin._atomic import atomic_file
 from twin.errors import InputError, collect
+from twin.geo import SceneFrame
 
 __all__ = [
     "COLUMNS", "DEFAULTS", "PATTERNS", "read_bs_file", "write_bs_file", "validate_sites",
@@ -202,16 +203,16 @@ def validate_sites(raw: pd.DataFrame, what: str = "BS table") -> pd.DataFrame:
     return out[order]
 
 
-def _resolve_positions(table: pd.DataFrame, scene: Any, what: str) -> pd.DataFrame:
+def _resolve_positions(table: pd.DataFrame, scene: Any, what: str, frame: SceneFrame | None = None) -> pd.DataFrame:
     """Fill ``x_m, y_m`` from ``lon, lat`` (or back) through the scene's frame; check they agree."""
     table = table.copy()
     has_xy = "x_m" in table.columns and table["x_m"].notna().all()
     has_ll = "lon" in table.columns and table["lon"].notna().all()
-    if scene is None:
+    frame = scene.frame if scene is not None else frame
+    if frame is None:
         if not has_xy:
             raise InputError(f"{what}: positions are lon/lat; a scene is needed to place them in scene metres")
         return table
-    frame = scene.frame
     if has_ll:
         x, y = frame.to_scene(table["lon"].to_numpy(), table["lat"].to_numpy())
         if has_xy:
@@ -264,7 +265,7 @@ def sites_from_records(records: list[dict[str, Any]], scene: Any = None, what: s
 
 
 def read_bs_file(path: str | os.PathLike, scene: Any = None, on_building: str | None = "rooftop",
-                 mast_m: float = 3.0) -> pd.DataFrame:
+                 mast_m: float = 3.0, frame: SceneFrame | None = None) -> pd.DataFrame:
     """Read a BS file (``.csv``, ``.geojson`` or ``.json``) into a validated table.
 
     Parameters
@@ -273,10 +274,14 @@ def read_bs_file(path: str | os.PathLike, scene: Any = None, on_building: str | 
         The file.
     scene : TwinScene, optional
         Gives the frame for lon/lat ↔ scene metres and the buildings; without it the
-        file must hold ``x_m, y_m`` and no placement check is made.
+        file must hold ``x_m, y_m`` (or ``frame`` be given) and no placement check is made.
     on_building : {"rooftop", "reject", None}
         What to do with an antenna inside a building (see :func:`place_sites`);
         ``None`` skips the placement check.
+    mast_m : float
+        Mast above a roof for ``on_building="rooftop"`` [m].
+    frame : SceneFrame, optional
+        The frame for lon/lat positions when there is no scene (e.g. a drive test's own).
 
     Returns
     -------
@@ -287,7 +292,7 @@ def read_bs_file(path: str | os.PathLike, scene: Any = None, on_building: str | 
     if not path.is_file():
         raise InputError(f"{path}: no such BS file")
     table = validate_sites(_read_raw(path), str(path))
-    table = _resolve_positions(table, scene, str(path))
+    table = _resolve_positions(table, scene, str(path), frame)
     if scene is not None and on_building is not None:
         table = place_sites(table, scene, on_building, mast_m, what=str(path))
     return table

@@ -441,7 +441,11 @@ def trace(scene: TwinScene | str | os.PathLike, sites: Any, out: str | os.PathLi
 
             metric_config = load_yaml(MetricConfig, metric_config, section="metrics")
         metric_config = metric_config or MetricConfig()
-    tracer = tracer or Tracer(scene, config)
+    if tracer is None:
+        scene = scene if isinstance(scene, TwinScene) else load_twin_scene(scene)
+        cfg = config or TraceConfig()
+        _as_sites(sites, scene, cfg.on_building)  # bad rows fail before Sionna loads the scene
+        tracer = Tracer(scene, cfg)
     table = tracer.sites(sites)
     tracer.check(table)
     path_gain_db = tracer.radio_maps(table, progress=progress)  # [n_cells, H, W]

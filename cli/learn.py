@@ -1,0 +1,227 @@
+"""``learn``: import real drive tests, evaluate baselines and models, train the heatmap baseline."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from cli.options import clean_errors, overwrite_option, seed_option
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="radio-twin")
+def main() -> None:
+    """Localization: import real data, fit and evaluate baselines and models.
+
+    \b
+    Example:
+      learn import rome-crop ../shared/data/rome_crop/rome_crop_knn_ready.csv --out out/crop.zarr
+      learn eval --data out/crop.zarr --split spatial --baseline knn-square
+    """
+
+
+def _split_options(func):
+    for opt in reversed([
+        seed_option,
+        click.option("--test-frac", type=float, default=0.2, show_default=True, help="Share held out for test."),
+        click.option("--val-frac", type=float, default=0.1, show_default=True, help="Share held out for validation."),
+        click.option("--block-m", type=float, default=200.0, show_default=True,
+                     help="Side of the spatial split's blocks [m]."),
+        click.option("--known-test-frac", type=float, default=0.1, show_default=True,
+                     help="Spatial split: share of the training blocks' samples tested as known streets."),
+        overwrite_option,
+    ]):
+        func = opt(func)
+    return func
+
+
+def _splits(seed, test_frac, val_frac, block_m, known_test_frac):
+    from learn.importers import SplitConfig
+
+    return SplitConfig(seed=seed, test_frac=test_frac, val_frac=val_frac, block_m=block_m,
+                       known_test_frac=known_test_frac)
+
+
+def _done(corpus, report) -> None:
+    click.echo(report.summary())
+    counts = corpus.attrs["counts"]["splits"]
+    click.echo(f"wrote {corpus.url}: {len(corpus)} samples, T={corpus.max_events}, "
+               f"features {', '.join(corpus.feature_names)}")
+    for scheme, parts in counts.items():
+        click.echo(f"  split {scheme}: " + ", ".join(f"{k} {v}" for k, v in parts.items()))
+
+
+@main.group("import")
+def import_group() -> None:
+    """Turn real drive tests into corpora (with random and spatial splits).
+
+    \b
+    Example:
+      learn import drive-test drive.csv --bs-file bs.csv --out out/drive.zarr
+    """
+
+
+@import_group.command("drive-test")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--bs-file", required=True, type=click.Path(dir_okay=False), help="The cells' positions (CSV/GeoJSON).")
+@click.option("--out", required=True, type=click.Path(), help="Corpus to write (.zarr).")
+@click.option("--scene", "scene_dir", type=click.Path(file_okay=False), help="Scene directory: attach its GIS layers.")
+@click.option("--maps", type=click.Path(), help="Radio maps (maps.zarr of twin trace) on the scene grid.")
+@click.option("--gap-s", type=float, default=10.0, show_default=True, help="A larger time gap starts a new sequence [s].")
+@click.option("--window-s", type=float, default=0.0, show_default=True,
+              help="Events of the last seconds of the sequence in each sample (0: the point's own).")
+@click.option("--max-events", type=int, help="Sequence length T (default: the longest sample).")
+@_split_options
+@clean_errors
+def import_drive_test_cmd(file, bs_file, out, scene_dir, maps, gap_s, window_s, max_events, seed, test_frac,
+                          val_frac, block_m, known_test_frac, overwrite):
+    """Import a drive test (one row per point and cell: time, lon, lat, cell_id, features).
+
+    \b
+    Example:
+      learn import drive-test drive.csv --bs-file bs.csv --out out/drive.zarr \\
+          --scene out/helsinki --maps out/maps.zarr --window-s 5
+    """
+    from learn.importers import import_drive_test
+
+    _done(*import_drive_test(file, bs_file, out, scene_dir, maps, gap_s, window_s, max_events,
+                             _splits(seed, test_frac, val_frac, block_m, known_test_frac), overwrite))
+
+
+@import_group.command("rome-nbiot")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(), help="Corpus to write (.zarr).")
+@click.option("--operator", "operators", type=int, multiple=True, help="Keep only this MNC (1, 10, 88); repeatable.")
+@_split_options
+@clean_errors
+def import_rome_nbiot_cmd(file, out, operators, seed, test_frac, val_frac, block_m, known_test_frac, overwrite):
+    """Import the Rome NB-IoT campaigns (.mat): cells are NPCIs per operator, no maps.
+
+    \b
+    Example:
+      learn import rome-nbiot ../shared/data/rome_nbiot/Campaign_data_NBIoT_1_2_3_4_5_6.mat \\
+          --out out/rome_nbiot_mnc88.zarr --operator 88
+    """
+    from learn.importers import import_rome_nbiot
+
+    _done(*import_rome_nbiot(file, out, list(operators) or None,
+                             _splits(seed, test_frac, val_frac, block_m, known_test_frac), overwrite=overwrite))
+
+
+@import_group.command("rome-crop")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(), help="Corpus to write (.zarr).")
+@_split_options
+@clean_errors
+def import_rome_crop_cmd(file, out, seed, test_frac, val_frac, block_m, known_test_frac, overwrite):
+    """Import the Rome crop with its base stations' positions (seed 004's Dataset A).
+
+    \b
+    Example:
+      learn import rome-crop ../shared/data/rome_crop/rome_crop_knn_ready.csv --out out/rome_crop.zarr
+    """
+    from learn.importers import import_rome_crop
+
+    _done(*import_rome_crop(file, out, _splits(seed, test_frac, val_frac, block_m, known_test_frac), overwrite))
+
+
+@import_group.command("powder")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(), help="Corpus to write (.zarr).")
+@_split_options
+@clean_errors
+def import_powder_cmd(directory, out, seed, test_frac, val_frac, block_m, known_test_frac, overwrite):
+    """Import the POWDER set (stationary receivers as cells; published random/grid test splits).
+
+    \b
+    Example:
+      learn import powder ../shared/data/powder --out out/powder.zarr
+    """
+    from learn.importers import import_powder
+
+    _done(*import_powder(directory, out, _splits(seed, test_frac, val_frac, block_m, known_test_frac), overwrite))
+
+
+@main.command("eval")
+@click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
+@click.option("--split", default="random", show_default=True,
+              help="Split scheme: random, spatial (or another of the corpus, e.g. published_grid).")
+@click.option("--baseline", type=click.Choice(["wknn", "knn-square"]), help="A baseline fitted on the train part.")
+@click.option("--ckpt", type=click.Path(dir_okay=False), help="A checkpoint (heatmap, posterior ...).")
+@click.option("--k", type=int, help="Baselines: neighbours (default 3).")
+@click.option("--features", help="Baselines: comma-separated feature names (default all).")
+@click.option("--fill", help="Baselines: value of cells not heard, or 'min' (default).")
+@click.option("--coverage-weight", type=float, help="Baselines: weight of cells not in common (default 10).")
+@click.option("--crop-size-m", type=float, help="knn-square: side of the square [m] (default 600).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write error CDF and error map PNGs here.")
+@clean_errors
+def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, crop_size_m, as_json, plot_dir):
+    """Evaluate a baseline or a checkpoint on a split's test part (known / unknown streets apart).
+
+    \b
+    Example:
+      learn eval --data out/rome_crop.zarr --split spatial --baseline knn-square --json
+      learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap.pt --plot out/eval
+    """
+    from learn.evaluate import evaluate_named
+
+    options = {}
+    if baseline is not None:
+        fill_value = None if fill is None else (fill if fill == "min" else float(fill))
+        options = {"k": k, "features": features.split(",") if features else None, "fill": fill_value,
+                   "coverage_weight": coverage_weight}
+        if baseline == "knn-square":
+            options["crop_size_m"] = crop_size_m
+    result = evaluate_named(data, split, baseline, ckpt, **options)
+    if plot_dir:
+        from learn.plot import plot_evaluation
+
+        plot_evaluation(result, plot_dir)
+    click.echo(json.dumps(result.to_json()) if as_json else result.table())
+
+
+@main.command("fit-baseline")
+@click.argument("name", type=click.Choice(["heatmap"]))
+@click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
+@click.option("--split", default="random", show_default=True,
+              help="Split scheme: trains on its train part, picks the epoch on its val part.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt).")
+@click.option("--config", "config_name", type=click.Choice(["small", "full"]), default="small", show_default=True,
+              help="small: 64 px, 4 blocks (CPU); full: seed 004's 224 px DINOv2-L/14-sized ViT.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak learning rate (warmup-stable-decay).")
+@click.option("--crop-size-m", type=float, help="Side of the crop [m] (default 600).")
+@click.option("--init-weights", type=click.Path(dir_okay=False),
+              help="A local state dict (or checkpoint) to start from; tensors matching by name and shape.")
+@click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@seed_option
+@overwrite_option
+@clean_errors
+def fit_baseline_cmd(name, data, split, out, config_name, epochs, batch_size, lr, crop_size_m, init_weights,
+                     num_workers, seed, overwrite):
+    """Train the MapRadioFormer-style heatmap baseline (from scratch or local weights).
+
+    Writes the checkpoint (kind "heatmap", judged by `learn eval --ckpt`) and a training
+    curve PNG beside it (<out stem>_curve.png).
+
+    \b
+    Example:
+      learn fit-baseline heatmap --data out/rome_crop.zarr --split spatial --out out/heatmap.pt --epochs 40
+      learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap.pt
+    """
+    from learn.heatmap_train import fit_heatmap
+
+    click.echo(fit_heatmap(data, split, out, config=config_name, epochs=epochs, batch_size=batch_size, lr=lr,
+                           init_weights=init_weights, seed=seed, num_workers=num_workers, crop_size_m=crop_size_m,
+                           overwrite=overwrite))
+
+
+from cli import learn_train as _learn_train  # noqa: E402,F401  (adds pretrain, finetune, predict)
+
+if __name__ == "__main__":
+    main()

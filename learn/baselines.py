@@ -1,0 +1,182 @@
+"""Fingerprinting baselines, fitted on a split's training part inside ``learn eval``.
+
+* :class:`WknnBaseline` — weighted k-NN over multicell fingerprints (De Nardis et al.,
+  Sensors 23(9):4266, 2023; seed 004 §7.1). A fingerprint holds, for every cell of the
+  training vocabulary, the chosen RF features of the sample's last measurement instant;
+  cells not heard take the ``fill`` value. The distance between a query ``q`` and a
+  reference ``r`` runs over the cells heard by either (``U``), features scaled by the
+  corpus's standard deviations, normalized by the count of such cells (seed 004's
+  "normalized by non-zero BS count"), plus a coverage term for the cells heard by only
+  one of them (the "count of cells in common" of the multicell strategies)::
+
+      d(q, r) = sqrt( sum_{c in U, f} ((q_cf - r_cf) / s_f)^2 / (|U| F) )
+                + coverage_weight * (|U| - |common|) / |U|
+
+  The estimate is the mean of the ``k`` nearest references' positions weighted by
+  ``1 / (d + eps)``.
+* :class:`KnnSquareBaseline` — the same, with the search restricted to the references
+  inside the sample's evaluation crop (seed 004's "k-NN in the square",
+  :func:`learn.crops.eval_crop_origins`), falling back to the crop centre when the crop
+  holds none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from learn.crops import eval_crop_origins
+from learn.evaluate import Predictions
+from twin.corpus import Corpus
+from twin.errors import InputError
+
+__all__ = ["WknnBaseline", "KnnSquareBaseline", "fingerprints", "BASELINES", "make_baseline"]
+
+
+def fingerprints(corpus: Corpus, indices: np.ndarray, feature_idx: Sequence[int]
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per sample: the cell ids and features ``(n_cells, F')`` of its last measurement instant.
+
+    Returns two lists of length ``len(indices)``. Repeated cells keep their mean.
+    """
+    b = corpus.batch(indices, ["cell_id", "features", "mask", "time_s"])
+    cells_out, feats_out = [], []
+    for cell, feat, mask, t in zip(b["cell_id"], b["features"], b["mask"], b["time_s"], strict=True):
+        last = mask & (t == t[mask].max()) if mask.any() else mask
+        c = cell[last]
+        f = feat[last][:, list(feature_idx)].astype(np.float64)
+        if len(np.unique(c)) < len(c):
+            uc, inv = np.unique(c, return_inverse=True)
+            with np.errstate(invalid="ignore"):
+                f = np.stack([np.nanmean(f[inv == k], axis=0) for k in range(len(uc))])
+            c = uc
+        cells_out.append(c)
+        feats_out.append(f)
+    return cells_out, feats_out
+
+
+@dataclass
+class WknnBaseline:
+    """Weighted k-NN multicell fingerprinting.
+
+    Parameters
+    ----------
+    k : int
+        Neighbours averaged.
+    features : sequence of str, optional
+        Feature names used (default all of the corpus).
+    fill : float or "min"
+        Value of cells not heard, in feature units; "min" uses each feature's training
+        minimum minus ``fill_margin``.
+    coverage_weight : float
+        Weight of the share of cells heard by only one of the two fingerprints.
+    """
+
+    k: int = 3
+    features: Sequence[str] | None = None
+    fill: float | str = "min"
+    fill_margin: float = 10.0
+    coverage_weight: float = 10.0
+    eps: float = 1e-6
+    name: str = "wknn"
+
+    def _dense(self, cells: list[np.ndarray], feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        n, c, f = len(cells), len(self.vocab_), len(self.feature_idx_)
+        values = np.tile(self.fill_, (n, c, 1))  # [N, C, F]
+        heard = np.zeros((n, c), bool)
+        for i, (ci, fi) in enumerate(zip(cells, feats, strict=True)):
+            pos = np.searchsorted(self.vocab_, ci)
+            ok = (pos < c) & (self.vocab_[np.minimum(pos, c - 1)] == ci)
+            vals = np.where(np.isfinite(fi[ok]), fi[ok], self.fill_)
+            values[i, pos[ok]] = vals
+            heard[i, pos[ok]] = True
+        return (values / self.scale_).reshape(n, c * f), heard
+
+    def fit(self, corpus: Corpus, train_indices: np.ndarray) -> WknnBaseline:
+        names = corpus.feature_names
+        wanted = list(self.features) if self.features else names
+        unknown = [f for f in wanted if f not in names]
+        if unknown:
+            raise InputError(f"{corpus.url}: no feature(s) {', '.join(unknown)}; has {', '.join(names)}")
+        self.feature_idx_ = [names.index(f) for f in wanted]
+        train_indices = np.asarray(train_indices, np.int64)
+        if len(train_indices) == 0:
+            raise InputError(f"{corpus.url}: the split's training part is empty")
+        cells, feats = fingerprints(corpus, train_indices, self.feature_idx_)
+        self.vocab_ = np.unique(np.concatenate(cells)) if cells else np.zeros(0, np.int64)
+        allf = np.concatenate(feats) if feats else np.zeros((0, len(wanted)))
+        if self.fill == "min":
+            with np.errstate(invalid="ignore"):
+                self.fill_ = np.nan_to_num(np.nanmin(allf, axis=0), nan=0.0) - self.fill_margin
+        else:
+            self.fill_ = np.full(len(wanted), float(self.fill))
+        std = np.asarray(corpus.stats["feature_std"], np.float64)[self.feature_idx_]
+        self.scale_ = np.where(std > 0, std, 1.0)
+        self.ref_values_, self.ref_heard_ = self._dense(cells, feats)
+        self.ref_xy_ = corpus.batch(train_indices, ["position_xy_m"])["position_xy_m"].astype(np.float64)
+        self.ref_sq_ = (self.ref_values_**2).sum(axis=1)
+        return self
+
+    def distances(self, corpus: Corpus, indices: np.ndarray) -> np.ndarray:
+        """Distances ``(N, M)`` of the queries to every training reference."""
+        cells, feats = fingerprints(corpus, indices, self.feature_idx_)
+        q, heard = self._dense(cells, feats)
+        out = np.empty((len(q), len(self.ref_values_)))
+        nf = len(self.feature_idx_)
+        for s in range(0, len(q), 512):
+            qs, hs = q[s:s + 512], heard[s:s + 512].astype(np.float64)
+            sq = (qs**2).sum(1)[:, None] + self.ref_sq_[None] - 2.0 * qs @ self.ref_values_.T
+            common = hs @ self.ref_heard_.T.astype(np.float64)
+            union = hs.sum(1)[:, None] + self.ref_heard_.sum(1)[None] - common
+            union_safe = np.maximum(union, 1.0)
+            d = np.sqrt(np.maximum(sq, 0.0) / (union_safe * nf))
+            d += self.coverage_weight * (union - common) / union_safe
+            out[s:s + 512] = d
+        return out
+
+    def _weighted(self, d: np.ndarray, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if allowed is not None:
+            d = np.where(allowed, d, np.inf)
+        k = min(self.k, d.shape[1])
+        nearest = np.argpartition(d, k - 1, axis=1)[:, :k]
+        dn = np.take_along_axis(d, nearest, axis=1)
+        w = np.where(np.isfinite(dn), 1.0 / (dn + self.eps), 0.0)
+        total = w.sum(1, keepdims=True)
+        found = total[:, 0] > 0
+        xy = (w[..., None] * self.ref_xy_[nearest]).sum(1) / np.maximum(total, 1e-300)
+        return xy, found
+
+    def predict(self, corpus: Corpus, indices: np.ndarray) -> Predictions:
+        xy, _ = self._weighted(self.distances(corpus, indices))
+        return Predictions(xy_m=xy)
+
+
+@dataclass
+class KnnSquareBaseline(WknnBaseline):
+    """k-NN restricted to the sample's evaluation crop; the crop centre when it holds no reference."""
+
+    crop_size_m: float = 600.0
+    crop_seed: int = 0
+    name: str = "knn-square"
+
+    def predict(self, corpus: Corpus, indices: np.ndarray) -> Predictions:
+        indices = np.asarray(indices, np.int64)
+        truth = corpus.batch(indices, ["position_xy_m"])["position_xy_m"]
+        origin = eval_crop_origins(indices, truth, self.crop_size_m, seed=self.crop_seed)
+        rel = self.ref_xy_[None] - origin[:, None]  # [N, M, 2]
+        inside = ((rel >= 0) & (rel <= self.crop_size_m)).all(-1)
+        xy, found = self._weighted(self.distances(corpus, indices), inside)
+        centre = origin + self.crop_size_m / 2
+        return Predictions(xy_m=np.where(found[:, None], xy, centre))
+
+
+BASELINES = {"wknn": WknnBaseline, "knn-square": KnnSquareBaseline}
+
+
+def make_baseline(name: str, **options: object) -> WknnBaseline:
+    """A baseline by name (``wknn``, ``knn-square``) with keyword options (``None`` ones ignored)."""
+    if name not in BASELINES:
+        raise InputError(f"unknown baseline '{name}'; choose one of {', '.join(BASELINES)}")
+    return BASELINES[name](**{k: v for k, v in options.items() if v is not None})

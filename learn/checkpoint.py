@@ -1,0 +1,100 @@
+"""One checkpoint dict that resumes everything, loaded safely (``weights_only=True``).
+
+Layout (``schema_version`` 1)::
+
+    {"kind": "posterior", "schema_version": 1,
+     "model": state_dict, "optimizer": state_dict | None, "scaler": state_dict | None,
+     "configs": {"model": {...}, "train": {...}, "data": {...}, "refine": {...}},
+     "step": int, "epoch": int, "best_val": float,
+     "cell_vocab": [...], "data_info": {...},   # what the model was trained on
+     "rng": {"torch": ByteTensor}}
+
+Only tensors, numbers, strings, lists and dicts are stored, so ``torch.load(...,
+weights_only=True)`` reads it without unpickling arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from twin._atomic import atomic_file
+from twin.errors import CheckpointError
+
+__all__ = ["KIND", "SCHEMA_VERSION", "save_checkpoint", "load_checkpoint", "load_model_state"]
+
+KIND = "posterior"
+SCHEMA_VERSION = 1
+_REQUIRED = ("kind", "schema_version", "model", "configs", "step")
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` (with ``kind`` and ``schema_version`` added) atomically to ``path``."""
+    payload = {"kind": KIND, "schema_version": SCHEMA_VERSION, **state}
+    with atomic_file(path, overwrite=True) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = KIND,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint dict; every failure is a :class:`CheckpointError` naming the file.
+
+    ``kind=None`` accepts any kind (the registry dispatches on it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # garbage bytes, not a foreign object
+            raise CheckpointError(f"{path}: corrupted or not a torch checkpoint (UnpicklingError: "
+                                  f"{str(err).splitlines()[0]})") from err
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain "
+                              f"data ({str(err).splitlines()[0]}); only checkpoints written by "
+                              f"`learn pretrain`/`learn finetune` are accepted") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: corrupted or not a torch checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a checkpoint dict (found {type(ckpt).__name__})")
+    missing = [k for k in _REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not a learn checkpoint (missing {', '.join(missing)})")
+    if kind is not None and ckpt["kind"] != kind:
+        raise CheckpointError(f"{path}: a {ckpt['kind']!r} checkpoint, expected {kind!r}")
+    if ckpt["kind"] == KIND and ckpt["schema_version"] != SCHEMA_VERSION:
+        raise CheckpointError(f"{path}: checkpoint schema_version {ckpt['schema_version']}, this toolkit "
+                              f"reads {SCHEMA_VERSION}; retrain or convert it")
+    return ckpt
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike,
+                     skip: tuple[str, ...] = ()) -> None:
+    """``model.load_state_dict(state)`` with a clear :class:`CheckpointError` on any mismatch.
+
+    Keys starting with a prefix in ``skip`` are left at the model's values (used by
+    fine-tuning for the cell embedding, which is remapped separately).
+    """
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith(skip)}
+    missing = [k for k in own if k not in state and not k.startswith(skip)]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
+              if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s) e.g. {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} e.g. {', '.join(unexpected[:3])}")
+        if shapes:
+            parts.append(f"shape mismatch (checkpoint vs model) {'; '.join(shapes[:3])}")
+        raise CheckpointError(f"{source}: weights do not match the model config: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,653 @@
+"""The torch Dataset over one or more Zarr corpora: sequences, map crops and cell maps.
+
+:class:`CorpusDataset` yields per sample the dict of LEARN_CONTRACT.md (collated by
+:func:`collate` into a batch; ``B`` batch, ``T`` events, ``F`` features, ``C`` map channels,
+``S`` crop pixels, ``K`` cell slots)::
+
+    cell_index    (B, T)        long   index into the cell vocabulary (0 = padding / unknown cell)
+    beam_index    (B, T)        long   0 = none / padding, else beam_id + 1
+    time_s        (B, T)        float  seconds from the sequence start (raw; 0 on padding)
+    features      (B, T, F)     float  (value - feature_mean) / feature_std; 0 where invalid
+    feature_valid (B, T, F)     bool   real event and finite value
+    mask          (B, T)        bool   True for real events
+    bs_xy         (B, T, 2)     float  the event's cell site in crop coordinates
+    bs_valid      (B, T)        bool   the cell and its finite site position are known
+    maps          (B, C, S, S)  float  crop of the radio + semantic channels, per-channel
+                                       (value - map_mean) / map_std; 0 outside the scene
+    map_valid     (B, 1, S, S)  bool   pixel centre inside the scene grid (and the scene has maps)
+    phys_maps     (B, K, F, S, S) float crop of the cell maps of the sequence's K first distinct
+                                       cells, normalized like ``features``; 0 where invalid
+    phys_valid    (B, K, F, S, S) bool finite cell-map value inside the scene
+    event_slot    (B, T)        long   slot in K of each event's cell; -1 for padding, cells
+                                       without maps, or cells beyond the K first
+    target_xy     (B, 2)        float  the truth in crop coordinates
+    crop_origin_m (B, 2)        float  south-west corner of the crop [scene m]
+    crop_size_m   (B,)          float  side of the (square) crop [m]
+    position_xy_m (B, 2)        float  the truth [scene m]
+    scene_index   (B,)          long   scene of the sample in its corpus
+    index         (B,)          long   the sample's index in its corpus
+    corpus_index  (B,)          long   which of the dataset's corpora (extra key; 0 for one corpus)
+
+**Crop coordinates.** ``(0, 0)`` is the crop's south-west corner, ``(1, 1)`` its north-east
+corner; ``x`` east, ``y`` north: ``xy_m = crop_origin_m + xy * crop_size_m``.
+
+**Crop images: row index grows NORTH**, like the scene :class:`twin.geo.Grid` (row ``i``
+north, column ``j`` east). Pixel ``[r, c]`` of ``maps`` / ``phys_maps`` / ``map_valid`` is
+the value at the pixel centre ``crop_origin_m + ((c + 0.5) / S, (r + 0.5) / S) *
+crop_size_m``: row 0 is the southern edge (a picture needs ``origin="lower"``). Hence
+``torch.nn.functional.grid_sample(phys_maps[:, k], g, align_corners=False)`` with
+``g[..., 0] = 2 * target_xy[:, 0] - 1`` (x, along columns) and ``g[..., 1] = 2 *
+target_xy[:, 1] - 1`` (y, along rows) samples the crop at the truth; so does
+:func:`crop_to_grid` for any crop-coordinate point. The crop pixels are resampled from
+the scene grid bilinearly with cell values at cell centres, exactly as
+:meth:`twin.geo.Grid.sample` (``grid_sample`` with ``align_corners=False`` and
+``padding_mode="border"``; NaN neighbours propagate, which marks ``phys_valid`` False).
+
+**Crop placement** (:mod:`learn.crops`): the truth lies inside, offset from the centre by
+up to ``max_offset_frac`` of the side; in evaluation (``training=False``) the offset depends
+only on ``(crop_seed, index)`` (the crops of ``knn-square``), in training on ``(seed,
+epoch, corpus, index)`` (call :meth:`CorpusDataset.set_epoch`), so batches do not depend
+on the number of DataLoader workers.
+
+**Normalization and vocabulary** travel with checkpoints: :meth:`CorpusDataset.state`
+returns plain lists/dicts (``torch.load(weights_only=True)`` safe), and a dataset built
+with ``normalization=`` / ``cell_vocab=`` from a checkpoint reuses them. Feature statistics
+default to the corpora's ``stats`` (train part of the first split scheme), pooled over the
+corpora by count; map statistics are per channel over the pixels of the corpora's scenes
+(the first ``stats_scenes`` of each). Cells are keyed ``"<scene name>:<cell id>"`` (so
+equal ids in different scenes stay apart and shards of one scene share them).
+
+**Workers.** Zarr stores are opened lazily in the process that reads them (reset after a
+fork), scenes (maps, cells, cell maps) are cached per process (LRU of ``cache_scenes``),
+and sample arrays of a corpus are loaded whole per process when they weigh less than
+``preload_mb``. :func:`make_loader` builds a DataLoader that works with ``num_workers > 0``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as nnf
+
+from learn.crops import eval_crop_origins, random_crop_origins
+from twin.corpus import Corpus, open_corpus
+from twin.errors import InputError
+from twin.geo import Grid
+
+__all__ = ["DataConfig", "Normalization", "CellVocab", "CorpusDataset", "collate", "make_loader",
+           "crop_grid", "crop_to_grid", "BATCH_KEYS", "as_data_config", "build_training_data", "eval_dataset"]
+
+BATCH_KEYS = ("cell_index", "beam_index", "time_s", "features", "feature_valid", "mask", "bs_xy", "bs_valid",
+              "maps", "map_valid", "phys_maps", "phys_valid", "event_slot", "target_xy", "crop_origin_m",
+              "crop_size_m", "position_xy_m", "scene_index", "index", "corpus_index")
+_SAMPLE_ARRAYS = ("position_xy_m", "cell_id", "beam_id", "time_s", "features", "mask", "scene_index")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Crop and slot settings.
+
+    Parameters
+    ----------
+    crop_size_m : float
+        Side of the square crop [m] (seed 004: 600 m).
+    crop_px : int
+        ``S``, pixels per side of the resampled crop.
+    max_cells : int
+        ``K``, cell-map slots per sample (0 when no corpus has cell maps).
+    max_offset_frac : float
+        Largest shift of the crop centre from the truth, as a share of the side.
+    crop_seed : int
+        Seed of the evaluation crops (:func:`learn.crops.eval_crop_origins`).
+    """
+
+    crop_size_m: float = 600.0
+    crop_px: int = 128
+    max_cells: int = 8
+    max_offset_frac: float = 0.35
+    crop_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.crop_size_m > 0 and self.crop_px > 0 and self.max_cells >= 0
+                and 0 <= self.max_offset_frac < 0.5):
+            raise InputError(f"data config: crop_size_m and crop_px positive, max_cells >= 0, "
+                             f"max_offset_frac in [0, 0.5) (truth inside the crop); got {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"crop_size_m": float(self.crop_size_m), "crop_px": int(self.crop_px),
+                "max_cells": int(self.max_cells), "max_offset_frac": float(self.max_offset_frac),
+                "crop_seed": int(self.crop_seed)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataConfig:
+        return cls(**data)
+
+
+@dataclass
+class Normalization:
+    """Feature and map statistics: ``(value - mean) / std`` per feature and per map channel."""
+
+    feature_names: list[str]
+    feature_mean: list[float]
+    feature_std: list[float]
+    map_channels: list[str] = field(default_factory=list)
+    map_mean: list[float] = field(default_factory=list)
+    map_std: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists of str / float (loadable with ``torch.load(weights_only=True)``)."""
+        return {k: [str(x) if k.endswith(("names", "channels")) else float(x) for x in v]
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Normalization:
+        return cls(**{k: list(v) for k, v in data.items()})
+
+
+class CellVocab:
+    """Cell keys ``"<scene name>:<cell id>"``; index 0 is padding / unknown, key ``k`` is ``1 + position``."""
+
+    def __init__(self, keys: Sequence[str] = ()):
+        self.keys = list(dict.fromkeys(str(k) for k in keys))
+        self._index = {k: i + 1 for i, k in enumerate(self.keys)}
+
+    def __len__(self) -> int:
+        """Number of indices including the padding index 0."""
+        return len(self.keys) + 1
+
+    @staticmethod
+    def key(scene_name: str, cell_id: int) -> str:
+        return f"{scene_name}:{int(cell_id)}"
+
+    def index(self, scene_name: str, cell_ids: np.ndarray) -> np.ndarray:
+        """Vocabulary indices of ``cell_ids`` (any shape) of a scene; 0 for unknown or negative ids."""
+        ids = np.asarray(cell_ids, np.int64)
+        flat = [self._index.get(self.key(scene_name, c), 0) if c >= 0 else 0 for c in ids.reshape(-1)]
+        return np.asarray(flat, np.int64).reshape(ids.shape)
+
+    def extended(self, keys: Sequence[str]) -> CellVocab:
+        """This vocabulary with new keys appended (existing indices unchanged: fine-tuning)."""
+        return CellVocab([*self.keys, *keys])
+
+    def to_list(self) -> list[str]:
+        return list(self.keys)
+
+    @classmethod
+    def from_corpora(cls, corpora: Sequence[Corpus]) -> CellVocab:
+        """Every scene's cells, corpus by corpus, scene by scene, in the scenes' order."""
+        keys = []
+        for corpus in corpora:
+            for k in range(corpus.n_scenes):
+                group = corpus.root["scenes"][str(k)]
+                name = str(group.attrs["name"])
+                keys += [cls.key(name, c) for c in group["cell_id"][:]]
+        return cls(keys)
+
+
+def crop_grid(origin_m: np.ndarray, size_m: float, px: int, grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grid_sample`` coordinates of a crop's pixel centres on ``grid``, and which lie inside it.
+
+    Returns ``g`` ``(1, S, S, 2)`` (row index north) normalized for ``align_corners=False``
+    over the whole ``grid``, and ``inside`` ``(S, S)`` bool.
+    """
+    u = (np.arange(px) + 0.5) / px
+    xs = origin_m[0] + u * size_m                                   # [S] pixel-centre x by column
+    ys = origin_m[1] + u * size_m                                   # [S] pixel-centre y by row (north)
+    w_m, h_m = grid.size_m
+    gx = 2.0 * (xs - grid.x0_m) / w_m - 1.0
+    gy = 2.0 * (ys - grid.y0_m) / h_m - 1.0
+    g = np.stack(np.broadcast_arrays(gx[None, :], gy[:, None]), axis=-1)  # [S, S, 2]
+    inside = (np.abs(gy)[:, None] <= 1.0) & (np.abs(gx)[None, :] <= 1.0)
+    return torch.from_numpy(g[None].astype(np.float32)), torch.from_numpy(inside)
+
+
+def crop_to_grid(xy: torch.Tensor) -> torch.Tensor:
+    """Crop coordinates ``(..., 2)`` in [0, 1] to ``grid_sample`` coordinates (``align_corners=False``)."""
+    return 2.0 * xy - 1.0
+
+
+def _window(grid: Grid, origin_m: np.ndarray, size_m: float) -> tuple[Grid, tuple[slice, slice]] | None:
+    """The sub-grid holding every cell a crop's bilinear samples touch (None if it misses the grid)."""
+    pad = grid.cell_size_m
+    try:
+        return grid.window(origin_m[0] - pad, origin_m[1] - pad, origin_m[0] + size_m + pad,
+                           origin_m[1] + size_m + pad)
+    except InputError:
+        return None
+
+
+def _resample(values: np.ndarray, grid: Grid, origin_m: np.ndarray, size_m: float, px: int,
+              select: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear crop of ``values[select]`` (``values`` ``(N, C, H, W)`` on ``grid``): ``(N', C, S, S)``, inside ``(S, S)``."""
+    n, c = (len(values) if select is None else len(select)), values.shape[1]
+    win = _window(grid, origin_m, size_m)
+    if win is None:
+        return torch.zeros(n, c, px, px), torch.zeros(px, px, dtype=torch.bool)
+    sub, (rows, cols) = win
+    # Sampling only the window gives Grid.sample's values: every neighbour of an inside
+    # pixel lies in it, and the window's edges are the grid's wherever clamping applies.
+    part = values[:, :, rows, cols]            # a view: only the window is copied below
+    part = torch.from_numpy(np.ascontiguousarray(part if select is None else part[list(select)], np.float32))
+    g, _ = crop_grid(origin_m, size_m, px, sub)
+    _, inside = crop_grid(origin_m, size_m, px, grid)
+    out = nnf.grid_sample(part.reshape(1, n * c, *part.shape[2:]), g, mode="bilinear",
+                          padding_mode="border", align_corners=False)  # [1, N*C, S, S]
+    return out.reshape(n, c, px, px), inside
+
+
+@dataclass
+class _Scene:
+    name: str
+    grid: Grid
+    maps: np.ndarray               # [C, H, W] in the dataset's channel order (zeros for absent channels)
+    has_maps: bool
+    cell_id: np.ndarray            # [n_cells]
+    cell_xy_m: np.ndarray          # [n_cells, 2]
+    cell_maps: np.ndarray | None   # [n_cells, F, H, W]
+    lookup: dict[int, int]
+
+
+class CorpusDataset(torch.utils.data.Dataset):
+    """Samples of one or more corpora as batch dicts (see the module docstring).
+
+    Parameters
+    ----------
+    corpora : sequence of str or path
+        Corpus URLs (same ``feature_names``).
+    indices : sequence of arrays, optional
+        Per corpus, the sample indices used (e.g. ``corpus.split_indices("spatial", "train")``);
+        default all.
+    config : DataConfig
+    training : bool
+        Random crop offsets (per ``(seed, epoch, corpus, index)``) instead of evaluation crops.
+    normalization, cell_vocab : optional
+        From a checkpoint (:meth:`state`); computed from the corpora when omitted.
+    """
+
+    def __init__(self, corpora: Sequence[str | os.PathLike], indices: Sequence[np.ndarray] | None = None,
+                 config: DataConfig | None = None, training: bool = False, seed: int = 0,
+                 normalization: Normalization | dict | None = None, cell_vocab: CellVocab | Sequence[str] | None = None,
+                 stats_scenes: int = 16, cache_scenes: int = 16, preload_mb: float = 512.0):
+        if isinstance(corpora, (str, os.PathLike)):
+            corpora = [corpora]
+        self.urls = [os.fspath(u) for u in corpora]
+        if not self.urls:
+            raise InputError("dataset: no corpus given")
+        self.config = config or DataConfig()
+        self.training = bool(training)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.cache_scenes = int(cache_scenes)
+        self.preload_mb = float(preload_mb)
+        opened = [open_corpus(u) for u in self.urls]
+        names = opened[0].feature_names
+        for c in opened[1:]:
+            if c.feature_names != names:
+                raise InputError(f"{c.url}: features {c.feature_names} differ from {opened[0].url}'s {names}")
+        self.feature_names = list(names)
+        if indices is None:
+            indices = [np.arange(len(c)) for c in opened]
+        if len(indices) != len(opened):
+            raise InputError(f"dataset: {len(indices)} index arrays for {len(opened)} corpora")
+        parts = []
+        for k, (c, idx) in enumerate(zip(opened, indices, strict=True)):
+            idx = np.asarray(idx, np.int64).reshape(-1)
+            if idx.size and (idx.min() < 0 or idx.max() >= len(c)):
+                raise InputError(f"{c.url}: sample index out of range [0, {len(c)})")
+            parts.append(np.stack([np.full(len(idx), k), idx], axis=1))
+        self.items = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)  # [N, 2] (corpus, index)
+        self.has_cell_maps = any(_has_cell_maps(c) for c in opened)
+        self.n_slots = self.config.max_cells if self.has_cell_maps else 0
+        if normalization is None:
+            normalization = _compute_normalization(opened, stats_scenes)
+        elif isinstance(normalization, dict):
+            normalization = Normalization.from_dict(normalization)
+        if normalization.feature_names != self.feature_names:
+            raise InputError(f"dataset: normalization is for features {normalization.feature_names}, "
+                             f"the corpora have {self.feature_names}")
+        self.normalization = normalization
+        if cell_vocab is None:
+            cell_vocab = CellVocab.from_corpora(opened)
+        elif not isinstance(cell_vocab, CellVocab):
+            cell_vocab = CellVocab(cell_vocab)
+        self.cell_vocab = cell_vocab
+        self._f_mean = np.asarray(normalization.feature_mean, np.float32)
+        self._f_std = np.where(np.asarray(normalization.feature_std) > 0, normalization.feature_std,
+                               1.0).astype(np.float32)
+        self._m_mean = np.asarray(normalization.map_mean, np.float32)
+        self._m_std = np.where(np.asarray(normalization.map_std) > 0, normalization.map_std, 1.0).astype(np.float32)
+        self._reset()
+
+    # -- per-process state (never shared across fork) ---------------------------------
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._corpora: dict[int, Corpus] = {}
+        self._scenes: OrderedDict[tuple[int, int], _Scene] = OrderedDict()
+        self._preloaded: dict[int, dict[str, np.ndarray] | None] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_corpora={}, _scenes=OrderedDict(), _preloaded={}, _pid=-1)
+        return state
+
+    def _corpus(self, k: int) -> Corpus:
+        if self._pid != os.getpid():
+            self._reset()
+        if k not in self._corpora:
+            self._corpora[k] = open_corpus(self.urls[k])
+        return self._corpora[k]
+
+    def _sample_arrays(self, k: int, idx: np.ndarray) -> dict[str, np.ndarray]:
+        corpus = self._corpus(k)
+        if k not in self._preloaded:
+            nbytes = sum(int(np.prod(corpus.samples[a].shape)) * corpus.samples[a].dtype.itemsize
+                         for a in _SAMPLE_ARRAYS)
+            self._preloaded[k] = (corpus.batch(slice(None), _SAMPLE_ARRAYS)
+                                  if nbytes <= self.preload_mb * 2**20 else None)
+        pre = self._preloaded[k]
+        if pre is not None:
+            return {a: v[idx] for a, v in pre.items()}
+        return corpus.batch(idx, _SAMPLE_ARRAYS)
+
+    def _scene(self, k: int, s: int) -> _Scene:
+        key = (k, s)
+        corpus = self._corpus(k)
+        if key in self._scenes:
+            self._scenes.move_to_end(key)
+            return self._scenes[key]
+        group = corpus.root["scenes"][str(s)]
+        grid = Grid.from_dict(group.attrs["grid"])
+        maps, has_maps = _scene_maps(group, self.normalization.map_channels, grid)
+        cm = group["cell_maps"]
+        cell_id = group["cell_id"][:]
+        scene = _Scene(name=str(group.attrs["name"]), grid=grid, maps=maps, has_maps=has_maps, cell_id=cell_id,
+                       cell_xy_m=group["cell_xy_m"][:].astype(np.float64),
+                       cell_maps=cm[:] if cm.size else None,
+                       lookup={int(c): i for i, c in enumerate(cell_id)})
+        self._scenes[key] = scene
+        while len(self._scenes) > self.cache_scenes:
+            self._scenes.popitem(last=False)
+        return scene
+
+    # -- Dataset -----------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Training crops of a new epoch (workers re-created per epoch pick it up)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint must keep to rebuild the same inputs: config, normalization, cell vocabulary."""
+        return {"data_config": self.config.to_dict(), "normalization": self.normalization.to_dict(),
+                "cell_vocab": self.cell_vocab.to_list()}
+
+    @property
+    def map_channels(self) -> list[str]:
+        return list(self.normalization.map_channels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, positions: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """Samples at dataset positions, reading each corpus once (DataLoader's batched fetch)."""
+        pos = np.asarray(positions, np.int64)
+        items = self.items[pos]
+        out: list[dict[str, torch.Tensor] | None] = [None] * len(pos)
+        for k in np.unique(items[:, 0]):
+            sel = np.flatnonzero(items[:, 0] == k)
+            idx = items[sel, 1]
+            arrays = self._sample_arrays(int(k), idx)
+            xy = arrays["position_xy_m"].astype(np.float64)
+            cfg = self.config
+            if self.training:
+                origins = np.concatenate([
+                    random_crop_origins(xy[j], cfg.crop_size_m,
+                                        np.random.default_rng([self.seed, self.epoch, int(k), int(idx[j])]),
+                                        cfg.max_offset_frac) for j in range(len(idx))])
+            else:
+                origins = eval_crop_origins(idx, xy, cfg.crop_size_m, cfg.max_offset_frac, cfg.crop_seed)
+            for j, p in enumerate(sel):
+                one = {a: v[j] for a, v in arrays.items()}
+                out[p] = self._item(int(k), int(idx[j]), one, origins[j])
+        return out  # type: ignore[return-value]
+
+    def _item(self, k: int, index: int, a: dict[str, np.ndarray], origin: np.ndarray) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        size, px = float(cfg.crop_size_m), int(cfg.crop_px)
+        scene = self._scene(k, int(a["scene_index"]))
+        mask = a["mask"].astype(bool)                                      # [T]
+        cells = np.where(mask, a["cell_id"], -1)                            # [T]
+        feats = a["features"].astype(np.float32)                            # [T, F]
+        valid = mask[:, None] & np.isfinite(feats)
+        norm = np.where(valid, (feats - self._f_mean) / self._f_std, 0.0).astype(np.float32)
+        beams = a["beam_id"].astype(np.int64)
+        row = np.array([scene.lookup.get(int(c), -1) for c in cells])       # [T] row in the scene's cell table
+        known = mask & (row >= 0)
+        site = np.where(known[:, None], scene.cell_xy_m[np.maximum(row, 0)] if len(scene.cell_id) else np.nan,
+                        np.nan)                                             # [T, 2]
+        bs_valid = known & np.isfinite(site).all(axis=1)
+        bs_xy = np.where(bs_valid[:, None], (site - origin) / size, 0.0)
+        xy = a["position_xy_m"].astype(np.float64)
+
+        c = len(self.normalization.map_channels)
+        if c and scene.has_maps:
+            crop, inside = _resample(scene.maps[None], scene.grid, origin, size, px)
+            crop = (crop[0] - torch.from_numpy(self._m_mean)[:, None, None]) / torch.from_numpy(self._m_std)[:, None, None]
+            crop = torch.where(inside[None] & torch.isfinite(crop), crop, 0.0)  # [C, S, S]
+            map_valid = inside[None]
+        else:
+            crop = torch.zeros(c, px, px)
+            map_valid = torch.zeros(1, px, px, dtype=torch.bool)
+
+        f = len(self.feature_names)
+        kk = self.n_slots
+        phys = torch.zeros(kk, f, px, px)
+        phys_valid = torch.zeros(kk, f, px, px, dtype=torch.bool)
+        slot = np.full(len(cells), -1, np.int64)
+        if kk and scene.cell_maps is not None:
+            rows_with_maps: list[int] = []
+            for t in np.flatnonzero(known):
+                r = int(row[t])
+                if r not in rows_with_maps:
+                    if len(rows_with_maps) == kk:
+                        continue
+                    rows_with_maps.append(r)
+                slot[t] = rows_with_maps.index(r)
+            if rows_with_maps:
+                vals, inside = _resample(scene.cell_maps, scene.grid, origin, size, px, rows_with_maps)  # [k, F, S, S]
+                vals = (vals - torch.from_numpy(self._f_mean)[:, None, None]) / torch.from_numpy(self._f_std)[:, None, None]
+                ok = torch.isfinite(vals) & inside
+                n = len(rows_with_maps)
+                phys[:n] = torch.where(ok, vals, 0.0)
+                phys_valid[:n] = ok
+        return {
+            "cell_index": torch.from_numpy(self.cell_vocab.index(scene.name, cells)),
+            "beam_index": torch.from_numpy(np.where(mask & (beams >= 0), beams + 1, 0)),
+            "time_s": torch.from_numpy(np.where(mask, a["time_s"], 0.0).astype(np.float32)),
+            "features": torch.from_numpy(norm),
+            "feature_valid": torch.from_numpy(valid),
+            "mask": torch.from_numpy(mask),
+            "bs_xy": torch.from_numpy(bs_xy.astype(np.float32)),
+            "bs_valid": torch.from_numpy(bs_valid),
+            "maps": crop.float(),
+            "map_valid": map_valid,
+            "phys_maps": phys,
+            "phys_valid": phys_valid,
+            "event_slot": torch.from_numpy(slot),
+            "target_xy": torch.from_numpy(((xy - origin) / size).astype(np.float32)),
+            "crop_origin_m": torch.from_numpy(origin.astype(np.float32)),
+            "crop_size_m": torch.tensor(size, dtype=torch.float32),
+            "position_xy_m": torch.from_numpy(xy.astype(np.float32)),
+            "scene_index": torch.tensor(int(a["scene_index"]), dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+            "corpus_index": torch.tensor(k, dtype=torch.long),
+        }
+
+
+def _has_cell_maps(corpus: Corpus) -> bool:
+    return any(corpus.root["scenes"][str(s)]["cell_maps"].size for s in range(corpus.n_scenes))
+
+
+def _scene_channels(group: Any) -> tuple[list[str], list[str]]:
+    return list(group.attrs.get("radio_channels", [])), list(group.attrs.get("semantic_channels", []))
+
+
+def _scene_maps(group: Any, channels: Sequence[str], grid: Grid) -> tuple[np.ndarray, bool]:
+    """The scene's maps ``(C, H, W)`` in ``channels`` order (absent channels zero) and whether any is present."""
+    radio, semantic = _scene_channels(group)
+    out = np.zeros((len(channels), *grid.shape), np.float32)
+    present = False
+    for q, name in enumerate(channels):
+        if name in radio:
+            out[q] = group["radio_maps"][radio.index(name)]
+            present = True
+        elif name in semantic:
+            out[q] = group["semantic_maps"][semantic.index(name)]
+            present = True
+    return out, present
+
+
+def _compute_normalization(corpora: Sequence[Corpus], stats_scenes: int) -> Normalization:
+    """Pooled feature statistics of the corpora and per-channel map statistics of their scenes."""
+    f = len(corpora[0].feature_names)
+    count = np.zeros(f)
+    total = np.zeros(f)
+    total_sq = np.zeros(f)
+    for c in corpora:
+        st = c.stats
+        n = np.asarray(st["feature_count"], np.float64)
+        m = np.asarray(st["feature_mean"], np.float64)
+        s = np.asarray(st["feature_std"], np.float64)
+        count += n
+        total += n * m
+        total_sq += n * (s**2 + m**2)
+    mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    std = np.where(count > 1, np.sqrt(np.maximum(total_sq / np.maximum(count, 1) - mean**2, 0.0)), 1.0)
+    std = np.where(std > 1e-6, std, 1.0)
+    channels: list[str] = []
+    sums: dict[str, list[float]] = {}
+    for c in corpora:
+        for s in range(min(c.n_scenes, stats_scenes)):
+            group = c.root["scenes"][str(s)]
+            radio, semantic = _scene_channels(group)
+            for key, names in (("radio_maps", radio), ("semantic_maps", semantic)):
+                for q, name in enumerate(names):
+                    v = np.asarray(group[key][q], np.float64)
+                    v = v[np.isfinite(v)]
+                    if name not in sums:
+                        channels.append(name)
+                        sums[name] = [0.0, 0.0, 0.0]
+                    acc = sums[name]
+                    acc[0] += v.size
+                    acc[1] += v.sum()
+                    acc[2] += (v**2).sum()
+    map_mean, map_std = [], []
+    for name in channels:
+        n, s1, s2 = sums[name]
+        m = s1 / n if n else 0.0
+        sd = math.sqrt(max(s2 / n - m * m, 0.0)) if n else 1.0
+        map_mean.append(m)
+        map_std.append(sd if sd > 1e-6 * max(1.0, abs(m)) else 1.0)
+    return Normalization(list(corpora[0].feature_names), mean.tolist(), std.tolist(), channels, map_mean, map_std)
+
+
+def collate(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack per-sample dicts into the batch dict (every key gains the leading ``B`` axis)."""
+    if not samples:
+        raise InputError("collate: empty batch")
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+def _worker_init(_: int) -> None:
+    # Workers share 2 cores with the main process: one thread each avoids oversubscription.
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: CorpusDataset, batch_size: int = 64, shuffle: bool = False, num_workers: int = 0,
+                seed: int = 0, drop_last: bool = False, **kwargs: Any) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``dataset`` with :func:`collate`; Zarr stores open lazily inside each worker.
+
+    The shuffling order is drawn from ``seed``; a training dataset's crops depend on
+    ``dataset.set_epoch`` and the sample, not on the worker, so the same batches come
+    out for any ``num_workers``.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, collate_fn=collate,
+        drop_last=drop_last, generator=generator, worker_init_fn=_worker_init if num_workers else None,
+        persistent_workers=False, **kwargs)
+
+
+def as_data_config(cfg: DataConfig | dict[str, Any] | Any) -> DataConfig:
+    """A :class:`DataConfig` from itself, a dict, or any object with some of its fields as attributes
+    (e.g. a model preset's data section with ``crop_size_m``, ``crop_px``, ``max_cells``); other keys are ignored."""
+    if isinstance(cfg, DataConfig):
+        return cfg
+    names = DataConfig.__dataclass_fields__
+    if isinstance(cfg, dict):
+        values = {k: v for k, v in cfg.items() if k in names}
+    else:
+        values = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
+    return DataConfig(**values)
+
+
+def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, split_scheme: str = "spatial",
+                        seed: int = 0, normalization: Normalization | dict | None = None,
+                        cell_vocab: CellVocab | Sequence[str] | None = None
+                        ) -> tuple[CorpusDataset, CorpusDataset, dict[str, Any]]:
+    """Training and validation datasets over the ``train`` / ``val`` parts of every corpus, and sizes.
+
+    The training dataset draws random crops per ``(seed, epoch, corpus, index)``: call
+    ``train.set_epoch(epoch)`` before each epoch's DataLoader, or every epoch sees the same
+    crops. Returns ``(train, val, info)`` with ``info``: ``n_features`` (F), ``n_cells``
+    (``len(cell_vocab) + 1``: index 0 is padding/unknown), ``map_channels`` (C, an int),
+    ``map_channel_names``, ``max_cells`` (K of the batches, 0 without cell maps),
+    ``cell_vocab`` (list of keys; key ``k`` has index ``k + 1``) and ``data_info``
+    (:meth:`CorpusDataset.state` plus ``feature_names``: keep it in checkpoints and give it
+    back to :func:`eval_dataset`).
+    """
+    urls = [os.fspath(u) for u in ([urls] if isinstance(urls, (str, os.PathLike)) else urls)]
+    cfg = as_data_config(data_config)
+    corpora = [open_corpus(u) for u in urls]
+    for c in corpora:
+        if split_scheme not in c.split_schemes:
+            raise InputError(f"{c.url}: no split scheme '{split_scheme}'; has {', '.join(c.split_schemes)}")
+    train_idx = [c.split_indices(split_scheme, "train") for c in corpora]
+    val_idx = [c.split_indices(split_scheme, "val") for c in corpora]
+    if not sum(len(i) for i in train_idx):
+        raise InputError(f"{', '.join(urls)}: split '{split_scheme}' has no training samples")
+    train = CorpusDataset(urls, train_idx, cfg, training=True, seed=seed, normalization=normalization,
+                          cell_vocab=cell_vocab)
+    val = CorpusDataset(urls, val_idx, cfg, training=False, normalization=train.normalization,
+                        cell_vocab=train.cell_vocab)
+    info = {"n_features": len(train.feature_names), "n_cells": len(train.cell_vocab),
+            "map_channels": len(train.map_channels), "map_channel_names": train.map_channels,
+            "max_cells": train.n_slots, "cell_vocab": train.cell_vocab.to_list(),
+            "data_info": {**train.state(), "feature_names": list(train.feature_names)}}
+    return train, val, info
+
+
+def eval_dataset(corpus: Corpus | str | os.PathLike, indices: np.ndarray, data_config: Any,
+                 cell_vocab: CellVocab | Sequence[str] | None = None, normalization: Normalization | dict | None = None,
+                 data_info: dict[str, Any] | None = None) -> CorpusDataset:
+    """An evaluation dataset (deterministic crops) of ``corpus`` at ``indices`` for a trained model.
+
+    Pass the checkpoint's ``cell_vocab`` and its ``data_info`` (or ``normalization``) so that the
+    inputs are normalized as in training; without them the corpus's own statistics are used.
+    """
+    url = corpus.url if isinstance(corpus, Corpus) else os.fspath(corpus)
+    if normalization is None and data_info and data_info.get("normalization"):
+        normalization = data_info["normalization"]
+    if cell_vocab is None and data_info and data_info.get("cell_vocab") is not None:
+        cell_vocab = data_info["cell_vocab"]
+    return CorpusDataset([url], [np.asarray(indices, np.int64)], as_data_config(data_config), training=False,
+                         normalization=normalization, cell_vocab=cell_vocab)

@@ -1,0 +1,146 @@
+"""The one evaluation harness every method goes through (baselines and learned models).
+
+A method has ``predict(corpus, indices) -> Predictions`` and, when it is fitted inside
+the evaluation (the k-NN baselines), ``fit(corpus, train_indices)``. :func:`evaluate`
+fits on the split's ``train`` part, predicts its ``test`` part and reports the errors
+overall and per part:
+
+* ``known`` — test samples in a block (the corpus ``group_id``: a street block for real
+  imports, a street segment for synthetic corpora) that also holds training samples;
+* ``unknown`` — test samples in blocks without any training sample (seed 004's unknown
+  streets; under the ``spatial`` split these are the held-out blocks).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from learn.metrics import error_summary, position_errors_m
+from learn.splits import known_street_mask
+from twin.corpus import SPLIT_NAMES, Corpus, open_corpus
+from twin.errors import InputError
+
+__all__ = ["Predictions", "Method", "EvalResult", "evaluate", "evaluate_named", "PARTS"]
+
+PARTS = ("all", "known", "unknown")
+
+
+@dataclass
+class Predictions:
+    """A method's output for N samples.
+
+    Attributes
+    ----------
+    xy_m : (N, 2)
+        Point estimates in scene metres.
+    nll : (N,), optional
+        -log p(y_true) [nats; density per m²] for density methods.
+    in_hdr50, in_hdr90 : (N,) bool, optional
+        Whether the truth lies in the 50 % / 90 % highest-density region.
+    refined_xy_m : (N, 2), optional
+        Estimates after test-time refinement.
+    """
+
+    xy_m: np.ndarray
+    nll: np.ndarray | None = None
+    in_hdr50: np.ndarray | None = None
+    in_hdr90: np.ndarray | None = None
+    refined_xy_m: np.ndarray | None = None
+
+    def take(self, sel: np.ndarray) -> Predictions:
+        return Predictions(*(None if v is None else np.asarray(v)[sel]
+                             for v in (self.xy_m, self.nll, self.in_hdr50, self.in_hdr90, self.refined_xy_m)))
+
+
+class Method(Protocol):
+    name: str
+
+    def predict(self, corpus: Corpus, indices: np.ndarray) -> Predictions: ...
+
+
+@dataclass
+class EvalResult:
+    """Errors of one method on one split's test part."""
+
+    method: str
+    data: str
+    split: str
+    indices: np.ndarray
+    truth_xy_m: np.ndarray
+    predictions: Predictions
+    errors_m: np.ndarray
+    known: np.ndarray
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The overall metrics at top level (``mean_m, median_m, p90_m, rmse_m, n`` ...) plus parts."""
+        return {**self.parts["all"], "method": self.method, "data": self.data, "split": self.split,
+                "parts": {k: v for k, v in self.parts.items() if k != "all"}}
+
+    def table(self) -> str:
+        """A plain-text table: one row per part."""
+        head = f"{'part':<8}{'n':>7}{'mean_m':>10}{'median_m':>10}{'p90_m':>10}{'rmse_m':>10}"
+        rows = [f"{self.method} on {self.data} (split {self.split}, test part)", head]
+        for name, m in self.parts.items():
+            if m["n"] == 0:
+                rows.append(f"{name:<8}{0:>7}{'-':>10}{'-':>10}{'-':>10}{'-':>10}")
+                continue
+            rows.append(f"{name:<8}{m['n']:>7}{m['mean_m']:>10.1f}{m['median_m']:>10.1f}"
+                        f"{m['p90_m']:>10.1f}{m['rmse_m']:>10.1f}")
+            extra = [f"{k}={m[k]:.3f}" for k in ("nll", "coverage50", "coverage90", "refinement_gain_m") if k in m]
+            if extra:
+                rows.append(" " * 8 + "  ".join(extra))
+        return "\n".join(rows)
+
+
+def _summary(p: Predictions, errors: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    refined = None if p.refined_xy_m is None else position_errors_m(p.refined_xy_m, truth)
+    return error_summary(errors, p.nll, p.in_hdr50, p.in_hdr90, refined)
+
+
+def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "random", part: str = "test",
+             fit: bool = True) -> EvalResult:
+    """Fit ``method`` on the split's train part (when it has ``fit``), judge it on ``part``.
+
+    Raises :class:`InputError` naming the corpus when the split is unknown or a part is empty.
+    """
+    corpus = data if isinstance(data, Corpus) else open_corpus(data)
+    if split not in corpus.split_schemes:
+        raise InputError(f"{corpus.url}: no split '{split}'; has {', '.join(corpus.split_schemes)}")
+    labels = corpus.samples[f"split_{split}"][:]
+    train = np.flatnonzero(labels == SPLIT_NAMES.index("train"))
+    test = corpus.split_indices(split, part)
+    if len(test) == 0:
+        raise InputError(f"{corpus.url}: split '{split}' has no '{part}' samples")
+    if fit and hasattr(method, "fit"):
+        method.fit(corpus, train)
+    pred = method.predict(corpus, test)
+    truth = corpus.batch(test, ["position_xy_m"])["position_xy_m"].astype(np.float64)
+    if np.shape(pred.xy_m) != truth.shape:
+        raise InputError(f"method {method.name}: predicted shape {np.shape(pred.xy_m)}, expected {truth.shape}")
+    errors = position_errors_m(pred.xy_m, truth)
+    groups = corpus.samples["group_id"][:]
+    known = known_street_mask(groups, labels, test)
+    result = EvalResult(getattr(method, "name", type(method).__name__), corpus.url, split, test, truth, pred,
+                        errors, known)
+    for name, sel in (("all", np.ones(len(test), bool)), ("known", known), ("unknown", ~known)):
+        result.parts[name] = _summary(pred.take(sel), errors[sel], truth[sel])
+    return result
+
+
+def evaluate_named(data: str | os.PathLike, split: str = "random", baseline: str | None = None,
+                   ckpt: str | os.PathLike | None = None, **options: Any) -> EvalResult:
+    """:func:`evaluate` a baseline by name (fitted here) or a checkpoint (exactly one of them)."""
+    if (baseline is None) == (ckpt is None):
+        raise InputError("give exactly one of a baseline name (--baseline) or a checkpoint (--ckpt)")
+    if baseline is not None:
+        from learn.baselines import make_baseline
+
+        return evaluate(data, make_baseline(baseline, **options), split)
+    from learn.registry import load_method
+
+    return evaluate(data, load_method(ckpt), split, fit=False)

@@ -1,0 +1,274 @@
+"""The MapRadioFormer-style heatmap baseline (seed 004 §6.2, appendix G), in plain PyTorch.
+
+A ViT reads the map crop as ``(P / p)²`` patch tokens together with one *radio token*
+per event; the image-patch output tokens become a heatmap over the crop::
+
+    patches   maps (B, C, P, P) + map_valid  --conv p x p, stride p-->  (B, N, D) + learned position
+    radio     [features, feature_valid, bs_xy, bs_valid, dt] --shared MLP (hidden, ReLU)--> (B, T, D)
+              + Fourier encoding of the BS xy (crop coordinates; zero when unknown) + a type embedding
+    encoder   L pre-norm Transformer blocks over the N + T tokens (padding events masked)
+    head      each block's patch tokens batch-normalized (one BatchNorm per block), averaged over
+              blocks, projected to p·p·c_out, unpatched (appendix G) to (B, c_out, P, P),
+              3 x 3 convolution -> one logit per pixel; sigmoid = the heatmap
+
+Training minimizes the binary cross-entropy between the logits and a Gaussian bump
+(peak 1, ``target_sigma_px``, centred on the exact truth in pixel units) of the truth;
+inference takes the argmax pixel's centre. Images follow :mod:`learn.data`: row index
+grows north, pixel ``[r, c]`` centred at ``crop_origin_m + ((c + 0.5) / P, (r + 0.5) /
+P) * crop_size_m``. The crop is the evaluation crop of :mod:`learn.crops` (the truth
+inside, not centred; the same squares as ``knn-square``).
+
+Configurations: ``small`` (64 px, 8 px patches, width 128, 4 blocks; trains on a CPU)
+and ``full`` (seed 004: 224 px, 14 px patches = 16 x 16 tokens, DINOv2-L/14 width 1024,
+24 blocks, 16 heads, radio MLP 256 -> 1024; about 3·10^8 parameters). No weights are
+downloaded: ``init_weights`` loads a local state dict (:func:`load_init_weights`).
+Checkpoint kind ``"heatmap"`` (:func:`load_heatmap_method`, registered on import).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from learn.data import CorpusDataset, DataConfig, make_loader
+from learn.evaluate import Predictions
+from learn.registry import register_checkpoint_kind
+from twin.corpus import Corpus
+from twin.errors import CheckpointError, InputError
+
+__all__ = ["HeatmapConfig", "HeatmapNet", "CONFIGS", "unpatch", "gaussian_targets", "heatmap_loss",
+           "decode_argmax", "HeatmapMethod", "load_heatmap_method", "load_init_weights", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HeatmapConfig:
+    """Architecture and target settings (``n_features``, ``n_map_channels`` come from the data)."""
+
+    image_px: int = 64
+    patch_px: int = 8
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    radio_hidden: int = 128
+    out_channels: int = 3
+    fourier_bands: int = 8
+    dropout: float = 0.0
+    target_sigma_px: float = 1.5
+    crop_size_m: float = 600.0
+    n_features: int = 4
+    n_map_channels: int = 0
+
+    def __post_init__(self) -> None:
+        if self.image_px % self.patch_px:
+            raise InputError(f"heatmap config: image_px {self.image_px} is not a multiple of patch_px {self.patch_px}")
+        if self.dim % self.heads:
+            raise InputError(f"heatmap config: dim {self.dim} is not a multiple of heads {self.heads}")
+
+    @property
+    def grid_patches(self) -> int:
+        return self.image_px // self.patch_px
+
+    def data_config(self, max_offset_frac: float = 0.35, crop_seed: int = 0) -> DataConfig:
+        """The crops this model reads: ``image_px`` pixels over ``crop_size_m``, no cell-map slots."""
+        return DataConfig(crop_size_m=self.crop_size_m, crop_px=self.image_px, max_cells=0,
+                          max_offset_frac=max_offset_frac, crop_seed=crop_seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (float(v) if isinstance(v, float) else int(v)) for k, v in asdict(self).items()}
+
+
+CONFIGS: dict[str, HeatmapConfig] = {
+    "small": HeatmapConfig(),
+    # seed 004 §6.1-6.2: 224 px crops, DINOv2-L/14 (width 1024, 24 blocks, 16 heads, MLP 4096).
+    "full": HeatmapConfig(image_px=224, patch_px=14, dim=1024, depth=24, heads=16, mlp_ratio=4.0,
+                          radio_hidden=256, out_channels=3, target_sigma_px=2.0),
+}
+
+
+def unpatch(tokens: torch.Tensor, channels: int, patch_px: int) -> torch.Tensor:
+    """Appendix G: ``(B, h·w, c·p·p)`` tokens (row-major patches) to an image ``(B, c, h·p, w·p)``."""
+    b, n, d = tokens.shape
+    h = w = math.isqrt(n)
+    if h * w != n or d != channels * patch_px**2:
+        raise ValueError(f"unpatch: {n} tokens of {d} values are not a square of {channels}x{patch_px}x{patch_px}")
+    x = tokens.reshape(b, h, w, channels, patch_px, patch_px)   # [B, h, w, c, p, p]
+    x = x.permute(0, 3, 1, 4, 2, 5)                              # [B, c, h, p, w, p]
+    return x.reshape(b, channels, h * patch_px, w * patch_px)
+
+
+def _fourier(xy: torch.Tensor, bands: int) -> torch.Tensor:
+    """Sin/cos of ``2^k π xy`` for k < bands: ``(..., 2)`` -> ``(..., 4 bands)``."""
+    freq = (2.0 ** torch.arange(bands, device=xy.device, dtype=xy.dtype)) * math.pi
+    ang = xy[..., None] * freq                                   # [..., 2, bands]
+    return torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2)
+
+
+class HeatmapNet(nn.Module):
+    """The heatmap ViT; ``forward(batch) -> logits (B, P, P)`` (row index north)."""
+
+    def __init__(self, config: HeatmapConfig):
+        super().__init__()
+        self.config = config
+        c, d, p = config, config.dim, config.patch_px
+        n_patches = config.grid_patches**2
+        self.patch_embed = nn.Conv2d(c.n_map_channels + 1, d, kernel_size=p, stride=p)
+        self.patch_pos = nn.Parameter(torch.zeros(1, n_patches, d))
+        radio_in = 2 * c.n_features + 4
+        self.radio_mlp = nn.Sequential(nn.Linear(radio_in, c.radio_hidden), nn.ReLU(),
+                                       nn.Linear(c.radio_hidden, d))
+        self.bs_pos = nn.Linear(4 * c.fourier_bands, d)
+        self.radio_type = nn.Parameter(torch.zeros(1, 1, d))
+        self.blocks = nn.ModuleList([
+            nn.TransformerEncoderLayer(d, c.heads, int(d * c.mlp_ratio), c.dropout, activation="gelu",
+                                       batch_first=True, norm_first=True)
+            for _ in range(c.depth)])
+        self.layer_norms = nn.ModuleList([nn.BatchNorm1d(d) for _ in range(c.depth)])
+        self.project = nn.Linear(d, c.out_channels * p * p)
+        self.conv = nn.Conv2d(c.out_channels, 1, kernel_size=3, padding=1)
+        nn.init.trunc_normal_(self.patch_pos, std=0.02)
+        nn.init.trunc_normal_(self.radio_type, std=0.02)
+        # Start at the target's mean value (the bump's share of the pixels): a zero bias
+        # (p = 0.5 everywhere) costs thousands of steps of unlearning before any localization.
+        prior = min(0.5, 2 * math.pi * c.target_sigma_px**2 / c.image_px**2)
+        nn.init.constant_(self.conv.bias, math.log(prior / (1 - prior)))
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch and radio tokens ``(B, N + T, D)`` and the key padding mask ``(B, N + T)``."""
+        c = self.config
+        maps = batch["maps"]
+        if maps.shape[1] != c.n_map_channels or maps.shape[-1] != c.image_px:
+            raise InputError(f"heatmap model: expected maps (B, {c.n_map_channels}, {c.image_px}, {c.image_px}), "
+                             f"got {tuple(maps.shape)}")
+        image = torch.cat([maps, batch["map_valid"].to(maps.dtype)], dim=1)   # [B, C+1, P, P]
+        patches = self.patch_embed(image).flatten(2).transpose(1, 2) + self.patch_pos  # [B, N, D]
+        mask = batch["mask"]
+        valid = batch["feature_valid"].to(maps.dtype)
+        feats = batch["features"] * valid                                  # [B, T, F]
+        bs_ok = batch["bs_valid"].to(maps.dtype)[..., None]               # [B, T, 1]
+        bs_xy = batch["bs_xy"] * bs_ok                                     # [B, T, 2]
+        t = batch["time_s"]
+        t_last = torch.where(mask, t, torch.full_like(t, -torch.inf)).amax(dim=1, keepdim=True)
+        dt = torch.where(mask, (t - t_last.clamp_min(-1e30)) / 10.0, 0.0)[..., None]  # [B, T, 1] tens of s
+        radio_in = torch.cat([feats, valid, bs_xy, bs_ok, dt], dim=-1)    # [B, T, 2F+4]
+        radio = self.radio_mlp(radio_in) + self.bs_pos(_fourier(bs_xy, c.fourier_bands)) * bs_ok + self.radio_type
+        tokens = torch.cat([patches, radio], dim=1)                         # [B, N+T, D]
+        pad = torch.cat([torch.zeros(patches.shape[:2], dtype=torch.bool, device=mask.device), ~mask], dim=1)
+        return tokens, pad
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        c = self.config
+        x, pad = self.tokens(batch)
+        n = c.grid_patches**2
+        acc = 0.0
+        for block, norm in zip(self.blocks, self.layer_norms, strict=True):
+            x = block(x, src_key_padding_mask=pad)
+            patch = x[:, :n]                                                # [B, N, D]
+            acc = acc + norm(patch.reshape(-1, c.dim)).reshape(patch.shape)
+        out = self.project(acc / c.depth)                                   # [B, N, c_out p p]
+        image = unpatch(out, c.out_channels, c.patch_px)                    # [B, c_out, P, P]
+        return self.conv(image)[:, 0]                                       # [B, P, P] logits
+
+
+def gaussian_targets(target_xy: torch.Tensor, px: int, sigma_px: float) -> torch.Tensor:
+    """Gaussian bumps ``(B, P, P)`` (peak 1 at the exact truth ``target_xy`` ``(B, 2)`` in crop units)."""
+    centres = torch.arange(px, dtype=target_xy.dtype, device=target_xy.device) + 0.5
+    dx = centres[None, None, :] - target_xy[:, 0, None, None] * px    # [B, 1, P] along columns (east)
+    dy = centres[None, :, None] - target_xy[:, 1, None, None] * px    # [B, P, 1] along rows (north)
+    return torch.exp(-(dx**2 + dy**2) / (2.0 * sigma_px**2))
+
+
+def heatmap_loss(logits: torch.Tensor, target_xy: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Mean binary cross-entropy of the per-pixel logits against :func:`gaussian_targets`."""
+    target = gaussian_targets(target_xy, logits.shape[-1], sigma_px)
+    return nn.functional.binary_cross_entropy_with_logits(logits, target)
+
+
+def decode_argmax(logits: torch.Tensor, crop_origin_m: torch.Tensor, crop_size_m: torch.Tensor) -> torch.Tensor:
+    """The argmax pixel's centre in scene metres ``(B, 2)`` (float64)."""
+    b, px, _ = logits.shape
+    flat = logits.reshape(b, -1).argmax(dim=1)
+    r, c = flat // px, flat % px
+    xy = torch.stack([(c + 0.5) / px, (r + 0.5) / px], dim=1).double()
+    return crop_origin_m.double() + xy * crop_size_m.double()[:, None]
+
+
+class HeatmapMethod:
+    """A trained heatmap model as an evaluation method (``predict(corpus, indices)``)."""
+
+    name = "heatmap"
+
+    def __init__(self, model: HeatmapNet, data_state: dict[str, Any], batch_size: int = 64):
+        self.model = model.eval()
+        self.data_state = data_state
+        self.batch_size = batch_size
+
+    def dataset(self, corpus: Corpus | str, indices: np.ndarray) -> CorpusDataset:
+        url = corpus.url if isinstance(corpus, Corpus) else os.fspath(corpus)
+        st = self.data_state
+        return CorpusDataset([url], [np.asarray(indices, np.int64)], DataConfig.from_dict(st["data_config"]),
+                             training=False, normalization=st["normalization"], cell_vocab=st["cell_vocab"])
+
+    @torch.no_grad()
+    def predict(self, corpus: Corpus, indices: np.ndarray) -> Predictions:
+        loader = make_loader(self.dataset(corpus, indices), batch_size=self.batch_size)
+        out = [decode_argmax(self.model(b), b["crop_origin_m"], b["crop_size_m"]) for b in loader]
+        return Predictions(xy_m=torch.cat(out).numpy() if out else np.zeros((0, 2)))
+
+
+def build_model(config: HeatmapConfig, seed: int = 0) -> HeatmapNet:
+    torch.manual_seed(seed)
+    return HeatmapNet(config)
+
+
+def load_init_weights(model: nn.Module, path: str | os.PathLike) -> tuple[int, int]:
+    """Load a local state dict (or a checkpoint dict's ``model``) into ``model`` where names and shapes match.
+
+    Returns ``(loaded, total)`` tensor counts; raises :class:`CheckpointError` when nothing matches.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a corrupted file
+        raise CheckpointError(f"{path}: not a readable weights file ({type(err).__name__}: {err})") from err
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state dict (name -> tensor)")
+    own = model.state_dict()
+    match = {k: v for k, v in state.items()
+             if k in own and isinstance(v, torch.Tensor) and v.shape == own[k].shape}
+    if not match:
+        raise CheckpointError(f"{path}: no tensor matches the model by name and shape "
+                              f"(the file has {len(state)} entries, the model {len(own)})")
+    model.load_state_dict(match, strict=False)
+    return len(match), len(own)
+
+
+def load_heatmap_method(ckpt: dict[str, Any], path: str) -> HeatmapMethod:
+    """Checkpoint loader of kind ``"heatmap"`` (see :mod:`learn.registry`)."""
+    try:
+        if int(ckpt.get("schema_version", -1)) != SCHEMA_VERSION:
+            raise CheckpointError(f"{path}: heatmap checkpoint schema_version {ckpt.get('schema_version')}, "
+                                  f"this toolkit reads {SCHEMA_VERSION}")
+        config = replace(HeatmapConfig(), **ckpt["configs"]["model"])
+        model = HeatmapNet(config)
+        model.load_state_dict(ckpt["model"])
+        data_state = {"data_config": ckpt["configs"]["data"], "normalization": ckpt["normalization"],
+                      "cell_vocab": ckpt["cell_vocab"]}
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: malformed heatmap checkpoint ({type(err).__name__}: {err})") from err
+    return HeatmapMethod(model, data_state)
+
+
+register_checkpoint_kind("heatmap", load_heatmap_method)

@@ -1,0 +1,56 @@
+"""Pictures of an evaluation: error CDFs per part and a map of the errors (PNG, Agg)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from learn.evaluate import EvalResult
+
+__all__ = ["plot_evaluation"]
+
+
+def plot_evaluation(result: EvalResult, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``error_cdf.png`` and ``error_map.png`` into ``out_dir``; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, sel in (("all", np.ones(len(result.errors_m), bool)), ("known", result.known),
+                      ("unknown", ~result.known)):
+        e = np.sort(result.errors_m[sel])
+        if len(e):
+            ax.plot(e, np.arange(1, len(e) + 1) / len(e), label=f"{name} (n={len(e)}, median {np.median(e):.0f} m)")
+    ax.set_xscale("log")
+    ax.set_xlabel("error [m]")
+    ax.set_ylabel("CDF")
+    ax.set_title(f"{result.method}, split {result.split}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    paths = [out / "error_cdf.png"]
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    xy = result.truth_xy_m
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=result.errors_m, s=8, cmap="viridis",
+                    vmax=np.percentile(result.errors_m, 95))
+    ax.scatter(xy[~result.known, 0], xy[~result.known, 1], s=14, facecolors="none", edgecolors="red",
+               linewidths=0.4, label="unknown streets")
+    fig.colorbar(sc, ax=ax, label="error [m]")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [m] (east)")
+    ax.set_ylabel("y [m] (north)")
+    ax.set_title(f"errors of {result.method} at the true positions")
+    ax.legend(loc="upper right", fontsize=7)
+    paths.append(out / "error_map.png")
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=120)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,235 @@
+"""Using a trained posterior: predictions, refinement, calibration flags and posterior heatmaps.
+
+Importing this module registers the checkpoint kind ``"posterior"`` with
+:mod:`learn.registry`, so ``learn eval --ckpt FILE`` judges the model in the shared
+harness. :func:`predict` writes one row per sample (``learn predict``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from learn.checkpoint import KIND, load_checkpoint, load_model_state
+from learn.model import ModelConfig, PosteriorModel
+from learn.refine import RefineConfig, refine
+from twin.config import from_dict
+
+__all__ = ["PosteriorMethod", "load_posterior", "predict_batches", "predict", "plot_posteriors"]
+
+
+def load_posterior(ckpt: dict[str, Any] | str | os.PathLike, device: str | torch.device = "cpu"
+                   ) -> tuple[PosteriorModel, dict[str, Any]]:
+    """The model of a posterior checkpoint (dict or path), in eval mode, and the checkpoint dict."""
+    source = "checkpoint" if isinstance(ckpt, dict) else os.fspath(ckpt)
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt)
+    cfg = from_dict(ModelConfig, ckpt["configs"]["model"], f"{source} model config")
+    model = PosteriorModel(cfg)
+    load_model_state(model, ckpt["model"], source)
+    return model.to(device).eval(), ckpt
+
+
+@torch.no_grad()
+def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Tensor]],
+                    refine_cfg: RefineConfig | None = None, point: str = "map", hdr_draws: int = 2048,
+                    device: str | torch.device = "cpu", keep_mixtures: int = 0) -> dict[str, Any]:
+    """Run the model over contract batches; all outputs in scene metres.
+
+    Returns arrays ``(N, ...)``: ``index``, ``xy_m`` (the ``point`` estimate: ``"map"``
+    component or posterior ``"mean"``), ``mean_xy_m``, ``map_xy_m``, ``refined_xy_m`` (when
+    ``refine_cfg``), ``truth_xy_m``, ``nll`` [nats, density per m²], ``hdr_level`` (mass of
+    the smallest HDR holding the truth), ``max_weight``, ``refined`` (bool), ``std_m``
+    (square root of the trace of Eq. 16 / 2), and ``mixtures`` (the first ``keep_mixtures``
+    posteriors, in metres, with their crops, for plots).
+    """
+    gen = torch.Generator(device=device).manual_seed(0)
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("index", "xy_m", "mean_xy_m", "map_xy_m", "refined_xy_m",
+                                                         "truth_xy_m", "nll", "hdr_level", "max_weight",
+                                                         "refined", "std_m")}
+    kept: list[dict[str, Any]] = []
+    for batch in batches:
+        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        out, _ = model(batch)
+        mix = out.mixture
+        origin, size = batch["crop_origin_m"].double(), batch["crop_size_m"].double()
+
+        def to_m(xy: torch.Tensor, origin: torch.Tensor = origin, size: torch.Tensor = size) -> np.ndarray:
+            return (origin + xy.double() * size[:, None]).cpu().numpy()
+
+        mean, map_ = mix.mean(), mix.map_component()
+        cols["index"].append(batch["index"].cpu().numpy())
+        cols["mean_xy_m"].append(to_m(mean))
+        cols["map_xy_m"].append(to_m(map_))
+        cols["xy_m"].append(to_m(map_ if point == "map" else mean))
+        cols["max_weight"].append(mix.weights.max(1).values.cpu().numpy())
+        within, between = mix.covariance()
+        cols["std_m"].append((torch.sqrt((within + between).diagonal(dim1=1, dim2=2).sum(1) / 2) * size)
+                             .cpu().numpy())
+        if "target_xy" in batch:
+            target = batch["target_xy"].float()
+            nll = -mix.log_prob(target).double() + 2 * torch.log(size)  # per unit crop area -> per m²
+            cols["nll"].append(nll.cpu().numpy())
+            cols["hdr_level"].append(mix.hdr_level(target, hdr_draws, gen).cpu().numpy())
+            cols["truth_xy_m"].append(to_m(target))
+        if refine_cfg is not None:
+            res = refine(mix, batch, refine_cfg)
+            cols["refined_xy_m"].append(to_m(res.xy))
+            cols["refined"].append(res.applied.cpu().numpy())
+        if len(kept) < keep_mixtures:
+            m_mix = mix.to_metres(origin.float(), size.float())
+            for i in range(min(keep_mixtures - len(kept), len(mean))):
+                kept.append({"weights": m_mix.weights[i].cpu().numpy(), "means": m_mix.means[i].cpu().numpy(),
+                             "sigmas": m_mix.sigmas[i].cpu().numpy(), "origin_m": origin[i].cpu().numpy(),
+                             "size_m": float(size[i]), "index": int(batch["index"][i]),
+                             "truth_m": cols["truth_xy_m"][-1][i] if "target_xy" in batch else None,
+                             "refined_m": cols["refined_xy_m"][-1][i] if refine_cfg is not None else None})
+    result: dict[str, Any] = {k: (np.concatenate(v) if v else None) for k, v in cols.items()}
+    result["mixtures"] = kept
+    return result
+
+
+def _mixture_density(mix: dict[str, Any], xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    dens = np.zeros_like(xx)
+    for w, m, s in zip(mix["weights"], mix["means"], mix["sigmas"], strict=True):
+        dens += w * np.exp(-0.5 * (((xx - m[0]) / s[0]) ** 2 + ((yy - m[1]) / s[1]) ** 2)) / (2 * math.pi * s[0] * s[1])
+    return dens
+
+
+def plot_posteriors(mixtures: list[dict[str, Any]], out_dir: str | os.PathLike, n_px: int = 200) -> list[Path]:
+    """Posterior heatmaps (seed 000 Fig. 4): density over the crop, truth (red star), MAP (cyan)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for mix in mixtures:
+        x0, y0 = mix["origin_m"]
+        size = mix["size_m"]
+        xs = x0 + (np.arange(n_px) + 0.5) / n_px * size
+        ys = y0 + (np.arange(n_px) + 0.5) / n_px * size
+        xx, yy = np.meshgrid(xs, ys)
+        dens = _mixture_density(mix, xx, yy)
+        fig, ax = plt.subplots(figsize=(5.2, 4.6))
+        im = ax.imshow(dens, origin="lower", extent=(x0, x0 + size, y0, y0 + size), cmap="viridis")
+        fig.colorbar(im, ax=ax, label="posterior density [1/m²]")
+        k = int(np.argmax(mix["weights"]))
+        ax.plot(*mix["means"][k], marker="o", color="cyan", ms=8, mfc="none", mew=2, ls="", label="MAP")
+        if mix["truth_m"] is not None:
+            ax.plot(*mix["truth_m"], marker="*", color="red", ms=14, ls="", label="truth")
+        if mix["refined_m"] is not None:
+            ax.plot(*mix["refined_m"], marker="x", color="white", ms=9, mew=2, ls="", label="refined")
+        ax.set_xlabel("x [m] (east)")
+        ax.set_ylabel("y [m] (north)")
+        ax.set_title(f"sample {mix['index']}: top-{len(mix['weights'])} mixture, max pi {mix['weights'].max():.2f}")
+        ax.legend(loc="upper right", fontsize=8)
+        path = out / f"posterior_{mix['index']:06d}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch_size: int, num_workers: int):
+    """Evaluation batches of ``corpus`` at ``indices`` with the checkpoint's vocabulary and crops."""
+    from torch.utils.data import DataLoader
+
+    from learn.data import eval_dataset  # the learn-eval engineer's dataset module
+
+    ds = eval_dataset(corpus, indices, ckpt["configs"]["data"], cell_vocab=ckpt.get("cell_vocab"))
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+class PosteriorMethod:
+    """The model as a method of the shared harness (``predict(corpus, indices) -> Predictions``)."""
+
+    def __init__(self, ckpt: dict[str, Any], path: str = "checkpoint", refine_cfg: RefineConfig | None = None,
+                 point: str = "map", batch_size: int = 64, num_workers: int = 0, device: str | None = None):
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, self.ckpt = load_posterior(ckpt, self.device)
+        if refine_cfg is None and "refine" in ckpt["configs"]:
+            refine_cfg = from_dict(RefineConfig, ckpt["configs"]["refine"], f"{path} refine config")
+        self.refine_cfg = refine_cfg
+        self.point = point
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.name = f"posterior:{Path(path).name}"
+        self.last: dict[str, Any] | None = None
+
+    def predict(self, corpus: Any, indices: np.ndarray):
+        from learn.evaluate import Predictions
+
+        loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers)
+        res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device)
+        order = np.argsort(np.argsort(res["index"]))  # loader keeps order; guard anyway
+        res = {k: (v[order] if isinstance(v, np.ndarray) else v) for k, v in res.items()}
+        self.last = res
+        level = res["hdr_level"]
+        return Predictions(xy_m=res["xy_m"], nll=res["nll"], in_hdr50=None if level is None else level < 0.5,
+                           in_hdr90=None if level is None else level < 0.9, refined_xy_m=res["refined_xy_m"])
+
+
+def _load_method(ckpt: dict[str, Any], path: str) -> PosteriorMethod:
+    if ckpt.get("kind") != KIND:
+        ckpt = load_checkpoint(path)  # raises the clear kind error
+    return PosteriorMethod(ckpt, path)
+
+
+def predict(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
+            part: str = "test", plot_dir: str | os.PathLike | None = None, n_plots: int = 8,
+            refine_cfg: RefineConfig | None = None, overwrite: bool = False) -> tuple[Path, dict[str, float]]:
+    """Predict every sample of ``data`` (or one split ``part``) and write ``out`` (.parquet or .csv).
+
+    Returns the path and a summary (``n``, ``median_m`` when the truth is known, ``refined``).
+    """
+    import pandas as pd
+
+    from twin._atomic import atomic_file
+    from twin.corpus import open_corpus
+    from twin.errors import InputError
+
+    out = Path(out)
+    if out.suffix not in (".parquet", ".csv"):
+        raise InputError(f"{out}: predictions are written as .parquet or .csv")
+    method = PosteriorMethod(load_checkpoint(ckpt), os.fspath(ckpt), refine_cfg)
+    corpus = open_corpus(data)
+    indices = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
+    loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers)
+    res = predict_batches(method.model, loader, method.refine_cfg, method.point, device=method.device,
+                          keep_mixtures=n_plots if plot_dir else 0)
+    table = {"index": res["index"], "x_m": res["xy_m"][:, 0], "y_m": res["xy_m"][:, 1],
+             "mean_x_m": res["mean_xy_m"][:, 0], "mean_y_m": res["mean_xy_m"][:, 1],
+             "std_m": res["std_m"], "max_weight": res["max_weight"]}
+    if res["refined_xy_m"] is not None:
+        table |= {"refined_x_m": res["refined_xy_m"][:, 0], "refined_y_m": res["refined_xy_m"][:, 1],
+                  "refined": res["refined"]}
+    summary: dict[str, float] = {"n": float(len(res["index"]))}
+    if res["truth_xy_m"] is not None:
+        err = np.linalg.norm(res["xy_m"] - res["truth_xy_m"], axis=1)
+        table |= {"true_x_m": res["truth_xy_m"][:, 0], "true_y_m": res["truth_xy_m"][:, 1], "error_m": err,
+                  "nll": res["nll"], "hdr_level": res["hdr_level"]}
+        summary["median_m"] = float(np.median(err))
+    frame = pd.DataFrame(table)
+    with atomic_file(out, overwrite=overwrite) as tmp:
+        frame.to_parquet(tmp, index=False) if out.suffix == ".parquet" else frame.to_csv(tmp, index=False)
+    if plot_dir:
+        plot_posteriors(res["mixtures"], plot_dir)
+    return out, summary
+
+
+def _register() -> None:
+    from learn.registry import register_checkpoint_kind
+
+    register_checkpoint_kind(KIND, _load_method)
+
+
+_register()

@@ -1,0 +1,63 @@
+"""Methods by name: baselines, and checkpoints by their ``kind``.
+
+A checkpoint is a dict saved with ``torch.save`` (``{kind, model, optimizer, configs,
+step, schema_version, cell_vocab, ...}``). :func:`load_method` reads its ``kind`` and
+hands it to the loader registered for that kind. Modules that define a kind register
+it at import; the providers below are imported on first need, so that
+``learn eval --ckpt`` works without importing every model up front.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+from twin.errors import CheckpointError
+
+__all__ = ["register_checkpoint_kind", "load_checkpoint", "load_method", "checkpoint_kinds"]
+
+_LOADERS: dict[str, Callable[[dict[str, Any], str], Any]] = {}
+# kind -> module that registers it when imported.
+_PROVIDERS = {"heatmap": "learn.heatmap", "posterior": "learn.predict"}
+
+
+def register_checkpoint_kind(kind: str, loader: Callable[[dict[str, Any], str], Any]) -> None:
+    """Register ``loader(checkpoint_dict, path) -> method`` for checkpoints of ``kind``."""
+    _LOADERS[kind] = loader
+
+
+def checkpoint_kinds() -> list[str]:
+    return sorted(set(_LOADERS) | set(_PROVIDERS))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint dict at ``path`` (``torch.load(weights_only=True)``)."""
+    import torch
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a corrupted file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(ckpt, dict) or "kind" not in ckpt:
+        raise CheckpointError(f"{path}: not a toolkit checkpoint (no 'kind' entry)")
+    return ckpt
+
+
+def load_method(path: str | os.PathLike) -> Any:
+    """A method (``predict(corpus, indices) -> Predictions``) from a checkpoint file."""
+    ckpt = load_checkpoint(path)
+    kind = str(ckpt["kind"])
+    if kind not in _LOADERS and kind in _PROVIDERS:
+        try:
+            importlib.import_module(_PROVIDERS[kind])
+        except ImportError as err:
+            raise CheckpointError(f"{path}: checkpoint kind '{kind}' needs {_PROVIDERS[kind]}, "
+                                  f"which is not importable ({err})") from err
+    if kind not in _LOADERS:
+        raise CheckpointError(f"{path}: unknown checkpoint kind '{kind}'; known: {', '.join(checkpoint_kinds())}")
+    return _LOADERS[kind](ckpt, os.fspath(path))

@@ -1,0 +1,36 @@
+"""Learning-rate schedules as pure functions of the step (nanoGPT style).
+
+Warmup-stable-decay (seed 004, Sec. 6.3): the rate ramps linearly to ``lr`` over the
+first ``warmup_frac`` of the steps, holds, and decays linearly to ``min_lr`` over the last
+``decay_frac``. Fine-tuning in seed 004 is the special case ``warmup_frac = 0``,
+``decay_frac = 1`` (linear decay from the start).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ScheduleConfig", "wsd_lr"]
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    lr: float = 2e-4              # seed 004: peak 2e-4
+    warmup_frac: float = 0.1      # seed 004: 10% of the run
+    decay_frac: float = 0.2
+    min_lr: float = 0.0           # seed 004: decays to 0
+    total_steps: int = 1000
+
+
+def wsd_lr(step: int, cfg: ScheduleConfig) -> float:
+    """The learning rate at optimizer step ``step`` (0-based) of ``cfg.total_steps``."""
+    total = max(int(cfg.total_steps), 1)
+    warmup = int(round(cfg.warmup_frac * total))
+    decay = int(round(cfg.decay_frac * total))
+    decay_start = total - decay
+    if warmup > 0 and step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    if step >= decay_start and decay > 0:
+        frac = min(1.0, (step - decay_start + 1) / decay)
+        return cfg.lr + (cfg.min_lr - cfg.lr) * frac
+    return cfg.lr

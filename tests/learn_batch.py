@@ -1,0 +1,73 @@
+"""Synthetic batches in the contract's batch-dict format (LEARN_CONTRACT.md) for model tests.
+
+Each sequence's cells have smooth feature maps (planes and a bump) on the crop, and each
+event's features are those maps sampled at the truth, so the physics term vanishes at
+the truth.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from learn.losses import sample_maps
+
+
+def synthetic_batch(b: int = 4, t: int = 6, f: int = 3, c: int = 2, s: int = 32, k: int = 3,
+                    n_cells: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    target = torch.rand(b, 2, generator=g) * 0.8 + 0.1  # [B, 2]
+    mask = torch.ones(b, t, dtype=torch.bool)
+    mask[0, t - 2:] = False  # padding in the first sequence
+    slot = torch.randint(0, k, (b, t), generator=g)
+    slot[~mask] = -1
+    cell_index = torch.randint(1, n_cells, (b, t), generator=g)
+    cell_index[~mask] = 0
+    yy, xx = torch.meshgrid((torch.arange(s) + 0.5) / s, (torch.arange(s) + 0.5) / s, indexing="ij")
+    coef = torch.randn(b, k, f, 3, generator=g)
+    centre = torch.rand(b, k, 2, generator=g)
+    bump = torch.exp(-((xx - centre[..., 0, None, None]) ** 2 + (yy - centre[..., 1, None, None]) ** 2) / 0.05)
+    phys = (coef[..., 0, None, None] * xx + coef[..., 1, None, None] * yy
+            + coef[..., 2, None, None] * bump[:, :, None])  # [B, K, F, S, S]
+    at_truth = sample_maps(phys, target[:, None])[:, 0]  # [B, K, F]
+    feats = torch.gather(at_truth, 1, slot.clamp_min(0)[..., None].expand(b, t, f))
+    feats = feats * mask[..., None]
+    time_s = torch.cumsum(torch.rand(b, t, generator=g) * 2, dim=1) + 100.0
+    return {
+        "cell_index": cell_index,
+        "beam_index": torch.randint(0, 5, (b, t), generator=g) * mask,
+        "time_s": time_s,
+        "features": feats,
+        "feature_valid": mask[..., None].expand(b, t, f).clone(),
+        "mask": mask,
+        "bs_xy": torch.rand(b, t, 2, generator=g),
+        "bs_valid": mask.clone(),
+        "maps": torch.randn(b, c, s, s, generator=g),
+        "map_valid": torch.ones(b, 1, s, s, dtype=torch.bool),
+        "phys_maps": phys,
+        "phys_valid": torch.ones_like(phys, dtype=torch.bool),
+        "event_slot": slot,
+        "target_xy": target,
+        "crop_origin_m": torch.zeros(b, 2),
+        "crop_size_m": torch.full((b,), 600.0),
+        "position_xy_m": target * 600.0,
+        "scene_index": torch.zeros(b, dtype=torch.long),
+        "index": torch.arange(b),
+    }
+
+
+class SyntheticDataset(torch.utils.data.Dataset):
+    """``n`` fixed synthetic samples (one-sample batch dicts without the batch axis)."""
+
+    def __init__(self, n: int, **kw):
+        self.items = [{k: v[0] for k, v in synthetic_batch(b=1, seed=i, **kw).items()} for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.items[i]
+
+
+def synthetic_info(f: int = 3, c: int = 2, n_cells: int = 10) -> dict:
+    return {"n_features": f, "n_cells": n_cells, "map_channels": c,
+            "cell_vocab": list(range(n_cells)), "data_info": {"source": "synthetic"}}

@@ -1,0 +1,178 @@
+"""Training, checkpoints, fine-tuning, prediction and the schedule of the posterior model.
+
+The corpus-backed dataset (learn/data.py) is exercised in its own tests; here the loop is
+fed in-memory datasets of contract batch dicts (tests/learn_batch.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from learn.checkpoint import load_checkpoint, save_checkpoint
+from learn.predict import load_posterior, plot_posteriors, predict_batches
+from learn.refine import RefineConfig
+from learn.registry import load_method
+from learn.schedule import ScheduleConfig, wsd_lr
+from learn.train import EpochSampler, load_run_config, train
+from tests.learn_batch import SyntheticDataset, synthetic_batch, synthetic_info
+from twin.errors import CheckpointError, InputError, OutputExistsError
+
+
+def small_config(**train_kw):
+    return load_run_config("small", {"data": {"crop_px": 32},
+                                     "train": {"num_workers": 0, "batch_size": 8, "log_every": 1,
+                                               "val_batches": 1, **train_kw}})
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    ds = SyntheticDataset(16, s=32)
+    out = tmp_path_factory.mktemp("pre") / "run"
+    train([], small_config(epochs=2), out, datasets=(ds, ds, synthetic_info()), progress=False)
+    return out
+
+
+def test_wsd_schedule():
+    cfg = ScheduleConfig(lr=1.0, warmup_frac=0.1, decay_frac=0.2, min_lr=0.0, total_steps=100)
+    lrs = [wsd_lr(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(v == 1.0 for v in lrs[10:80])
+    assert lrs[80] == pytest.approx(0.95) and lrs[99] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(lrs[80:], lrs[81:], strict=False))
+    linear = ScheduleConfig(lr=2.0, warmup_frac=0.0, decay_frac=1.0, total_steps=4)  # seed 004 fine-tuning
+    assert [wsd_lr(s, linear) for s in range(4)] == pytest.approx([1.5, 1.0, 0.5, 0.0])
+
+
+def test_presets_and_strict_config(tmp_path):
+    paper = load_run_config("paper")
+    assert (paper.model.d_radio, paper.model.radio_layers, paper.model.radio_heads) == (256, 4, 8)
+    assert (paper.model.d_map, paper.model.map_layers, paper.model.map_heads, paper.model.patch_size) == (384, 6, 6, 16)
+    assert (paper.model.grid_size, paper.model.top_k, paper.data.crop_px) == (32, 5, 256)
+    assert (paper.model.lambda_coarse, paper.model.lambda_fine, paper.train.lr) == (0.5, 1.0, 2e-4)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  d_radio: 64\n  n_layerz: 3\n")
+    with pytest.raises(InputError, match=r"bad.yaml.*n_layerz"):
+        load_run_config(bad)
+
+
+def test_epoch_sampler_shards_and_resumes():
+    full = list(EpochSampler(10, seed=1, epoch=0))
+    assert sorted(full) == list(range(10)) and full != list(range(10))
+    assert list(EpochSampler(10, seed=1, epoch=0, start=4)) == full[4:]
+    r0, r1 = list(EpochSampler(10, 1, 0, rank=0, world=2)), list(EpochSampler(10, 1, 0, rank=1, world=2))
+    assert sorted(r0 + r1) == list(range(10))
+    assert full != list(EpochSampler(10, seed=1, epoch=1))
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_tiny_corpus(tmp_path):
+    """About 12 s on an idle 2-core CPU. The loop learns: median error on the training crops falls well below chance (~230 m)."""
+    ds = SyntheticDataset(32, s=32)
+    cfg = load_run_config("small", {"data": {"crop_px": 32},
+                                    "train": {"epochs": 60, "num_workers": 0, "batch_size": 16, "lr": 3e-3,
+                                              "log_every": 20, "val_batches": 2}})
+    res = train([], cfg, tmp_path / "run", datasets=(ds, ds, synthetic_info()), progress=False)
+    model, _ = load_posterior(tmp_path / "run" / "last.pt")
+    batch = torch.utils.data.default_collate([ds[i] for i in range(32)])
+    pred = predict_batches(model, [batch])
+    err = np.linalg.norm(pred["mean_xy_m"] - pred["truth_xy_m"], axis=1)
+    assert np.median(err) < 60.0, np.median(err)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    losses = [float(r["loss"]) for r in rows if r["loss"]]
+    assert losses[-1] < losses[0] - 3.0
+    assert res.steps == 120 and (tmp_path / "run" / "tb").is_dir()
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    ds = SyntheticDataset(16, s=32)
+    info = synthetic_info()
+    train([], small_config(epochs=3), tmp_path / "full", datasets=(ds, None, info), progress=False)
+    train([], small_config(epochs=3, max_steps=3), tmp_path / "part", datasets=(ds, None, info), progress=False)
+    # resume continues with the saved config; lift the step cap by editing it, as a user would via config
+    ck = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert ck["step"] == 3 and ck["epoch"] == 1
+    ck["configs"]["train"]["max_steps"] = None
+    save_checkpoint(tmp_path / "part" / "last.pt", {k: v for k, v in ck.items() if k not in ("kind", "schema_version")})
+    train([], small_config(epochs=3), tmp_path / "part", datasets=(ds, None, info), resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
+    with pytest.raises(OutputExistsError):
+        train([], small_config(epochs=1), tmp_path / "full", datasets=(ds, None, info), progress=False)
+    with pytest.raises(InputError, match="nothing to resume"):
+        train([], small_config(), tmp_path / "new", datasets=(ds, None, info), resume=True, progress=False)
+
+
+def test_finetune_loads_pretrain_checkpoint(pretrained, tmp_path):
+    pre = load_checkpoint(pretrained / "last.pt")
+    # the fine-tuning corpus has another cell vocabulary: ids 0..4 kept, 100.. new
+    ds = SyntheticDataset(8, s=32, n_cells=12)
+    info = {**synthetic_info(n_cells=12), "cell_vocab": [0, 1, 2, 3, 4, 100, 101, 102, 103, 104, 105, 106]}
+    cfg = load_run_config("finetune", {"data": {"crop_px": 32},
+                                       "train": {"epochs": 1, "num_workers": 0, "batch_size": 8, "lr": 0.0,
+                                                 "val_batches": 0}})
+    train([], cfg, tmp_path / "ft", init=pretrained / "last.pt", datasets=(ds, None, info), progress=False)
+    ft = load_checkpoint(tmp_path / "ft" / "last.pt")
+    assert ft["configs"]["model"]["d_radio"] == pre["configs"]["model"]["d_radio"]
+    assert ft["configs"]["model"]["n_cells"] == 12 and ft["cell_vocab"][5] == 100
+    emb_pre, emb_ft = pre["model"]["radio.tokens.cell.weight"], ft["model"]["radio.tokens.cell.weight"]
+    assert torch.allclose(emb_ft[1:5], emb_pre[1:5])  # shared cells keep their embeddings (lr 0)
+    assert torch.allclose(ft["model"]["coarse.net.1.weight"], pre["model"]["coarse.net.1.weight"])
+    # a checkpoint of another map size cannot initialize this data
+    bad_info = {**info, "map_channels": 5}
+    with pytest.raises(CheckpointError, match="do not match"):
+        train([], cfg, tmp_path / "ft2", init=pretrained / "last.pt", datasets=(ds, None, bad_info), progress=False)
+
+
+def test_corrupted_and_foreign_checkpoints(pretrained, tmp_path):
+    good = (pretrained / "last.pt").read_bytes()
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(trunc)
+    evil = tmp_path / "evil.pt"
+    torch.save({"kind": "posterior", "obj": Path("x")}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(evil)
+    other = tmp_path / "heat.pt"
+    torch.save({"kind": "heatmap", "schema_version": 1, "model": {}, "configs": {}, "step": 0}, other)
+    with pytest.raises(CheckpointError, match="'heatmap' checkpoint"):
+        load_checkpoint(other)
+    ck = load_checkpoint(pretrained / "last.pt")
+    ck["schema_version"] = 99
+    torch.save(ck, tmp_path / "v99.pt")
+    with pytest.raises(CheckpointError, match="schema_version 99"):
+        load_checkpoint(tmp_path / "v99.pt")
+    ck = load_checkpoint(pretrained / "last.pt")
+    ck["configs"]["model"]["d_radio"] = 32
+    torch.save(ck, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_posterior(tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_predict_batches_registry_and_heatmaps(pretrained, tmp_path):
+    method = load_method(pretrained / "best.pt")
+    assert type(method).__name__ == "PosteriorMethod"
+    batch = synthetic_batch(b=5, s=32, seed=3)
+    batch["crop_origin_m"] = torch.tensor([[1000.0, -200.0]]).repeat(5, 1)
+    res = predict_batches(method.model, [batch], RefineConfig(steps=5), keep_mixtures=2)
+    truth = batch["crop_origin_m"].numpy() + batch["target_xy"].numpy() * 600.0
+    assert np.allclose(res["truth_xy_m"], truth, atol=1e-3)
+    assert res["xy_m"].shape == (5, 2) and res["refined_xy_m"].shape == (5, 2)
+    # the NLL per m² is the crop-unit NLL plus 2 log(600)
+    out, _ = method.model(batch)
+    nll_unit = -out.mixture.log_prob(batch["target_xy"]).detach().numpy()
+    assert np.allclose(res["nll"], nll_unit + 2 * math.log(600.0), atol=1e-4)
+    assert ((res["hdr_level"] >= 0) & (res["hdr_level"] <= 1)).all()
+    paths = plot_posteriors(res["mixtures"], tmp_path / "plots")
+    assert len(paths) == 2 and all(p.stat().st_size > 10_000 for p in paths)
