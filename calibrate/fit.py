@@ -302,19 +302,31 @@ def plan_sites(table: pd.DataFrame, drive: DriveTest, metric: str, min_points: i
 _TRACERS: dict[tuple[str, Any], Any] = {}
 
 
-def _worker_tracer(scene_dir: str, trace_config: Any) -> Any:
-    """The process's Tracer for a scene and config: Sionna scenes cannot cross processes."""
+def _worker_tracer(scene_dir: str, trace_config: Any, engine_threads: int | None = None) -> Any:
+    """The process's Tracer for a scene and config: Sionna scenes cannot cross processes.
+
+    ``engine_threads`` caps Dr.Jit's threads in this process, so that N worker processes
+    on one machine do not each spread over every core.
+    """
     from twin.trace import Tracer
 
     key = (scene_dir, trace_config)
     if key not in _TRACERS:
+        if engine_threads:
+            import drjit as dr
+
+            from twin._mitsuba import sionna_rt
+
+            sionna_rt()
+            dr.set_thread_count(engine_threads)
         _TRACERS[key] = Tracer(scene_dir, trace_config)
     return _TRACERS[key]
 
 
 def _fit_task(scene_dir: str, trace_config: Any, cells: pd.DataFrame, points: list[CellPoints],
-              config: CalibrationConfig, others: pd.DataFrame, seed: int, progress: bool = False) -> SiteFit:
-    tracer = _worker_tracer(scene_dir, trace_config)
+              config: CalibrationConfig, others: pd.DataFrame, seed: int, progress: bool = False,
+              engine_threads: int | None = None) -> SiteFit:
+    tracer = _worker_tracer(scene_dir, trace_config, engine_threads)
     return fit_site(tracer, cells, points, config, others, seed, progress)
 
 
@@ -327,12 +339,15 @@ def _run(tasks: list[dict[str, Any]], scene_dir: str, trace_config: Any, config:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
+    threads = None  # a given scheduler's workers are set up by whoever started them
     if scheduler is None:
-        cluster = LocalCluster(n_workers=min(workers, len(tasks)), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        n = min(workers, len(tasks))
+        threads = max(1, (os.cpu_count() or 1) // n)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         with Client(scheduler if scheduler else cluster) as client:
-            futures = {client.submit(_fit_task, scene_dir, trace_config, config=config, pure=False, **t): k
+            futures = {client.submit(_fit_task, scene_dir, trace_config, config=config, engine_threads=threads,
+                                     pure=False, **t): k
                        for k, t in enumerate(tasks)}
             out: list[SiteFit | None] = [None] * len(tasks)
             for fut in tqdm(as_completed(futures), total=len(futures), desc="sites", disable=not progress):

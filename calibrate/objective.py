@@ -33,9 +33,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from calibrate.space import SearchSpace
-from twin.geo import Grid
+from twin.maps import sample_finite
 
-__all__ = ["CellPoints", "Evaluation", "SiteObjective", "sample_db", "spearman"]
+__all__ = ["CellPoints", "Evaluation", "SiteObjective", "spearman"]
 
 
 @dataclass(frozen=True)
@@ -64,20 +64,6 @@ class Evaluation:
     rho: float                      # the site's weighted ρ
     rho_cells: dict[int, float]     # per cell
     seconds: float
-
-
-def sample_db(grid: Grid, maps: np.ndarray, xy_m: np.ndarray) -> np.ndarray:
-    """Bilinear samples of ``maps`` ``(..., H, W)`` at ``xy_m`` ``(N, 2)`` that skip NaN cells.
-
-    The weights of the finite neighbours are renormalized, so a point is NaN only when
-    none of its four neighbouring cells received a ray (Grid.sample would return NaN
-    when any one of them did not). Returns ``(..., N)``.
-    """
-    finite = np.isfinite(maps)
-    num = grid.sample(np.where(finite, maps, 0.0), xy_m)
-    den = grid.sample(finite.astype(np.float64), xy_m)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-9, num / np.maximum(den, 1e-12), np.nan)
 
 
 def spearman(simulated: np.ndarray, measured: np.ndarray) -> float:
@@ -150,7 +136,7 @@ class SiteObjective:
                     warnings.simplefilter("ignore", UserWarning)  # rooftop lifts: reported by the caller
                     maps = self.tracer.radio_maps(self._other_rows, self.grid)  # [n_other, H, W]
                 for p in self.points:
-                    self._other_gain[p.cell_id] = sample_db(self.grid, maps, p.xy_m)
+                    self._other_gain[p.cell_id] = sample_finite(self.grid, maps, p.xy_m)
 
     @property
     def n_points(self) -> int:
@@ -171,7 +157,7 @@ class SiteObjective:
         out = {}
         for p in self.points:
             k = self._index[p.cell_id]
-            pg = sample_db(self.grid, gain, p.xy_m)  # [n_cells, N]
+            pg = sample_finite(self.grid, gain, p.xy_m)  # [n_cells, N]
             power = rows["power_dbm"].to_numpy(np.float64)
             freq = rows["frequency_hz"].to_numpy(np.float64)
             if p.cell_id in self._other_gain:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibrate.objective import sample_db, spearman
+from calibrate.objective import spearman
 from calibrate.space import CircularMatern, SearchSpace, make_estimator, parse_bounds, parse_params
 from twin.errors import InputError
-from twin.geo import Grid
 
 
 def test_default_space_is_seed_004():
@@ -116,13 +115,3 @@ def test_spearman_ranks_unreceived_points_last():
     assert spearman(np.array([np.nan, -55.0, -58.0, -60.0]), meas) < 0
     assert spearman(np.full(4, -70.0), meas) == 0.0
     assert spearman(np.full(4, np.nan), meas) == 0.0
-
-
-def test_sample_db_skips_nan_neighbours():
-    grid = Grid(0.0, 0.0, 10.0, 2, 1)  # two cells, centres at x = 5 and 15
-    maps = np.array([[[-60.0, np.nan]]])  # [1, H=1, W=2]
-    xy = np.array([[10.0, 5.0], [5.0, 5.0]])
-    out = sample_db(grid, maps, xy)
-    np.testing.assert_allclose(out, [[-60.0, -60.0]])
-    assert np.isnan(grid.sample(maps, xy)[0, 0])  # the plain bilinear would lose the point
-    assert np.isnan(sample_db(grid, np.full((1, 1, 2), np.nan), xy)).all()
