@@ -269,7 +269,9 @@ def clean_drive_test(raw: pd.DataFrame, scene: Any, bs_table: pd.DataFrame | Non
     ok = (reasons == "").to_numpy()
     sub = out.loc[ok, key_cols + present].astype({"time": str})
     exact = sub.duplicated(keep="first")
-    same_key = sub.duplicated(subset=key_cols, keep="first") & ~exact
+    # without a time, rows at one position with other values are repeat visits, not duplicates
+    timed = out.loc[ok, "time"].notna().to_numpy()
+    same_key = sub.duplicated(subset=key_cols, keep="first") & ~exact & timed
     first_of: dict[tuple[Any, ...], Any] = {}
     for idx, key in zip(sub.index, map(tuple, sub[key_cols].to_numpy()), strict=True):
         first_of.setdefault(key, idx)

@@ -142,6 +142,12 @@ def test_cli_fit_and_errors(case, tmp_path):
                                     "--samples-per-tx", "20000"])
     assert chk.exit_code == 0, chk.output
     assert "[S→R]" in chk.output and (tmp_path / "chk" / "check.md").is_file()
+    sim = CliRunner().invoke(main, ["simulate", "--scene", str(scene.path), "--bs-file", str(tmp_path / "bs.csv"),
+                                    "--out", str(tmp_path / "sim.parquet"), "--samples-per-tx", "20000",
+                                    "--cell-size", "10", "--spacing", "20"])
+    assert sim.exit_code == 0, sim.output
+    simulated = pd.read_parquet(tmp_path / "sim.parquet")
+    assert set(simulated["cell_id"]) <= {1, 2, 3} and len(simulated) > 20
     for cmd in ("fit", "check", "simulate"):
         text = CliRunner().invoke(main, [cmd, "--help"]).output
         assert "Example:" in text.strip().splitlines()[-3] or "Example:" in text
