@@ -27,6 +27,16 @@ $BIN/twin sample --scene "$OUT/scene" --maps "$OUT/maps.zarr" --out "$OUT/corpus
 step "5. twin generate: the same pipeline as 2x2 patch shards on a local Dask cluster"
 $BIN/twin generate scenes/generate_plan.yaml --workers 2 --out "$OUT/generated.zarr" --overwrite
 
+step "6. calibrate: simulate a drive test of two true sites, fit a perturbed BS file back (GP-EI)"
+printf 'bs_id,cell_id,x_m,y_m,height_m,azimuth_deg,frequency_hz\nA,1,-150,250,35,120,1.80e9\nB,2,150,-250,45,300,1.82e9\n' \
+    > "$OUT/cal_truth.csv"
+printf 'bs_id,cell_id,x_m,y_m,height_m,azimuth_deg,frequency_hz\nA,1,-125,270,50,75,1.80e9\nB,2,170,-270,30,345,1.82e9\n' \
+    > "$OUT/cal_bs.csv"
+$BIN/calibrate simulate --scene "$OUT/scene" --bs-file "$OUT/cal_truth.csv" --out "$OUT/cal_drive_test.csv" \
+    --radius 250 --overwrite
+$BIN/calibrate fit --scene "$OUT/scene" --bs-file "$OUT/cal_bs.csv" --drive-test "$OUT/cal_drive_test.csv" \
+    --out "$OUT/cal_bs_calibrated.csv" --report "$OUT/calibration" --calls 30 --overwrite
+
 cat <<TXT
 
 Demo outputs in $OUT:
@@ -35,5 +45,6 @@ Demo outputs in $OUT:
   maps:      $OUT/maps.zarr      (path gain, RSRP, RSRQ, SINR, SNR, RSSI, serving cell, BLER, throughput)
   corpus:    $OUT/corpus.zarr    (measurement sequences with street splits)
   generated: $OUT/generated.zarr (4 patch shards generated on Dask, with their own scenes and maps)
+  calibrated: $OUT/cal_bs_calibrated.csv, report in $OUT/calibration/ (report.md, convergence and scatter PNGs)
   pictures:  $OUT/scene.png, $OUT/maps-rsrp/*.png, $OUT/maps-sinr/*.png
 TXT

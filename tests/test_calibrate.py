@@ -1,0 +1,194 @@
+"""calibrate fit / check / simulate on a small box scene: outputs, skips, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from calibrate.checks import check, knn_errors
+from calibrate.drive_test import clean_drive_test, read_drive_test, write_drive_test
+from calibrate.fit import CalibrationConfig, calibrate, plan_sites
+from calibrate.simulate import road_points, simulate_drive_test
+from cli.calibrate import main
+from tests.scenes import make_box_scene
+from twin.errors import InputError
+from twin.scene import load_twin_scene
+from twin.trace import TraceConfig, Tracer
+
+FAST = {"samples_per_tx": 20_000, "cell_size_m": 10.0}
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """A box scene, a true BS file (two sectors of site a, one cell of site b) and its drive test."""
+    root = tmp_path_factory.mktemp("cal")
+    scene = load_twin_scene(make_box_scene(root / "scene", half_size_m=250.0))
+    truth = pd.DataFrame({"bs_id": ["a", "a", "b"], "cell_id": [1, 2, 3], "x_m": [-20.0, -20.0, 150.0],
+                          "y_m": [-20.0, -20.0, 150.0], "height_m": 35.0, "azimuth_deg": [45.0, 225.0, 270.0],
+                          "frequency_hz": [1.8e9, 1.8e9, 1.85e9], "owner": ["op1", "op1", "op2"]})
+    truth.to_csv(root / "truth.csv", index=False)
+    tracer = Tracer(scene, TraceConfig(samples_per_tx=100_000, cell_size_m=5.0, seed=7))
+    rows = simulate_drive_test(scene, root / "truth.csv", tracer=tracer, spacing_m=5.0, radius_m=400.0,
+                               sigma_db=2.0, seed=1)
+    write_drive_test(rows, root / "dt.csv")
+    return scene, root, truth, rows
+
+
+def test_simulated_drive_test_is_in_the_drive_test_format(case):
+    scene, root, truth, rows = case
+    assert list(rows.columns) == ["time", "lon", "lat", "cell_id", "rssi_dbm", "rsrp_dbm", "rsrq_db", "sinr_db"]
+    assert set(rows["cell_id"]) == {1, 2, 3}
+    assert (np.diff(rows["time"].to_numpy()) >= 0).all()
+    np.testing.assert_allclose(rows["rssi_dbm"] % 1.0, 0.0)  # quantized to 1 dB
+    dt = read_drive_test(root / "dt.csv", scene, truth)
+    assert len(dt.dropped) == 0
+    # points lie on the scene's two roads (the axes)
+    assert (np.minimum(np.abs(dt.rows["x_m"]), np.abs(dt.rows["y_m"])) < 0.5).all()
+    pts = road_points(scene, 5.0)
+    assert len(pts) == 2 * 99 - 1  # every 5 m along two 490 m roads (off the border), the crossing once
+    assert len(np.unique(dt.rows[["x_m", "y_m"]].round(3) + 0.0, axis=0)) <= len(pts)
+
+
+def test_fit_writes_calibrated_file_and_report(case, tmp_path):
+    scene, root, truth, _ = case
+    wrong = truth.copy()
+    wrong.loc[wrong["bs_id"] == "a", "azimuth_deg"] += 100.0  # both sectors turned; 225 -> 325
+    wrong.to_csv(tmp_path / "bs.csv", index=False)
+    cfg = CalibrationConfig(calls=8, initial_points=3, params="azimuth", metric="rssi", **FAST)
+    res = calibrate(scene.path, tmp_path / "bs.csv", root / "dt.csv", tmp_path / "cal.csv", tmp_path / "report",
+                    cfg, sites=["a"])
+    a, b = res.sites
+    assert a.status == "fitted" and b.status == "skipped" and b.reason == "not selected (--sites)"
+    assert len(a.evaluations) == 8
+    assert a.rho_after >= a.rho_before
+    assert a.rho_before == pytest.approx(a.evaluations[0].rho)
+    out = pd.read_csv(tmp_path / "cal.csv")
+    assert {"bs_id", "cell_id", "lon", "lat", "x_m", "y_m", "height_m", "azimuth_deg", "owner",
+            "calibrated"} <= set(out.columns)
+    assert out["calibrated"].tolist() == [True, True, False]
+    assert out["owner"].tolist() == ["op1", "op1", "op2"]
+    # the sectors turned together: still 180° apart; site b untouched
+    assert (out["azimuth_deg"][1] - out["azimuth_deg"][0]) % 360 == pytest.approx(180.0)
+    assert out["azimuth_deg"][0] == pytest.approx(a.after["azimuth"])
+    assert out["azimuth_deg"][2] == 270.0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["sites"][0]["evaluations"] == 8 and len(report["sites"][0]["evaluation_log"]) == 8
+    assert report["config"]["calls"] == 8
+    assert report["space"]["azimuth"]["circular"] is True
+    for name in ("report.md", "dropped_rows.csv", "convergence_a.png", "scatter_a.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    assert "| a | 1, 2 |" in (tmp_path / "report" / "report.md").read_text()
+    # outputs exist now: a second run refuses them before any tracing
+    with pytest.raises(FileExistsError):
+        calibrate(scene.path, tmp_path / "bs.csv", root / "dt.csv", tmp_path / "cal.csv", None, cfg)
+
+
+def test_skip_reasons_and_errors(case):
+    scene, _, truth, rows = case
+    table = pd.concat([truth, pd.DataFrame({"bs_id": ["c", "d"], "cell_id": [4, 5], "x_m": [0.0, 10.0],
+                                            "y_m": [0.0, 10.0]})], ignore_index=True)
+    at = rows.drop_duplicates(["lon", "lat"]).iloc[:12]
+    extra = pd.DataFrame({"time": 0.0, "lon": at["lon"], "lat": at["lat"], "cell_id": 5, "rssi_dbm": -70.0})
+    few = rows[rows["cell_id"] == 2].iloc[:4]
+    dt = clean_drive_test(pd.concat([rows[rows["cell_id"] != 2], few, extra], ignore_index=True), scene, table)
+    todo, skipped = plan_sites(table, dt, "rssi", min_points=10)
+    assert sorted(todo) == ["a", "b"] and [p.cell_id for p in todo["a"]] == [1]
+    assert skipped["a"][2] == "4 drive-test points, fewer than min_points=10"
+    assert skipped["c"][4] == "no drive-test rows with rssi_dbm"
+    assert skipped["d"][5].startswith("constant measurements (rssi_dbm = -70 at all 12 points)")
+    # nothing left to fit: one clear error naming each site's reasons
+    only = clean_drive_test(extra, scene, table)
+    with pytest.raises(InputError, match="no site can be calibrated .*d: cell 5: constant measurements"):
+        calibrate(scene, table, only, config=CalibrationConfig(calls=5, initial_points=2, **FAST))
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(InputError, match="x=50:-50: inverted"):
+        CalibrationConfig(bounds="x=50:-50")
+    with pytest.raises(InputError, match="calls: 5 must exceed initial_points"):
+        CalibrationConfig(calls=5, initial_points=10)
+
+
+def test_cli_fit_and_errors(case, tmp_path):
+    scene, root, truth, _ = case
+    truth.to_csv(tmp_path / "bs.csv", index=False)
+    base = ["fit", "--scene", str(scene.path), "--bs-file", str(tmp_path / "bs.csv"), "--drive-test",
+            str(root / "dt.csv"), "--out", str(tmp_path / "cal.geojson"), "--report", str(tmp_path / "rep")]
+    bad = CliRunner().invoke(main, [*base, "--bounds", "h=90:30"])
+    assert bad.exit_code == 2 and "Error: --bounds: h=90:30: inverted" in bad.output
+    assert not (tmp_path / "cal.geojson").exists()
+    ok = CliRunner().invoke(main, [*base, "--calls", "4", "--initial-points", "2", "--params", "h",
+                                   "--samples-per-tx", "20000", "--cell-size", "10", "--sites", "b"])
+    assert ok.exit_code == 0, ok.output
+    assert "calibrated 1 of 2 sites" in ok.output
+    feats = json.loads((tmp_path / "cal.geojson").read_text())["features"]
+    assert [f["properties"]["calibrated"] for f in feats] == [False, False, True]
+    # a YAML config: its keys apply unless a flag is typed; an unknown key is a clean error
+    (tmp_path / "cfg.yaml").write_text("calibrate:\n  calls: 3\n  initial_points: 1\n  params: h\n"
+                                       "  samples_per_tx: 20000\n  cell_size_m: 10\n")
+    again = CliRunner().invoke(main, [*base, "--config", str(tmp_path / "cfg.yaml"), "--sites", "a",
+                                      "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["sites"][0]["evaluations"] == 3
+    (tmp_path / "bad.yaml").write_text("calibrate:\n  callz: 3\n")
+    bad = CliRunner().invoke(main, [*base, "--config", str(tmp_path / "bad.yaml"), "--overwrite"])
+    assert bad.exit_code == 2 and "unknown key(s) callz" in bad.output
+    chk = CliRunner().invoke(main, ["check", "--scene", str(scene.path), "--bs-file", str(tmp_path / "bs.csv"),
+                                    "--drive-test", str(root / "dt.csv"), "--report", str(tmp_path / "chk"),
+                                    "--samples-per-tx", "20000"])
+    assert chk.exit_code == 0, chk.output
+    assert "[S→R]" in chk.output and (tmp_path / "chk" / "check.md").is_file()
+    sim = CliRunner().invoke(main, ["simulate", "--scene", str(scene.path), "--bs-file", str(tmp_path / "bs.csv"),
+                                    "--out", str(tmp_path / "sim.parquet"), "--samples-per-tx", "20000",
+                                    "--cell-size", "10", "--spacing", "20"])
+    assert sim.exit_code == 0, sim.output
+    simulated = pd.read_parquet(tmp_path / "sim.parquet")
+    assert set(simulated["cell_id"]) <= {1, 2, 3} and len(simulated) > 20
+    for cmd in ("fit", "check", "simulate"):
+        text = CliRunner().invoke(main, [cmd, "--help"]).output
+        assert "Example:" in text.strip().splitlines()[-3] or "Example:" in text
+
+
+def test_knn_errors_exact():
+    train_xy = np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
+    train_fp = np.array([[-50.0, -90.0], [-90.0, -50.0], [-70.0, -70.0]])
+    test_fp = np.array([[-51.0, -89.0], [-88.0, -52.0]])
+    err = knn_errors(train_fp, train_xy, test_fp, np.array([[0.0, 10.0], [100.0, 0.0]]), k=1)
+    np.testing.assert_allclose(err, [10.0, 0.0])
+    err2 = knn_errors(train_fp, train_xy, test_fp[:1], np.array([[0.0, 0.0]]), k=2)
+    assert err2[0] == pytest.approx(np.hypot(0.0, 50.0))  # mean of (0,0) and (0,100)
+
+
+def test_check_reports_rho_and_four_knn_combinations(case, tmp_path):
+    scene, root, truth, _ = case
+    res = check(scene, truth, root / "dt.csv", trace_config=TraceConfig(**{"samples_per_tx": 100_000, "cell_size_m": 5.0}),
+                report_dir=tmp_path / "check", k=3)
+    assert set(res.knn_m) == {"R→R", "S→S", "R→S", "S→R"}
+    assert min(res.rho_cells.values()) > 0.6  # the true BS file against its own (noisy) drive test
+    assert set(res.rho_sites) == {"a", "b"}
+    s = json.loads((tmp_path / "check" / "check.json").read_text())
+    assert s["locations"] == res.n_locations and s["train"] + s["test"] == s["locations"]
+    assert (tmp_path / "check" / "check.png").stat().st_size > 0
+    # a wrong BS file correlates worse
+    wrong = truth.assign(azimuth_deg=(truth["azimuth_deg"] + 180.0) % 360.0)
+    worse = check(scene, wrong, root / "dt.csv", trace_config=TraceConfig(samples_per_tx=100_000, cell_size_m=5.0))
+    assert np.mean(list(worse.rho_cells.values())) < np.mean(list(res.rho_cells.values())) - 0.1
+
+
+@pytest.mark.slow
+def test_dask_workers_give_the_serial_result(case, tmp_path):
+    """Two Dask worker processes, each loading the scene once, fit the sites as one process does."""
+    scene, root, truth, _ = case
+    wrong = truth.assign(azimuth_deg=(truth["azimuth_deg"] + 50.0) % 360.0)
+    cfg = CalibrationConfig(calls=5, initial_points=2, params="azimuth", **FAST)
+    serial = calibrate(scene, wrong, root / "dt.csv", config=cfg)
+    parallel = calibrate(scene, wrong, root / "dt.csv", config=cfg, workers=2)
+    assert [s.bs_id for s in parallel.sites] == ["a", "b"]
+    for s, p in zip(serial.sites, parallel.sites, strict=True):
+        assert p.after["azimuth"] == pytest.approx(s.after["azimuth"])
+        assert p.rho_after == pytest.approx(s.rho_after)
+    pd.testing.assert_frame_equal(serial.table, parallel.table)
