@@ -142,8 +142,15 @@ def test_sionna_loads_and_traces_streets_not_building_interiors(helsinki):
     assert np.mean(path_gain[interior] > 0) < 0.005
 
 
-def test_osm_xml_with_concave_courtyard_and_bowtie(tmp_path):
-    scene = build_scene(tmp_path / "s", osm_file=write_osm_xml(tmp_path / "t.osm"), bbox=area_bbox())
+@pytest.mark.parametrize("compressed", [False, True])
+def test_osm_xml_with_concave_courtyard_and_bowtie(tmp_path, compressed):
+    import bz2
+
+    osm_file = write_osm_xml(tmp_path / "t.osm")
+    if compressed:
+        osm_file = tmp_path / "t.osm.bz2"
+        osm_file.write_bytes(bz2.compress((tmp_path / "t.osm").read_bytes()))
+    scene = build_scene(tmp_path / "s", osm_file=osm_file, bbox=area_bbox())
     _check_fixture_scene(scene)
 
 
