@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -137,7 +138,7 @@ def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str
              "report_interval_s": report_interval_s, "seed": seed, "chunk_samples": chunk_samples,
              "features": tuple(f.strip() for f in features.split(",")) if features else None,
              "speed_mps": _floats(speed, "--speed"), "split_fractions": _floats(splits, "--splits")}
-    changes = {k: v for k, v in flags.items() if v is not None}
+    changes: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     if reporting == "lte":
         changes["reporting"] = ReportingConfig.lte()
     elif reporting == "exact":

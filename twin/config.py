@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from pathlib import Path
@@ -93,7 +94,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         raise InputError(f"{source}: {err}") from err
 
 
-def load_yaml(cls: type[T], path: str | Path, section: str | None = None) -> T:
+def load_yaml(cls: type[T], path: str | os.PathLike, section: str | None = None) -> T:
     """Load ``cls`` from a YAML file (optionally one top-level ``section`` of it)."""
     path = Path(path)
     try:

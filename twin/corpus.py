@@ -35,12 +35,13 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from twin import _zarr
 from twin._atomic import atomic_store
 from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
@@ -163,7 +164,7 @@ class CorpusWriter:
         self = cls.__new__(cls)
         self.url = os.fspath(url)
         self.root = zarr.open_group(self.url, mode="r+")
-        attrs = dict(self.root.attrs)
+        attrs = _zarr.attrs(self.root)
         if attrs.get("kind") != "twin-corpus":
             raise InputError(f"{self.url}: not a twin corpus (attribute kind={attrs.get('kind')!r})")
         self.feature_names = list(attrs["feature_names"])
@@ -171,8 +172,8 @@ class CorpusWriter:
         self.max_events = int(attrs["max_events"])
         self.split_schemes = list(attrs["split_schemes"])
         self._specs = sample_array_specs(self.max_events, len(self.feature_names))
-        samples = self.root["samples"]
-        self._arrays = {name: samples[name] for name in (*self._specs, *(f"split_{s}" for s in self.split_schemes))}
+        samples = _zarr.group(self.root, "samples", self.url)
+        self._arrays = {name: _zarr.array(samples, name, self.url) for name in (*self._specs, *(f"split_{s}" for s in self.split_schemes))}
         self.chunk_samples = int(self._arrays["position_xy_m"].chunks[0])
         self._ctx = contextlib.nullcontext(self.url)
         self._build_url = self.url
@@ -180,7 +181,7 @@ class CorpusWriter:
         self._n_written = int(self._arrays["position_xy_m"].shape[0])
         self._buffer = []
         self._buffered = 0
-        self.n_scenes = len(list(self.root["scenes"].group_keys()))
+        self.n_scenes = len(list(_zarr.group(self.root, "scenes", self.url).group_keys()))
         return self
 
     def add_scene(self, name: str, grid: Grid, frame: SceneFrame | None = None,
@@ -196,7 +197,7 @@ class CorpusWriter:
         of the next one.
         """
         key = str(self.n_scenes if index is None else int(index))
-        group = self.root["scenes"].create_group(key, overwrite=True)
+        group = _zarr.group(self.root, "scenes", self.url).create_group(key, overwrite=True)
         group.attrs.update({
             "name": name, "grid": grid.to_dict(), "frame": frame.to_dict() if frame else None,
             "radio_channels": list(radio_channels), "semantic_channels": list(semantic_channels),
@@ -220,7 +221,7 @@ class CorpusWriter:
         if cell_maps is not None and per_cell.shape != (len(ids), f, *grid.shape):
             raise InputError(f"scene '{name}': cell_maps has shape {per_cell.shape}, expected "
                              f"({len(ids)}, {f}, {grid.height}, {grid.width})")
-        chunks = (1, max(f, 1), *grid.shape) if per_cell.size else "auto"
+        chunks: tuple[int, ...] | Literal["auto"] = (1, max(f, 1), *grid.shape) if per_cell.size else "auto"
         # Distinct channel names per array and, for the empty placeholder, distinct spatial
         # names, so that xarray.open_zarr opens the scene group without size conflicts.
         dims = ("cell", "feature", "y", "x") if per_cell.size else ("cell", "feature", "no_y", "no_x")
@@ -373,7 +374,7 @@ class Corpus:
             self.root = zarr.open_group(self.url, mode="r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
             raise InputError(f"{self.url}: no corpus here (not a Zarr group)") from err
-        attrs = dict(self.root.attrs)
+        attrs = _zarr.attrs(self.root)
         if attrs.get("kind") != "twin-corpus":
             raise InputError(f"{self.url}: not a twin corpus (attribute kind={attrs.get('kind')!r})")
         version = attrs.get("schema_version")
@@ -382,7 +383,7 @@ class Corpus:
         if not attrs.get("complete", False):
             raise InputError(f"{self.url}: corpus is incomplete (its writer did not finish)")
         self.attrs = attrs
-        self.samples = self.root["samples"]
+        self.samples = _zarr.group(self.root, "samples", self.url)
 
     @property
     def feature_names(self) -> list[str]:
@@ -406,10 +407,13 @@ class Corpus:
 
     @property
     def n_scenes(self) -> int:
-        return len(list(self.root["scenes"].group_keys()))
+        return len(list(_zarr.group(self.root, "scenes", self.url).group_keys()))
+
+    def _array(self, name: str) -> zarr.Array:
+        return _zarr.array(self.samples, name, self.url)
 
     def __len__(self) -> int:
-        return int(self.samples["position_xy_m"].shape[0])
+        return int(self._array("position_xy_m").shape[0])
 
     def split_indices(self, scheme: str, part: str) -> np.ndarray:
         """Sample indices of split ``part`` (train/val/test) under ``scheme``."""
@@ -417,29 +421,29 @@ class Corpus:
             raise InputError(f"{self.url}: no split scheme '{scheme}'; has {', '.join(self.split_schemes)}")
         if part not in SPLIT_NAMES:
             raise InputError(f"split part '{part}' is not one of {', '.join(SPLIT_NAMES)}")
-        return np.flatnonzero(self.samples[f"split_{scheme}"][:] == SPLIT_NAMES.index(part))
+        return np.flatnonzero(np.asarray(self._array(f"split_{scheme}")[:]) == SPLIT_NAMES.index(part))
 
     def batch(self, indices: Iterable[int] | slice, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Sample arrays at ``indices`` (sorted reads, returned in the order asked)."""
         names = list(names) if names is not None else list(self.samples.array_keys())
         if isinstance(indices, slice):
-            return {k: self.samples[k][indices] for k in names}
+            return {k: np.asarray(self._array(k)[indices]) for k in names}
         idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64)
         if idx.size == 0:
-            return {k: self.samples[k][0:0] for k in names}
+            return {k: np.asarray(self._array(k)[0:0]) for k in names}
         order = np.argsort(idx)
         sorted_idx = idx[order]
         lo, hi = int(sorted_idx[0]), int(sorted_idx[-1]) + 1
-        out = {}
+        out: dict[str, np.ndarray] = {}
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         for k in names:
             # One contiguous read when the indices are dense, else coordinate selection.
             if hi - lo <= 4 * len(idx):
-                block = self.samples[k][lo:hi]
+                block = np.asarray(self._array(k)[lo:hi])
                 out[k] = block[sorted_idx - lo][inverse]
             else:
-                out[k] = self.samples[k].get_orthogonal_selection((sorted_idx,))[inverse]
+                out[k] = np.asarray(self._array(k).get_orthogonal_selection((sorted_idx,)))[inverse]
         return out
 
     def torch_batch(self, indices: Iterable[int] | slice) -> dict[str, Any]:
@@ -450,15 +454,17 @@ class Corpus:
 
     def scene(self, index: int) -> SceneMaps:
         """Maps and cells of scene ``index``."""
-        group = self.root["scenes"][str(index)]
-        a = dict(group.attrs)
+        group = _zarr.group(self.root, f"scenes/{index}", self.url)
+        a = _zarr.attrs(group)
+        cell_maps = _zarr.array(group, "cell_maps", self.url)
         return SceneMaps(
             name=a["name"], grid=Grid.from_dict(a["grid"]),
             frame=SceneFrame.from_dict(a["frame"]) if a.get("frame") else None,
-            radio_maps=group["radio_maps"][:], radio_channels=list(a["radio_channels"]),
-            semantic_maps=group["semantic_maps"][:], semantic_channels=list(a["semantic_channels"]),
-            cell_id=group["cell_id"][:], cell_xy_m=group["cell_xy_m"][:],
-            cell_maps=group["cell_maps"][:] if group["cell_maps"].size else None,
+            radio_maps=_zarr.read(group, "radio_maps", self.url), radio_channels=list(a["radio_channels"]),
+            semantic_maps=_zarr.read(group, "semantic_maps", self.url),
+            semantic_channels=list(a["semantic_channels"]),
+            cell_id=_zarr.read(group, "cell_id", self.url), cell_xy_m=_zarr.read(group, "cell_xy_m", self.url),
+            cell_maps=np.asarray(cell_maps[...]) if cell_maps.size else None,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import shapely
@@ -108,4 +109,5 @@ def ground_plane(x_min: float, y_min: float, x_max: float, y_max: float, z_m: fl
 
 def merge_meshes(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
     """One mesh holding all ``meshes`` (each stays a closed component)."""
-    return trimesh.util.concatenate(meshes)
+    # trimesh types the result as any Geometry; Trimesh inputs concatenate to a Trimesh.
+    return cast(trimesh.Trimesh, trimesh.util.concatenate(meshes))

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from twin.errors import EngineError, InputError
 from twin.plan import (
@@ -216,6 +216,7 @@ def _prepare(plan: GeneratePlan) -> tuple[Any, Any, list[Shard], Any]:
     if plan.deploy.strategy == "file":
         from twin.sites import read_bs_file
 
+        assert plan.deploy.bs_file is not None  # check_plan refuses the 'file' strategy without one
         bs_table = read_bs_file(plan.deploy.bs_file, frame_only(frame), on_building=None)
     return osm, frame, shards, bs_table
 
@@ -251,7 +252,7 @@ def _open_partial(plan: GeneratePlan, partial: PartialStore, n_samples: int, res
 
 
 def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None, scheduler: str | None = None,
-             cluster: str | None = None, resume: bool = False, overwrite: bool = False,
+             cluster: Literal["local", "slurm", "pbs"] | None = None, resume: bool = False, overwrite: bool = False,
              progress: bool = True, echo: Callable[[str], None] | None = None) -> GenerateSummary:
     """Run a generation plan's shards on Dask and finalize the corpus.
 

@@ -43,7 +43,7 @@ def _config_dict(cfg: Any) -> Any:
 
     if cfg is None:
         return None
-    if dataclasses.is_dataclass(cfg):
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         return dataclasses.asdict(cfg)
     return dict(cfg) if isinstance(cfg, dict) else str(cfg)
 
@@ -97,7 +97,8 @@ class _LazyArrays(Mapping[str, np.ndarray]):
     """The store's arrays by name, each read on first access and kept."""
 
     def __init__(self, group: Any, names: list[str]):
-        self._group, self._names, self._cache = group, names, {}
+        self._group, self._names = group, names
+        self._cache: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._names:
@@ -207,12 +208,14 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
     """
     import zarr
 
+    from twin import _zarr
+
     url = os.fspath(path)
     try:
         root = zarr.open_group(url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
         raise InputError(f"{url}: no radio-map store here; make one with `twin trace`") from err
-    attrs = dict(root.attrs)
+    attrs = _zarr.attrs(root)
     if attrs.get("kind") != "twin-maps":
         raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r})")
     if attrs.get("schema_version") != MAPS_SCHEMA_VERSION:
@@ -229,7 +232,7 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
         raise InputError(f"{url}: attribute 'cell_ids' has duplicates")
     names = list(attrs["arrays"])
     for name in names:
-        shape = root[name].shape
+        shape = _zarr.array(root, name, url).shape
         if shape not in ((len(cell_ids), *grid.shape), grid.shape):
             raise InputError(f"{url}: array '{name}' has shape {shape}, expected "
                              f"({len(cell_ids)}, {grid.height}, {grid.width}) or ({grid.height}, {grid.width}) "

@@ -30,6 +30,8 @@ DRIVABLE_HIGHWAYS = frozenset({
     "secondary_link", "tertiary", "tertiary_link", "unclassified", "residential", "living_street",
     "service", "road",
 })
+# One osmnx feature query per layer (typed as osmnx's tag-filter dict).
+_FEATURE_QUERIES: tuple[dict[str, bool | str | list[str]], ...] = ({"building": True}, {"highway": True})
 _EMPTY_BUILDINGS = {**{t: pd.Series(dtype=object) for t in BUILDING_TAGS}, "osm_id": pd.Series(dtype="int64")}
 
 
@@ -120,7 +122,7 @@ def _read_xml(path: Path, bbox: tuple[float, float, float, float] | None) -> tup
 
     polygon = box(*bbox) if bbox else None
     frames = []
-    for tags in ({"building": True}, {"highway": True}):
+    for tags in _FEATURE_QUERIES:
         try:
             frame = ox.features_from_xml(path, polygon=polygon, tags=tags)
         except ox._errors.InsufficientResponseError:
@@ -171,7 +173,7 @@ def _read_overpass(bbox: tuple[float, float, float, float]) -> tuple[gpd.GeoData
 
     _check_reachable(ox.settings.overpass_url)
     frames = []
-    for tags in ({"building": True}, {"highway": True}):
+    for tags in _FEATURE_QUERIES:
         try:
             frame = ox.features_from_bbox(bbox, tags=tags)
         except ox._errors.InsufficientResponseError:

@@ -337,7 +337,7 @@ def _check_remote(output: str) -> list[str]:
     return []
 
 
-def region_extent(plan: GeneratePlan, bbox: tuple[float, float, float, float]) -> tuple[Any, tuple[float, ...]]:
+def region_extent(plan: GeneratePlan, bbox: tuple[float, float, float, float]) -> tuple[Any, tuple[float, float, float, float]]:
     """The region's :class:`~twin.geo.SceneFrame` (centred on ``bbox``) and extent [m] in it."""
     from twin.geo import SceneFrame
 
@@ -369,7 +369,8 @@ def layout_shards(plan: GeneratePlan, extent_m: tuple[float, float, float, float
 
     n_rows, n_cols = count(height, p.rows, "rows"), count(width, p.cols, "cols")
     cells = p.select if p.select is not None else [(r, c) for r in range(n_rows) for c in range(n_cols)]
-    shards, seen = [], set()
+    shards: list[Shard] = []
+    seen = set()
     for r, c in cells:
         if not (0 <= r < n_rows and 0 <= c < n_cols):
             raise InputError(f"{plan.source}: patches.select: [{r}, {c}] is outside the {n_rows} x {n_cols} layout")

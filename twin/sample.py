@@ -247,6 +247,7 @@ class Sampler:
         u = rng.random((n, 2))
         xy = np.stack([self.grid.x0_m + (j + u[:, 0]) * self.grid.cell_size_m,
                        self.grid.y0_m + (i + u[:, 1]) * self.grid.cell_size_m], axis=-1)
+        assert self._nearest_group is not None  # built in random mode, the only caller's
         group = self._nearest_group[i, j]
         return np.repeat(xy[:, None], r, axis=1), np.repeat(group[:, None], r, axis=1)
 
@@ -269,7 +270,8 @@ class Sampler:
 
     def draw(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """``n`` sequences as corpus sample arrays (see :func:`twin.corpus.sample_array_specs`)."""
-        parts, have = [], 0
+        parts: list[dict[str, np.ndarray]] = []
+        have = 0
         while have < n:
             need = n - have
             batch = self._draw_once(need + need // 8 + 8, rng)

@@ -73,8 +73,11 @@ class TwinScene:
         """GIS layers ``(height, width)`` on :attr:`grid`: building mask, building height [m], road mask."""
         import zarr
 
-        group = zarr.open_group(str(self.path / "layers.zarr"), mode="r")
-        return {name: group[name][:] for name in LAYER_NAMES}
+        from twin import _zarr
+
+        url = str(self.path / "layers.zarr")
+        group = zarr.open_group(url, mode="r")
+        return {name: _zarr.read(group, name, url) for name in LAYER_NAMES}
 
     def buildings(self) -> Any:
         """Built footprints as a GeoDataFrame in scene metres (columns ``height_m``, ``material`` ...)."""

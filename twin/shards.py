@@ -105,7 +105,7 @@ class PartialStore:
     def done(self) -> dict[int, dict[str, Any]]:
         """The manifest: shard index -> its record, for every shard whose region is complete."""
         fs, path = self._fs()
-        out = {}
+        out: dict[int, dict[str, Any]] = {}
         if not fs.exists(f"{path}/manifest"):
             return out
         for name in fs.ls(f"{path}/manifest", detail=False):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -169,7 +169,8 @@ def check_materials(sionna_scene: Any, frequencies_hz: Mapping[float, list[int]]
         if mode == "extrapolate":
             def callback(f: Any, itu_type: str = itu_type) -> tuple[Any, Any]:
                 f_ghz = f / 1e9
-                a, b, c, d = _nearest_range_params(itu_type, float(dr.ravel(f_ghz)[0]))
+                flat: Any = dr.ravel(f_ghz)  # drjit's stub types the result as a bare object
+                a, b, c, d = _nearest_range_params(itu_type, float(flat[0]))
                 return a * dr.power(f_ghz, b), c * dr.power(f_ghz, d)
             mat.frequency_update_callback = callback
     if problems:
@@ -432,7 +433,7 @@ def trace(scene: TwinScene | str | os.PathLike, sites: Any, out: str | os.PathLi
 
     if is_local(out):
         check_output(out, overwrite)
-    compute_metrics = None
+    compute_metrics: Callable[..., dict[str, np.ndarray]] | None = None
     if metrics:  # resolve the metric config before the long part, so that a bad one fails fast
         from twin.metrics import MetricConfig, compute_metrics
 
