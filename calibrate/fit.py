@@ -336,16 +336,15 @@ def _run(tasks: list[dict[str, Any]], scene_dir: str, trace_config: Any, config:
 
     if scheduler is None and workers <= 1:
         return [_fit_task(scene_dir, trace_config, config=config, progress=progress, **t) for t in tasks]
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
-    cluster = None
-    threads = None  # a given scheduler's workers are set up by whoever started them
-    if scheduler is None:
-        n = min(workers, len(tasks))
-        threads = max(1, (os.cpu_count() or 1) // n)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    from twin.cluster import start_cluster
+
+    # The engine of `twin generate`; a given scheduler's workers are set up by whoever started them.
+    threads = None if scheduler else max(1, (os.cpu_count() or 1) // min(workers, len(tasks)))
+    client, cluster = start_cluster(workers=workers, scheduler=scheduler, n_tasks=len(tasks))
     try:
-        with Client(scheduler if scheduler else cluster) as client:
+        with client:
             futures = {client.submit(_fit_task, scene_dir, trace_config, config=config, engine_threads=threads,
                                      pure=False, **t): k
                        for k, t in enumerate(tasks)}

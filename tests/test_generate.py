@@ -153,11 +153,11 @@ def test_corpus_reopen_writes_scenes_by_index_and_disjoint_regions(tmp_path):
     ("pbs", ["ngpus=1", "#PBS -q gpu", "--resources GPU=1"]),
 ])
 def test_batch_cluster_job_script_asks_for_one_gpu_per_worker(tmp_path, kind, directives):
-    from twin.generate import batch_cluster
+    from twin.cluster import batch_cluster
 
     plan = plan_from_dict(tiny_plan(tmp_path / "c.zarr", cluster={"gpus_per_worker": 1, "queue": "gpu",
                                                                   "memory": "16GB", "walltime": "01:00:00"}))
-    cluster = batch_cluster(plan, kind)  # builds the job script; submits nothing until scaled
+    cluster = batch_cluster(plan.cluster, kind)  # builds the job script; submits nothing until scaled
     try:
         script = cluster.job_script()
     finally:

@@ -11,7 +11,6 @@ shard is done the statistics are computed and the corpus is moved into place.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 import uuid
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from twin.cluster import has_bokeh, jobqueue, start_cluster
 from twin.errors import EngineError, InputError
 from twin.plan import (
     GeneratePlan,
@@ -31,7 +31,7 @@ from twin.plan import (
 )
 from twin.shards import PartialStore, run_shard, shard_region
 
-__all__ = ["generate", "GenerateSummary", "start_cluster"]
+__all__ = ["generate", "GenerateSummary"]
 
 
 @dataclass
@@ -129,76 +129,6 @@ def _diff_keys(a: Any, b: Any, where: str = "") -> list[str]:
     return [] if a == b else [where or "plan"]
 
 
-def start_cluster(plan: GeneratePlan, workers: int | None = None, scheduler: str | None = None,
-                  kind: str | None = None, n_tasks: int | None = None) -> tuple[Any, Any]:
-    """A Dask ``Client`` for the plan's engine, and the cluster it started (None when joined).
-
-    ``scheduler`` joins a running cluster; otherwise ``kind`` (default: the plan's
-    ``cluster.kind``) starts a LocalCluster of ``workers`` single-threaded processes
-    (default one per core, at most ``n_tasks``), or SLURM/PBS jobs through dask-jobqueue.
-    GPU workers declare the resource ``GPU``.
-    """
-    from distributed import Client, LocalCluster
-
-    spec = plan.cluster
-    gpus = spec.gpus_per_worker
-    if scheduler:
-        return Client(scheduler), None
-    kind = kind or spec.kind
-    if kind == "local":
-        n = workers or spec.workers or os.cpu_count() or 1
-        n = max(1, min(n, n_tasks or n))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               resources={"GPU": gpus} if gpus else None,
-                               dashboard_address=":0" if _has_bokeh() else None,
-                               local_directory=spec.local_directory, silence_logs=logging.ERROR)
-        return Client(cluster), cluster
-    cluster = batch_cluster(plan, kind)
-    cluster.scale(jobs=workers or spec.workers or 1)
-    return Client(cluster), cluster
-
-
-def batch_cluster(plan: GeneratePlan, kind: str) -> Any:
-    """A dask-jobqueue SLURM or PBS cluster from the plan's ``cluster`` section, not yet scaled.
-
-    Each job runs one single-process worker; with ``gpus_per_worker`` the job asks the
-    batch system for the GPUs (``--gres=gpu:N`` / ``ngpus=N``) and the worker declares the
-    Dask resource ``GPU`` that tracing tasks request.
-    """
-    if kind not in ("slurm", "pbs"):
-        raise InputError(f"cluster: unknown kind {kind!r}; use local, slurm or pbs")
-    spec = plan.cluster
-    gpus = spec.gpus_per_worker
-    dask_jobqueue = _jobqueue(kind)
-    common = {"cores": spec.threads_per_worker, "processes": 1, "memory": spec.memory, "queue": spec.queue,
-              "account": spec.account, "walltime": spec.walltime, "local_directory": spec.local_directory,
-              "job_script_prologue": list(spec.job_script_prologue),
-              "worker_extra_args": ["--resources", f"GPU={gpus}"] if gpus else []}
-    extra = list(spec.job_extra_directives)
-    if kind == "slurm":
-        if gpus:
-            extra.append(f"--gres=gpu:{gpus}")
-        return dask_jobqueue.SLURMCluster(job_extra_directives=extra, **common)
-    resource = f"select=1:ncpus={spec.threads_per_worker}:mem={spec.memory}" + (f":ngpus={gpus}" if gpus else "")
-    return dask_jobqueue.PBSCluster(job_extra_directives=extra, resource_spec=resource, **common)
-
-
-def _jobqueue(kind: str) -> Any:
-    try:
-        import dask_jobqueue
-    except ImportError as err:
-        raise EngineError(f"--cluster {kind} needs dask-jobqueue: pip install dask-jobqueue") from err
-    return dask_jobqueue
-
-
-def _has_bokeh() -> bool:
-    try:
-        import bokeh  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _prepare(plan: GeneratePlan) -> tuple[Any, Any, list[Shard], Any]:
     """Read the region once: its OSM data, frame, shards and (``file`` strategy) BS table."""
     from scenes import default_osm_file
@@ -290,7 +220,7 @@ def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None,
         plan = replace(plan, cluster=replace(plan.cluster, kind=cluster))
     check_plan(plan, overwrite=overwrite, resume=resume)
     if scheduler is None and plan.cluster.kind != "local":
-        _jobqueue(plan.cluster.kind)  # before anything is written
+        jobqueue(plan.cluster.kind)  # before anything is written
     osm, frame, shards, bs_table = _prepare(plan)
     partial = PartialStore(plan.output)
     n_total = len(shards) * plan.ue_per_patch
@@ -312,10 +242,10 @@ def _run_shards(plan: GeneratePlan, todo: list[Shard], osm: Any, frame: Any, bs_
                 partial: PartialStore, summary: GenerateSummary, workers: int | None, scheduler: str | None,
                 progress: bool, echo: Callable[[str], None], as_completed: Any, tqdm: Any) -> None:
     margin = plan.scene.ground_margin_m
-    client, cluster = start_cluster(plan, workers, scheduler, None, len(todo))
+    client, cluster = start_cluster(plan.cluster, workers, scheduler, None, len(todo))
     try:
         summary.workers = len(client.scheduler_info()["workers"])
-        summary.dashboard = client.dashboard_link if (_has_bokeh() or cluster is None) else None
+        summary.dashboard = client.dashboard_link if (has_bokeh() or cluster is None) else None
         echo(f"Dask dashboard: {summary.dashboard}" if summary.dashboard
              else "Dask dashboard: not served (pip install bokeh to get one)")
         token = uuid.uuid4().hex[:8]

@@ -19,11 +19,12 @@ import os
 import types
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import yaml
 
+from twin.cluster import ClusterSpec
 from twin.config import from_dict, to_dict
 from twin.deploy import STRATEGIES, DeployConfig
 from twin.errors import InputError, collect
@@ -88,42 +89,6 @@ class DeploySpec:
     strategy: str = "random"
     bs_file: str | None = None
     config: DeployConfig = field(default_factory=DeployConfig)
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """The Dask engine. The command line's ``--workers``, ``--scheduler`` and ``--cluster`` win.
-
-    Attributes
-    ----------
-    kind : "local", "slurm" or "pbs"
-        A LocalCluster on this machine, or jobs started through dask-jobqueue.
-    workers : int or None
-        Worker processes (local; default: one per core) or batch jobs (slurm/pbs; default 1).
-    threads_per_worker : int
-        Threads of each worker, also given to Dr.Jit and torch: tracing is heavy, one task
-        per worker at a time.
-    gpus_per_worker : int
-        GPUs each worker declares as the Dask resource ``GPU``; shard tasks then ask for one.
-    retries : int
-        A shard that raises is retried this many times; a shard whose worker dies is
-        rescheduled by Dask (up to ``distributed.scheduler.allowed-failures``).
-    memory, queue, account, walltime, job_extra_directives, job_script_prologue, local_directory
-        dask-jobqueue options of one job (one worker per job).
-    """
-
-    kind: Literal["local", "slurm", "pbs"] = "local"
-    workers: int | None = None
-    threads_per_worker: int = 1
-    gpus_per_worker: int = 0
-    retries: int = 2
-    memory: str = "16GB"
-    queue: str | None = None
-    account: str | None = None
-    walltime: str = "02:00:00"
-    job_extra_directives: tuple[str, ...] = ()
-    job_script_prologue: tuple[str, ...] = ()
-    local_directory: str | None = None
 
 
 @dataclass(frozen=True)
