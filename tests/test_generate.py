@@ -213,11 +213,15 @@ def reference(tmp_path_factory):
 
 
 def set_fault(client, spec: str | None) -> None:
-    """Arm (or disarm) the fault drill of :mod:`twin.shards` in every worker's environment."""
-    if spec is None:
-        client.run(lambda: os.environ.pop(FAULT_ENV, None))
-    else:
-        client.run(lambda: os.environ.update({FAULT_ENV: spec}))
+    """Arm (or disarm) the fault drill of :mod:`twin.shards` in every worker's environment.
+
+    The nannies get it too, so that a worker they restart after a killed one inherits it.
+    """
+    for nanny in (False, True):
+        if spec is None:
+            client.run(lambda: os.environ.pop(FAULT_ENV, None), nanny=nanny)
+        else:
+            client.run(lambda: os.environ.update({FAULT_ENV: spec}), nanny=nanny)
 
 
 @pytest.fixture(scope="module")
