@@ -146,7 +146,10 @@ def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch
 
     from learn.data import eval_dataset  # the learn-eval engineer's dataset module
 
-    ds = eval_dataset(corpus, indices, ckpt["configs"]["data"], cell_vocab=ckpt.get("cell_vocab"))
+    # The checkpoint's normalization (and feature order, map channels): inputs as in training,
+    # also when judging the model zero-shot on another corpus.
+    ds = eval_dataset(corpus, indices, ckpt["configs"]["data"], cell_vocab=ckpt.get("cell_vocab"),
+                      data_info=ckpt.get("data_info") or None)
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
@@ -154,8 +157,13 @@ class PosteriorMethod:
     """The model as a method of the shared harness (``predict(corpus, indices) -> Predictions``)."""
 
     def __init__(self, ckpt: dict[str, Any], path: str = "checkpoint", refine_cfg: RefineConfig | None = None,
-                 point: str = "map", batch_size: int = 64, num_workers: int = 0, device: str | None = None):
+                 point: str = "map", batch_size: int = 64, num_workers: int = 0, device: str | None = None,
+                 n_plots: int = 8):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cpu":
+            from learn.train import set_threads
+
+            set_threads(int(ckpt["configs"].get("train", {}).get("threads", 1)))
         self.model, self.ckpt = load_posterior(ckpt, self.device)
         if refine_cfg is None and "refine" in ckpt["configs"]:
             refine_cfg = from_dict(RefineConfig, ckpt["configs"]["refine"], f"{path} refine config")
@@ -164,13 +172,20 @@ class PosteriorMethod:
         self.batch_size, self.num_workers = batch_size, num_workers
         self.name = f"posterior:{Path(path).name}"
         self.last: dict[str, Any] | None = None
+        self.n_plots = n_plots
+
+    def plot_extra(self, out_dir: str | os.PathLike) -> list[Path]:
+        """Posterior heatmaps of the first ``n_plots`` samples of the last :meth:`predict`."""
+        return plot_posteriors(self.last["mixtures"], out_dir) if self.last else []
 
     def predict(self, corpus: Any, indices: np.ndarray):
         from learn.evaluate import Predictions
 
         loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers)
-        res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device)
-        order = np.argsort(np.argsort(res["index"]))  # loader keeps order; guard anyway
+        res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device,
+                              keep_mixtures=self.n_plots)
+        pos = {int(i): k for k, i in enumerate(res["index"])}
+        order = np.asarray([pos[int(i)] for i in np.asarray(indices)], np.int64)  # rows in `indices` order
         res = {k: (v[order] if isinstance(v, np.ndarray) else v) for k, v in res.items()}
         self.last = res
         level = res["hdr_level"]
