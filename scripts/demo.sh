@@ -27,6 +27,17 @@ $BIN/twin sample --scene "$OUT/scene" --maps "$OUT/maps.zarr" --out "$OUT/corpus
 step "5. twin generate: the same pipeline as 2x2 patch shards on a local Dask cluster"
 $BIN/twin generate scenes/generate_plan.yaml --workers 2 --out "$OUT/generated.zarr" --overwrite
 
+step "6. learn pretrain: a short run of the small posterior model on the corpus (about 2 minutes on a 2-core CPU)"
+# 150 steps of batch 32 on the spatial split's training streets; a real run trains for epochs
+# (see docs/learn.md), this one only shows the pipeline end to end.
+$BIN/learn pretrain --data "$OUT/corpus.zarr" --config small --split spatial --epochs 1 --max-steps 150 \
+    --out "$OUT/model" --overwrite
+
+step "7. learn eval / predict: the model in the shared harness, with posterior heatmaps"
+$BIN/learn eval --data "$OUT/corpus.zarr" --split spatial --ckpt "$OUT/model/best.pt" --plot "$OUT/eval-png"
+$BIN/learn predict --ckpt "$OUT/model/best.pt" --data "$OUT/corpus.zarr" --split spatial --part test \
+    --out "$OUT/predictions.parquet" --plot "$OUT/posterior-png" --n-plots 8 --overwrite
+
 cat <<TXT
 
 Demo outputs in $OUT:
@@ -35,5 +46,9 @@ Demo outputs in $OUT:
   maps:      $OUT/maps.zarr      (path gain, RSRP, RSRQ, SINR, SNR, RSSI, serving cell, BLER, throughput)
   corpus:    $OUT/corpus.zarr    (measurement sequences with street splits)
   generated: $OUT/generated.zarr (4 patch shards generated on Dask, with their own scenes and maps)
-  pictures:  $OUT/scene.png, $OUT/maps-png/*.png
+  model:     $OUT/model/         (best.pt, last.pt, metrics.csv, tb/ for TensorBoard)
+  predicted: $OUT/predictions.parquet
+  pictures:  $OUT/scene.png, $OUT/maps-png/*.png,
+             $OUT/eval-png/ (error CDF, error map, posterior heatmaps of test samples),
+             $OUT/posterior-png/*.png (posterior density with truth, MAP and refined estimate)
 TXT
