@@ -207,3 +207,21 @@ def test_tiny_model_overfits_a_twin_sampled_corpus(corpora, tmp_path):
     centre = np.linalg.norm(np.stack([ev[i]["target_xy"].numpy() for i in range(48)]) - 0.5, axis=1) * 256.0
     assert np.median(centre) > 50.0  # the crops do not give the answer away
     assert np.median(err) < 20.0, np.median(err)
+
+
+@pytest.mark.parametrize("switch", [{"use_map": False}, {"lambda_phys": 0.0}, {"top_k": 1},
+                                    {"use_cell_embedding": False}])
+def test_ablation_switches_train_and_predict_on_a_corpus(corpora, tmp_path, switch):
+    """Seed 000's ablations (no map, no physics loss, one Gaussian, no cell embedding) run end to end."""
+    root, a, _ = corpora
+    cfg = load_run_config(root / "tiny.yaml", {"model": switch, "train": {"epochs": 1, "max_steps": 2,
+                                                                          "num_workers": 0, "val_batches": 0}})
+    train([a], cfg, tmp_path / "run", progress=False)
+    model, ck = load_posterior(tmp_path / "run" / "last.pt")
+    assert all(ck["configs"]["model"][k] == v for k, v in switch.items())
+    assert (model.map is None) == (switch == {"use_map": False})
+    ev = eval_dataset(a, np.arange(6), ck["configs"]["data"], data_info=ck["data_info"])
+    res = predict_batches(model, torch.utils.data.DataLoader(ev, batch_size=6), refine_cfg=None)
+    assert np.isfinite(res["nll"]).all() and res["xy_m"].shape == (6, 2)
+    if switch == {"top_k": 1}:
+        assert (res["max_weight"] == 1.0).all()
