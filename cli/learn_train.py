@@ -5,6 +5,8 @@ Importing this module registers the commands on :data:`cli.learn.main`.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from cli.options import clean_errors, overwrite_option
@@ -44,6 +46,8 @@ def _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_
 
 
 def _report(result) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
     click.echo(f"trained {result.steps} steps ({result.epochs} epochs, {result.samples_per_s:.1f} samples/s); "
                f"best validation loss {result.best_val:.3f}")
     click.echo(f"wrote {result.out_dir}: best.pt, last.pt, metrics.csv, tb/, config.yaml")

@@ -225,3 +225,26 @@ def test_ablation_switches_train_and_predict_on_a_corpus(corpora, tmp_path, swit
     assert np.isfinite(res["nll"]).all() and res["xy_m"].shape == (6, 2)
     if switch == {"top_k": 1}:
         assert (res["max_weight"] == 1.0).all()
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_runs_the_same_command(corpora, tmp_path):
+    """Two processes under torchrun (DDP over gloo on the CPU), the command of a single-process run (~15 s)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, a, _ = corpora
+    repo = Path(__file__).resolve().parents[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "cli.learn_train", "pretrain", "--data", a,
+           "--config", str(root / "tiny.yaml"), "--max-steps", "4", "--num-workers", "0", "--out", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("trained 4 steps") == 1  # rank 0 reports
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["step"] == 4
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    assert rows[0]["step"] == "2"  # log_every 2, one writer (rank 0)
