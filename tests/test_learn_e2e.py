@@ -75,7 +75,7 @@ def corpora(tmp_path_factory):
 def _cli(*args: str) -> str:
     res = CliRunner().invoke(main, list(args))
     assert res.exit_code == 0, res.output
-    return res.output
+    return res.stdout  # progress bars go to stderr
 
 
 def test_pretrain_eval_predict_finetune_through_the_cli(corpora):
