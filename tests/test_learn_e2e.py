@@ -187,7 +187,7 @@ def test_training_crops_change_every_epoch(corpora, tmp_path):
 
 @pytest.mark.slow
 def test_tiny_model_overfits_a_twin_sampled_corpus(corpora, tmp_path):
-    """About 35 s on the loaded 2-core CPU: 48 sequences of the tiny city, memorized on fixed
+    """10 s on the idle 2-core CPU (60 s under load): 48 sequences of the tiny city, memorized on fixed
     (evaluation) crops, are then located with a median error below 20 m (measured 7 m; always
     answering the crop centre gives ~70 m)."""
     root, a, _ = corpora
