@@ -1,6 +1,6 @@
 """Data loader against model consumption on a real corpus (issue 7's loader benchmark).
 
-Run: ``PYTHONPATH=$PWD .venv/bin/python -m bench.bench_learn_loop out/demo/corpus.zarr``.
+Run: ``PYTHONPATH=$PWD .venv/bin/python -m bench.bench_learn_loop [out/demo/corpus.zarr]``.
 
 Measures, for the ``small`` preset (or ``--config``) on the corpus's ``spatial`` train part:
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -42,11 +43,14 @@ def loader_rate(ds, batch: int, workers: int, n_batches: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("corpus")
+    ap.add_argument("corpus", nargs="?", default="out/demo/corpus.zarr", help="default: make demo's corpus")
     ap.add_argument("--config", default="small")
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the main process")
     args = ap.parse_args()
+    if not Path(args.corpus).exists():
+        print(f"skipped: no corpus at {args.corpus} (run `make demo` first, or name one)")
+        return
     threads = set_threads(args.threads)
     cfg = load_run_config(args.config)
     b = cfg.train.batch_size
