@@ -514,7 +514,10 @@ def align_features(wanted: Sequence[str], available: Sequence[str], where: str =
     take, missing = [], []
     for name in wanted:
         i = exact.get(str(name), by_canon.get(canon(name)))
-        (missing.append(str(name)) if i is None else take.append(i))
+        if i is None:
+            missing.append(str(name))
+        else:
+            take.append(i)
     if missing:
         raise InputError(f"{where}: the model's features {list(wanted)} are not all in the corpus's {list(available)} "
                          f"(missing {', '.join(missing)})")
