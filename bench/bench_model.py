@@ -14,7 +14,7 @@ import torch
 
 from learn.model import PosteriorModel
 from learn.refine import RefineConfig, refine
-from learn.train import load_run_config
+from learn.train import load_run_config, set_threads
 from tests.learn_batch import synthetic_batch
 
 
@@ -78,7 +78,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--configs", default="small,paper")
     ap.add_argument("--e2", action="store_true", help="Also time the p4m-equivariant map encoder.")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (learn.train.set_threads; 0: all)")
     args = ap.parse_args()
+    set_threads(args.threads)
     rows = []
     for name in args.configs.split(","):
         small = name == "small"

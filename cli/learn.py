@@ -223,5 +223,7 @@ def fit_baseline_cmd(name, data, split, out, config_name, epochs, batch_size, lr
 
 from cli import learn_train as _learn_train  # noqa: E402,F401  (adds pretrain, finetune, predict)
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m cli.learn: the group with the commands registered above
+    from cli.learn import main as _main
+
+    _main()

@@ -5,6 +5,8 @@ Importing this module registers the commands on :data:`cli.learn.main`.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from cli.options import clean_errors, overwrite_option
@@ -25,6 +27,9 @@ def _train_options(func):
         click.option("--lr", type=float, help="Override train.lr (peak)."),
         click.option("--num-workers", type=int, help="Override train.num_workers."),
         click.option("--seed", type=int, help="Override train.seed."),
+        click.option("--split", "split_scheme", help="Override train.split_scheme: train on its train part, "
+                     "validate on its val part (random, spatial)."),
+        click.option("--threads", type=int, help="Override train.threads (torch CPU threads per process; 0: all cores)."),
         click.option("--resume", is_flag=True, help="Continue OUT/last.pt."),
         overwrite_option,
     ]):
@@ -32,15 +37,17 @@ def _train_options(func):
     return func
 
 
-def _config(config, epochs, max_steps, batch_size, lr, num_workers, seed):
+def _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme=None, threads=None):
     from learn.train import load_run_config
 
     given = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
-             "num_workers": num_workers, "seed": seed}
+             "num_workers": num_workers, "seed": seed, "split_scheme": split_scheme, "threads": threads}
     return load_run_config(config, {"train": {k: v for k, v in given.items() if v is not None}})
 
 
 def _report(result) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
     click.echo(f"trained {result.steps} steps ({result.epochs} epochs, {result.samples_per_s:.1f} samples/s); "
                f"best validation loss {result.best_val:.3f}")
     click.echo(f"wrote {result.out_dir}: best.pt, last.pt, metrics.csv, tb/, config.yaml")
@@ -49,7 +56,8 @@ def _report(result) -> None:
 @click.command("pretrain")
 @_train_options
 @clean_errors
-def pretrain_cmd(data, config, out, epochs, max_steps, batch_size, lr, num_workers, seed, resume, overwrite):
+def pretrain_cmd(data, config, out, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads,
+                 resume, overwrite):
     """Train the map-conditioned posterior from scratch (on synthetic corpora).
 
     Runs under torchrun (DDP) unchanged: torchrun --nproc-per-node 2 -m cli.learn_train pretrain ...
@@ -60,7 +68,7 @@ def pretrain_cmd(data, config, out, epochs, max_steps, batch_size, lr, num_worke
     """
     from learn.train import pretrain
 
-    cfg = _config(config, epochs, max_steps, batch_size, lr, num_workers, seed)
+    cfg = _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads)
     _report(pretrain(list(data), cfg, out, resume=resume, overwrite=overwrite))
 
 
@@ -68,7 +76,8 @@ def pretrain_cmd(data, config, out, epochs, max_steps, batch_size, lr, num_worke
 @click.option("--init", "init", required=True, type=click.Path(dir_okay=False), help="Checkpoint to start from.")
 @_train_options
 @clean_errors
-def finetune_cmd(init, data, config, out, epochs, max_steps, batch_size, lr, num_workers, seed, resume, overwrite):
+def finetune_cmd(init, data, config, out, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads,
+                 resume, overwrite):
     """Fine-tune a checkpoint on other corpora (e.g. real drive tests; seed 004's protocol).
 
     Model sizes come from the checkpoint; use --config finetune for the linear-decay schedule.
@@ -79,7 +88,7 @@ def finetune_cmd(init, data, config, out, epochs, max_steps, batch_size, lr, num
     """
     from learn.train import finetune
 
-    cfg = _config(config, epochs, max_steps, batch_size, lr, num_workers, seed)
+    cfg = _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads)
     _report(finetune(init, list(data), cfg, out, resume=resume, overwrite=overwrite))
 
 

@@ -82,7 +82,8 @@ from twin.errors import InputError
 from twin.geo import Grid
 
 __all__ = ["DataConfig", "Normalization", "CellVocab", "CorpusDataset", "collate", "make_loader",
-           "crop_grid", "crop_to_grid", "BATCH_KEYS", "as_data_config", "build_training_data", "eval_dataset"]
+           "crop_grid", "crop_to_grid", "BATCH_KEYS", "FEATURE_ALIASES", "align_features", "as_data_config",
+           "build_training_data", "eval_dataset"]
 
 BATCH_KEYS = ("cell_index", "beam_index", "time_s", "features", "feature_valid", "mask", "bs_xy", "bs_valid",
               "maps", "map_valid", "phys_maps", "phys_valid", "event_slot", "target_xy", "crop_origin_m",
@@ -309,9 +310,11 @@ class CorpusDataset(torch.utils.data.Dataset):
             normalization = _compute_normalization(opened, stats_scenes)
         elif isinstance(normalization, dict):
             normalization = Normalization.from_dict(normalization)
-        if normalization.feature_names != self.feature_names:
-            raise InputError(f"dataset: normalization is for features {normalization.feature_names}, "
-                             f"the corpora have {self.feature_names}")
+        # The corpora's features in the normalization's (the model's) order: equal names, or
+        # the NB-IoT narrowband names of the same quantities (FEATURE_ALIASES).
+        self.corpus_feature_names = list(self.feature_names)
+        self._take = align_features(normalization.feature_names, self.feature_names, self.urls[0])
+        self.feature_names = list(normalization.feature_names)
         self.normalization = normalization
         if cell_vocab is None:
             cell_vocab = CellVocab.from_corpora(opened)
@@ -369,7 +372,7 @@ class CorpusDataset(torch.utils.data.Dataset):
         cell_id = group["cell_id"][:]
         scene = _Scene(name=str(group.attrs["name"]), grid=grid, maps=maps, has_maps=has_maps, cell_id=cell_id,
                        cell_xy_m=group["cell_xy_m"][:].astype(np.float64),
-                       cell_maps=cm[:] if cm.size else None,
+                       cell_maps=cm[:][:, self._take] if cm.size else None,
                        lookup={int(c): i for i, c in enumerate(cell_id)})
         self._scenes[key] = scene
         while len(self._scenes) > self.cache_scenes:
@@ -425,7 +428,7 @@ class CorpusDataset(torch.utils.data.Dataset):
         scene = self._scene(k, int(a["scene_index"]))
         mask = a["mask"].astype(bool)                                      # [T]
         cells = np.where(mask, a["cell_id"], -1)                            # [T]
-        feats = a["features"].astype(np.float32)                            # [T, F]
+        feats = a["features"][:, self._take].astype(np.float32)             # [T, F] in the model's order
         valid = mask[:, None] & np.isfinite(feats)
         norm = np.where(valid, (feats - self._f_mean) / self._f_std, 0.0).astype(np.float32)
         beams = a["beam_id"].astype(np.int64)
@@ -490,6 +493,35 @@ class CorpusDataset(torch.utils.data.Dataset):
             "index": torch.tensor(index, dtype=torch.long),
             "corpus_index": torch.tensor(k, dtype=torch.long),
         }
+
+
+# NB-IoT reports its narrowband reference-signal measurements as NRSRP / NRSRQ / NSINR
+# (3GPP TS 36.214 Sec. 5.1.26-28): the same quantities, in the same units, as RSRP / RSRQ /
+# SINR of a wideband corpus, so a model trained on one reads the other.
+FEATURE_ALIASES = {"nrsrp_dbm": "rsrp_dbm", "nrsrq_db": "rsrq_db", "nsinr_db": "sinr_db"}
+
+
+def align_features(wanted: Sequence[str], available: Sequence[str], where: str = "corpus") -> np.ndarray:
+    """Column of ``available`` holding each feature of ``wanted`` (equal names, else :data:`FEATURE_ALIASES`).
+
+    Raises :class:`InputError` naming ``where`` and the feature when one is missing.
+    """
+    def canon(name: str) -> str:
+        return FEATURE_ALIASES.get(str(name).lower(), str(name).lower())
+
+    exact = {str(n): i for i, n in enumerate(available)}
+    by_canon = {canon(n): i for i, n in enumerate(available)}
+    take, missing = [], []
+    for name in wanted:
+        i = exact.get(str(name), by_canon.get(canon(name)))
+        if i is None:
+            missing.append(str(name))
+        else:
+            take.append(i)
+    if missing:
+        raise InputError(f"{where}: the model's features {list(wanted)} are not all in the corpus's {list(available)} "
+                         f"(missing {', '.join(missing)})")
+    return np.asarray(take, np.int64)
 
 
 def _has_cell_maps(corpus: Corpus) -> bool:

@@ -75,6 +75,7 @@ class EvalResult:
     errors_m: np.ndarray
     known: np.ndarray
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    method_obj: Any = None  # the method itself: learn.plot asks it for its own pictures (plot_extra)
 
     def to_json(self) -> dict[str, Any]:
         """The overall metrics at top level (``mean_m, median_m, p90_m, rmse_m, n`` ...) plus parts."""
@@ -126,7 +127,7 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
     groups = corpus.samples["group_id"][:]
     known = known_street_mask(groups, labels, test)
     result = EvalResult(getattr(method, "name", type(method).__name__), corpus.url, split, test, truth, pred,
-                        errors, known)
+                        errors, known, method_obj=method)
     for name, sel in (("all", np.ones(len(test), bool)), ("known", known), ("unknown", ~known)):
         result.parts[name] = _summary(pred.take(sel), errors[sel], truth[sel])
     return result

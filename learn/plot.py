@@ -13,7 +13,11 @@ __all__ = ["plot_evaluation"]
 
 
 def plot_evaluation(result: EvalResult, out_dir: str | os.PathLike) -> list[Path]:
-    """Write ``error_cdf.png`` and ``error_map.png`` into ``out_dir``; return their paths."""
+    """Write ``error_cdf.png`` and ``error_map.png`` into ``out_dir``; return their paths.
+
+    A method with ``plot_extra(out_dir) -> list[Path]`` adds its own pictures (the posterior
+    model writes ``posterior_<index>.png`` heatmaps of the first test samples).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,4 +57,7 @@ def plot_evaluation(result: EvalResult, out_dir: str | os.PathLike) -> list[Path
     fig.tight_layout()
     fig.savefig(paths[1], dpi=120)
     plt.close(fig)
+    extra = getattr(result.method_obj, "plot_extra", None)
+    if extra is not None:  # e.g. the posterior model's heatmaps (seed 000 Fig. 4)
+        paths += extra(out)
     return paths

@@ -39,7 +39,8 @@ def load_posterior(ckpt: dict[str, Any] | str | os.PathLike, device: str | torch
 @torch.no_grad()
 def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Tensor]],
                     refine_cfg: RefineConfig | None = None, point: str = "map", hdr_draws: int = 2048,
-                    device: str | torch.device = "cpu", keep_mixtures: int = 0) -> dict[str, Any]:
+                    device: str | torch.device = "cpu", keep_mixtures: int = 0, background_channel: int | None = None,
+                    progress: bool = False) -> dict[str, Any]:
     """Run the model over contract batches; all outputs in scene metres.
 
     Returns arrays ``(N, ...)``: ``index``, ``xy_m`` (the ``point`` estimate: ``"map"``
@@ -47,14 +48,18 @@ def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Ten
     ``refine_cfg``), ``truth_xy_m``, ``nll`` [nats, density per m²], ``hdr_level`` (mass of
     the smallest HDR holding the truth), ``max_weight``, ``refined`` (bool), ``std_m``
     (square root of the trace of Eq. 16 / 2), and ``mixtures`` (the first ``keep_mixtures``
-    posteriors, in metres, with their crops, for plots).
+    posteriors, in metres, with their crops and, with ``background_channel``, that channel
+    of ``maps`` as the picture's background, for plots). ``progress`` shows a tqdm bar.
     """
     gen = torch.Generator(device=device).manual_seed(0)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("index", "xy_m", "mean_xy_m", "map_xy_m", "refined_xy_m",
                                                          "truth_xy_m", "nll", "hdr_level", "max_weight",
                                                          "refined", "std_m")}
     kept: list[dict[str, Any]] = []
-    for batch in batches:
+    from tqdm.auto import tqdm
+
+    total = len(batches) if hasattr(batches, "__len__") else None
+    for batch in tqdm(batches, total=total, desc="predict", unit="batch", disable=not progress):
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         out, _ = model(batch)
         mix = out.mixture
@@ -89,7 +94,9 @@ def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Ten
                              "sigmas": m_mix.sigmas[i].cpu().numpy(), "origin_m": origin[i].cpu().numpy(),
                              "size_m": float(size[i]), "index": int(batch["index"][i]),
                              "truth_m": cols["truth_xy_m"][-1][i] if "target_xy" in batch else None,
-                             "refined_m": cols["refined_xy_m"][-1][i] if refine_cfg is not None else None})
+                             "refined_m": cols["refined_xy_m"][-1][i] if refine_cfg is not None else None,
+                             "background": (None if background_channel is None or not bool(batch["map_valid"][i].any())
+                                            else batch["maps"][i, background_channel].float().cpu().numpy())})
     result: dict[str, Any] = {k: (np.concatenate(v) if v else None) for k, v in cols.items()}
     result["mixtures"] = kept
     return result
@@ -120,14 +127,18 @@ def plot_posteriors(mixtures: list[dict[str, Any]], out_dir: str | os.PathLike, 
         xx, yy = np.meshgrid(xs, ys)
         dens = _mixture_density(mix, xx, yy)
         fig, ax = plt.subplots(figsize=(5.2, 4.6))
-        im = ax.imshow(dens, origin="lower", extent=(x0, x0 + size, y0, y0 + size), cmap="viridis")
+        extent = (x0, x0 + size, y0, y0 + size)
+        if mix.get("background") is not None:  # e.g. the buildings of the crop, under the density
+            ax.imshow(mix["background"], origin="lower", extent=extent, cmap="gray_r", alpha=0.35, zorder=2)
+        im = ax.imshow(np.ma.masked_less(dens, dens.max() * 1e-3), origin="lower", extent=extent, cmap="viridis",
+                       alpha=0.85, zorder=1)
         fig.colorbar(im, ax=ax, label="posterior density [1/m²]")
         k = int(np.argmax(mix["weights"]))
-        ax.plot(*mix["means"][k], marker="o", color="cyan", ms=8, mfc="none", mew=2, ls="", label="MAP")
+        ax.plot(*mix["means"][k], marker="o", color="cyan", ms=8, mfc="none", mew=2, ls="", label="MAP", zorder=3)
         if mix["truth_m"] is not None:
-            ax.plot(*mix["truth_m"], marker="*", color="red", ms=14, ls="", label="truth")
+            ax.plot(*mix["truth_m"], marker="*", color="red", ms=14, ls="", label="truth", zorder=3)
         if mix["refined_m"] is not None:
-            ax.plot(*mix["refined_m"], marker="x", color="white", ms=9, mew=2, ls="", label="refined")
+            ax.plot(*mix["refined_m"], marker="x", color="white", ms=9, mew=2, ls="", label="refined", zorder=3)
         ax.set_xlabel("x [m] (east)")
         ax.set_ylabel("y [m] (north)")
         ax.set_title(f"sample {mix['index']}: top-{len(mix['weights'])} mixture, max pi {mix['weights'].max():.2f}")
@@ -146,16 +157,30 @@ def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch
 
     from learn.data import eval_dataset  # the learn-eval engineer's dataset module
 
-    ds = eval_dataset(corpus, indices, ckpt["configs"]["data"], cell_vocab=ckpt.get("cell_vocab"))
+    # The checkpoint's normalization (and feature order, map channels): inputs as in training,
+    # also when judging the model zero-shot on another corpus.
+    ds = eval_dataset(corpus, indices, ckpt["configs"]["data"], cell_vocab=ckpt.get("cell_vocab"),
+                      data_info=ckpt.get("data_info") or None)
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+def _background_channel(ckpt: dict[str, Any]) -> int | None:
+    """Index of the building mask among the checkpoint's map channels (heatmap background), if any."""
+    names = list(((ckpt.get("data_info") or {}).get("normalization") or {}).get("map_channels", []))
+    return names.index("building_mask") if "building_mask" in names else None
 
 
 class PosteriorMethod:
     """The model as a method of the shared harness (``predict(corpus, indices) -> Predictions``)."""
 
     def __init__(self, ckpt: dict[str, Any], path: str = "checkpoint", refine_cfg: RefineConfig | None = None,
-                 point: str = "map", batch_size: int = 64, num_workers: int = 0, device: str | None = None):
+                 point: str = "map", batch_size: int = 64, num_workers: int = 0, device: str | None = None,
+                 n_plots: int = 8):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cpu":
+            from learn.train import set_threads
+
+            set_threads(int(ckpt["configs"].get("train", {}).get("threads", 1)))
         self.model, self.ckpt = load_posterior(ckpt, self.device)
         if refine_cfg is None and "refine" in ckpt["configs"]:
             refine_cfg = from_dict(RefineConfig, ckpt["configs"]["refine"], f"{path} refine config")
@@ -164,13 +189,21 @@ class PosteriorMethod:
         self.batch_size, self.num_workers = batch_size, num_workers
         self.name = f"posterior:{Path(path).name}"
         self.last: dict[str, Any] | None = None
+        self.n_plots = n_plots
+
+    def plot_extra(self, out_dir: str | os.PathLike) -> list[Path]:
+        """Posterior heatmaps of the first ``n_plots`` samples of the last :meth:`predict`."""
+        return plot_posteriors(self.last["mixtures"], out_dir) if self.last else []
 
     def predict(self, corpus: Any, indices: np.ndarray):
         from learn.evaluate import Predictions
 
         loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers)
-        res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device)
-        order = np.argsort(np.argsort(res["index"]))  # loader keeps order; guard anyway
+        res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device,
+                              keep_mixtures=self.n_plots, background_channel=_background_channel(self.ckpt),
+                              progress=True)
+        pos = {int(i): k for k, i in enumerate(res["index"])}
+        order = np.asarray([pos[int(i)] for i in np.asarray(indices)], np.int64)  # rows in `indices` order
         res = {k: (v[order] if isinstance(v, np.ndarray) else v) for k, v in res.items()}
         self.last = res
         level = res["hdr_level"]
@@ -205,7 +238,8 @@ def predict(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Path
     indices = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
     loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers)
     res = predict_batches(method.model, loader, method.refine_cfg, method.point, device=method.device,
-                          keep_mixtures=n_plots if plot_dir else 0)
+                          keep_mixtures=n_plots if plot_dir else 0, background_channel=_background_channel(method.ckpt),
+                          progress=True)
     table = {"index": res["index"], "x_m": res["xy_m"][:, 0], "y_m": res["xy_m"][:, 1],
              "mean_x_m": res["mean_xy_m"][:, 0], "mean_y_m": res["mean_xy_m"][:, 1],
              "std_m": res["std_m"], "max_weight": res["max_weight"]}

@@ -55,36 +55,59 @@ def energy(mixture: Mixture, batch: dict[str, torch.Tensor], xy: torch.Tensor, c
     return e
 
 
+def _subset(mixture: Mixture, batch: dict[str, torch.Tensor], rows: torch.Tensor
+            ) -> tuple[Mixture, dict[str, torch.Tensor]]:
+    b = mixture.weights.shape[0]
+    sub = Mixture(mixture.weights[rows], mixture.means[rows], mixture.sigmas[rows], mixture.cells[rows])
+    return sub, {k: (v[rows] if torch.is_tensor(v) and v.dim() and v.shape[0] == b else v) for k, v in batch.items()}
+
+
 def refine(mixture: Mixture, batch: dict[str, torch.Tensor], cfg: RefineConfig | None = None) -> RefineResult:
-    """Algorithm 1 for a batch; gradients flow to the positions only."""
+    """Algorithm 1 for a batch; gradients flow to the positions only.
+
+    Only the samples below the confidence threshold are optimized (the others keep their
+    MAP component without any cost), and each step's energy is the one its gradient came
+    from, so a step costs one energy evaluation and one backward pass.
+    """
     cfg = cfg or RefineConfig()
     mixture = mixture.detach()
     start_map = mixture.map_component()  # [B, 2]
-    starts = mixture.means if cfg.multi_start else start_map[:, None]  # [B, P, 2]
+    with torch.no_grad():
+        e0 = energy(mixture, batch, start_map[:, None], cfg)[:, 0]  # [B]
+    xy, after = start_map.clone(), e0.clone()
+    applied = torch.zeros_like(e0, dtype=torch.bool)
+    rows = torch.nonzero(mixture.weights.max(1).values < cfg.threshold).flatten()
+    if cfg.steps <= 0 or len(rows) == 0:
+        return RefineResult(xy, e0, after, applied)
+    mix, part = _subset(mixture, batch, rows)
+    if torch.is_tensor(part.get("phys_valid")):
+        part["phys_valid"] = part["phys_valid"].float()  # converted once, not at every step
+    starts = mix.means if cfg.multi_start else start_map[rows][:, None]  # [b, P, 2]
     with torch.enable_grad():
         y = starts.detach().clone().float().requires_grad_(True)
         opt = (torch.optim.Adam([y], lr=cfg.step_size) if cfg.optimizer == "adam"
                else torch.optim.SGD([y], lr=cfg.step_size))
         best = y.detach().clone()
-        best_e = energy(mixture, batch, best, cfg).detach()
-        for _ in range(cfg.steps):
+        best_e = torch.full(y.shape[:2], float("inf"), device=y.device)
+        for k in range(cfg.steps + 1):
             opt.zero_grad(set_to_none=True)
-            e = energy(mixture, batch, y, cfg)
+            e = energy(mix, part, y, cfg)  # [b, P] at the current iterate
+            with torch.no_grad():
+                better = e < best_e
+                best = torch.where(better[..., None], y, best)
+                best_e = torch.where(better, e.detach(), best_e)
+            if k == cfg.steps:
+                break
             e.sum().backward()
             opt.step()
             with torch.no_grad():
                 y.clamp_(0.0, 1.0)  # projection onto the extent
-                e_new = energy(mixture, batch, y, cfg)
-                better = e_new < best_e
-                best = torch.where(better[..., None], y, best)
-                best_e = torch.where(better, e_new, best_e)
     with torch.no_grad():
-        e0 = energy(mixture, batch, start_map[:, None], cfg)[:, 0]
         k = best_e.argmin(1)
-        rows = torch.arange(len(k), device=k.device)
-        pick, pick_e = best[rows, k], best_e[rows, k]
-        better = pick_e < e0
-        applied = (mixture.weights.max(1).values < cfg.threshold) & better
-        xy = torch.where(applied[:, None], pick, start_map)
-        after = torch.where(applied, pick_e, e0)
+        r = torch.arange(len(k), device=k.device)
+        pick, pick_e = best[r, k], best_e[r, k]
+        better = pick_e < e0[rows]
+        xy[rows] = torch.where(better[:, None], pick, start_map[rows])
+        after[rows] = torch.where(better, pick_e, e0[rows])
+        applied[rows] = better
     return RefineResult(xy, e0, after, applied)

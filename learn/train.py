@@ -35,7 +35,7 @@ from twin.config import dump_yaml, from_dict, load_yaml, to_dict
 from twin.errors import InputError, OutputExistsError
 
 __all__ = ["TrainConfig", "DataOptions", "RunConfig", "TrainResult", "load_run_config", "PRESETS",
-           "pretrain", "finetune", "train", "build_model", "EpochSampler", "to_device"]
+           "pretrain", "finetune", "train", "build_model", "EpochSampler", "to_device", "set_threads"]
 
 PRESETS = ("small", "paper", "finetune")
 
@@ -58,6 +58,7 @@ class TrainConfig:
     checkpoint_every: int = 0         # also save last.pt every N steps (0: at epoch ends only)
     val_batches: int = 20             # validation batches per epoch (0: no validation)
     split_scheme: str = "random"
+    threads: int = 1                  # torch intra-op threads per process on CPU (see set_threads)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,20 @@ def build_model(cfg: ModelConfig, info: dict[str, Any], data: DataOptions) -> Po
     return PosteriorModel(model_cfg)
 
 
+def set_threads(threads: int) -> int:
+    """Use ``min(threads, cores)`` torch intra-op threads (``threads <= 0``: all cores); return it.
+
+    On a small shared CPU the default (one thread per core) is several times slower than a
+    single thread for this model's many small ops (the threads wait for each other while
+    other processes hold the cores): measured 5-13x on the 2-core benchmark machine, so the
+    presets use 1. Raise it on an idle many-core machine; GPUs are unaffected.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = cores if threads <= 0 else min(int(threads), cores)
+    torch.set_num_threads(max(n, 1))
+    return torch.get_num_threads()
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds libraries that use the global RNG
@@ -175,16 +190,20 @@ def _distributed() -> tuple[int, int, torch.device]:
 
 def _remap_cells(model: PosteriorModel, state: dict[str, torch.Tensor], old_vocab: Sequence, new_vocab: Sequence
                  ) -> int:
-    """Copy the cell embeddings of cells present in both vocabularies; return how many."""
+    """Copy the cell embeddings of cells present in both vocabularies; return how many.
+
+    Vocabularies are lists of cell keys as :class:`learn.data.CellVocab` keeps them: key
+    ``k`` of the list is embedding row ``k + 1`` (row 0 is padding / unknown).
+    """
     key = "radio.tokens.cell.weight"
     old = state[key]
     own = model.state_dict()[key].clone()
-    where = {str(c): i for i, c in enumerate(old_vocab)}
+    where = {str(c): i + 1 for i, c in enumerate(old_vocab)}
     shared = 0
     for j, c in enumerate(new_vocab):
         i = where.get(str(c))
-        if i is not None and j > 0:
-            own[j] = old[i]
+        if i is not None and i < len(old) and j + 1 < len(own):
+            own[j + 1] = old[i]
             shared += 1
     model.radio.tokens.cell.weight.data.copy_(own)
     return shared
@@ -222,17 +241,23 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
     if ckpt_resume is not None:
         config = from_dict(RunConfig, ckpt_resume["configs"], f"{last} configs")
     elif ckpt_init is not None:
+        # The model and its inputs (crop size and pixels, feature order, map channels and
+        # their statistics) are the checkpoint's: the weights only mean something on them.
         init_model = from_dict(ModelConfig, ckpt_init["configs"]["model"], f"{init} model config")
         init_data = from_dict(DataOptions, ckpt_init["configs"]["data"], f"{init} data config")
         config = dataclasses.replace(config, model=init_model, data=dataclasses.replace(
-            config.data, crop_px=init_data.crop_px))
+            config.data, crop_px=init_data.crop_px, crop_size_m=init_data.crop_size_m))
     tc = config.train
     _seed_everything(tc.seed + rank)
+    if device.type == "cpu":
+        set_threads(tc.threads)
 
     if datasets is None:
         from learn.data import build_training_data  # the learn-eval engineer's dataset module
 
-        datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed)
+        init_norm = (ckpt_init.get("data_info") or {}).get("normalization") if ckpt_init is not None else None
+        datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,
+                                       normalization=init_norm)
     train_set, val_set, info = datasets
     model = build_model(config.model, info, config.data).to(device)
     config = dataclasses.replace(config, model=model.cfg)  # saved with the data-dependent sizes
@@ -279,11 +304,13 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress or rank != 0)
-    t_start, n_seen = time.perf_counter(), 0
+    t_start, n_seen, t_other = time.perf_counter(), 0, 0.0  # t_other: validation and checkpoints
     epoch = start_epoch
     done = step >= total
     while not done and epoch < tc.epochs:
         skip = step - epoch * steps_per_epoch
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)  # new random crops each epoch (workers are re-created per epoch)
         sampler = EpochSampler(len(train_set), tc.seed, epoch, rank, world, start=max(skip, 0) * tc.batch_size)
         loader = DataLoader(train_set, batch_size=tc.batch_size, sampler=sampler, drop_last=True,
                             num_workers=tc.num_workers, worker_init_fn=_worker_init,
@@ -305,7 +332,7 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
             n_seen += batch["target_xy"].shape[0] * world
             bar.update(1)
             if rank == 0 and (step % tc.log_every == 0 or step == total):
-                rate = n_seen / max(time.perf_counter() - t_start, 1e-9)
+                rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
                 parts = {k: float(v.detach().mean()) for k, v in out_.parts.items()}
                 writer.writerow([step, epoch, lr, loss.item(), parts.get("coarse", ""), parts.get("fine", ""),
                                  parts.get("phys", ""), "", "", round(rate, 2)])
@@ -322,6 +349,7 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
                 break
         if not done or step % steps_per_epoch == 0:  # a whole epoch was seen
             epoch += 1
+        t_pause = time.perf_counter()
         if rank == 0:
             val_loss, val_med = (_validate(model, val_set, tc, device, use_amp)
                                  if val_set is not None and tc.val_batches else (math.nan, math.nan))
@@ -336,8 +364,9 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
             save_checkpoint(last, state(epoch))
             if improved or val_set is None or not tc.val_batches:
                 save_checkpoint(out / "best.pt", state(epoch))
+        t_other += time.perf_counter() - t_pause
     bar.close()
-    rate = n_seen / max(time.perf_counter() - t_start, 1e-9)
+    rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
     if rank == 0:
         if not (out / "best.pt").exists():
             save_checkpoint(out / "best.pt", state(epoch))

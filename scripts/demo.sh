@@ -37,6 +37,17 @@ $BIN/calibrate simulate --scene "$OUT/scene" --bs-file "$OUT/cal_truth.csv" --ou
 $BIN/calibrate fit --scene "$OUT/scene" --bs-file "$OUT/cal_bs.csv" --drive-test "$OUT/cal_drive_test.csv" \
     --out "$OUT/cal_bs_calibrated.csv" --report "$OUT/calibration" --calls 30 --overwrite
 
+step "7. learn pretrain: a short run of the small posterior model on the corpus (about 2 minutes on a 2-core CPU)"
+# 150 steps of batch 32 on the spatial split's training streets; a real run trains for epochs
+# (see docs/learn.md), this one only shows the pipeline end to end.
+$BIN/learn pretrain --data "$OUT/corpus.zarr" --config small --split spatial --epochs 1 --max-steps 150 \
+    --out "$OUT/model" --overwrite
+
+step "8. learn eval / predict: the model in the shared harness, with posterior heatmaps"
+$BIN/learn eval --data "$OUT/corpus.zarr" --split spatial --ckpt "$OUT/model/best.pt" --plot "$OUT/eval-png"
+$BIN/learn predict --ckpt "$OUT/model/best.pt" --data "$OUT/corpus.zarr" --split spatial --part test \
+    --out "$OUT/predictions.parquet" --plot "$OUT/posterior-png" --n-plots 8 --overwrite
+
 cat <<TXT
 
 Demo outputs in $OUT:
@@ -46,5 +57,10 @@ Demo outputs in $OUT:
   corpus:    $OUT/corpus.zarr    (measurement sequences with street splits)
   generated: $OUT/generated.zarr (4 patch shards generated on Dask, with their own scenes and maps)
   calibrated: $OUT/cal_bs_calibrated.csv, report in $OUT/calibration/ (report.md, convergence and scatter PNGs)
-  pictures:  $OUT/scene.png, $OUT/maps-rsrp/*.png, $OUT/maps-sinr/*.png
+  model:     $OUT/model/         (best.pt, last.pt, metrics.csv, tb/ for TensorBoard)
+  predicted: $OUT/predictions.parquet
+  pictures:  $OUT/scene.png, $OUT/maps-rsrp/*.png, $OUT/maps-sinr/*.png,
+             $OUT/calibration/*.png (convergence, simulated vs measured),
+             $OUT/eval-png/ (error CDF, error map, posterior heatmaps of test samples),
+             $OUT/posterior-png/*.png (posterior density with truth, MAP and refined estimate)
 TXT

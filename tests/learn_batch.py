@@ -70,4 +70,5 @@ class SyntheticDataset(torch.utils.data.Dataset):
 
 def synthetic_info(f: int = 3, c: int = 2, n_cells: int = 10) -> dict:
     return {"n_features": f, "n_cells": n_cells, "map_channels": c,
-            "cell_vocab": list(range(n_cells)), "data_info": {"source": "synthetic"}}
+            # CellVocab's convention: key k of the list is embedding row k + 1 (row 0: padding)
+            "cell_vocab": [str(k) for k in range(1, n_cells)], "data_info": {"source": "synthetic"}}

@@ -113,16 +113,16 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 
 def test_finetune_loads_pretrain_checkpoint(pretrained, tmp_path):
     pre = load_checkpoint(pretrained / "last.pt")
-    # the fine-tuning corpus has another cell vocabulary: ids 0..4 kept, 100.. new
+    # the fine-tuning corpus has another cell vocabulary: cells 1..4 kept (rows 1..4), 100.. new
     ds = SyntheticDataset(8, s=32, n_cells=12)
-    info = {**synthetic_info(n_cells=12), "cell_vocab": [0, 1, 2, 3, 4, 100, 101, 102, 103, 104, 105, 106]}
+    info = {**synthetic_info(n_cells=12), "cell_vocab": ["1", "2", "3", "4", *[str(c) for c in range(100, 107)]]}
     cfg = load_run_config("finetune", {"data": {"crop_px": 32},
                                        "train": {"epochs": 1, "num_workers": 0, "batch_size": 8, "lr": 0.0,
                                                  "val_batches": 0}})
     train([], cfg, tmp_path / "ft", init=pretrained / "last.pt", datasets=(ds, None, info), progress=False)
     ft = load_checkpoint(tmp_path / "ft" / "last.pt")
     assert ft["configs"]["model"]["d_radio"] == pre["configs"]["model"]["d_radio"]
-    assert ft["configs"]["model"]["n_cells"] == 12 and ft["cell_vocab"][5] == 100
+    assert ft["configs"]["model"]["n_cells"] == 12 and ft["cell_vocab"][4] == "100"
     emb_pre, emb_ft = pre["model"]["radio.tokens.cell.weight"], ft["model"]["radio.tokens.cell.weight"]
     assert torch.allclose(emb_ft[1:5], emb_pre[1:5])  # shared cells keep their embeddings (lr 0)
     assert torch.allclose(ft["model"]["coarse.net.1.weight"], pre["model"]["coarse.net.1.weight"])
