@@ -75,8 +75,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as nnf
+import zarr
 
 from learn.crops import eval_crop_origins, random_crop_origins
+from twin import _zarr
 from twin.corpus import Corpus, open_corpus
 from twin.errors import InputError
 from twin.geo import Grid
@@ -164,7 +166,7 @@ class CellVocab:
         return len(self.keys) + 1
 
     @staticmethod
-    def key(scene_name: str, cell_id: int) -> str:
+    def key(scene_name: str, cell_id: int | np.integer) -> str:
         return f"{scene_name}:{int(cell_id)}"
 
     def index(self, scene_name: str, cell_ids: np.ndarray) -> np.ndarray:
@@ -186,9 +188,9 @@ class CellVocab:
         keys = []
         for corpus in corpora:
             for k in range(corpus.n_scenes):
-                group = corpus.root["scenes"][str(k)]
-                name = str(group.attrs["name"])
-                keys += [cls.key(name, c) for c in group["cell_id"][:]]
+                group = _scene_group(corpus, k)
+                name = str(_zarr.attrs(group)["name"])
+                keys += [cls.key(name, c) for c in _zarr.read(group, "cell_id", corpus.url)]
         return cls(keys)
 
 
@@ -234,8 +236,8 @@ def _resample(values: np.ndarray, grid: Grid, origin_m: np.ndarray, size_m: floa
     sub, (rows, cols) = win
     # Sampling only the window gives Grid.sample's values: every neighbour of an inside
     # pixel lies in it, and the window's edges are the grid's wherever clamping applies.
-    part = values[:, :, rows, cols]            # a view: only the window is copied below
-    part = torch.from_numpy(np.ascontiguousarray(part if select is None else part[list(select)], np.float32))
+    view = values[:, :, rows, cols]            # a view: only the window is copied below
+    part = torch.from_numpy(np.ascontiguousarray(view if select is None else view[list(select)], np.float32))
     g, _ = crop_grid(origin_m, size_m, px, sub)
     _, inside = crop_grid(origin_m, size_m, px, grid)
     out = nnf.grid_sample(part.reshape(1, n * c, *part.shape[2:]), g, mode="bilinear",
@@ -350,8 +352,8 @@ class CorpusDataset(torch.utils.data.Dataset):
     def _sample_arrays(self, k: int, idx: np.ndarray) -> dict[str, np.ndarray]:
         corpus = self._corpus(k)
         if k not in self._preloaded:
-            nbytes = sum(int(np.prod(corpus.samples[a].shape)) * corpus.samples[a].dtype.itemsize
-                         for a in _SAMPLE_ARRAYS)
+            arrays = [_zarr.array(corpus.samples, a, corpus.url) for a in _SAMPLE_ARRAYS]
+            nbytes = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in arrays)
             self._preloaded[k] = (corpus.batch(slice(None), _SAMPLE_ARRAYS)
                                   if nbytes <= self.preload_mb * 2**20 else None)
         pre = self._preloaded[k]
@@ -365,14 +367,15 @@ class CorpusDataset(torch.utils.data.Dataset):
         if key in self._scenes:
             self._scenes.move_to_end(key)
             return self._scenes[key]
-        group = corpus.root["scenes"][str(s)]
-        grid = Grid.from_dict(group.attrs["grid"])
-        maps, has_maps = _scene_maps(group, self.normalization.map_channels, grid)
-        cm = group["cell_maps"]
-        cell_id = group["cell_id"][:]
-        scene = _Scene(name=str(group.attrs["name"]), grid=grid, maps=maps, has_maps=has_maps, cell_id=cell_id,
-                       cell_xy_m=group["cell_xy_m"][:].astype(np.float64),
-                       cell_maps=cm[:][:, self._take] if cm.size else None,
+        group = _scene_group(corpus, s)
+        attrs = _zarr.attrs(group)
+        grid = Grid.from_dict(attrs["grid"])
+        maps, has_maps = _scene_maps(group, self.normalization.map_channels, grid, corpus.url)
+        cm = _zarr.array(group, "cell_maps", corpus.url)
+        cell_id = _zarr.read(group, "cell_id", corpus.url)
+        scene = _Scene(name=str(attrs["name"]), grid=grid, maps=maps, has_maps=has_maps, cell_id=cell_id,
+                       cell_xy_m=_zarr.read(group, "cell_xy_m", corpus.url).astype(np.float64),
+                       cell_maps=np.asarray(cm[...])[:, self._take] if cm.size else None,
                        lookup={int(c): i for i, c in enumerate(cell_id)})
         self._scenes[key] = scene
         while len(self._scenes) > self.cache_scenes:
@@ -524,25 +527,31 @@ def align_features(wanted: Sequence[str], available: Sequence[str], where: str =
     return np.asarray(take, np.int64)
 
 
+def _scene_group(corpus: Corpus, s: int) -> zarr.Group:
+    """Scene ``s``'s group of ``corpus`` (:class:`InputError` naming the corpus when it lacks it)."""
+    return _zarr.group(corpus.root, f"scenes/{s}", corpus.url)
+
+
 def _has_cell_maps(corpus: Corpus) -> bool:
-    return any(corpus.root["scenes"][str(s)]["cell_maps"].size for s in range(corpus.n_scenes))
+    return any(_zarr.array(_scene_group(corpus, s), "cell_maps", corpus.url).size for s in range(corpus.n_scenes))
 
 
-def _scene_channels(group: Any) -> tuple[list[str], list[str]]:
-    return list(group.attrs.get("radio_channels", [])), list(group.attrs.get("semantic_channels", []))
+def _scene_channels(group: zarr.Group) -> tuple[list[str], list[str]]:
+    attrs = _zarr.attrs(group)
+    return list(attrs.get("radio_channels", [])), list(attrs.get("semantic_channels", []))
 
 
-def _scene_maps(group: Any, channels: Sequence[str], grid: Grid) -> tuple[np.ndarray, bool]:
+def _scene_maps(group: zarr.Group, channels: Sequence[str], grid: Grid, where: str) -> tuple[np.ndarray, bool]:
     """The scene's maps ``(C, H, W)`` in ``channels`` order (absent channels zero) and whether any is present."""
     radio, semantic = _scene_channels(group)
     out = np.zeros((len(channels), *grid.shape), np.float32)
     present = False
     for q, name in enumerate(channels):
         if name in radio:
-            out[q] = group["radio_maps"][radio.index(name)]
+            out[q] = _zarr.array(group, "radio_maps", where)[radio.index(name)]
             present = True
         elif name in semantic:
-            out[q] = group["semantic_maps"][semantic.index(name)]
+            out[q] = _zarr.array(group, "semantic_maps", where)[semantic.index(name)]
             present = True
     return out, present
 
@@ -555,12 +564,12 @@ def _compute_normalization(corpora: Sequence[Corpus], stats_scenes: int) -> Norm
     total_sq = np.zeros(f)
     for c in corpora:
         st = c.stats
-        n = np.asarray(st["feature_count"], np.float64)
-        m = np.asarray(st["feature_mean"], np.float64)
-        s = np.asarray(st["feature_std"], np.float64)
-        count += n
-        total += n * m
-        total_sq += n * (s**2 + m**2)
+        f_n = np.asarray(st["feature_count"], np.float64)
+        f_mean = np.asarray(st["feature_mean"], np.float64)
+        f_std = np.asarray(st["feature_std"], np.float64)
+        count += f_n
+        total += f_n * f_mean
+        total_sq += f_n * (f_std**2 + f_mean**2)
     mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
     std = np.where(count > 1, np.sqrt(np.maximum(total_sq / np.maximum(count, 1) - mean**2, 0.0)), 1.0)
     std = np.where(std > 1e-6, std, 1.0)
@@ -568,11 +577,11 @@ def _compute_normalization(corpora: Sequence[Corpus], stats_scenes: int) -> Norm
     sums: dict[str, list[float]] = {}
     for c in corpora:
         for s in range(min(c.n_scenes, stats_scenes)):
-            group = c.root["scenes"][str(s)]
+            group = _scene_group(c, s)
             radio, semantic = _scene_channels(group)
             for key, names in (("radio_maps", radio), ("semantic_maps", semantic)):
                 for q, name in enumerate(names):
-                    v = np.asarray(group[key][q], np.float64)
+                    v = np.asarray(_zarr.array(group, key, c.url)[q], np.float64)
                     v = v[np.isfinite(v)]
                     if name not in sums:
                         channels.append(name)
@@ -583,11 +592,11 @@ def _compute_normalization(corpora: Sequence[Corpus], stats_scenes: int) -> Norm
                     acc[2] += (v**2).sum()
     map_mean, map_std = [], []
     for name in channels:
-        n, s1, s2 = sums[name]
-        m = s1 / n if n else 0.0
-        sd = math.sqrt(max(s2 / n - m * m, 0.0)) if n else 1.0
-        map_mean.append(m)
-        map_std.append(sd if sd > 1e-6 * max(1.0, abs(m)) else 1.0)
+        n_px, s1, s2 = sums[name]
+        mu = s1 / n_px if n_px else 0.0
+        sd = math.sqrt(max(s2 / n_px - mu * mu, 0.0)) if n_px else 1.0
+        map_mean.append(mu)
+        map_std.append(sd if sd > 1e-6 * max(1.0, abs(mu)) else 1.0)
     return Normalization(list(corpora[0].feature_names), mean.tolist(), std.tolist(), channels, map_mean, map_std)
 
 
@@ -647,19 +656,19 @@ def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, spl
     (:meth:`CorpusDataset.state` plus ``feature_names``: keep it in checkpoints and give it
     back to :func:`eval_dataset`).
     """
-    urls = [os.fspath(u) for u in ([urls] if isinstance(urls, (str, os.PathLike)) else urls)]
+    paths = [os.fspath(u) for u in ([urls] if isinstance(urls, (str, os.PathLike)) else urls)]
     cfg = as_data_config(data_config)
-    corpora = [open_corpus(u) for u in urls]
+    corpora = [open_corpus(u) for u in paths]
     for c in corpora:
         if split_scheme not in c.split_schemes:
             raise InputError(f"{c.url}: no split scheme '{split_scheme}'; has {', '.join(c.split_schemes)}")
     train_idx = [c.split_indices(split_scheme, "train") for c in corpora]
     val_idx = [c.split_indices(split_scheme, "val") for c in corpora]
     if not sum(len(i) for i in train_idx):
-        raise InputError(f"{', '.join(urls)}: split '{split_scheme}' has no training samples")
-    train = CorpusDataset(urls, train_idx, cfg, training=True, seed=seed, normalization=normalization,
+        raise InputError(f"{', '.join(paths)}: split '{split_scheme}' has no training samples")
+    train = CorpusDataset(paths, train_idx, cfg, training=True, seed=seed, normalization=normalization,
                           cell_vocab=cell_vocab)
-    val = CorpusDataset(urls, val_idx, cfg, training=False, normalization=train.normalization,
+    val = CorpusDataset(paths, val_idx, cfg, training=False, normalization=train.normalization,
                         cell_vocab=train.cell_vocab)
     info = {"n_features": len(train.feature_names), "n_cells": len(train.cell_vocab),
             "map_channels": len(train.map_channels), "map_channel_names": train.map_channels,
