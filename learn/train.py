@@ -16,7 +16,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -166,7 +166,8 @@ def _worker_init(worker_id: int) -> None:
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -207,6 +208,33 @@ def _remap_cells(model: PosteriorModel, state: dict[str, torch.Tensor], old_voca
             shared += 1
     model.radio.tokens.cell.weight.data.copy_(own)
     return shared
+
+
+class _RunLog:
+    """Rank 0's ``metrics.csv`` (flushed after every row) and TensorBoard scalars of a run."""
+
+    HEADER = ["step", "epoch", "lr", "loss", "coarse", "fine", "phys", "val_loss", "val_median_m", "samples_per_s"]
+
+    def __init__(self, out: Path, resume: bool):
+        new_csv = not (out / "metrics.csv").exists() or not resume
+        self._csv = open(out / "metrics.csv", "a" if resume else "w", newline="")  # noqa: SIM115
+        self._writer = csv.writer(self._csv)
+        if new_csv:
+            self._writer.writerow(self.HEADER)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._tb = SummaryWriter(str(out / "tb"))
+
+    def row(self, values: list[Any]) -> None:
+        self._writer.writerow(values)
+        self._csv.flush()
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self._tb.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        self._csv.close()
+        self._tb.close()
 
 
 def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | os.PathLike, *,
@@ -262,7 +290,7 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
     model = build_model(config.model, info, config.data).to(device)
     config = dataclasses.replace(config, model=model.cfg)  # saved with the data-dependent sizes
     vocab = list(info.get("cell_vocab", []))
-    if ckpt_init is not None:
+    if ckpt_init is not None and init is not None:
         load_model_state(model, ckpt_init["model"], init, skip=("radio.tokens.cell.",))
         _remap_cells(model, ckpt_init["model"], ckpt_init.get("cell_vocab", []), vocab)
     opt = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
@@ -275,6 +303,8 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                            else None) if world > 1 else model)
 
+    if not isinstance(train_set, Sized):
+        raise InputError("train: the training dataset has no length (a map-style Dataset with __len__ is needed)")
     per_rank = math.ceil(len(train_set) / world)
     steps_per_epoch = max(per_rank // tc.batch_size, 1)
     # max_steps stops a run early without changing its schedule, so resuming continues it exactly.
@@ -282,19 +312,11 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
     total = sched.total_steps if tc.max_steps is None else min(sched.total_steps, tc.max_steps)
     use_amp = tc.amp and device.type == "cuda"
 
-    writer = csv_file = tb = None
+    log: _RunLog | None = None  # rank 0 only
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         dump_yaml(config, out / "config.yaml")
-        new_csv = not (out / "metrics.csv").exists() or not resume
-        csv_file = open(out / "metrics.csv", "a" if resume else "w", newline="")  # noqa: SIM115
-        writer = csv.writer(csv_file)
-        if new_csv:
-            writer.writerow(["step", "epoch", "lr", "loss", "coarse", "fine", "phys", "val_loss", "val_median_m",
-                             "samples_per_s"])
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(out / "tb"))
+        log = _RunLog(out, resume)
 
     def state(epoch: int) -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "configs": to_dict(config),
@@ -331,16 +353,15 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
             step += 1
             n_seen += batch["target_xy"].shape[0] * world
             bar.update(1)
-            if rank == 0 and (step % tc.log_every == 0 or step == total):
+            if log is not None and (step % tc.log_every == 0 or step == total):
                 rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
                 parts = {k: float(v.detach().mean()) for k, v in out_.parts.items()}
-                writer.writerow([step, epoch, lr, loss.item(), parts.get("coarse", ""), parts.get("fine", ""),
-                                 parts.get("phys", ""), "", "", round(rate, 2)])
-                csv_file.flush()
-                tb.add_scalar("train/loss", loss.item(), step)
-                tb.add_scalar("train/lr", lr, step)
+                log.row([step, epoch, lr, loss.item(), parts.get("coarse", ""), parts.get("fine", ""),
+                         parts.get("phys", ""), "", "", round(rate, 2)])
+                log.scalar("train/loss", loss.item(), step)
+                log.scalar("train/lr", lr, step)
                 for k, v in parts.items():
-                    tb.add_scalar(f"train/{k}", v, step)
+                    log.scalar(f"train/{k}", v, step)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             if rank == 0 and tc.checkpoint_every and step % tc.checkpoint_every == 0:
                 save_checkpoint(last, state(epoch))
@@ -350,14 +371,13 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         if not done or step % steps_per_epoch == 0:  # a whole epoch was seen
             epoch += 1
         t_pause = time.perf_counter()
-        if rank == 0:
+        if log is not None:
             val_loss, val_med = (_validate(model, val_set, tc, device, use_amp)
                                  if val_set is not None and tc.val_batches else (math.nan, math.nan))
             if not math.isnan(val_loss):
-                tb.add_scalar("val/loss", val_loss, step)
-                tb.add_scalar("val/median_m", val_med, step)
-                writer.writerow([step, epoch, "", "", "", "", "", val_loss, val_med, ""])
-                csv_file.flush()
+                log.scalar("val/loss", val_loss, step)
+                log.scalar("val/median_m", val_med, step)
+                log.row([step, epoch, "", "", "", "", "", val_loss, val_med, ""])
             improved = not math.isnan(val_loss) and val_loss < best_val
             if improved:
                 best_val = val_loss
@@ -367,11 +387,10 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         t_other += time.perf_counter() - t_pause
     bar.close()
     rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
-    if rank == 0:
+    if log is not None:
         if not (out / "best.pt").exists():
             save_checkpoint(out / "best.pt", state(epoch))
-        csv_file.close()
-        tb.close()
+        log.close()
     if world > 1:
         dist.barrier()
     return TrainResult(out, out / "best.pt", step, epoch, best_val, rate)
