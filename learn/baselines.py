@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -175,7 +176,7 @@ class KnnSquareBaseline(WknnBaseline):
 BASELINES = {"wknn": WknnBaseline, "knn-square": KnnSquareBaseline}
 
 
-def make_baseline(name: str, **options: object) -> WknnBaseline:
+def make_baseline(name: str, **options: Any) -> WknnBaseline:
     """A baseline by name (``wknn``, ``knn-square``) with keyword options (``None`` ones ignored)."""
     if name not in BASELINES:
         raise InputError(f"unknown baseline '{name}'; choose one of {', '.join(BASELINES)}")

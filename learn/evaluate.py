@@ -21,6 +21,7 @@ import numpy as np
 
 from learn.metrics import error_summary, position_errors_m
 from learn.splits import known_street_mask
+from twin import _zarr
 from twin.corpus import SPLIT_NAMES, Corpus, open_corpus
 from twin.errors import InputError
 
@@ -52,8 +53,11 @@ class Predictions:
     refined_xy_m: np.ndarray | None = None
 
     def take(self, sel: np.ndarray) -> Predictions:
-        return Predictions(*(None if v is None else np.asarray(v)[sel]
-                             for v in (self.xy_m, self.nll, self.in_hdr50, self.in_hdr90, self.refined_xy_m)))
+        def part(v: np.ndarray | None) -> np.ndarray | None:
+            return None if v is None else np.asarray(v)[sel]
+
+        return Predictions(np.asarray(self.xy_m)[sel], part(self.nll), part(self.in_hdr50), part(self.in_hdr90),
+                           part(self.refined_xy_m))
 
 
 class Method(Protocol):
@@ -112,7 +116,7 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
     corpus = data if isinstance(data, Corpus) else open_corpus(data)
     if split not in corpus.split_schemes:
         raise InputError(f"{corpus.url}: no split '{split}'; has {', '.join(corpus.split_schemes)}")
-    labels = corpus.samples[f"split_{split}"][:]
+    labels = _zarr.read(corpus.samples, f"split_{split}", corpus.url)
     train = np.flatnonzero(labels == SPLIT_NAMES.index("train"))
     test = corpus.split_indices(split, part)
     if len(test) == 0:
@@ -124,7 +128,7 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
     if np.shape(pred.xy_m) != truth.shape:
         raise InputError(f"method {method.name}: predicted shape {np.shape(pred.xy_m)}, expected {truth.shape}")
     errors = position_errors_m(pred.xy_m, truth)
-    groups = corpus.samples["group_id"][:]
+    groups = _zarr.read(corpus.samples, "group_id", corpus.url)
     known = known_street_mask(groups, labels, test)
     result = EvalResult(getattr(method, "name", type(method).__name__), corpus.url, split, test, truth, pred,
                         errors, known, method_obj=method)
@@ -136,12 +140,12 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
 def evaluate_named(data: str | os.PathLike, split: str = "random", baseline: str | None = None,
                    ckpt: str | os.PathLike | None = None, **options: Any) -> EvalResult:
     """:func:`evaluate` a baseline by name (fitted here) or a checkpoint (exactly one of them)."""
-    if (baseline is None) == (ckpt is None):
-        raise InputError("give exactly one of a baseline name (--baseline) or a checkpoint (--ckpt)")
-    if baseline is not None:
+    if baseline is not None and ckpt is None:
         from learn.baselines import make_baseline
 
         return evaluate(data, make_baseline(baseline, **options), split)
-    from learn.registry import load_method
+    if ckpt is not None and baseline is None:
+        from learn.registry import load_method
 
-    return evaluate(data, load_method(ckpt), split, fit=False)
+        return evaluate(data, load_method(ckpt), split, fit=False)
+    raise InputError("give exactly one of a baseline name (--baseline) or a checkpoint (--ckpt)")

@@ -113,7 +113,7 @@ def _plot_curve(path: Path, history: dict[str, list[float]], title: str) -> None
         lines += ax2.plot(history["epoch"], history["val_mean_m"], "r-", label="val mean error")
         lines += ax2.plot(history["epoch"], history["val_median_m"], "r--", label="val median error")
         ax2.set_ylabel("val error [m]", color="r")
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right")
+    ax.legend(lines, [str(ln.get_label()) for ln in lines], loc="upper right")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -176,7 +176,7 @@ def fit_heatmap(data: str | os.PathLike, split: str, out: str | os.PathLike, con
     total = epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: wsd_factor(s, total))
     history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_mean_m": [], "val_median_m": []}
-    best = (np.inf, 0, None)
+    best: tuple[float, int, dict[str, Any] | None] = (np.inf, 0, None)  # score, epoch, model state
     step = 0
     start = time.perf_counter()
     bar = tqdm(range(epochs), desc="heatmap", unit="epoch", disable=not progress)

@@ -169,7 +169,7 @@ def _samples(meas: Measurements, window_s: float, max_events: int | None, report
     if t_max <= 0:
         raise InputError(f"{report.source}: no events left to write")
     n = len(windows)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "position_xy_m": meas.point_xy_m.astype(np.float32),
         "event_xy_m": np.full((n, t_max, 2), np.nan, np.float32),
         "cell_id": np.full((n, t_max), -1, np.int64),

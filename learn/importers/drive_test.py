@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,13 +34,16 @@ from twin.corpus import Corpus
 from twin.errors import InputError
 from twin.geo import SceneFrame
 
+if TYPE_CHECKING:  # pandas is imported where used: it is slow to import
+    import pandas as pd
+
 __all__ = ["import_drive_test", "read_table", "read_bs_positions", "DRIVE_TEST_FEATURES"]
 
 DRIVE_TEST_FEATURES = {"rsrp_dbm": "dBm", "rssi_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB"}
 _REQUIRED = ("time", "lon", "lat", "cell_id")
 
 
-def read_table(path: str | os.PathLike) -> object:
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """A CSV, Parquet or GeoJSON file as a pandas DataFrame (GeoJSON point geometry -> lon, lat)."""
     import pandas as pd
 
@@ -74,7 +78,7 @@ def read_bs_positions(path: str | os.PathLike, frame: SceneFrame) -> tuple[np.nd
     return table["cell_id"].to_numpy(np.int64), table[["x_m", "y_m"]].to_numpy(np.float64)
 
 
-def _time_seconds(column: object, path: Path) -> np.ndarray:
+def _time_seconds(column: pd.Series, path: Path) -> np.ndarray:
     import pandas as pd
 
     numeric = pd.to_numeric(column, errors="coerce")
