@@ -73,6 +73,8 @@ def _displacement_index(side: int) -> torch.Tensor:
 class GroupAttention(nn.Module):
     """Multi-head attention with a learned additive bias looked up by an index table."""
 
+    index: torch.Tensor  # [Lq, Lk] buffer (register_buffer attributes are untyped)
+
     def __init__(self, d: int, heads: int, table_size: int, index: torch.Tensor, dropout: float = 0.0):
         super().__init__()
         self.heads = heads

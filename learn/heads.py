@@ -146,10 +146,11 @@ class FineHead(nn.Module):
         self.sigma_min = sigma_min
         self.cell_embedding = nn.Embedding(grid_size * grid_size, d_cell) if use_cell_embedding else None
         d = d_in + (d_cell if use_cell_embedding else 0)
-        self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, 4))
+        last = nn.Linear(hidden, 4)
+        self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), nn.GELU(), last)
         # Start near "centre of the cell, sigma about half a cell" so early NLLs are tame.
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, z_f: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Offsets and sigmas ``(B, K, 2)`` each, in crop units, for cells ``(B, K)``."""

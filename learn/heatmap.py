@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -139,7 +139,7 @@ class HeatmapNet(nn.Module):
         # Start at the target's mean value (the bump's share of the pixels): a zero bias
         # (p = 0.5 everywhere) costs thousands of steps of unlearning before any localization.
         prior = min(0.5, 2 * math.pi * c.target_sigma_px**2 / c.image_px**2)
-        nn.init.constant_(self.conv.bias, math.log(prior / (1 - prior)))
+        nn.init.constant_(cast(torch.Tensor, self.conv.bias), math.log(prior / (1 - prior)))  # Conv2d(bias=True)
 
     def tokens(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch and radio tokens ``(B, N + T, D)`` and the key padding mask ``(B, N + T)``."""

@@ -250,6 +250,7 @@ class PosteriorModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.radio = SetRadioEncoder(cfg) if cfg.radio_encoder == "set_transformer" else RadioEncoder(cfg)
+        self.map: nn.Module | None  # MapViT or E2MapViT
         if cfg.use_map:
             if cfg.use_e2_equivariant:
                 from learn.equivariant import E2MapViT

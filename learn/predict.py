@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Ten
     kept: list[dict[str, Any]] = []
     from tqdm.auto import tqdm
 
-    total = len(batches) if hasattr(batches, "__len__") else None
+    total = len(batches) if isinstance(batches, Sized) else None
     for batch in tqdm(batches, total=total, desc="predict", unit="batch", disable=not progress):
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         out, _ = model(batch)

@@ -103,9 +103,9 @@ def refine(mixture: Mixture, batch: dict[str, torch.Tensor], cfg: RefineConfig |
             with torch.no_grad():
                 y.clamp_(0.0, 1.0)  # projection onto the extent
     with torch.no_grad():
-        k = best_e.argmin(1)
-        r = torch.arange(len(k), device=k.device)
-        pick, pick_e = best[r, k], best_e[r, k]
+        best_k = best_e.argmin(1)
+        r = torch.arange(len(best_k), device=best_k.device)
+        pick, pick_e = best[r, best_k], best_e[r, best_k]
         better = pick_e < e0[rows]
         xy[rows] = torch.where(better[:, None], pick, start_map[rows])
         after[rows] = torch.where(better, pick_e, e0[rows])
