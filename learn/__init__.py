@@ -1,1 +1,39 @@
-"""Learning: datasets over Zarr corpora, localization models, baselines, training and evaluation."""
+"""Learning: datasets over Zarr corpora, localization models, baselines, training and evaluation.
+
+The stage functions, with their CLI verbs (``docs/learn.md``, ``docs/model.md``)::
+
+    learn.import_drive_test(file, bs_file, out) ...            learn import drive-test|rome-nbiot|rome-crop|powder
+    learn.evaluate.evaluate(corpus, method, split)             learn eval
+    learn.fit_heatmap(corpus, split, out)                      learn fit-baseline heatmap
+    learn.pretrain(urls, config, out) / learn.finetune(...)    learn pretrain / finetune
+    learn.predict.predict(ckpt, corpus, ...)                   learn predict
+
+Exported here by name and imported on first use (``import learn`` does not import
+torch); ``evaluate`` and ``predict`` stay the module names.
+"""
+
+from importlib import import_module
+from typing import Any
+
+import twin  # noqa: F401  (locates libLLVM for Dr.Jit before anything imports Mitsuba)
+
+_LAZY = {
+    **dict.fromkeys(["import_drive_test", "import_rome_nbiot", "import_rome_crop", "import_powder",
+                     "SplitConfig", "ImportReport"], "learn.importers"),
+    **dict.fromkeys(["Predictions", "EvalResult", "evaluate_named"], "learn.evaluate"),
+    **dict.fromkeys(["make_baseline", "WknnBaseline", "KnnSquareBaseline"], "learn.baselines"),
+    **dict.fromkeys(["fit_heatmap"], "learn.heatmap_train"),
+    **dict.fromkeys(["pretrain", "finetune", "build_model", "TrainConfig", "RunConfig",
+                     "load_run_config"], "learn.train"),
+    **dict.fromkeys(["CorpusDataset", "DataConfig", "make_loader"], "learn.data"),
+    **dict.fromkeys(["PosteriorModel"], "learn.model"),
+    **dict.fromkeys(["load_method", "register_checkpoint_kind"], "learn.registry"),
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'learn' has no attribute {name!r}")

@@ -68,3 +68,10 @@ def test_stage_functions_are_exported_by_name():
     assert callable(twin.trace.trace)  # the module stays reachable under its name
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         twin.nonsense  # noqa: B018
+
+
+@pytest.mark.parametrize("package", ["calibrate", "learn"])
+def test_other_packages_export_their_stage_functions(package):
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
