@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from twin.errors import InputError
+from twin.tables import read_point_table
 
 __all__ = ["METRICS", "RANGES", "DriveTest", "read_drive_test", "clean_drive_test", "write_drive_test"]
 
@@ -111,45 +112,6 @@ def _canonical(name: str) -> str:
     return _ALIASES.get(key.replace("_", ""), _ALIASES.get(key, key))
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix in (".geojson", ".json"):
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}: not valid GeoJSON ({err})") from err
-        if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-            raise InputError(f"{path}: expected a GeoJSON FeatureCollection of Point features")
-        rows = []
-        for feat in data.get("features", []):
-            props = dict(feat.get("properties") or {})
-            geom = feat.get("geometry") or {}
-            coords = geom.get("coordinates") if geom.get("type") == "Point" else None
-            props["lon"], props["lat"] = (coords[0], coords[1]) if coords and len(coords) >= 2 else (None, None)
-            rows.append(props)
-        return pd.DataFrame(rows)
-    if suffix in (".parquet", ".pq", ".geoparquet"):
-        import pyarrow.parquet as pq
-
-        meta = pq.read_schema(path).metadata or {}
-        if b"geo" in meta:
-            import geopandas as gpd
-
-            gdf = gpd.read_parquet(path)
-            if gdf.crs is not None and not gdf.crs.is_geographic:
-                gdf = gdf.to_crs("EPSG:4326")
-            df = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-            df["lon"], df["lat"] = gdf.geometry.x.to_numpy(), gdf.geometry.y.to_numpy()
-            return df
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt", ".tsv"):
-        try:
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", skipinitialspace=True)
-        except pd.errors.EmptyDataError as err:
-            raise InputError(f"{path}: empty file; expected a header with time, lon, lat, cell_id, rssi_dbm ...") from err
-    raise InputError(f"{path}: unknown drive-test format {suffix!r}; use .csv, .geojson or .parquet")
-
-
 def _numeric(col: pd.Series) -> pd.Series:
     return pd.to_numeric(col, errors="coerce").astype(np.float64)
 
@@ -175,10 +137,8 @@ def read_drive_test(path: str | os.PathLike, scene: Any, bs_table: pd.DataFrame 
     neighbours : int
         Neighbours (same cell, within 100 m) that the median is taken over.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such drive-test file")
-    return clean_drive_test(_read_raw(path), scene, bs_table, metric, outlier_db, neighbours, str(path))
+    raw = read_point_table(path, "drive-test", expected="time, lon, lat, cell_id, rssi_dbm ...")
+    return clean_drive_test(raw, scene, bs_table, metric, outlier_db, neighbours, str(path))
 
 
 def clean_drive_test(raw: pd.DataFrame, scene: Any, bs_table: pd.DataFrame | None = None,

@@ -168,12 +168,9 @@ def _engine_threads(n: int) -> None:
 
     mit.sionna_rt()
     dr.set_thread_count(n)
-    try:
-        import torch
+    import torch
 
-        torch.set_num_threads(n)
-    except ImportError:  # pragma: no cover - torch is a dependency, but metrics may not need it
-        pass
+    torch.set_num_threads(n)
 
 
 def _sites(plan: GeneratePlan, scene: Any, shard: Shard, bs_table: Any, seed: int) -> Any:

@@ -38,6 +38,7 @@ import pandas as pd
 from twin._atomic import atomic_file
 from twin.errors import InputError, collect
 from twin.geo import SceneFrame
+from twin.tables import read_point_table
 
 __all__ = [
     "COLUMNS", "DEFAULTS", "PATTERNS", "read_bs_file", "write_bs_file", "validate_sites",
@@ -70,32 +71,6 @@ _RANGES: dict[str, tuple[float, float]] = {
 _NUMERIC = ("lon", "lat", "x_m", "y_m", "height_m", "azimuth_deg", "tilt_deg", "power_dbm",
             "frequency_hz", "bandwidth_hz")
 _POSITION_TOL_M = 1.0
-
-
-def _read_raw(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix in (".geojson", ".json"):
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}: not valid GeoJSON ({err})") from err
-        if data.get("type") != "FeatureCollection" or not isinstance(data.get("features"), list):
-            raise InputError(f"{path}: expected a GeoJSON FeatureCollection")
-        rows, problems = [], []
-        for k, feat in enumerate(data["features"]):
-            props = dict(feat.get("properties") or {})
-            geom = feat.get("geometry") or {}
-            if geom.get("type") != "Point" or len(geom.get("coordinates", [])) < 2:
-                problems.append(f"feature {k + 1}: geometry must be a Point (lon, lat)")
-                continue
-            props["lon"], props["lat"] = geom["coordinates"][0], geom["coordinates"][1]
-            rows.append({key: ("" if v is None else str(v)) for key, v in props.items()})
-        collect(problems, str(path))
-        return pd.DataFrame(rows)
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError as err:
-        raise InputError(f"{path}: empty file; expected a header with bs_id, cell_id, ...") from err
 
 
 def validate_sites(raw: pd.DataFrame, what: str = "BS table") -> pd.DataFrame:
@@ -291,7 +266,8 @@ def read_bs_file(path: str | os.PathLike, scene: Any = None, on_building: str | 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such BS file")
-    table = validate_sites(_read_raw(path), str(path))
+    raw = read_point_table(path, "BS", expected="bs_id, cell_id, lon, lat ...", as_strings=True)
+    table = validate_sites(raw, str(path))
     table = _resolve_positions(table, scene, str(path), frame)
     if scene is not None and on_building is not None:
         table = place_sites(table, scene, on_building, mast_m, what=str(path))

@@ -33,41 +33,15 @@ from learn.importers._build import (
 from twin.corpus import Corpus
 from twin.errors import InputError
 from twin.geo import SceneFrame
+from twin.tables import read_point_table
 
 if TYPE_CHECKING:  # pandas is imported where used: it is slow to import
     import pandas as pd
 
-__all__ = ["import_drive_test", "read_table", "read_bs_positions", "DRIVE_TEST_FEATURES"]
+__all__ = ["import_drive_test", "read_bs_positions", "DRIVE_TEST_FEATURES"]
 
 DRIVE_TEST_FEATURES = {"rsrp_dbm": "dBm", "rssi_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB"}
 _REQUIRED = ("time", "lon", "lat", "cell_id")
-
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A CSV, Parquet or GeoJSON file as a pandas DataFrame (GeoJSON point geometry -> lon, lat)."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            table = pd.read_parquet(path)
-        elif suffix in (".geojson", ".json"):
-            import geopandas as gpd
-
-            gdf = gpd.read_file(path)
-            table = pd.DataFrame(gdf.drop(columns="geometry"))
-            if len(gdf) and "lon" not in table.columns and gdf.geometry.geom_type.eq("Point").all():
-                table["lon"], table["lat"] = gdf.geometry.x.to_numpy(), gdf.geometry.y.to_numpy()
-        else:
-            table = pd.read_csv(path)
-    except pd.errors.EmptyDataError as err:
-        raise InputError(f"{path}: empty file") from err
-    except (ValueError, OSError) as err:
-        raise InputError(f"{path}: not readable as {suffix or 'CSV'} ({err})") from err
-    return table
 
 
 def read_bs_positions(path: str | os.PathLike, frame: SceneFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +115,7 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
     if maps is not None and scene_dir is None:
         raise InputError(f"{maps}: radio maps need their scene (--scene DIR) for the grid and frame")
     report = ImportReport(source=str(path))
-    table = read_table(path)
+    table = read_point_table(path, "drive-test", expected="time, lon, lat, cell_id, rsrp_dbm ...")
     if len(table.columns) and len(table) == 0:
         raise InputError(f"{path}: no rows")
     missing = [c for c in _REQUIRED if c not in table.columns]
