@@ -146,8 +146,9 @@ class FineHead(nn.Module):
         self.sigma_min = sigma_min
         self.cell_embedding = nn.Embedding(grid_size * grid_size, d_cell) if use_cell_embedding else None
         d = d_in + (d_cell if use_cell_embedding else 0)
-        last = nn.Linear(hidden, 4)
-        self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), nn.GELU(), last)
+        # Built in this order so that the seeded initialisation draws as it always has.
+        hidden_layer, last = nn.Linear(d, hidden), nn.Linear(hidden, 4)
+        self.net = nn.Sequential(nn.LayerNorm(d), hidden_layer, nn.GELU(), last)
         # Start near "centre of the cell, sigma about half a cell" so early NLLs are tame.
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)

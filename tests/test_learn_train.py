@@ -72,10 +72,13 @@ def test_epoch_sampler_shards_and_resumes():
 
 @pytest.mark.slow
 def test_tiny_model_overfits_tiny_corpus(tmp_path):
-    """About 12 s on an idle 2-core CPU. The loop learns: median error on the training crops falls well below chance (~230 m)."""
+    """About 20 s on an idle 2-core CPU. The loop learns: median error on the training crops falls well below chance (~230 m).
+
+    150 epochs leave a margin whatever the seed (medians of 4-38 m for seeds 1-3; 60 epochs gave 31-124 m).
+    """
     ds = SyntheticDataset(32, s=32)
     cfg = load_run_config("small", {"data": {"crop_px": 32},
-                                    "train": {"epochs": 60, "num_workers": 0, "batch_size": 16, "lr": 3e-3,
+                                    "train": {"epochs": 150, "num_workers": 0, "batch_size": 16, "lr": 3e-3,
                                               "log_every": 20, "val_batches": 2}})
     res = train([], cfg, tmp_path / "run", datasets=(ds, ds, synthetic_info()), progress=False)
     model, _ = load_posterior(tmp_path / "run" / "last.pt")
@@ -86,7 +89,7 @@ def test_tiny_model_overfits_tiny_corpus(tmp_path):
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     losses = [float(r["loss"]) for r in rows if r["loss"]]
     assert losses[-1] < losses[0] - 3.0
-    assert res.steps == 120 and (tmp_path / "run" / "tb").is_dir()
+    assert res.steps == 300 and (tmp_path / "run" / "tb").is_dir()
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
