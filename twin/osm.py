@@ -159,8 +159,7 @@ def _check_reachable(url: str, timeout_s: float = 5.0) -> None:
     parsed = urlparse(url)
     host, port = parsed.hostname or url, parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
+        socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as err:
         raise InputError(
             f"no --osm-file was given and OpenStreetMap (Overpass at {host}) could not be reached "
