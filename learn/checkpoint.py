@@ -41,6 +41,30 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return Path(path)
 
 
+def read_torch_file(path: str | os.PathLike, what: str = "checkpoint",
+                    map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; every failure is a :class:`CheckpointError` naming the file.
+
+    ``weights_only`` refuses pickled objects other than tensors and plain data, so a
+    foreign or malicious file is rejected rather than executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such {what} file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # garbage bytes, not a foreign object
+            raise CheckpointError(f"{path}: corrupted or not a torch {what} (UnpicklingError: "
+                                  f"{str(err).splitlines()[0]})") from err
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain "
+                              f"data ({str(err).splitlines()[0]}); only files written by this toolkit "
+                              f"or plain state dicts are accepted") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: corrupted or not a torch {what} ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from err
+
+
 def load_checkpoint(path: str | os.PathLike, kind: str | None = KIND,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint dict; every failure is a :class:`CheckpointError` naming the file.
@@ -48,20 +72,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = KIND,
     ``kind=None`` accepts any kind (the registry dispatches on it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "global" not in str(err).lower():  # garbage bytes, not a foreign object
-            raise CheckpointError(f"{path}: corrupted or not a torch checkpoint (UnpicklingError: "
-                                  f"{str(err).splitlines()[0]})") from err
-        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain "
-                              f"data ({str(err).splitlines()[0]}); only checkpoints written by "
-                              f"`learn pretrain`/`learn finetune` are accepted") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: corrupted or not a torch checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    ckpt = read_torch_file(path, "checkpoint", map_location)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a checkpoint dict (found {type(ckpt).__name__})")
     missing = [k for k in _REQUIRED if k not in ckpt]

@@ -234,13 +234,10 @@ def load_init_weights(model: nn.Module, path: str | os.PathLike) -> tuple[int, i
 
     Returns ``(loaded, total)`` tensor counts; raises :class:`CheckpointError` when nothing matches.
     """
+    from learn.checkpoint import read_torch_file
+
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such weights file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a corrupted file
-        raise CheckpointError(f"{path}: not a readable weights file ({type(err).__name__}: {err})") from err
+    state = read_torch_file(path, "weights")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):

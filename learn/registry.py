@@ -33,18 +33,12 @@ def checkpoint_kinds() -> list[str]:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint dict at ``path`` (``torch.load(weights_only=True)``)."""
-    import torch
+    """The checkpoint dict at ``path`` of any registered kind (``torch.load(weights_only=True)``)."""
+    from learn.checkpoint import read_torch_file
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a corrupted file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    ckpt = read_torch_file(path)
     if not isinstance(ckpt, dict) or "kind" not in ckpt:
-        raise CheckpointError(f"{path}: not a toolkit checkpoint (no 'kind' entry)")
+        raise CheckpointError(f"{os.fspath(path)}: not a toolkit checkpoint (no 'kind' entry)")
     return ckpt
 
 
