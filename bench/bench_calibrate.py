@@ -28,8 +28,8 @@ import pandas as pd
 def run(calls: int, points: list[int], scaling_calls: int) -> None:
     from calibrate.fit import CalibrationConfig, fit_site, plan_sites
     from calibrate.simulate import simulate_drive_test
-    from twin.scene import build_scene
-    from twin.trace import TraceConfig, Tracer
+    from twin.radio.tracer import TraceConfig, Tracer
+    from twin.scene.build import build_scene
 
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:

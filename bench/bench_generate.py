@@ -39,8 +39,8 @@ def bench_plan(out: str, size_m: float, rows: int, cols: int, samples_per_tx: in
 
 
 def run(plan_dict: dict[str, Any], workers: int | None = None, scheduler: str | None = None) -> Any:
-    from twin.generate import generate
-    from twin.plan import plan_from_dict
+    from twin.generate.plan import plan_from_dict
+    from twin.generate.run import generate
 
     return generate(plan_from_dict(plan_dict, "bench"), workers=workers, scheduler=scheduler, overwrite=True,
                     progress=False)

@@ -1,4 +1,4 @@
-"""Time twin.metrics.compute_metrics on 10 cells x 250 x 420 (and 400 x 400), print a Markdown table.
+"""Time twin.radio.metrics.compute_metrics on 10 cells x 250 x 420 (and 400 x 400), print a Markdown table.
 
 Run: ``PYTHONPATH=$PWD python bench/bench_metrics.py`` (about 30 s on 2 CPU cores).
 """
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from twin.metrics import (
+from twin.radio.metrics import (
     MetricConfig,
     _sionna_link,
     apply_reporting,
@@ -73,7 +73,7 @@ def main() -> None:
 
     t_grid = best_of(lambda: link_performance(sinr_db, cfg), args.repeats)
     t_direct = best_of(direct, 1)
-    print(f"| grid (twin.metrics) | {t_grid:.3f} s |\n| per pixel (ILLA + PHYAbstraction) | {t_direct:.2f} s |")
+    print(f"| grid (twin.radio.metrics) | {t_grid:.3f} s |\n| per pixel (ILLA + PHYAbstraction) | {t_direct:.2f} s |")
 
 
 if __name__ == "__main__":

@@ -31,10 +31,10 @@ def main() -> None:
 
     import twin  # noqa: F401
     from tests.scenes import city_boxes, make_box_scene
-    from twin.deploy import deploy
-    from twin.maps import sample_finite
-    from twin.scene import load_twin_scene
-    from twin.trace import TraceConfig, Tracer
+    from twin.radio.deployment import deploy
+    from twin.radio.maps import sample_finite
+    from twin.radio.tracer import TraceConfig, Tracer
+    from twin.scene.build import load_twin_scene
 
     work = Path(tempfile.mkdtemp(prefix="bench-points-"))
     scene_dir = Path(args.scene) if args.scene else make_box_scene(

@@ -4,10 +4,10 @@ One command: ``python -m bench.bench_sample`` (``--quick`` for a smaller run). I
 tiny-city fixture at 1 km x 1 km with 2 m cells (500 x 500) in a temporary directory,
 with 4, 12 and 32 cells, and measures on one thread:
 
-* sequences per second of :meth:`twin.sample.Sampler.draw` once the maps are loaded
+* sequences per second of :meth:`twin.corpus.sampler.Sampler.draw` once the maps are loaded
   (random and drive mode, T = 20, four features, NR reporting realism);
-* the one-off cost of :class:`~twin.sample.Sampler` (maps into memory, road graph);
-* corpus write throughput of :func:`twin.sample.sample` end to end, and of the writer alone,
+* the one-off cost of :class:`~twin.corpus.sampler.Sampler` (maps into memory, road graph);
+* corpus write throughput of :func:`twin.corpus.sample` end to end, and of the writer alone,
   in MB/s of uncompressed sample arrays, with the compressed size on disk.
 """
 
@@ -39,9 +39,9 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})  # one core
 
     from tests.data.tiny_city.make import make_maps, make_scene
-    from twin.corpus import CorpusWriter
-    from twin.sample import SPLIT_SCHEMES, SampleConfig, Sampler, feature_unit, sample
-    from twin.scene import load_twin_scene
+    from twin.corpus.sampler import SPLIT_SCHEMES, SampleConfig, Sampler, feature_unit, sample
+    from twin.corpus.store import CorpusWriter
+    from twin.scene.build import load_twin_scene
 
     n_draw = 20_000 if args.quick else 40_000
     cell_counts = (12,) if args.quick else (4, 12, 32)

@@ -16,8 +16,8 @@ from scenes import default_osm_file, test_osm_file
 
 LOAD_SNIPPET = """
 import sys, time
-from twin.scene import load_twin_scene
-from twin._mitsuba import sionna_rt
+from twin.scene.build import load_twin_scene
+from twin.engine import sionna_rt
 sionna_rt()
 t = time.perf_counter(); load_twin_scene(sys.argv[1]).load_sionna(); print(time.perf_counter() - t)
 """
@@ -26,7 +26,7 @@ t = time.perf_counter(); load_twin_scene(sys.argv[1]).load_sionna(); print(time.
 def build_once(osm_file: Path, out: Path) -> tuple[float, dict]:
     """Wall time of one build in a fresh process pinned to one core (imports excluded)."""
     code = (
-        "import sys, time, json; from twin.scene import build_scene; import pyrosm, trimesh, shapely\n"
+        "import sys, time, json; from twin.scene.build import build_scene; import pyrosm, trimesh, shapely\n"
         "t = time.perf_counter(); s = build_scene(sys.argv[1], osm_file=sys.argv[2]);"
         "print(time.perf_counter() - t); print(json.dumps(s.meta['counts']))"
     )

@@ -22,9 +22,9 @@ BARE = r"""
 import sys, time, json
 import pandas as pd
 import twin
-from twin._mitsuba import sionna_rt
+from twin.engine import sionna_rt
 from twin.geo import Grid
-from twin.trace import sionna_orientation
+from twin.radio.tracer import sionna_orientation
 rt = sionna_rt()
 scene_dir, bs_file, samples = sys.argv[1], sys.argv[2], int(sys.argv[3])
 meta = json.load(open(scene_dir + "/scene.json"))
@@ -65,10 +65,10 @@ def main() -> None:
 
     import twin  # noqa: F401 - configures libLLVM
     from tests.scenes import city_boxes, make_box_scene
-    from twin.deploy import deploy
-    from twin.scene import build_scene, load_twin_scene
-    from twin.sites import write_bs_file
-    from twin.trace import TraceConfig, Tracer, trace
+    from twin.radio.deployment import deploy
+    from twin.radio.sites import write_bs_file
+    from twin.radio.tracer import TraceConfig, Tracer, trace
+    from twin.scene.build import build_scene, load_twin_scene
 
     work = Path(tempfile.mkdtemp(prefix="bench-trace-"))
     if args.scene:
@@ -77,7 +77,7 @@ def main() -> None:
         scene_dir = make_box_scene(work / "city", half_size_m=500.0, cell_size_m=args.cell_size,
                                    boxes=city_boxes(500.0), name="city")
     else:
-        from twin.scene import SceneConfig
+        from twin.scene.build import SceneConfig
 
         scene_dir = build_scene(work / "helsinki", config=SceneConfig(cell_size_m=args.cell_size)).path
     scene = load_twin_scene(scene_dir)
@@ -85,7 +85,7 @@ def main() -> None:
                    min_spacing_m=60, seed=0)
     write_bs_file(sites, work / "bs.csv", scene)
 
-    from twin._mitsuba import sionna_rt
+    from twin.engine import sionna_rt
 
     sionna_rt()  # the import (about 2 s) is paid by any Sionna program, the bare one too
     cfg = TraceConfig(samples_per_tx=args.samples, cell_size_m=args.cell_size)

@@ -29,7 +29,7 @@ import pandas as pd
 from calibrate.drive_test import DriveTest, read_drive_test
 from calibrate.objective import spearman
 from twin.errors import InputError
-from twin.maps import sample_finite
+from twin.radio.maps import sample_finite
 
 __all__ = ["CheckResult", "simulate_at_rows", "knn_errors", "check", "write_check_report"]
 
@@ -61,7 +61,7 @@ class CheckResult:
 def simulate_at_rows(tracer: Any, table: pd.DataFrame, rows: pd.DataFrame, metric: str,
                      metric_config: Any = None) -> np.ndarray:
     """The twin's value of each drive-test row's cell at the row's position: ``(n_rows,)``, NaN if unreceived."""
-    from twin.metrics import compute_metrics
+    from twin.radio.metrics import compute_metrics
 
     xy = rows[["x_m", "y_m"]].to_numpy(np.float64)
     grid = tracer.window_covering(xy)
@@ -115,17 +115,17 @@ def check(scene: Any, bs_file: Any, drive_test: Any, *, metric: str = "rssi", k:
         Neighbours of the k-NN.
     test_fraction : float
         Share of the locations held out for testing.
-    trace_config : twin.trace.TraceConfig, optional
+    trace_config : twin.radio.tracer.TraceConfig, optional
         Tracing of the twin's values (default: calibration's, 10^6 rays... see
         :class:`calibrate.fit.CalibrationConfig`).
     report_dir : path, optional
         JSON, Markdown and PNG of the result.
     """
     from calibrate.fit import CalibrationConfig
-    from twin._atomic import check_output
-    from twin.scene import TwinScene, load_twin_scene
-    from twin.sites import read_bs_file, sites_from_records
-    from twin.trace import Tracer
+    from twin.io import check_output
+    from twin.radio.sites import read_bs_file, sites_from_records
+    from twin.radio.tracer import Tracer
+    from twin.scene.build import TwinScene, load_twin_scene
 
     if metric not in ("rssi", "rsrp"):
         raise InputError(f"metric: {metric!r} must be 'rssi' or 'rsrp'")
@@ -189,7 +189,7 @@ def write_check_report(result: CheckResult, report_dir: str | os.PathLike, overw
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from twin._atomic import atomic_dir
+    from twin.io import atomic_dir
     from twin.plot import save_figure
 
     s = result.summary()

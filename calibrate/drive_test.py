@@ -350,7 +350,7 @@ def _flag_outliers(out: pd.DataFrame, reasons: pd.Series, m: str, outlier_db: fl
 
 def write_drive_test(rows: pd.DataFrame, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write drive-test rows as CSV, GeoJSON (``.geojson``/``.json``, needs lon/lat) or Parquet, atomically."""
-    from twin._atomic import atomic_file
+    from twin.io import atomic_file
 
     path = Path(path)
     suffix = path.suffix.lower()

@@ -117,7 +117,7 @@ class CalibrationConfig:
         return SearchSpace.from_options(self.params, self.bounds or None)
 
     def trace_config(self, base: Any = None) -> Any:
-        from twin.trace import TraceConfig
+        from twin.radio.tracer import TraceConfig
 
         return replace(base or TraceConfig(), samples_per_tx=self.samples_per_tx,
                        cell_size_m=self.cell_size_m, max_depth=self.max_depth)
@@ -213,7 +213,7 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
 
     Parameters
     ----------
-    tracer : twin.trace.Tracer
+    tracer : twin.radio.tracer.Tracer
     cells : DataFrame
         The site's rows of the BS table.
     points : list of CellPoints
@@ -308,14 +308,14 @@ def _worker_tracer(scene_dir: str, trace_config: Any, engine_threads: int | None
     ``engine_threads`` caps Dr.Jit's threads in this process, so that N worker processes
     on one machine do not each spread over every core.
     """
-    from twin.trace import Tracer
+    from twin.radio.tracer import Tracer
 
     key = (scene_dir, trace_config)
     if key not in _TRACERS:
         if engine_threads:
             import drjit as dr
 
-            from twin._mitsuba import sionna_rt
+            from twin.engine import sionna_rt
 
             sionna_rt()
             dr.set_thread_count(engine_threads)
@@ -338,7 +338,7 @@ def _run(tasks: list[dict[str, Any]], scene_dir: str, trace_config: Any, config:
         return [_fit_task(scene_dir, trace_config, config=config, progress=progress, **t) for t in tasks]
     from dask.distributed import as_completed
 
-    from twin.cluster import start_cluster
+    from twin.generate.cluster import start_cluster
 
     # The engine of `twin generate`; a given scheduler's workers are set up by whoever started them.
     threads = None if scheduler else max(1, (os.cpu_count() or 1) // min(workers, len(tasks)))
@@ -369,7 +369,7 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
     scene : TwinScene or path
         The scene directory (workers load it by path).
     bs_file : path or DataFrame
-        The BS file (CSV/GeoJSON) or a table as :func:`twin.sites.read_bs_file` returns.
+        The BS file (CSV/GeoJSON) or a table as :func:`twin.radio.sites.read_bs_file` returns.
     drive_test : path or DriveTest
         The measurements (:func:`calibrate.drive_test.read_drive_test`).
     out : path, optional
@@ -377,7 +377,7 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
     report_dir : path, optional
         JSON + Markdown report, dropped rows, PNG convergence and scatter plots.
     config : CalibrationConfig, optional
-    trace_config : twin.trace.TraceConfig, optional
+    trace_config : twin.radio.tracer.TraceConfig, optional
         Base tracing settings (materials, interaction switches); the config's
         ``samples_per_tx``, ``cell_size_m`` and ``max_depth`` override it.
     workers : int
@@ -391,9 +391,9 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
     -------
     CalibrationResult
     """
-    from twin._atomic import check_output
-    from twin.scene import TwinScene, load_twin_scene
-    from twin.sites import read_bs_file, sites_from_records, write_bs_file
+    from twin.io import check_output
+    from twin.radio.sites import read_bs_file, sites_from_records, write_bs_file
+    from twin.scene.build import TwinScene, load_twin_scene
 
     t0 = time.perf_counter()
     config = config or CalibrationConfig()

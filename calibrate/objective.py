@@ -7,7 +7,7 @@ the points and ranks them against the measurements. On the CPU a radio map is fa
 cheaper than per-receiver path solving (DESIGN.md: 1,000 receivers by ``PathSolver``
 at 10^5 samples took 43 s; a window map takes a fraction of a second).
 
-Simulated values are what the drive test reports, through :func:`twin.metrics.compute_metrics`:
+Simulated values are what the drive test reports, through :func:`twin.radio.metrics.compute_metrics`:
 
 - ``rsrp``: the cell's RSRP, a function of its own path gain only;
 - ``rssi``: the RSSI of the cell's carrier, i.e. the cell's power plus that of every
@@ -33,7 +33,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from calibrate.space import SearchSpace
-from twin.maps import sample_finite
+from twin.radio.maps import sample_finite
 
 __all__ = ["CellPoints", "Evaluation", "SiteObjective", "spearman"]
 
@@ -85,7 +85,7 @@ class SiteObjective:
 
     Parameters
     ----------
-    tracer : twin.trace.Tracer
+    tracer : twin.radio.tracer.Tracer
         A loaded scene; only this site's cells are traced per evaluation.
     cells : DataFrame
         The site's rows of the BS table (validated, with ``x_m, y_m``), at their file pose.
@@ -96,7 +96,7 @@ class SiteObjective:
     others : DataFrame, optional
         The BS table's other cells; for ``rssi`` those on a fitted cell's carrier add
         their (fixed) power.
-    metric_config : twin.metrics.MetricConfig, optional
+    metric_config : twin.radio.metrics.MetricConfig, optional
     margin_m : float
         Extra border of the window around the points [m].
     """
@@ -112,7 +112,7 @@ class SiteObjective:
     evaluations: list[Evaluation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from twin.metrics import MetricConfig
+        from twin.radio.metrics import MetricConfig
 
         self.metric_config = self.metric_config or MetricConfig()
         first = self.cells.iloc[0]
@@ -148,7 +148,7 @@ class SiteObjective:
 
     def simulate(self, rows: pd.DataFrame) -> dict[int, np.ndarray]:
         """Simulated values at each fitted cell's points for the site at ``rows``: cell -> (N,)."""
-        from twin.metrics import compute_metrics
+        from twin.radio.metrics import compute_metrics
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)

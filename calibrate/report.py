@@ -9,7 +9,7 @@ Layout of the report directory::
     convergence_<bs_id>.png   ρ per evaluation and the best so far
     scatter_<bs_id>.png       simulated against measured, before and after
 
-The directory is written atomically (:func:`twin._atomic.atomic_dir`).
+The directory is written atomically (:func:`twin.io.atomic_dir`).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def plot_scatter(site: Any, path: str | os.PathLike, metric: str) -> None:
 
 def write_report(result: Any, report_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write the report directory of a calibration (atomically); returns its path."""
-    from twin._atomic import atomic_dir
+    from twin.io import atomic_dir
 
     with atomic_dir(report_dir, overwrite=overwrite) as tmp:
         (tmp / "report.json").write_text(json.dumps(report_dict(result), indent=1))

@@ -2,8 +2,8 @@
 
 Points are laid along the scene's drivable roads every ``spacing_m`` (a car's route,
 in the order of the road geometries); every cell is traced at its true pose over one
-window covering the points, its metrics computed (:func:`twin.metrics.compute_metrics`)
-and turned into UE reports (:func:`twin.metrics.apply_reporting`: Gaussian-in-dB
+window covering the points, its metrics computed (:func:`twin.radio.metrics.compute_metrics`)
+and turned into UE reports (:func:`twin.radio.metrics.apply_reporting`: Gaussian-in-dB
 noise, the sensitivity floor, the reporting ranges and quantization). A cell reports
 at the points within ``radius_m`` of its site where its noisy RSRP clears the floor.
 The output has the drive-test format of :mod:`calibrate.drive_test`.
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from twin.errors import InputError
-from twin.maps import sample_finite
+from twin.radio.maps import sample_finite
 
 __all__ = ["road_points", "simulate_drive_test"]
 
@@ -80,9 +80,9 @@ def simulate_drive_test(scene: Any, sites: Any, *, spacing_m: float = 10.0, radi
         ``time, lon, lat, cell_id, rssi_dbm, rsrp_dbm, rsrq_db, sinr_db`` (one row per
         reported point and cell).
     """
-    from twin.metrics import MetricConfig, ReportingConfig, apply_reporting, compute_metrics
-    from twin.scene import TwinScene, load_twin_scene
-    from twin.trace import Tracer
+    from twin.radio.metrics import MetricConfig, ReportingConfig, apply_reporting, compute_metrics
+    from twin.radio.tracer import Tracer
+    from twin.scene.build import TwinScene, load_twin_scene
 
     scene = scene if isinstance(scene, TwinScene) else load_twin_scene(scene)
     tracer = tracer or Tracer(scene, trace_config)

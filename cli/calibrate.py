@@ -158,8 +158,8 @@ def simulate_cmd(scene_dir, bs_file, out, spacing, radius, sigma, step, max_poin
     """
     from calibrate.drive_test import write_drive_test
     from calibrate.simulate import simulate_drive_test
-    from twin._atomic import check_output
-    from twin.trace import TraceConfig
+    from twin.io import check_output
+    from twin.radio.tracer import TraceConfig
 
     check_output(out, overwrite)
     rows = simulate_drive_test(scene_dir, bs_file, spacing_m=spacing, radius_m=radius, sigma_db=sigma,

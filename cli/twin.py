@@ -1,4 +1,4 @@
-"""``twin``: build scenes, deploy base stations, trace radio maps, sample corpora."""
+"""``twin``: build scenes, deploy base stations, trace radio maps, sample corpora, generate at scale."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
-from cli.options import BBOX, clean_errors, overwrite_option
+from cli.options import BBOX, clean_errors, overwrite_option, seed_option
+
+__all__ = ["main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,7 +51,7 @@ def build_scene_cmd(bbox, osm_file, out, name, config_file, cell_size, tile_size
       twin build-scene --out out/helsinki
       twin build-scene --osm-file rome.osm.pbf --bbox 12.47,41.86,12.49,41.88 --out out/rome --tile-size 600
     """
-    from twin.scene import build_scene, scene_config
+    from twin.scene.build import build_scene, scene_config
 
     config = scene_config(config_file, cell_size_m=cell_size, tile_size_m=tile_size, max_area_km2=max_area)
     scene = build_scene(out, osm_file=osm_file, bbox=bbox, name=name, config=config, overwrite=overwrite)
@@ -78,10 +80,137 @@ def show_scene_cmd(scene_dir, out, overwrite):
       twin show-scene out/helsinki --out out/helsinki.png
     """
     from twin.plot import plot_scene
-    from twin.scene import load_twin_scene
+    from twin.scene.build import load_twin_scene
 
     plot_scene(load_twin_scene(scene_dir), out, overwrite=overwrite)
     click.echo(f"wrote {out}")
+
+
+def _config(cls: type, path: str | None, section: str, flags: dict[str, Any]) -> Any:
+    """A config from the YAML ``section`` (if given), then the flags that were set."""
+    import dataclasses
+
+    from twin.config import load_yaml
+
+    base = load_yaml(cls, path, section=section) if path else cls()
+    return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
+@main.command("deploy")
+@click.option("--scene", "scene_dir", required=True, type=click.Path(file_okay=False), help="Scene directory.")
+@click.option("--strategy", required=True, type=click.Choice(["file", "grid", "random", "dense"]))
+@click.option("--bs-file", type=click.Path(dir_okay=False), help="Input BS file (strategy 'file').")
+@click.option("--count", type=int, help="Number of sites (grid, random; extra sites for dense).  [default: 10]")
+@click.option("--min-spacing", "min_spacing_m", type=float, help="Minimum site spacing [m].  [default: 50]")
+@click.option("--height-m", type=float, help="Antenna height above the ground [m].  [default: 40]")
+@click.option("--rooftop", is_flag=True, default=None, help="Sites on roofs: roof height plus --mast-m.")
+@click.option("--mast-m", type=float, help="Mast above a roof [m].  [default: 5]")
+@click.option("--sectors", type=click.Choice(["1", "3"]), help="Sectors per site.  [default: 3]")
+@click.option("--azimuth", "azimuth_deg", type=float, help="First sector's azimuth, clockwise from north [deg].")
+@click.option("--random-azimuth", is_flag=True, help="Draw each site's azimuth.")
+@click.option("--tilt", "tilt_deg", type=float, help="Downtilt [deg].  [default: 6]")
+@click.option("--power-dbm", type=float, help="Transmit power per cell [dBm].  [default: 43]")
+@click.option("--frequency-hz", type=float, help="Carrier [Hz].  [default: 1.8e9]")
+@click.option("--bandwidth-hz", type=float, help="Bandwidth [Hz].  [default: 20e6]")
+@click.option("--pattern", type=click.Choice(["tr38901", "iso"]), help="Antenna pattern.")
+@click.option("--crop-m", type=float, help="dense: crop side that must see --min-visible sites [m].  [default: 600]")
+@click.option("--min-visible", type=int, help="dense: sites per crop.  [default: 3]")
+@click.option("--on-building", type=click.Choice(["rooftop", "reject"]),
+              help="file: an antenna inside a building is lifted to the roof or rejected.  [default: rooftop]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML with a 'deploy' section.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output BS file (.csv or .geojson).")
+@seed_option
+@overwrite_option
+@clean_errors
+def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: str | None, out: str,
+               seed: int, overwrite: bool, random_azimuth: bool, rooftop: bool | None, sectors: str | None,
+               **flags: Any) -> None:
+    """Place base stations (one row per cell) on a scene and write the BS file.
+
+    \b
+    Example:
+      twin deploy --scene out/helsinki --strategy dense --count 12 --out out/bs.csv
+    """
+    from twin.radio.deployment import DeployConfig, deploy_to_file
+
+    flags["height"] = "rooftop" if rooftop else None
+    flags["sectors"] = int(sectors) if sectors else None
+    cfg = _config(DeployConfig, config_file, "deploy", flags)
+    if random_azimuth:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, azimuth_deg=None)
+    table = deploy_to_file(scene_dir, strategy, out, cfg, seed=seed, bs_file=bs_file, overwrite=overwrite)
+    click.echo(f"{out}: {table['bs_id'].nunique()} sites, {len(table)} cells ({strategy}), "
+               f"heights {table['height_m'].min():.0f}-{table['height_m'].max():.0f} m")
+
+
+@main.command("trace")
+@click.option("--scene", "scene_dir", required=True, type=click.Path(file_okay=False), help="Scene directory.")
+@click.option("--bs-file", required=True, type=click.Path(dir_okay=False), help="BS file (.csv or .geojson).")
+@click.option("--out", required=True, help="Output radio-map store (maps.zarr).")
+@click.option("--cell-size", "cell_size_m", type=float, help="Map cell [m].  [default: the scene grid's]")
+@click.option("--samples-per-tx", type=int, help="Rays per transmitter.  [default: 1000000]")
+@click.option("--max-depth", type=int, help="Interactions per path.  [default: 3]")
+@click.option("--diffraction/--no-diffraction", default=None, help="Edge diffraction.  [default: off]")
+@click.option("--diffuse/--no-diffuse", "diffuse_reflection", default=None,
+              help="Diffuse scattering.  [default: on]")
+@click.option("--reflection/--no-reflection", "specular_reflection", default=None,
+              help="Specular reflection.  [default: on]")
+@click.option("--pattern", type=click.Choice(["tr38901", "iso"]), help="Override the BS file's patterns.")
+@click.option("--extrapolate-materials", is_flag=True,
+              help="Extend ITU materials outside their frequency ranges instead of failing.")
+@click.option("--on-building", type=click.Choice(["rooftop", "reject"]), help="Antennas inside buildings.")
+@click.option("--path-gain-only", is_flag=True, help="Write path gain only (no RSRP/SINR/BLER ...).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="YAML with 'trace' and 'metrics' sections.")
+@overwrite_option
+@clean_errors
+def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, extrapolate_materials: bool,
+              path_gain_only: bool, overwrite: bool, **flags: Any) -> None:
+    """Ray-trace every cell of a BS file over the scene grid; write the radio maps.
+
+    \b
+    Example:
+      twin trace --scene out/helsinki --bs-file out/bs.csv --out out/maps.zarr --samples-per-tx 1000000
+    """
+    from twin.radio.tracer import TraceConfig, trace
+
+    if extrapolate_materials:
+        flags["materials_out_of_range"] = "extrapolate"
+    cfg = _config(TraceConfig, config_file, "trace", flags)
+    path = trace(scene_dir, bs_file, out, cfg, metric_config=config_file if not path_gain_only else None,
+                 metrics=not path_gain_only, overwrite=overwrite, progress=True)
+    from twin.radio.maps import open_maps
+
+    maps = open_maps(path)
+    click.echo(f"{path}: {len(maps.cell_ids)} cells on a {maps.grid.height} x {maps.grid.width} grid of "
+               f"{maps.grid.cell_size_m:g} m; arrays {', '.join(maps.arrays)}")
+    for note in maps.attrs.get("notes", []):
+        click.echo(f"note: {note}", err=True)
+
+
+@main.command("show-map")
+@click.argument("maps", type=click.Path(exists=True))
+@click.option("--metric", default="path_gain_db", show_default=True, help="Array of the store to draw.")
+@click.option("--cell", "cells", type=int, multiple=True, help="Cell id(s) to draw (default all).")
+@click.option("--scene", "scene_dir", type=click.Path(file_okay=False),
+              help="Scene for the footprints (default: the store's).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder of PNGs.")
+@overwrite_option
+@clean_errors
+def show_map_cmd(maps: str, metric: str, cells: tuple[int, ...], scene_dir: str | None, out: str,
+                 overwrite: bool) -> None:
+    """Draw a metric map (per cell and best cell) with BS markers over the building footprints.
+
+    \b
+    Example:
+      twin show-map out/maps.zarr --metric rsrp_dbm --out out/maps-png
+    """
+    from twin.radio.maps import show_map
+
+    written = show_map(maps, out, metric, list(cells) or None, scene_dir, overwrite=overwrite)
+    click.echo(f"{Path(out)}: {len(written)} picture(s)")
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -130,8 +259,8 @@ def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str
     import dataclasses
 
     from twin.config import from_dict, load_yaml, to_dict
-    from twin.metrics import ReportingConfig
-    from twin.sample import SampleConfig, sample
+    from twin.corpus.sampler import SampleConfig, sample
+    from twin.radio.metrics import ReportingConfig
 
     config = load_yaml(SampleConfig, config_file) if config_file else SampleConfig()
     flags = {"n": n, "mode": mode, "max_events": max_events, "max_cells": max_cells, "n_reports": n_reports,
@@ -180,8 +309,8 @@ def generate_cmd(plan_file, workers, scheduler, cluster, resume, output, no_prog
       twin generate plan.yaml --resume
       twin generate plan.yaml --cluster slurm --workers 8     # 8 jobs, see docs/cluster.md
     """
-    from twin.generate import generate
-    from twin.plan import load_plan
+    from twin.generate.plan import load_plan
+    from twin.generate.run import generate
 
     summary = generate(load_plan(plan_file, output=output), workers=workers, scheduler=scheduler, cluster=cluster, resume=resume,
                        overwrite=overwrite, progress=not no_progress, echo=click.echo)
@@ -190,12 +319,6 @@ def generate_cmd(plan_file, workers, scheduler, cluster, resume, output, no_prog
     if not summary.complete:
         sys.exit(1)
 
-
-from cli.radio import deploy_cmd, show_map_cmd, trace_cmd  # noqa: E402
-
-main.add_command(deploy_cmd)
-main.add_command(trace_cmd)
-main.add_command(show_map_cmd)
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,8 @@ import twin  # noqa: F401  (locates libLLVM for Dr.Jit before anything imports M
 _LAZY = {
     **dict.fromkeys(["import_drive_test", "import_rome_nbiot", "import_rome_crop", "import_powder",
                      "SplitConfig", "ImportReport"], "learn.importers"),
-    **dict.fromkeys(["Predictions", "EvalResult", "evaluate_named"], "learn.evaluate"),
+    **dict.fromkeys(["EvalResult", "evaluate_named"], "learn.evaluate"),
+    **dict.fromkeys(["Predictions", "Method"], "learn.methods"),
     **dict.fromkeys(["make_baseline", "WknnBaseline", "KnnSquareBaseline"], "learn.baselines"),
     **dict.fromkeys(["fit_heatmap"], "learn.heatmap_train"),
     **dict.fromkeys(["pretrain", "finetune", "build_model", "TrainConfig", "RunConfig",

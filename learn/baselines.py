@@ -16,7 +16,7 @@
   ``1 / (d + eps)``.
 * :class:`KnnSquareBaseline` — the same, with the search restricted to the references
   inside the sample's evaluation crop (seed 004's "k-NN in the square",
-  :func:`learn.crops.eval_crop_origins`), falling back to the crop centre when the crop
+  :func:`learn.data.crops.eval_crop_origins`), falling back to the crop centre when the crop
   holds none.
 """
 
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from learn.crops import eval_crop_origins
-from learn.evaluate import Predictions
-from twin.corpus import Corpus
+from learn.data.crops import eval_crop_origins
+from learn.methods import Predictions
+from twin.corpus.store import Corpus
 from twin.errors import InputError
 
 __all__ = ["WknnBaseline", "KnnSquareBaseline", "fingerprints", "BASELINES", "make_baseline"]

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from twin._atomic import atomic_file
 from twin.errors import CheckpointError
+from twin.io import atomic_file
 
 __all__ = ["KIND", "SCHEMA_VERSION", "save_checkpoint", "load_checkpoint", "load_model_state"]
 

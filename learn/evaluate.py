@@ -1,6 +1,6 @@
 """The one evaluation harness every method goes through (baselines and learned models).
 
-A method has ``predict(corpus, indices) -> Predictions`` and, when it is fitted inside
+A method (:class:`learn.methods.Method`) has ``predict(corpus, indices) -> Predictions`` and, when it is fitted inside
 the evaluation (the k-NN baselines), ``fit(corpus, train_indices)``. :func:`evaluate`
 fits on the split's ``train`` part, predicts its ``test`` part and reports the errors
 overall and per part:
@@ -15,55 +15,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from learn.methods import Method, Predictions
 from learn.metrics import error_summary, position_errors_m
 from learn.splits import known_street_mask
-from twin import _zarr
-from twin.corpus import SPLIT_NAMES, Corpus, open_corpus
+from twin import io
+from twin.corpus.store import SPLIT_NAMES, Corpus, open_corpus
 from twin.errors import InputError
 
-__all__ = ["Predictions", "Method", "EvalResult", "evaluate", "evaluate_named", "PARTS"]
+__all__ = ["EvalResult", "evaluate", "evaluate_named", "PARTS"]
 
 PARTS = ("all", "known", "unknown")
-
-
-@dataclass
-class Predictions:
-    """A method's output for N samples.
-
-    Attributes
-    ----------
-    xy_m : (N, 2)
-        Point estimates in scene metres.
-    nll : (N,), optional
-        -log p(y_true) [nats; density per m²] for density methods.
-    in_hdr50, in_hdr90 : (N,) bool, optional
-        Whether the truth lies in the 50 % / 90 % highest-density region.
-    refined_xy_m : (N, 2), optional
-        Estimates after test-time refinement.
-    """
-
-    xy_m: np.ndarray
-    nll: np.ndarray | None = None
-    in_hdr50: np.ndarray | None = None
-    in_hdr90: np.ndarray | None = None
-    refined_xy_m: np.ndarray | None = None
-
-    def take(self, sel: np.ndarray) -> Predictions:
-        def part(v: np.ndarray | None) -> np.ndarray | None:
-            return None if v is None else np.asarray(v)[sel]
-
-        return Predictions(np.asarray(self.xy_m)[sel], part(self.nll), part(self.in_hdr50), part(self.in_hdr90),
-                           part(self.refined_xy_m))
-
-
-class Method(Protocol):
-    name: str
-
-    def predict(self, corpus: Corpus, indices: np.ndarray) -> Predictions: ...
 
 
 @dataclass
@@ -116,7 +81,7 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
     corpus = data if isinstance(data, Corpus) else open_corpus(data)
     if split not in corpus.split_schemes:
         raise InputError(f"{corpus.url}: no split '{split}'; has {', '.join(corpus.split_schemes)}")
-    labels = _zarr.read(corpus.samples, f"split_{split}", corpus.url)
+    labels = io.read(corpus.samples, f"split_{split}", corpus.url)
     train = np.flatnonzero(labels == SPLIT_NAMES.index("train"))
     test = corpus.split_indices(split, part)
     if len(test) == 0:
@@ -128,7 +93,7 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
     if np.shape(pred.xy_m) != truth.shape:
         raise InputError(f"method {method.name}: predicted shape {np.shape(pred.xy_m)}, expected {truth.shape}")
     errors = position_errors_m(pred.xy_m, truth)
-    groups = _zarr.read(corpus.samples, "group_id", corpus.url)
+    groups = io.read(corpus.samples, "group_id", corpus.url)
     known = known_street_mask(groups, labels, test)
     result = EvalResult(getattr(method, "name", type(method).__name__), corpus.url, split, test, truth, pred,
                         errors, known, method_obj=method)

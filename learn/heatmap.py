@@ -15,7 +15,7 @@ Training minimizes the binary cross-entropy between the logits and a Gaussian bu
 (peak 1, ``target_sigma_px``, centred on the exact truth in pixel units) of the truth;
 inference takes the argmax pixel's centre. Images follow :mod:`learn.data`: row index
 grows north, pixel ``[r, c]`` centred at ``crop_origin_m + ((c + 0.5) / P, (r + 0.5) /
-P) * crop_size_m``. The crop is the evaluation crop of :mod:`learn.crops` (the truth
+P) * crop_size_m``. The crop is the evaluation crop of :mod:`learn.data.crops` (the truth
 inside, not centred; the same squares as ``knn-square``).
 
 Configurations: ``small`` (64 px, 8 px patches, width 128, 4 blocks; trains on a CPU)
@@ -36,10 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from learn.data import CorpusDataset, DataConfig, make_loader
-from learn.evaluate import Predictions
+from learn.data.dataset import CorpusDataset, DataConfig
+from learn.data.loader import make_loader
+from learn.methods import Predictions
 from learn.registry import register_checkpoint_kind
-from twin.corpus import Corpus
+from twin.corpus.store import Corpus
 from twin.errors import CheckpointError, InputError
 
 __all__ = ["HeatmapConfig", "HeatmapNet", "CONFIGS", "unpatch", "gaussian_targets", "heatmap_loss",

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from learn.data import CorpusDataset, Normalization, make_loader
+from learn.data.dataset import CorpusDataset
+from learn.data.loader import make_loader
+from learn.data.stats import Normalization
 from learn.heatmap import (
     CONFIGS,
     SCHEMA_VERSION,
@@ -33,9 +35,9 @@ from learn.heatmap import (
     heatmap_loss,
     load_init_weights,
 )
-from twin._atomic import atomic_file, check_output
-from twin.corpus import open_corpus
+from twin.corpus.store import open_corpus
 from twin.errors import InputError
+from twin.io import atomic_file, check_output
 
 __all__ = ["FitSummary", "fit_heatmap", "wsd_factor", "train_feature_statistics"]
 

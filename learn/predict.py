@@ -155,7 +155,7 @@ def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch
     """Evaluation batches of ``corpus`` at ``indices`` with the checkpoint's vocabulary and crops."""
     from torch.utils.data import DataLoader
 
-    from learn.data import eval_dataset  # the learn-eval engineer's dataset module
+    from learn.data.loader import eval_dataset
 
     # The checkpoint's normalization (and feature order, map channels): inputs as in training,
     # also when judging the model zero-shot on another corpus.
@@ -196,7 +196,7 @@ class PosteriorMethod:
         return plot_posteriors(self.last["mixtures"], out_dir) if self.last else []
 
     def predict(self, corpus: Any, indices: np.ndarray):
-        from learn.evaluate import Predictions
+        from learn.methods import Predictions
 
         loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers)
         res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device,
@@ -226,9 +226,9 @@ def predict(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Path
     """
     import pandas as pd
 
-    from twin._atomic import atomic_file
-    from twin.corpus import open_corpus
+    from twin.corpus.store import open_corpus
     from twin.errors import InputError
+    from twin.io import atomic_file
 
     out = Path(out)
     if out.suffix not in (".parquet", ".csv"):

@@ -1,6 +1,6 @@
 """Reproducible train/val/test splits of a corpus: random, and spatial by whole blocks.
 
-Labels are codes into :data:`twin.corpus.SPLIT_NAMES` (0 train, 1 val, 2 test).
+Labels are codes into :data:`twin.corpus.store.SPLIT_NAMES` (0 train, 1 val, 2 test).
 
 * **random** — a seeded permutation: ``test_frac`` of the samples to test, ``val_frac``
   to val, the rest to train (80/20 with the defaults ``test_frac=0.2``, ``val_frac=0``

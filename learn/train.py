@@ -281,7 +281,7 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         set_threads(tc.threads)
 
     if datasets is None:
-        from learn.data import build_training_data  # the learn-eval engineer's dataset module
+        from learn.data.loader import build_training_data
 
         init_norm = (ckpt_init.get("data_info") or {}).get("normalization") if ckpt_init is not None else None
         datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,

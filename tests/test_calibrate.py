@@ -16,8 +16,8 @@ from calibrate.simulate import road_points, simulate_drive_test
 from cli.calibrate import main
 from tests.scenes import make_box_scene
 from twin.errors import InputError
-from twin.scene import load_twin_scene
-from twin.trace import TraceConfig, Tracer
+from twin.radio.tracer import TraceConfig, Tracer
+from twin.scene.build import load_twin_scene
 
 FAST = {"samples_per_tx": 20_000, "cell_size_m": 10.0}
 

@@ -9,7 +9,7 @@ import pytest
 from calibrate.drive_test import clean_drive_test
 from tests.conftest import shared_data
 from tests.scenes import make_box_scene
-from twin.scene import load_twin_scene
+from twin.scene.build import load_twin_scene
 
 
 @pytest.mark.data

@@ -11,7 +11,7 @@ import pytest
 from calibrate.drive_test import read_drive_test, write_drive_test
 from tests.scenes import make_box_scene
 from twin.errors import InputError
-from twin.scene import load_twin_scene
+from twin.scene.build import load_twin_scene
 
 
 @pytest.fixture(scope="module")

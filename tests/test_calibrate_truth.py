@@ -17,7 +17,7 @@ import pytest
 
 from calibrate.fit import CalibrationConfig, calibrate
 from calibrate.simulate import simulate_drive_test
-from twin.trace import TraceConfig, Tracer
+from twin.radio.tracer import TraceConfig, Tracer
 
 CALLS = 60
 SAMPLES = 1_000_000
@@ -29,7 +29,7 @@ def _angle_gap(a, b):
 
 @pytest.mark.slow
 def test_calibration_recovers_perturbed_sites(tmp_path):
-    from twin.scene import build_scene
+    from twin.scene.build import build_scene
 
     scene = build_scene(tmp_path / "helsinki")
     truth = pd.DataFrame({

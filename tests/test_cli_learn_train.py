@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from click.testing import CliRunner
 
-import cli.learn_train  # noqa: F401  (registers the commands)
+import cli.learn  # noqa: F401  (registers the commands)
 from cli.learn import main
 
 

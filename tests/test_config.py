@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from twin._atomic import atomic_dir, atomic_file
 from twin.config import from_dict, load_yaml, to_dict
 from twin.errors import InputError, OutputExistsError
+from twin.io import atomic_dir, atomic_file
 
 
 @dataclass(frozen=True)

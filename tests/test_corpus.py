@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from twin.corpus import CorpusWriter, open_corpus, sample_array_specs
+from twin.corpus.store import CorpusWriter, open_corpus, sample_array_specs
 from twin.errors import InputError, OutputExistsError
 from twin.geo import Grid, SceneFrame
 

@@ -19,7 +19,7 @@ def test_packages_import_from_this_repository(name):
 
 
 def test_llvm_version_parsing():
-    from twin._mitsuba import _llvm_version
+    from twin.engine import _llvm_version
 
     assert _llvm_version("/usr/lib/x86_64-linux-gnu/libLLVM-19.so") == 19
     assert _llvm_version("/usr/lib/x86_64-linux-gnu/libLLVM.so.19.1") == 19
@@ -28,7 +28,7 @@ def test_llvm_version_parsing():
 
 
 def test_import_sets_drjit_llvm_path_to_a_recent_llvm():
-    from twin._mitsuba import MIN_LLVM_VERSION, _llvm_version
+    from twin.engine import MIN_LLVM_VERSION, _llvm_version
 
     env = {k: v for k, v in os.environ.items() if k != "DRJIT_LIBLLVM_PATH"}
     out = subprocess.run([sys.executable, "-c", "import twin, os; print(os.environ['DRJIT_LIBLLVM_PATH'])"],
@@ -41,7 +41,7 @@ def test_old_llvm_gives_one_clear_error():
     code = (
         "import os; os.environ['DRJIT_LIBLLVM_PATH']='/usr/lib/x86_64-linux-gnu/libLLVM-14.so.1';"
         "os.environ['TWIN_MITSUBA_VARIANT']='llvm_ad_mono_polarized';"
-        "from twin._mitsuba import ensure_variant\n"
+        "from twin.engine import ensure_variant\n"
         "try:\n ensure_variant()\nexcept Exception as e: print(type(e).__name__, e)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -50,28 +50,8 @@ def test_old_llvm_gives_one_clear_error():
 
 
 def test_variant_is_a_radio_variant():
-    from twin._mitsuba import ensure_variant
+    from twin.engine import ensure_variant
 
     variant = ensure_variant()
     # A CPU fallback to a non-radio variant (scalar_rgb ...) was a defect of the papers' code.
     assert variant in ("llvm_ad_mono_polarized", "cuda_ad_mono_polarized")
-
-
-def test_stage_functions_are_exported_by_name():
-    import twin
-
-    for name in twin.__all__:
-        assert getattr(twin, name) is not None, name
-    import twin.trace
-
-    assert twin.build_scene.__module__ == "twin.scene" and twin.Tracer.__module__ == "twin.trace"
-    assert callable(twin.trace.trace)  # the module stays reachable under its name
-    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
-        twin.nonsense  # noqa: B018
-
-
-@pytest.mark.parametrize("package", ["calibrate", "learn"])
-def test_other_packages_export_their_stage_functions(package):
-    module = importlib.import_module(package)
-    for name in module.__all__:
-        assert getattr(module, name) is not None, name

@@ -17,11 +17,11 @@ import zarr
 from click.testing import CliRunner
 
 from cli.twin import main
-from twin.corpus import CorpusWriter, open_corpus, sample_array_specs
+from twin.corpus.store import CorpusWriter, open_corpus, sample_array_specs
 from twin.errors import InputError
-from twin.generate import generate
-from twin.plan import chunk_size, layout_shards, load_plan, plan_from_dict, shard_seeds
-from twin.shards import FAULT_ENV, GROUP_STRIDE, PartialStore
+from twin.generate.plan import chunk_size, layout_shards, load_plan, plan_from_dict, shard_seeds
+from twin.generate.run import generate
+from twin.generate.shards import FAULT_ENV, GROUP_STRIDE, PartialStore
 
 REPO = Path(__file__).resolve().parents[1]
 UE = 30
@@ -153,7 +153,7 @@ def test_corpus_reopen_writes_scenes_by_index_and_disjoint_regions(tmp_path):
     ("pbs", ["ngpus=1", "#PBS -q gpu", "--resources GPU=1"]),
 ])
 def test_batch_cluster_job_script_asks_for_one_gpu_per_worker(tmp_path, kind, directives):
-    from twin.cluster import batch_cluster
+    from twin.generate.cluster import batch_cluster
 
     plan = plan_from_dict(tiny_plan(tmp_path / "c.zarr", cluster={"gpus_per_worker": 1, "queue": "gpu",
                                                                   "memory": "16GB", "walltime": "01:00:00"}))
@@ -213,7 +213,7 @@ def reference(tmp_path_factory):
 
 
 def set_fault(client, spec: str | None) -> None:
-    """Arm (or disarm) the fault drill of :mod:`twin.shards` in every worker's environment.
+    """Arm (or disarm) the fault drill of :mod:`twin.generate.shards` in every worker's environment.
 
     The nannies get it too, so that a worker they restart after a killed one inherits it.
     """
@@ -313,9 +313,9 @@ def test_resume_refuses_a_changed_plan(tmp_path, cluster):
 
 
 def test_file_strategy_keeps_the_bs_file_sites_inside_each_patch(tmp_path):
-    from twin.generate import _patch_osm, _prepare
-    from twin.scene import _build
-    from twin.shards import _sites
+    from twin.generate.run import _patch_osm, _prepare
+    from twin.generate.shards import _sites
+    from twin.scene.build import _build
 
     probe = plan_from_dict(tiny_plan(tmp_path / "c.zarr"))
     _, _, shards, _ = _prepare(probe)

@@ -18,7 +18,7 @@ from learn.data import (
     eval_dataset,
     make_loader,
 )
-from twin.corpus import CorpusWriter, sample_array_specs
+from twin.corpus.store import CorpusWriter, sample_array_specs
 from twin.errors import InputError
 from twin.geo import Grid
 

@@ -17,17 +17,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import cli.learn_train  # noqa: F401  (registers pretrain, finetune, predict)
+import cli.learn  # noqa: F401  (registers pretrain, finetune, predict)
 from cli.learn import main
 from learn.checkpoint import load_checkpoint
 from learn.data import CorpusDataset, DataConfig, align_features, eval_dataset
 from learn.predict import _corpus_loader, load_posterior, predict_batches
 from learn.train import load_run_config, train
 from tests.data.tiny_city.make import default_sites, make_maps, make_scene
-from twin.corpus import open_corpus
+from twin.corpus.sampler import SampleConfig, sample
+from twin.corpus.store import open_corpus
 from twin.errors import InputError
-from twin.sample import SampleConfig, sample
-from twin.scene import load_twin_scene
+from twin.scene.build import load_twin_scene
 
 CONFIG = """\
 model:
@@ -238,7 +238,7 @@ def test_torchrun_ddp_runs_the_same_command(corpora, tmp_path):
     root, a, _ = corpora
     repo = Path(__file__).resolve().parents[1]
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "cli.learn_train", "pretrain", "--data", a,
+    cmd = [str(torchrun), "--nproc-per-node", "2", "-m", "cli.learn", "pretrain", "--data", a,
            "--config", str(root / "tiny.yaml"), "--max-steps", "4", "--num-workers", "0", "--out", str(tmp_path / "run")]
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=180)

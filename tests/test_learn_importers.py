@@ -286,9 +286,9 @@ def test_drive_test_bad_input(tmp_path):
 
 def test_drive_test_with_scene_and_maps_gets_the_channels_twin_sample_writes(tmp_path):
     from tests.data.tiny_city.make import make_maps, make_scene
-    from twin.maps import open_maps
-    from twin.sample import RADIO_CHANNELS, SEMANTIC_CHANNELS, SampleConfig, sample
-    from twin.scene import load_twin_scene
+    from twin.corpus.sampler import RADIO_CHANNELS, SEMANTIC_CHANNELS, SampleConfig, sample
+    from twin.radio.maps import open_maps
+    from twin.scene.build import load_twin_scene
 
     scene_dir = make_scene(tmp_path / "scene")
     maps_url = make_maps(scene_dir, tmp_path / "maps.zarr")

@@ -11,7 +11,7 @@ import pytest
 
 from twin.config import load_yaml
 from twin.errors import InputError
-from twin.metrics import (
+from twin.radio.metrics import (
     MAP_KEYS,
     PER_CELL_KEYS,
     MetricConfig,
@@ -217,7 +217,7 @@ def test_link_against_bundled_tables_and_38214_tbs():
 def test_link_equals_direct_sionna_calls_on_every_point():
     import torch
 
-    from twin.metrics import _sionna_link
+    from twin.radio.metrics import _sionna_link
 
     cfg = MetricConfig()
     sinr_db = np.random.default_rng(5).uniform(-8, 32, 400)
@@ -244,7 +244,7 @@ def test_link_trends_with_sinr():
     assert np.all(coarse["throughput_bps"][10:] == coarse["throughput_bps"][10])
     assert np.all(np.diff(coarse["bler"][:3]) <= 0)  # out of outage: 1 -> 1 -> small
     # at one fixed MCS, BLER falls with SINR (the table read through sionna)
-    from twin.metrics import _sionna_link
+    from twin.radio.metrics import _sionna_link
     phy, _ = _sionna_link("pdsch", 1, 0.1)
     import torch
     b = phy.get_bler(10, 1, 1, 2000, torch.pow(10.0, torch.arange(-5.0, 10.0, 0.5) / 10)).numpy()

@@ -1,4 +1,4 @@
-"""Measurement sampling (twin.sample, twin.routes): positions, routes, events, splits, corpus, CLI."""
+"""Measurement sampling (twin.corpus.sampler, twin.corpus.routes): positions, routes, events, splits, corpus, CLI."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import zarr
 from click.testing import CliRunner
 
 from tests.data.tiny_city.make import default_sites, make_maps, make_scene
-from twin.corpus import open_corpus
+from twin.corpus.routes import assign_group_splits
+from twin.corpus.sampler import RADIO_CHANNELS, SampleConfig, Sampler, sample
+from twin.corpus.store import open_corpus
 from twin.errors import InputError, OutputExistsError
 from twin.geo import Grid
-from twin.maps import open_maps
-from twin.metrics import ReportingConfig
-from twin.routes import assign_group_splits
-from twin.sample import RADIO_CHANNELS, SampleConfig, Sampler, sample
-from twin.scene import load_twin_scene
+from twin.radio.maps import open_maps
+from twin.radio.metrics import ReportingConfig
+from twin.scene.build import load_twin_scene
 
 EXACT = ReportingConfig.exact()
 
@@ -279,7 +279,7 @@ def test_cli_sample_end_to_end(city, tmp_path):
 
 
 def test_xarray_opens_a_scene_without_cell_maps(tmp_path):
-    from twin.corpus import CorpusWriter
+    from twin.corpus.store import CorpusWriter
 
     writer = CorpusWriter(tmp_path / "c.zarr", ["rsrp_dbm"], ["dBm"], max_events=3)
     grid = Grid(0, 0, 2.0, 4, 3)

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from cli.twin import main as twin_cli
 from tests.data.osm_fixtures import AREA_M, FRAME, area_bbox, write_geojson, write_osm_xml
 from twin.errors import InputError, OutputExistsError
-from twin.heights import parse_height_m, parse_levels
-from twin.scene import SceneConfig, build_scene, load_twin_scene
+from twin.scene.build import SceneConfig, build_scene, load_twin_scene
+from twin.scene.heights import parse_height_m, parse_levels
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_lonlat_round_trip_through_scene_json(helsinki):
 def test_sionna_loads_and_traces_streets_not_building_interiors(helsinki):
     from scipy import ndimage
 
-    from twin._mitsuba import sionna_rt
+    from twin.engine import sionna_rt
 
     rt = sionna_rt()
     scene = helsinki.load_sionna()
@@ -131,7 +131,7 @@ def test_sionna_loads_and_traces_streets_not_building_interiors(helsinki):
     centres = grid.centers_m()
     near = np.hypot(centres[..., 0], centres[..., 1]) < 300
     built = helsinki.buildings()
-    from twin.layers import rasterize
+    from twin.scene.layers import rasterize
 
     on_ground = built[built.min_height_m == 0]
     tall = rasterize(list(on_ground.geometry), list(on_ground.height_m), grid) > 10
@@ -233,7 +233,7 @@ def test_existing_output_is_refused_without_overwrite(tmp_path):
 
 
 def test_failure_midway_leaves_no_partial_output(tmp_path, monkeypatch):
-    import twin.scene as scene_module
+    import twin.scene.build as scene_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -287,7 +287,7 @@ def test_unknown_config_key_is_named(tmp_path):
 
 
 def test_bad_material_is_named():
-    from twin.materials import MaterialConfig
+    from twin.scene.materials import MaterialConfig
 
     with pytest.raises(InputError, match="building_default = 'adamantium'"):
         MaterialConfig(building_default="adamantium")

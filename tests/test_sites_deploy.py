@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from cli.twin import main
 from tests.scenes import make_box_scene
-from twin.deploy import deploy
 from twin.errors import InputError, OutputExistsError
-from twin.scene import load_twin_scene
-from twin.sites import read_bs_file, write_bs_file
+from twin.radio.deployment import deploy
+from twin.radio.sites import read_bs_file, write_bs_file
+from twin.scene.build import load_twin_scene
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import zarr
 from tests.scenes import make_box_scene
 from twin.errors import InputError, OutputExistsError
 from twin.geo import Grid
-from twin.maps import evaluate_points, open_maps
-from twin.scene import load_twin_scene
-from twin.trace import TraceConfig, Tracer, sionna_orientation, trace
+from twin.radio.maps import evaluate_points, open_maps
+from twin.radio.tracer import TraceConfig, Tracer, sionna_orientation, trace
+from twin.scene.build import load_twin_scene
 
 C_M_S = 299_792_458.0
 
@@ -219,7 +219,7 @@ def test_evaluate_points_samples_the_store(box_scene, box_tracer, tmp_path):
 
 
 def test_sample_finite_skips_empty_cells():
-    from twin.maps import sample_finite
+    from twin.radio.maps import sample_finite
 
     g = Grid(0.0, 0.0, 1.0, 2, 2)
     v = np.array([[0.0, 10.0], [np.nan, 20.0]])

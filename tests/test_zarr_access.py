@@ -1,4 +1,4 @@
-"""twin._zarr: typed access to store members, with errors naming the store and the member."""
+"""twin.io: typed access to store members, with errors naming the store and the member."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from twin import _zarr
+from twin import io
 from twin.errors import InputError
 
 
@@ -20,16 +20,16 @@ def root(tmp_path):
 
 
 def test_members_and_attrs(root):
-    assert isinstance(_zarr.group(root, "samples"), zarr.Group)
-    assert _zarr.array(_zarr.group(root, "samples"), "x").shape == (2, 3)
-    np.testing.assert_array_equal(_zarr.read(root, "samples/x"), [[0, 1, 2], [3, 4, 5]])
-    assert _zarr.attrs(root) == {"kind": "test", "n": 3}
+    assert isinstance(io.group(root, "samples"), zarr.Group)
+    assert io.array(io.group(root, "samples"), "x").shape == (2, 3)
+    np.testing.assert_array_equal(io.read(root, "samples/x"), [[0, 1, 2], [3, 4, 5]])
+    assert io.attrs(root) == {"kind": "test", "n": 3}
 
 
 def test_missing_or_wrong_kind_names_store_and_member(root):
     with pytest.raises(InputError, match=r"^my\.zarr: no 'y' in 'samples'$"):
-        _zarr.array(_zarr.group(root, "samples"), "y", "my.zarr")
+        io.array(io.group(root, "samples"), "y", "my.zarr")
     with pytest.raises(InputError, match=r"^my\.zarr: 'samples' in '/' is not an array$"):
-        _zarr.array(root, "samples", "my.zarr")
+        io.array(root, "samples", "my.zarr")
     with pytest.raises(InputError, match=r"s\.zarr.*'x' in 'samples' is not a group"):
-        _zarr.group(_zarr.group(root, "samples"), "x")
+        io.group(io.group(root, "samples"), "x")

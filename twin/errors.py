@@ -1,11 +1,28 @@
-"""Errors the toolkit raises: each names the file, row or field at fault and suggests a fix."""
+"""Errors the toolkit raises: each names the file, row or field at fault and suggests a fix.
+
+One hierarchy, as zarr-python's: every error subclasses :class:`TwinError` and the
+built-in a caller would expect (``except ValueError`` still catches bad input), so that
+a command line catches ``TwinError`` alone and prints one clean message::
+
+    TwinError
+    ├── InputError(ValueError)                bad file, row, column or config field
+    ├── StoreNotFoundError(FileNotFoundError) no scene, store, checkpoint ... at a path
+    ├── OutputExistsError(FileExistsError)    the output exists and overwrite was not given
+    ├── EngineError(RuntimeError)             the ray tracer / learning engine cannot run here
+    └── CheckpointError(RuntimeError)         corrupted checkpoint, other schema or model
+"""
 
 from __future__ import annotations
 
-__all__ = ["InputError", "EngineError", "CheckpointError", "OutputExistsError", "collect"]
+__all__ = ["TwinError", "InputError", "StoreNotFoundError", "OutputExistsError", "EngineError",
+           "CheckpointError", "collect"]
 
 
-class InputError(ValueError):
+class TwinError(Exception):
+    """Base of every error the toolkit raises on purpose (catch this one in front ends)."""
+
+
+class InputError(TwinError, ValueError):
     """Bad user input: a file, a row, a column or a config field.
 
     Messages name the object at fault, e.g.
@@ -13,20 +30,24 @@ class InputError(ValueError):
     """
 
 
-class EngineError(RuntimeError):
-    """The ray-tracing or learning engine cannot run here (missing libLLVM, no GPU ...)."""
+class StoreNotFoundError(TwinError, FileNotFoundError):
+    """Nothing to read at the path given: no scene directory, store, BS file or checkpoint there."""
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is corrupted, of another schema version or of another model."""
-
-
-class OutputExistsError(FileExistsError):
+class OutputExistsError(TwinError, FileExistsError):
     """The output exists and ``overwrite`` was not given."""
 
     def __init__(self, path: object):
         super().__init__(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
         self.path = path
+
+
+class EngineError(TwinError, RuntimeError):
+    """The ray-tracing or learning engine cannot run here (missing libLLVM, no GPU ...)."""
+
+
+class CheckpointError(TwinError, RuntimeError):
+    """A checkpoint is corrupted, of another schema version or of another model."""
 
 
 def collect(problems: list[str], what: str) -> None:

@@ -13,7 +13,7 @@ from matplotlib.collections import LineCollection, PatchCollection  # noqa: E402
 from matplotlib.patches import PathPatch  # noqa: E402
 from matplotlib.path import Path as MplPath  # noqa: E402
 
-from twin._atomic import atomic_file  # noqa: E402
+from twin.io import atomic_file  # noqa: E402
 
 __all__ = ["plot_scene", "footprint_patches", "draw_roads", "save_figure"]
 

@@ -1,6 +1,6 @@
 """Point tables from files: CSV/TSV, Parquet/GeoParquet and GeoJSON, one reader for all.
 
-BS files (``twin.sites``), drive tests (``calibrate``, ``learn import drive-test``)
+BS files (``twin.radio.sites``), drive tests (``calibrate``, ``learn import drive-test``)
 are tables of points; GeoJSON Point geometries and GeoParquet points become ``lon``,
 ``lat`` columns in WGS84 degrees.
 """

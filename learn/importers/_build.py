@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from learn.splits import random_split, spatial_split
-from twin.corpus import Corpus, CorpusWriter
+from twin.corpus.store import Corpus, CorpusWriter
 from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
 

@@ -30,7 +30,7 @@ from learn.importers._build import (
     unique_points,
     write_measurements,
 )
-from twin.corpus import Corpus
+from twin.corpus.store import Corpus
 from twin.errors import InputError
 from twin.geo import SceneFrame
 from twin.tables import read_point_table
@@ -45,8 +45,8 @@ _REQUIRED = ("time", "lon", "lat", "cell_id")
 
 
 def read_bs_positions(path: str | os.PathLike, frame: SceneFrame) -> tuple[np.ndarray, np.ndarray]:
-    """``(cell_id (n,), xy_m (n, 2))`` from a BS file of DESIGN.md's format (:func:`twin.sites.read_bs_file`)."""
-    from twin.sites import read_bs_file
+    """``(cell_id (n,), xy_m (n, 2))`` from a BS file of DESIGN.md's format (:func:`twin.radio.sites.read_bs_file`)."""
+    from twin.radio.sites import read_bs_file
 
     table = read_bs_file(path, frame=frame, on_building=None)
     return table["cell_id"].to_numpy(np.int64), table[["x_m", "y_m"]].to_numpy(np.float64)
@@ -70,9 +70,9 @@ def _time_seconds(column: pd.Series, path: Path) -> np.ndarray:
 def _scene_layers(scene_dir: str | os.PathLike, maps: str | os.PathLike | None, feature_names: list[str],
                   cell_ids: np.ndarray, report: ImportReport) -> dict:
     """The scene's layers and (with ``maps``) radio channels and cell maps, as ``twin sample`` writes them."""
-    from twin.maps import open_maps
-    from twin.sample import scene_channels
-    from twin.scene import load_twin_scene
+    from twin.corpus.sampler import scene_channels
+    from twin.radio.maps import open_maps
+    from twin.scene.build import load_twin_scene
 
     scene = load_twin_scene(scene_dir)
     radio_maps = open_maps(maps) if maps is not None else None
@@ -149,7 +149,7 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
     frame = SceneFrame.from_lonlat(float(np.mean(lon[keep])), float(np.mean(lat[keep]))) if keep.any() else None
     scene_kw: dict = {}
     if scene_dir is not None:
-        from twin.scene import load_twin_scene
+        from twin.scene.build import load_twin_scene
 
         frame = load_twin_scene(scene_dir).frame
     if frame is None:

@@ -29,7 +29,7 @@ from learn.importers._build import (
     write_measurements,
 )
 from learn.splits import TEST, TRAIN
-from twin.corpus import Corpus
+from twin.corpus.store import Corpus
 from twin.errors import InputError
 from twin.geo import SceneFrame
 

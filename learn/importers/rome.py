@@ -28,7 +28,7 @@ from learn.importers._build import (
     unique_points,
     write_measurements,
 )
-from twin.corpus import Corpus
+from twin.corpus.store import Corpus
 from twin.errors import InputError
 from twin.geo import SceneFrame
 

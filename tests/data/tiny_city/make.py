@@ -2,7 +2,7 @@
 
 The scene follows ``docs/formats.md`` (scene.json, layers.zarr, buildings.parquet,
 roads.parquet; no meshes, which sampling does not read). The radio maps follow the
-maps.zarr contract of DESIGN.md (as ``twin.maps.write_maps`` writes it) and are computed in closed form: 3GPP UMa-like
+maps.zarr contract of DESIGN.md (as ``twin.radio.maps.write_maps`` writes it) and are computed in closed form: 3GPP UMa-like
 log-distance path loss ``128.1 + 37.6 log10(d_km)`` from a few cells, then RSRP per
 resource element, RSSI over the carrier, RSRQ, SINR and SNR from their definitions.
 

@@ -317,7 +317,7 @@ def _sionna_link(link_channel: str, mcs_table_index: int, bler_target: float) ->
     """A ``PHYAbstraction`` holding only the one bundled table needed, and its link adaptation.
 
     Loading one table file instead of all six cuts the start-up interpolation; sionna is
-    imported here so that ``import twin.metrics`` stays light.
+    imported here so that ``import twin.radio.metrics`` stays light.
     """
     import sionna.sys
     from sionna.sys import InnerLoopLinkAdaptation, PHYAbstraction

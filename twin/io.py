@@ -1,7 +1,13 @@
-"""Atomic writes: build into a temporary sibling, then rename into place.
+"""Writing and reading the toolkit's files: atomic writes and typed Zarr access.
 
-Every writer of the toolkit goes through :func:`atomic_dir` or :func:`atomic_file`,
-so that a failure never leaves a half-written output behind.
+**Atomic writes**: build into a temporary sibling, then rename into place. Every writer
+of the toolkit goes through :func:`atomic_dir`, :func:`atomic_file` or
+:func:`atomic_store`, so that a failure never leaves a half-written output behind.
+
+**Zarr access**: zarr types ``group[name]`` as ``Array | Group`` and attribute values as
+JSON unions; :func:`array`, :func:`group`, :func:`read` and :func:`attrs` narrow a member
+once, raising :class:`~twin.errors.InputError` naming the store and the member when a
+store lacks it (a store from another tool, or one damaged by hand).
 """
 
 from __future__ import annotations
@@ -12,10 +18,17 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from twin.errors import OutputExistsError
+import numpy as np
 
-__all__ = ["atomic_dir", "atomic_file", "check_output"]
+from twin.errors import InputError, OutputExistsError
+
+if TYPE_CHECKING:  # zarr is imported on first use: writers of plain files do not need it
+    import zarr
+
+__all__ = ["atomic_dir", "atomic_file", "atomic_store", "check_output", "is_local",
+           "array", "group", "read", "attrs"]
 
 
 def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -107,3 +120,40 @@ def atomic_store(url: str | os.PathLike, overwrite: bool = False) -> Iterator[st
                 raise OutputExistsError(url)
             fs.rm(path, recursive=True)
         yield os.fspath(url)
+
+
+def _member(parent: zarr.Group, name: str, where: str | None) -> object:
+    try:
+        return parent[name]
+    except KeyError:
+        raise InputError(f"{where or parent.store_path}: no '{name}' in '{parent.path or '/'}'") from None
+
+
+def array(parent: zarr.Group, name: str, where: str | None = None) -> zarr.Array:
+    """The array ``name`` of ``parent``; ``where`` (the store's URL) names the store in errors."""
+    import zarr
+
+    node = _member(parent, name, where)
+    if not isinstance(node, zarr.Array):
+        raise InputError(f"{where or parent.store_path}: '{name}' in '{parent.path or '/'}' is not an array")
+    return node
+
+
+def group(parent: zarr.Group, name: str, where: str | None = None) -> zarr.Group:
+    """The sub-group ``name`` of ``parent``; ``where`` (the store's URL) names the store in errors."""
+    import zarr
+
+    node = _member(parent, name, where)
+    if not isinstance(node, zarr.Group):
+        raise InputError(f"{where or parent.store_path}: '{name}' in '{parent.path or '/'}' is not a group")
+    return node
+
+
+def read(parent: zarr.Group, name: str, where: str | None = None) -> np.ndarray:
+    """The whole array ``name`` of ``parent`` in memory (zarr types reads as scalar-or-array)."""
+    return np.asarray(array(parent, name, where)[...])
+
+
+def attrs(node: zarr.Group | zarr.Array) -> dict[str, Any]:
+    """A copy of ``node``'s attributes; values are JSON, checked by the readers that use them."""
+    return dict(node.attrs)

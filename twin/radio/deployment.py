@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from twin.errors import InputError
-from twin.sites import DEFAULTS, place_sites, read_bs_file, validate_sites
+from twin.radio.sites import DEFAULTS, place_sites, read_bs_file, validate_sites
 
 __all__ = ["DeployConfig", "deploy", "deploy_to_file", "STRATEGIES"]
 
@@ -221,7 +221,7 @@ def deploy(scene: Any, strategy: str, config: DeployConfig | None = None, seed: 
     Returns
     -------
     DataFrame
-        Columns of :data:`twin.sites.COLUMNS`; write it with :func:`twin.sites.write_bs_file`.
+        Columns of :data:`twin.radio.sites.COLUMNS`; write it with :func:`twin.radio.sites.write_bs_file`.
     """
     import dataclasses
 
@@ -258,9 +258,9 @@ def deploy_to_file(scene: Any, strategy: str, out: str | os.PathLike, config: De
 
     The output is checked first, so an existing file without ``overwrite`` fails before any work.
     """
-    from twin._atomic import check_output
-    from twin.scene import TwinScene, load_twin_scene
-    from twin.sites import write_bs_file
+    from twin.io import check_output
+    from twin.radio.sites import write_bs_file
+    from twin.scene.build import TwinScene, load_twin_scene
 
     check_output(out, overwrite)
     scene = scene if isinstance(scene, TwinScene) else load_twin_scene(scene)

@@ -6,7 +6,7 @@ samples ``ue_per_patch`` sequences and writes them, with the patch's maps as cor
 scene ``k``, into its own region ``[k * ue_per_patch, (k + 1) * ue_per_patch)`` of a
 preallocated corpus. Chunks divide ``ue_per_patch``, so no two shards touch the same
 chunk file. A shard's output depends only on the plan and ``k`` (seeds from
-:func:`twin.plan.shard_seeds`, one Dr.Jit thread per worker so that Sionna's
+:func:`twin.generate.plan.shard_seeds`, one Dr.Jit thread per worker so that Sionna's
 accumulations run in a fixed order), so a retried shard rewrites identical bytes.
 
 The in-progress store lives in ``<output>.partial/`` (local outputs)::
@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from twin._atomic import _replace, atomic_file, is_local
 from twin.errors import InputError
-from twin.plan import GeneratePlan, Shard, shard_seeds
+from twin.generate.plan import GeneratePlan, Shard, shard_seeds
+from twin.io import _replace, atomic_file, is_local
 
 __all__ = ["PartialStore", "run_shard", "shard_region", "FAULT_ENV", "GROUP_STRIDE"]
 
@@ -164,7 +164,7 @@ def _engine_threads(n: int) -> None:
     """One worker = ``n`` threads for Dr.Jit and torch (and a fixed order of Sionna's sums)."""
     import drjit as dr
 
-    import twin._mitsuba as mit
+    import twin.engine as mit
 
     mit.sionna_rt()
     dr.set_thread_count(n)
@@ -174,8 +174,8 @@ def _engine_threads(n: int) -> None:
 
 
 def _sites(plan: GeneratePlan, scene: Any, shard: Shard, bs_table: Any, seed: int) -> Any:
-    from twin.deploy import deploy
-    from twin.sites import place_sites
+    from twin.radio.deployment import deploy
+    from twin.radio.sites import place_sites
 
     d = plan.deploy
     if d.strategy != "file":
@@ -210,10 +210,10 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
     dict
         The manifest record: shard, patch, region, cells, per-stage seconds, worker.
     """
-    from twin.corpus import CorpusWriter
-    from twin.sample import Sampler, add_corpus_scene
-    from twin.scene import _build
-    from twin.trace import trace
+    from twin.corpus.sampler import Sampler, add_corpus_scene
+    from twin.corpus.store import CorpusWriter
+    from twin.radio.tracer import trace
+    from twin.scene.build import _build
 
     t_start, cpu_start, started = time.perf_counter(), time.process_time(), time.time()
     _engine_threads(plan.cluster.threads_per_worker)

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin._atomic import atomic_file
 from twin.errors import InputError, collect
 from twin.geo import SceneFrame
+from twin.io import atomic_file
 from twin.tables import read_point_table
 
 __all__ = [

@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from twin.cluster import ClusterSpec
 from twin.config import from_dict, to_dict
-from twin.deploy import STRATEGIES, DeployConfig
+from twin.corpus.sampler import SampleConfig
 from twin.errors import InputError, collect
-from twin.metrics import MAP_KEYS, PER_CELL_KEYS, MetricConfig
-from twin.sample import SampleConfig
-from twin.scene import SceneConfig
-from twin.trace import TraceConfig
+from twin.generate.cluster import ClusterSpec
+from twin.radio.deployment import STRATEGIES, DeployConfig
+from twin.radio.metrics import MAP_KEYS, PER_CELL_KEYS, MetricConfig
+from twin.radio.tracer import TraceConfig
+from twin.scene.build import SceneConfig
 
 __all__ = ["RegionSpec", "PatchSpec", "DeploySpec", "ClusterSpec", "GeneratePlan", "Shard", "ShardSeeds",
            "load_plan", "plan_from_dict", "check_plan", "region_extent", "frame_only", "layout_shards", "shard_seeds", "chunk_size"]
@@ -84,7 +84,7 @@ class PatchSpec:
 
 @dataclass(frozen=True)
 class DeploySpec:
-    """The deployment: a strategy of :mod:`twin.deploy` with its options, or a BS file."""
+    """The deployment: a strategy of :mod:`twin.radio.deployment` with its options, or a BS file."""
 
     strategy: str = "random"
     bs_file: str | None = None
@@ -222,8 +222,8 @@ def check_plan(plan: GeneratePlan, overwrite: bool = False, resume: bool = False
 
     All problems are reported together, each naming the plan file and the field.
     """
-    from twin._atomic import is_local
     from twin.geo import validate_bbox
+    from twin.io import is_local
 
     src = plan.source
     problems: list[str] = []

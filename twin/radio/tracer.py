@@ -6,7 +6,7 @@ path-gain maps of many cells in as few ``RadioMapSolver`` calls as
 together), a single cell over a sub-window (what calibration needs, re-solved after
 moving or turning the transmitter), and path gains at arbitrary points with
 ``PathSolver``. :func:`trace` runs it over a BS table and writes the maps store
-(:mod:`twin.maps`).
+(:mod:`twin.radio.maps`).
 
 Conventions (DESIGN.md): a transmitter's boresight is ``azimuth_deg`` clockwise from
 north (scene +y) and ``tilt_deg`` below the horizon. Sionna orients a device by
@@ -29,11 +29,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from twin._atomic import check_output
 from twin.errors import InputError
 from twin.geo import Grid
-from twin.scene import TwinScene, load_twin_scene
-from twin.sites import place_sites, read_bs_file, sites_from_records
+from twin.io import check_output
+from twin.radio.sites import place_sites, read_bs_file, sites_from_records
+from twin.scene.build import TwinScene, load_twin_scene
 
 __all__ = ["TraceConfig", "Tracer", "trace", "sionna_orientation", "check_materials"]
 
@@ -216,7 +216,7 @@ class Tracer:
     """
 
     def __init__(self, scene: TwinScene | str | os.PathLike, config: TraceConfig | None = None):
-        from twin._mitsuba import sionna_rt
+        from twin.engine import sionna_rt
 
         self.scene = scene if isinstance(scene, TwinScene) else load_twin_scene(scene)
         self.config = config or TraceConfig()
@@ -414,10 +414,10 @@ def trace(scene: TwinScene | str | os.PathLike, sites: Any, out: str | os.PathLi
         The Zarr store to write (``maps.zarr``), atomically.
     config : TraceConfig, optional
     metric_config : MetricConfig or path, optional
-        Passed to :func:`twin.metrics.compute_metrics`; a path is read as the
+        Passed to :func:`twin.radio.metrics.compute_metrics`; a path is read as the
         ``metrics`` section of a YAML file.
     metrics : bool
-        Also compute RSRP/RSRQ/SINR/... (:mod:`twin.metrics`); False writes path gain only.
+        Also compute RSRP/RSRQ/SINR/... (:mod:`twin.radio.metrics`); False writes path gain only.
     overwrite : bool
         Replace an existing store.
     tracer : Tracer, optional
@@ -428,14 +428,14 @@ def trace(scene: TwinScene | str | os.PathLike, sites: Any, out: str | os.PathLi
     Path
         ``out``.
     """
-    from twin._atomic import is_local
-    from twin.maps import write_maps
+    from twin.io import is_local
+    from twin.radio.maps import write_maps
 
     if is_local(out):
         check_output(out, overwrite)
     compute_metrics: Callable[..., dict[str, np.ndarray]] | None = None
     if metrics:  # resolve the metric config before the long part, so that a bad one fails fast
-        from twin.metrics import MetricConfig, compute_metrics
+        from twin.radio.metrics import MetricConfig, compute_metrics
 
         if isinstance(metric_config, (str, os.PathLike)):
             from twin.config import load_yaml

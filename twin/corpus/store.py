@@ -41,10 +41,10 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from twin import _zarr
-from twin._atomic import atomic_store
+from twin import io
 from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
+from twin.io import atomic_store
 
 __all__ = [
     "SCHEMA_VERSION", "SPLIT_NAMES", "CorpusWriter", "Corpus", "open_corpus",
@@ -164,7 +164,7 @@ class CorpusWriter:
         self = cls.__new__(cls)
         self.url = os.fspath(url)
         self.root = zarr.open_group(self.url, mode="r+")
-        attrs = _zarr.attrs(self.root)
+        attrs = io.attrs(self.root)
         if attrs.get("kind") != "twin-corpus":
             raise InputError(f"{self.url}: not a twin corpus (attribute kind={attrs.get('kind')!r})")
         self.feature_names = list(attrs["feature_names"])
@@ -172,8 +172,8 @@ class CorpusWriter:
         self.max_events = int(attrs["max_events"])
         self.split_schemes = list(attrs["split_schemes"])
         self._specs = sample_array_specs(self.max_events, len(self.feature_names))
-        samples = _zarr.group(self.root, "samples", self.url)
-        self._arrays = {name: _zarr.array(samples, name, self.url) for name in (*self._specs, *(f"split_{s}" for s in self.split_schemes))}
+        samples = io.group(self.root, "samples", self.url)
+        self._arrays = {name: io.array(samples, name, self.url) for name in (*self._specs, *(f"split_{s}" for s in self.split_schemes))}
         self.chunk_samples = int(self._arrays["position_xy_m"].chunks[0])
         self._ctx = contextlib.nullcontext(self.url)
         self._build_url = self.url
@@ -181,7 +181,7 @@ class CorpusWriter:
         self._n_written = int(self._arrays["position_xy_m"].shape[0])
         self._buffer = []
         self._buffered = 0
-        self.n_scenes = len(list(_zarr.group(self.root, "scenes", self.url).group_keys()))
+        self.n_scenes = len(list(io.group(self.root, "scenes", self.url).group_keys()))
         return self
 
     def add_scene(self, name: str, grid: Grid, frame: SceneFrame | None = None,
@@ -197,7 +197,7 @@ class CorpusWriter:
         of the next one.
         """
         key = str(self.n_scenes if index is None else int(index))
-        group = _zarr.group(self.root, "scenes", self.url).create_group(key, overwrite=True)
+        group = io.group(self.root, "scenes", self.url).create_group(key, overwrite=True)
         group.attrs.update({
             "name": name, "grid": grid.to_dict(), "frame": frame.to_dict() if frame else None,
             "radio_channels": list(radio_channels), "semantic_channels": list(semantic_channels),
@@ -374,7 +374,7 @@ class Corpus:
             self.root = zarr.open_group(self.url, mode="r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
             raise InputError(f"{self.url}: no corpus here (not a Zarr group)") from err
-        attrs = _zarr.attrs(self.root)
+        attrs = io.attrs(self.root)
         if attrs.get("kind") != "twin-corpus":
             raise InputError(f"{self.url}: not a twin corpus (attribute kind={attrs.get('kind')!r})")
         version = attrs.get("schema_version")
@@ -383,7 +383,7 @@ class Corpus:
         if not attrs.get("complete", False):
             raise InputError(f"{self.url}: corpus is incomplete (its writer did not finish)")
         self.attrs = attrs
-        self.samples = _zarr.group(self.root, "samples", self.url)
+        self.samples = io.group(self.root, "samples", self.url)
 
     @property
     def feature_names(self) -> list[str]:
@@ -407,10 +407,10 @@ class Corpus:
 
     @property
     def n_scenes(self) -> int:
-        return len(list(_zarr.group(self.root, "scenes", self.url).group_keys()))
+        return len(list(io.group(self.root, "scenes", self.url).group_keys()))
 
     def _array(self, name: str) -> zarr.Array:
-        return _zarr.array(self.samples, name, self.url)
+        return io.array(self.samples, name, self.url)
 
     def __len__(self) -> int:
         return int(self._array("position_xy_m").shape[0])
@@ -454,16 +454,16 @@ class Corpus:
 
     def scene(self, index: int) -> SceneMaps:
         """Maps and cells of scene ``index``."""
-        group = _zarr.group(self.root, f"scenes/{index}", self.url)
-        a = _zarr.attrs(group)
-        cell_maps = _zarr.array(group, "cell_maps", self.url)
+        group = io.group(self.root, f"scenes/{index}", self.url)
+        a = io.attrs(group)
+        cell_maps = io.array(group, "cell_maps", self.url)
         return SceneMaps(
             name=a["name"], grid=Grid.from_dict(a["grid"]),
             frame=SceneFrame.from_dict(a["frame"]) if a.get("frame") else None,
-            radio_maps=_zarr.read(group, "radio_maps", self.url), radio_channels=list(a["radio_channels"]),
-            semantic_maps=_zarr.read(group, "semantic_maps", self.url),
+            radio_maps=io.read(group, "radio_maps", self.url), radio_channels=list(a["radio_channels"]),
+            semantic_maps=io.read(group, "semantic_maps", self.url),
             semantic_channels=list(a["semantic_channels"]),
-            cell_id=_zarr.read(group, "cell_id", self.url), cell_xy_m=_zarr.read(group, "cell_xy_m", self.url),
+            cell_id=io.read(group, "cell_id", self.url), cell_xy_m=io.read(group, "cell_xy_m", self.url),
             cell_maps=np.asarray(cell_maps[...]) if cell_maps.size else None,
         )
 

@@ -3,7 +3,7 @@
 A *sequence* is what a UE reports over ``n_reports`` periodic measurement reports,
 ``report_interval_s`` apart. At each report the UE measures every cell at its
 position: the maps' features are read by bilinear interpolation, then made
-realistic by :func:`twin.metrics.apply_reporting` (measurement noise, quantization,
+realistic by :func:`twin.radio.metrics.apply_reporting` (measurement noise, quantization,
 reporting ranges, the sensitivity floor). The *detected* cells are those whose
 reported RSRP is finite (apply_reporting blanks cells below the floor); the report
 lists up to ``max_cells`` of them, strongest reported RSRP first. Each listed cell is
@@ -15,7 +15,7 @@ Modes:
 
 * ``random``: a stationary UE uniformly drawn over the outdoor area (cells of the
   building mask excluded); the reports repeat with independent noise.
-* ``drive``: a vehicle on the road graph (:class:`twin.routes.RoadNetwork`) at a
+* ``drive``: a vehicle on the road graph (:class:`twin.corpus.routes.RoadNetwork`) at a
   constant speed drawn from ``speed_mps``; it starts uniformly along the roads and
   turns at random at crossings, never onto a street of another split.
 
@@ -35,14 +35,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from twin._atomic import check_output, is_local
 from twin.config import to_dict
-from twin.corpus import Corpus, CorpusWriter
+from twin.corpus.routes import RoadNetwork
+from twin.corpus.store import Corpus, CorpusWriter
 from twin.errors import InputError
 from twin.geo import Grid
-from twin.maps import RadioMaps, open_maps
-from twin.metrics import ReportingConfig, apply_reporting
-from twin.routes import RoadNetwork
+from twin.io import check_output, is_local
+from twin.radio.maps import RadioMaps, open_maps
+from twin.radio.metrics import ReportingConfig, apply_reporting
 
 __all__ = ["SampleConfig", "Sampler", "sample", "scene_channels", "add_corpus_scene",
            "RADIO_CHANNELS", "SEMANTIC_CHANNELS", "SPLIT_SCHEMES"]
@@ -104,7 +104,7 @@ class SampleConfig:
     chunk_samples : int
         Samples per corpus chunk (and per generation batch).
     reporting : ReportingConfig
-        Measurement realism, delegated to :func:`twin.metrics.apply_reporting`.
+        Measurement realism, delegated to :func:`twin.radio.metrics.apply_reporting`.
     """
 
     n: int = 10_000
@@ -269,7 +269,7 @@ class Sampler:
     # -- events ------------------------------------------------------------------------------------
 
     def draw(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """``n`` sequences as corpus sample arrays (see :func:`twin.corpus.sample_array_specs`)."""
+        """``n`` sequences as corpus sample arrays (see :func:`twin.corpus.store.sample_array_specs`)."""
         parts: list[dict[str, np.ndarray]] = []
         have = 0
         while have < n:
@@ -374,7 +374,7 @@ def scene_channels(scene: Any, maps: RadioMaps | None, features: list[str] | tup
     Returns
     -------
     dict
-        Keyword arguments of :meth:`twin.corpus.CorpusWriter.add_scene` plus ``attrs``
+        Keyword arguments of :meth:`twin.corpus.store.CorpusWriter.add_scene` plus ``attrs``
         (channel units and fills) for the scene group.
     """
     semantic = np.stack([np.asarray(scene.layers[name], np.float32) for name, _ in SEMANTIC_CHANNELS])
@@ -426,7 +426,7 @@ def add_corpus_scene(writer: CorpusWriter, scene: Any, maps: RadioMaps | None, f
                      cell_ids: np.ndarray | None = None, attrs: dict[str, Any] | None = None, **kwargs: Any) -> int:
     """Add ``scene`` with the channels of :func:`scene_channels` to ``writer``; return its index.
 
-    ``kwargs`` go to :meth:`~twin.corpus.CorpusWriter.add_scene` (e.g. ``index``, ``cell_xy_m``).
+    ``kwargs`` go to :meth:`~twin.corpus.store.CorpusWriter.add_scene` (e.g. ``index``, ``cell_xy_m``).
     """
     content = scene_channels(scene, maps, features, cell_ids)
     extra = content.pop("attrs")
@@ -458,7 +458,7 @@ def sample(scene: Any, maps: RadioMaps | str | os.PathLike, config: SampleConfig
     Corpus
         The written corpus, opened for reading.
     """
-    from twin.scene import TwinScene, load_twin_scene
+    from twin.scene.build import TwinScene, load_twin_scene
 
     if is_local(out_url):
         check_output(os.fspath(out_url).removeprefix("file://"), overwrite)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin._atomic import atomic_store
 from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
+from twin.io import atomic_store
 
 __all__ = ["MAPS_SCHEMA_VERSION", "UNITS", "RadioMaps", "write_maps", "open_maps",
            "evaluate_points", "sample_finite", "show_map"]
@@ -208,14 +208,14 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
     """
     import zarr
 
-    from twin import _zarr
+    from twin import io
 
     url = os.fspath(path)
     try:
         root = zarr.open_group(url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
         raise InputError(f"{url}: no radio-map store here; make one with `twin trace`") from err
-    attrs = _zarr.attrs(root)
+    attrs = io.attrs(root)
     if attrs.get("kind") != "twin-maps":
         raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r})")
     if attrs.get("schema_version") != MAPS_SCHEMA_VERSION:
@@ -232,7 +232,7 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
         raise InputError(f"{url}: attribute 'cell_ids' has duplicates")
     names = list(attrs["arrays"])
     for name in names:
-        shape = _zarr.array(root, name, url).shape
+        shape = io.array(root, name, url).shape
         if shape not in ((len(cell_ids), *grid.shape), grid.shape):
             raise InputError(f"{url}: array '{name}' has shape {shape}, expected "
                              f"({len(cell_ids)}, {grid.height}, {grid.width}) or ({grid.height}, {grid.width}) "
@@ -294,8 +294,8 @@ def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from twin._atomic import atomic_dir
-    from twin.scene import TwinScene, load_twin_scene
+    from twin.io import atomic_dir
+    from twin.scene.build import TwinScene, load_twin_scene
 
     rm = open_maps(maps)
     values = rm[metric]

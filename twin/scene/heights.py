@@ -116,7 +116,7 @@ def estimate_heights(buildings: pd.DataFrame, config: HeightConfig | None = None
     Parameters
     ----------
     buildings : DataFrame
-        With the OSM tag columns of :data:`twin.osm.BUILDING_TAGS`.
+        With the OSM tag columns of :data:`twin.scene.osm.BUILDING_TAGS`.
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """The torch Dataset over one or more Zarr corpora: sequences, map crops and cell maps.
 
 :class:`CorpusDataset` yields per sample the dict of LEARN_CONTRACT.md (collated by
-:func:`collate` into a batch; ``B`` batch, ``T`` events, ``F`` features, ``C`` map channels,
+:func:`learn.data.loader.collate` into a batch; ``B`` batch, ``T`` events, ``F`` features, ``C`` map channels,
 ``S`` crop pixels, ``K`` cell slots)::
 
     cell_index    (B, T)        long   index into the cell vocabulary (0 = padding / unknown cell)
@@ -38,18 +38,18 @@ crop_size_m``: row 0 is the southern edge (a picture needs ``origin="lower"``). 
 ``torch.nn.functional.grid_sample(phys_maps[:, k], g, align_corners=False)`` with
 ``g[..., 0] = 2 * target_xy[:, 0] - 1`` (x, along columns) and ``g[..., 1] = 2 *
 target_xy[:, 1] - 1`` (y, along rows) samples the crop at the truth; so does
-:func:`crop_to_grid` for any crop-coordinate point. The crop pixels are resampled from
+:func:`learn.data.resample.crop_to_grid` for any crop-coordinate point. The crop pixels are resampled from
 the scene grid bilinearly with cell values at cell centres, exactly as
 :meth:`twin.geo.Grid.sample` (``grid_sample`` with ``align_corners=False`` and
 ``padding_mode="border"``; NaN neighbours propagate, which marks ``phys_valid`` False).
 
-**Crop placement** (:mod:`learn.crops`): the truth lies inside, offset from the centre by
+**Crop placement** (:mod:`learn.data.crops`): the truth lies inside, offset from the centre by
 up to ``max_offset_frac`` of the side; in evaluation (``training=False``) the offset depends
 only on ``(crop_seed, index)`` (the crops of ``knn-square``), in training on ``(seed,
 epoch, corpus, index)`` (call :meth:`CorpusDataset.set_epoch`), so batches do not depend
 on the number of DataLoader workers.
 
-**Normalization and vocabulary** travel with checkpoints: :meth:`CorpusDataset.state`
+**Normalization** (:mod:`learn.data.stats`) **and vocabulary** (:mod:`learn.data.vocab`) travel with checkpoints: :meth:`CorpusDataset.state`
 returns plain lists/dicts (``torch.load(weights_only=True)`` safe), and a dataset built
 with ``normalization=`` / ``cell_vocab=`` from a checkpoint reuses them. Feature statistics
 default to the corpora's ``stats`` (train part of the first split scheme), pooled over the
@@ -60,36 +60,37 @@ equal ids in different scenes stay apart and shards of one scene share them).
 **Workers.** Zarr stores are opened lazily in the process that reads them (reset after a
 fork), scenes (maps, cells, cell maps) are cached per process (LRU of ``cache_scenes``),
 and sample arrays of a corpus are loaded whole per process when they weigh less than
-``preload_mb``. :func:`make_loader` builds a DataLoader that works with ``num_workers > 0``.
+``preload_mb``. :func:`learn.data.loader.make_loader` builds a DataLoader that works with ``num_workers > 0``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as nnf
-import zarr
 
-from learn.crops import eval_crop_origins, random_crop_origins
-from twin import _zarr
-from twin.corpus import Corpus, open_corpus
+from learn.data.crops import eval_crop_origins, random_crop_origins
+from learn.data.resample import resample_crop
+from learn.data.scenes import has_cell_maps, scene_group, scene_maps
+from learn.data.stats import Normalization, compute_normalization
+from learn.data.vocab import CellVocab, align_features
+from twin import io
+from twin.corpus.store import Corpus, open_corpus
 from twin.errors import InputError
 from twin.geo import Grid
 
-__all__ = ["DataConfig", "Normalization", "CellVocab", "CorpusDataset", "collate", "make_loader",
-           "crop_grid", "crop_to_grid", "BATCH_KEYS", "FEATURE_ALIASES", "align_features", "as_data_config",
-           "build_training_data", "eval_dataset"]
+__all__ = ["DataConfig", "CorpusDataset", "BATCH_KEYS", "as_data_config"]
 
 BATCH_KEYS = ("cell_index", "beam_index", "time_s", "features", "feature_valid", "mask", "bs_xy", "bs_valid",
               "maps", "map_valid", "phys_maps", "phys_valid", "event_slot", "target_xy", "crop_origin_m",
               "crop_size_m", "position_xy_m", "scene_index", "index", "corpus_index")
+
+
 _SAMPLE_ARRAYS = ("position_xy_m", "cell_id", "beam_id", "time_s", "features", "mask", "scene_index")
 
 
@@ -108,7 +109,7 @@ class DataConfig:
     max_offset_frac : float
         Largest shift of the crop centre from the truth, as a share of the side.
     crop_seed : int
-        Seed of the evaluation crops (:func:`learn.crops.eval_crop_origins`).
+        Seed of the evaluation crops (:func:`learn.data.crops.eval_crop_origins`).
     """
 
     crop_size_m: float = 600.0
@@ -131,118 +132,6 @@ class DataConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataConfig:
         return cls(**data)
-
-
-@dataclass
-class Normalization:
-    """Feature and map statistics: ``(value - mean) / std`` per feature and per map channel."""
-
-    feature_names: list[str]
-    feature_mean: list[float]
-    feature_std: list[float]
-    map_channels: list[str] = field(default_factory=list)
-    map_mean: list[float] = field(default_factory=list)
-    map_std: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain lists of str / float (loadable with ``torch.load(weights_only=True)``)."""
-        return {k: [str(x) if k.endswith(("names", "channels")) else float(x) for x in v]
-                for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Normalization:
-        return cls(**{k: list(v) for k, v in data.items()})
-
-
-class CellVocab:
-    """Cell keys ``"<scene name>:<cell id>"``; index 0 is padding / unknown, key ``k`` is ``1 + position``."""
-
-    def __init__(self, keys: Sequence[str] = ()):
-        self.keys = list(dict.fromkeys(str(k) for k in keys))
-        self._index = {k: i + 1 for i, k in enumerate(self.keys)}
-
-    def __len__(self) -> int:
-        """Number of indices including the padding index 0."""
-        return len(self.keys) + 1
-
-    @staticmethod
-    def key(scene_name: str, cell_id: int | np.integer) -> str:
-        return f"{scene_name}:{int(cell_id)}"
-
-    def index(self, scene_name: str, cell_ids: np.ndarray) -> np.ndarray:
-        """Vocabulary indices of ``cell_ids`` (any shape) of a scene; 0 for unknown or negative ids."""
-        ids = np.asarray(cell_ids, np.int64)
-        flat = [self._index.get(self.key(scene_name, c), 0) if c >= 0 else 0 for c in ids.reshape(-1)]
-        return np.asarray(flat, np.int64).reshape(ids.shape)
-
-    def extended(self, keys: Sequence[str]) -> CellVocab:
-        """This vocabulary with new keys appended (existing indices unchanged: fine-tuning)."""
-        return CellVocab([*self.keys, *keys])
-
-    def to_list(self) -> list[str]:
-        return list(self.keys)
-
-    @classmethod
-    def from_corpora(cls, corpora: Sequence[Corpus]) -> CellVocab:
-        """Every scene's cells, corpus by corpus, scene by scene, in the scenes' order."""
-        keys = []
-        for corpus in corpora:
-            for k in range(corpus.n_scenes):
-                group = _scene_group(corpus, k)
-                name = str(_zarr.attrs(group)["name"])
-                keys += [cls.key(name, c) for c in _zarr.read(group, "cell_id", corpus.url)]
-        return cls(keys)
-
-
-def crop_grid(origin_m: np.ndarray, size_m: float, px: int, grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
-    """``grid_sample`` coordinates of a crop's pixel centres on ``grid``, and which lie inside it.
-
-    Returns ``g`` ``(1, S, S, 2)`` (row index north) normalized for ``align_corners=False``
-    over the whole ``grid``, and ``inside`` ``(S, S)`` bool.
-    """
-    u = (np.arange(px) + 0.5) / px
-    xs = origin_m[0] + u * size_m                                   # [S] pixel-centre x by column
-    ys = origin_m[1] + u * size_m                                   # [S] pixel-centre y by row (north)
-    w_m, h_m = grid.size_m
-    gx = 2.0 * (xs - grid.x0_m) / w_m - 1.0
-    gy = 2.0 * (ys - grid.y0_m) / h_m - 1.0
-    g = np.stack(np.broadcast_arrays(gx[None, :], gy[:, None]), axis=-1)  # [S, S, 2]
-    inside = (np.abs(gy)[:, None] <= 1.0) & (np.abs(gx)[None, :] <= 1.0)
-    return torch.from_numpy(g[None].astype(np.float32)), torch.from_numpy(inside)
-
-
-def crop_to_grid(xy: torch.Tensor) -> torch.Tensor:
-    """Crop coordinates ``(..., 2)`` in [0, 1] to ``grid_sample`` coordinates (``align_corners=False``)."""
-    return 2.0 * xy - 1.0
-
-
-def _window(grid: Grid, origin_m: np.ndarray, size_m: float) -> tuple[Grid, tuple[slice, slice]] | None:
-    """The sub-grid holding every cell a crop's bilinear samples touch (None if it misses the grid)."""
-    pad = grid.cell_size_m
-    try:
-        return grid.window(origin_m[0] - pad, origin_m[1] - pad, origin_m[0] + size_m + pad,
-                           origin_m[1] + size_m + pad)
-    except InputError:
-        return None
-
-
-def _resample(values: np.ndarray, grid: Grid, origin_m: np.ndarray, size_m: float, px: int,
-              select: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bilinear crop of ``values[select]`` (``values`` ``(N, C, H, W)`` on ``grid``): ``(N', C, S, S)``, inside ``(S, S)``."""
-    n, c = (len(values) if select is None else len(select)), values.shape[1]
-    win = _window(grid, origin_m, size_m)
-    if win is None:
-        return torch.zeros(n, c, px, px), torch.zeros(px, px, dtype=torch.bool)
-    sub, (rows, cols) = win
-    # Sampling only the window gives Grid.sample's values: every neighbour of an inside
-    # pixel lies in it, and the window's edges are the grid's wherever clamping applies.
-    view = values[:, :, rows, cols]            # a view: only the window is copied below
-    part = torch.from_numpy(np.ascontiguousarray(view if select is None else view[list(select)], np.float32))
-    g, _ = crop_grid(origin_m, size_m, px, sub)
-    _, inside = crop_grid(origin_m, size_m, px, grid)
-    out = nnf.grid_sample(part.reshape(1, n * c, *part.shape[2:]), g, mode="bilinear",
-                          padding_mode="border", align_corners=False)  # [1, N*C, S, S]
-    return out.reshape(n, c, px, px), inside
 
 
 @dataclass
@@ -306,10 +195,10 @@ class CorpusDataset(torch.utils.data.Dataset):
                 raise InputError(f"{c.url}: sample index out of range [0, {len(c)})")
             parts.append(np.stack([np.full(len(idx), k), idx], axis=1))
         self.items = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)  # [N, 2] (corpus, index)
-        self.has_cell_maps = any(_has_cell_maps(c) for c in opened)
+        self.has_cell_maps = any(has_cell_maps(c) for c in opened)
         self.n_slots = self.config.max_cells if self.has_cell_maps else 0
         if normalization is None:
-            normalization = _compute_normalization(opened, stats_scenes)
+            normalization = compute_normalization(opened, stats_scenes)
         elif isinstance(normalization, dict):
             normalization = Normalization.from_dict(normalization)
         # The corpora's features in the normalization's (the model's) order: equal names, or
@@ -352,7 +241,7 @@ class CorpusDataset(torch.utils.data.Dataset):
     def _sample_arrays(self, k: int, idx: np.ndarray) -> dict[str, np.ndarray]:
         corpus = self._corpus(k)
         if k not in self._preloaded:
-            arrays = [_zarr.array(corpus.samples, a, corpus.url) for a in _SAMPLE_ARRAYS]
+            arrays = [io.array(corpus.samples, a, corpus.url) for a in _SAMPLE_ARRAYS]
             nbytes = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in arrays)
             self._preloaded[k] = (corpus.batch(slice(None), _SAMPLE_ARRAYS)
                                   if nbytes <= self.preload_mb * 2**20 else None)
@@ -367,14 +256,14 @@ class CorpusDataset(torch.utils.data.Dataset):
         if key in self._scenes:
             self._scenes.move_to_end(key)
             return self._scenes[key]
-        group = _scene_group(corpus, s)
-        attrs = _zarr.attrs(group)
+        group = scene_group(corpus, s)
+        attrs = io.attrs(group)
         grid = Grid.from_dict(attrs["grid"])
-        maps, has_maps = _scene_maps(group, self.normalization.map_channels, grid, corpus.url)
-        cm = _zarr.array(group, "cell_maps", corpus.url)
-        cell_id = _zarr.read(group, "cell_id", corpus.url)
+        maps, has_maps = scene_maps(group, self.normalization.map_channels, grid, corpus.url)
+        cm = io.array(group, "cell_maps", corpus.url)
+        cell_id = io.read(group, "cell_id", corpus.url)
         scene = _Scene(name=str(attrs["name"]), grid=grid, maps=maps, has_maps=has_maps, cell_id=cell_id,
-                       cell_xy_m=_zarr.read(group, "cell_xy_m", corpus.url).astype(np.float64),
+                       cell_xy_m=io.read(group, "cell_xy_m", corpus.url).astype(np.float64),
                        cell_maps=np.asarray(cm[...])[:, self._take] if cm.size else None,
                        lookup={int(c): i for i, c in enumerate(cell_id)})
         self._scenes[key] = scene
@@ -445,7 +334,7 @@ class CorpusDataset(torch.utils.data.Dataset):
 
         c = len(self.normalization.map_channels)
         if c and scene.has_maps:
-            crop, inside = _resample(scene.maps[None], scene.grid, origin, size, px)
+            crop, inside = resample_crop(scene.maps[None], scene.grid, origin, size, px)
             crop = (crop[0] - torch.from_numpy(self._m_mean)[:, None, None]) / torch.from_numpy(self._m_std)[:, None, None]
             crop = torch.where(inside[None] & torch.isfinite(crop), crop, 0.0)  # [C, S, S]
             map_valid = inside[None]
@@ -468,7 +357,7 @@ class CorpusDataset(torch.utils.data.Dataset):
                     rows_with_maps.append(r)
                 slot[t] = rows_with_maps.index(r)
             if rows_with_maps:
-                vals, inside = _resample(scene.cell_maps, scene.grid, origin, size, px, rows_with_maps)  # [k, F, S, S]
+                vals, inside = resample_crop(scene.cell_maps, scene.grid, origin, size, px, rows_with_maps)  # [k, F, S, S]
                 vals = (vals - torch.from_numpy(self._f_mean)[:, None, None]) / torch.from_numpy(self._f_std)[:, None, None]
                 ok = torch.isfinite(vals) & inside
                 n = len(rows_with_maps)
@@ -498,136 +387,6 @@ class CorpusDataset(torch.utils.data.Dataset):
         }
 
 
-# NB-IoT reports its narrowband reference-signal measurements as NRSRP / NRSRQ / NSINR
-# (3GPP TS 36.214 Sec. 5.1.26-28): the same quantities, in the same units, as RSRP / RSRQ /
-# SINR of a wideband corpus, so a model trained on one reads the other.
-FEATURE_ALIASES = {"nrsrp_dbm": "rsrp_dbm", "nrsrq_db": "rsrq_db", "nsinr_db": "sinr_db"}
-
-
-def align_features(wanted: Sequence[str], available: Sequence[str], where: str = "corpus") -> np.ndarray:
-    """Column of ``available`` holding each feature of ``wanted`` (equal names, else :data:`FEATURE_ALIASES`).
-
-    Raises :class:`InputError` naming ``where`` and the feature when one is missing.
-    """
-    def canon(name: str) -> str:
-        return FEATURE_ALIASES.get(str(name).lower(), str(name).lower())
-
-    exact = {str(n): i for i, n in enumerate(available)}
-    by_canon = {canon(n): i for i, n in enumerate(available)}
-    take, missing = [], []
-    for name in wanted:
-        i = exact.get(str(name), by_canon.get(canon(name)))
-        if i is None:
-            missing.append(str(name))
-        else:
-            take.append(i)
-    if missing:
-        raise InputError(f"{where}: the model's features {list(wanted)} are not all in the corpus's {list(available)} "
-                         f"(missing {', '.join(missing)})")
-    return np.asarray(take, np.int64)
-
-
-def _scene_group(corpus: Corpus, s: int) -> zarr.Group:
-    """Scene ``s``'s group of ``corpus`` (:class:`InputError` naming the corpus when it lacks it)."""
-    return _zarr.group(corpus.root, f"scenes/{s}", corpus.url)
-
-
-def _has_cell_maps(corpus: Corpus) -> bool:
-    return any(_zarr.array(_scene_group(corpus, s), "cell_maps", corpus.url).size for s in range(corpus.n_scenes))
-
-
-def _scene_channels(group: zarr.Group) -> tuple[list[str], list[str]]:
-    attrs = _zarr.attrs(group)
-    return list(attrs.get("radio_channels", [])), list(attrs.get("semantic_channels", []))
-
-
-def _scene_maps(group: zarr.Group, channels: Sequence[str], grid: Grid, where: str) -> tuple[np.ndarray, bool]:
-    """The scene's maps ``(C, H, W)`` in ``channels`` order (absent channels zero) and whether any is present."""
-    radio, semantic = _scene_channels(group)
-    out = np.zeros((len(channels), *grid.shape), np.float32)
-    present = False
-    for q, name in enumerate(channels):
-        if name in radio:
-            out[q] = _zarr.array(group, "radio_maps", where)[radio.index(name)]
-            present = True
-        elif name in semantic:
-            out[q] = _zarr.array(group, "semantic_maps", where)[semantic.index(name)]
-            present = True
-    return out, present
-
-
-def _compute_normalization(corpora: Sequence[Corpus], stats_scenes: int) -> Normalization:
-    """Pooled feature statistics of the corpora and per-channel map statistics of their scenes."""
-    f = len(corpora[0].feature_names)
-    count = np.zeros(f)
-    total = np.zeros(f)
-    total_sq = np.zeros(f)
-    for c in corpora:
-        st = c.stats
-        f_n = np.asarray(st["feature_count"], np.float64)
-        f_mean = np.asarray(st["feature_mean"], np.float64)
-        f_std = np.asarray(st["feature_std"], np.float64)
-        count += f_n
-        total += f_n * f_mean
-        total_sq += f_n * (f_std**2 + f_mean**2)
-    mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-    std = np.where(count > 1, np.sqrt(np.maximum(total_sq / np.maximum(count, 1) - mean**2, 0.0)), 1.0)
-    std = np.where(std > 1e-6, std, 1.0)
-    channels: list[str] = []
-    sums: dict[str, list[float]] = {}
-    for c in corpora:
-        for s in range(min(c.n_scenes, stats_scenes)):
-            group = _scene_group(c, s)
-            radio, semantic = _scene_channels(group)
-            for key, names in (("radio_maps", radio), ("semantic_maps", semantic)):
-                for q, name in enumerate(names):
-                    v = np.asarray(_zarr.array(group, key, c.url)[q], np.float64)
-                    v = v[np.isfinite(v)]
-                    if name not in sums:
-                        channels.append(name)
-                        sums[name] = [0.0, 0.0, 0.0]
-                    acc = sums[name]
-                    acc[0] += v.size
-                    acc[1] += v.sum()
-                    acc[2] += (v**2).sum()
-    map_mean, map_std = [], []
-    for name in channels:
-        n_px, s1, s2 = sums[name]
-        mu = s1 / n_px if n_px else 0.0
-        sd = math.sqrt(max(s2 / n_px - mu * mu, 0.0)) if n_px else 1.0
-        map_mean.append(mu)
-        map_std.append(sd if sd > 1e-6 * max(1.0, abs(mu)) else 1.0)
-    return Normalization(list(corpora[0].feature_names), mean.tolist(), std.tolist(), channels, map_mean, map_std)
-
-
-def collate(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack per-sample dicts into the batch dict (every key gains the leading ``B`` axis)."""
-    if not samples:
-        raise InputError("collate: empty batch")
-    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
-
-
-def _worker_init(_: int) -> None:
-    # Workers share 2 cores with the main process: one thread each avoids oversubscription.
-    torch.set_num_threads(1)
-
-
-def make_loader(dataset: CorpusDataset, batch_size: int = 64, shuffle: bool = False, num_workers: int = 0,
-                seed: int = 0, drop_last: bool = False, **kwargs: Any) -> torch.utils.data.DataLoader:
-    """A DataLoader over ``dataset`` with :func:`collate`; Zarr stores open lazily inside each worker.
-
-    The shuffling order is drawn from ``seed``; a training dataset's crops depend on
-    ``dataset.set_epoch`` and the sample, not on the worker, so the same batches come
-    out for any ``num_workers``.
-    """
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, collate_fn=collate,
-        drop_last=drop_last, generator=generator, worker_init_fn=_worker_init if num_workers else None,
-        persistent_workers=False, **kwargs)
-
-
 def as_data_config(cfg: DataConfig | dict[str, Any] | Any) -> DataConfig:
     """A :class:`DataConfig` from itself, a dict, or any object with some of its fields as attributes
     (e.g. a model preset's data section with ``crop_size_m``, ``crop_px``, ``max_cells``); other keys are ignored."""
@@ -639,56 +398,3 @@ def as_data_config(cfg: DataConfig | dict[str, Any] | Any) -> DataConfig:
     else:
         values = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
     return DataConfig(**values)
-
-
-def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, split_scheme: str = "spatial",
-                        seed: int = 0, normalization: Normalization | dict | None = None,
-                        cell_vocab: CellVocab | Sequence[str] | None = None
-                        ) -> tuple[CorpusDataset, CorpusDataset, dict[str, Any]]:
-    """Training and validation datasets over the ``train`` / ``val`` parts of every corpus, and sizes.
-
-    The training dataset draws random crops per ``(seed, epoch, corpus, index)``: call
-    ``train.set_epoch(epoch)`` before each epoch's DataLoader, or every epoch sees the same
-    crops. Returns ``(train, val, info)`` with ``info``: ``n_features`` (F), ``n_cells``
-    (``len(cell_vocab) + 1``: index 0 is padding/unknown), ``map_channels`` (C, an int),
-    ``map_channel_names``, ``max_cells`` (K of the batches, 0 without cell maps),
-    ``cell_vocab`` (list of keys; key ``k`` has index ``k + 1``) and ``data_info``
-    (:meth:`CorpusDataset.state` plus ``feature_names``: keep it in checkpoints and give it
-    back to :func:`eval_dataset`).
-    """
-    paths = [os.fspath(u) for u in ([urls] if isinstance(urls, (str, os.PathLike)) else urls)]
-    cfg = as_data_config(data_config)
-    corpora = [open_corpus(u) for u in paths]
-    for c in corpora:
-        if split_scheme not in c.split_schemes:
-            raise InputError(f"{c.url}: no split scheme '{split_scheme}'; has {', '.join(c.split_schemes)}")
-    train_idx = [c.split_indices(split_scheme, "train") for c in corpora]
-    val_idx = [c.split_indices(split_scheme, "val") for c in corpora]
-    if not sum(len(i) for i in train_idx):
-        raise InputError(f"{', '.join(paths)}: split '{split_scheme}' has no training samples")
-    train = CorpusDataset(paths, train_idx, cfg, training=True, seed=seed, normalization=normalization,
-                          cell_vocab=cell_vocab)
-    val = CorpusDataset(paths, val_idx, cfg, training=False, normalization=train.normalization,
-                        cell_vocab=train.cell_vocab)
-    info = {"n_features": len(train.feature_names), "n_cells": len(train.cell_vocab),
-            "map_channels": len(train.map_channels), "map_channel_names": train.map_channels,
-            "max_cells": train.n_slots, "cell_vocab": train.cell_vocab.to_list(),
-            "data_info": {**train.state(), "feature_names": list(train.feature_names)}}
-    return train, val, info
-
-
-def eval_dataset(corpus: Corpus | str | os.PathLike, indices: np.ndarray, data_config: Any,
-                 cell_vocab: CellVocab | Sequence[str] | None = None, normalization: Normalization | dict | None = None,
-                 data_info: dict[str, Any] | None = None) -> CorpusDataset:
-    """An evaluation dataset (deterministic crops) of ``corpus`` at ``indices`` for a trained model.
-
-    Pass the checkpoint's ``cell_vocab`` and its ``data_info`` (or ``normalization``) so that the
-    inputs are normalized as in training; without them the corpus's own statistics are used.
-    """
-    url = corpus.url if isinstance(corpus, Corpus) else os.fspath(corpus)
-    if normalization is None and data_info and data_info.get("normalization"):
-        normalization = data_info["normalization"]
-    if cell_vocab is None and data_info and data_info.get("cell_vocab") is not None:
-        cell_vocab = data_info["cell_vocab"]
-    return CorpusDataset([url], [np.asarray(indices, np.int64)], as_data_config(data_config), training=False,
-                         normalization=normalization, cell_vocab=cell_vocab)

@@ -2,7 +2,7 @@
 
 :func:`generate` checks the plan (before any shard starts), reads the region's OSM data
 once, lays out the patches, preallocates the corpus, starts or joins a Dask cluster and
-submits one task per shard (:func:`twin.shards.run_shard`), skipping those the manifest
+submits one task per shard (:func:`twin.generate.shards.run_shard`), skipping those the manifest
 already records when resuming. A shard that raises is retried; one whose worker dies is
 rescheduled by Dask; either way its region is rewritten with identical data. When every
 shard is done the statistics are computed and the corpus is moved into place.
@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from twin.cluster import has_bokeh, jobqueue, start_cluster
 from twin.errors import EngineError, InputError
-from twin.plan import (
+from twin.generate.cluster import has_bokeh, jobqueue, start_cluster
+from twin.generate.plan import (
     GeneratePlan,
     Shard,
     check_plan,
@@ -29,7 +29,7 @@ from twin.plan import (
     load_plan,
     region_extent,
 )
-from twin.shards import PartialStore, run_shard, shard_region
+from twin.generate.shards import PartialStore, run_shard, shard_region
 
 __all__ = ["generate", "GenerateSummary"]
 
@@ -108,7 +108,7 @@ def _patch_osm(osm: Any, frame: Any, extent_m: tuple[float, float, float, float]
     import numpy as np
     from shapely.geometry import box
 
-    from twin.osm import OsmData
+    from twin.scene.osm import OsmData
 
     x0, y0, x1, y1 = extent_m
     lon, lat = frame.to_lonlat(np.array([x0 - margin_m, x1 + margin_m, x1 + margin_m, x0 - margin_m]),
@@ -133,7 +133,7 @@ def _prepare(plan: GeneratePlan) -> tuple[Any, Any, list[Shard], Any]:
     """Read the region once: its OSM data, frame, shards and (``file`` strategy) BS table."""
     from scenes import default_osm_file
     from twin.geo import validate_bbox
-    from twin.osm import read_osm
+    from twin.scene.osm import read_osm
 
     # no file means the bundled extract (cropped to the bbox), never Overpass: shards must be offline
     osm = read_osm(plan.region.osm_file or default_osm_file(), plan.region.bbox)
@@ -144,7 +144,7 @@ def _prepare(plan: GeneratePlan) -> tuple[Any, Any, list[Shard], Any]:
     shards = layout_shards(plan, extent)
     bs_table = None
     if plan.deploy.strategy == "file":
-        from twin.sites import read_bs_file
+        from twin.radio.sites import read_bs_file
 
         assert plan.deploy.bs_file is not None  # check_plan refuses the 'file' strategy without one
         bs_table = read_bs_file(plan.deploy.bs_file, frame_only(frame), on_building=None)
@@ -154,9 +154,9 @@ def _prepare(plan: GeneratePlan) -> tuple[Any, Any, list[Shard], Any]:
 def _open_partial(plan: GeneratePlan, partial: PartialStore, n_samples: int, resume: bool,
                   overwrite: bool, echo: Callable[[str], None]) -> None:
     """Continue the interrupted run's store (``resume``) or create a fresh preallocated one."""
-    from twin.corpus import CorpusWriter
-    from twin.maps import UNITS
-    from twin.sample import SPLIT_SCHEMES
+    from twin.corpus.sampler import SPLIT_SCHEMES
+    from twin.corpus.store import CorpusWriter
+    from twin.radio.maps import UNITS
 
     wanted = plan.to_dict()
     if partial.exists():
@@ -189,7 +189,7 @@ def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None,
     Parameters
     ----------
     plan : GeneratePlan or path
-        The plan (a YAML path is read with :func:`twin.plan.load_plan`).
+        The plan (a YAML path is read with :func:`twin.generate.plan.load_plan`).
     workers : int, optional
         Worker processes of a LocalCluster (default: one per core), or jobs of SLURM/PBS.
     scheduler : str, optional
@@ -288,7 +288,7 @@ def _run_shards(plan: GeneratePlan, todo: list[Shard], osm: Any, frame: Any, bs_
 def _finalize(plan: GeneratePlan, partial: PartialStore, shards: list[Shard], overwrite: bool,
               summary: GenerateSummary) -> None:
     """Statistics and counts, ``complete``, consolidated metadata; then the corpus moves into place."""
-    from twin.corpus import CorpusWriter, open_corpus
+    from twin.corpus.store import CorpusWriter, open_corpus
 
     records = partial.done()
     for shard in shards:  # the manifest must tile the corpus exactly: no gap, no overlap

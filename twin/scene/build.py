@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import shapely
 
-from twin._atomic import atomic_dir, check_output
 from twin.config import dump_yaml
 from twin.errors import InputError
-from twin.extrude import ExtrudeConfig
 from twin.geo import Grid, SceneFrame, validate_bbox
-from twin.heights import HeightConfig
-from twin.materials import MaterialConfig
-from twin.osm import OsmData, read_osm
+from twin.io import atomic_dir, check_output
+from twin.scene.extrude import ExtrudeConfig
+from twin.scene.heights import HeightConfig
+from twin.scene.materials import MaterialConfig
+from twin.scene.osm import OsmData, read_osm
 
 __all__ = ["SCENE_SCHEMA_VERSION", "TwinScene", "load_twin_scene", "LAYER_NAMES", "SceneConfig",
            "build_scene", "build_tiles", "scene_config"]
@@ -73,11 +73,11 @@ class TwinScene:
         """GIS layers ``(height, width)`` on :attr:`grid`: building mask, building height [m], road mask."""
         import zarr
 
-        from twin import _zarr
+        from twin import io
 
         url = str(self.path / "layers.zarr")
         group = zarr.open_group(url, mode="r")
-        return {name: _zarr.read(group, name, url) for name in LAYER_NAMES}
+        return {name: io.read(group, name, url) for name in LAYER_NAMES}
 
     def buildings(self) -> Any:
         """Built footprints as a GeoDataFrame in scene metres (columns ``height_m``, ``material`` ...)."""
@@ -102,7 +102,7 @@ class TwinScene:
 
     def load_sionna(self, **kwargs: Any) -> Any:
         """Load ``scene.xml`` into a Sionna RT ``Scene`` (select the variant first)."""
-        from twin._mitsuba import sionna_rt
+        from twin.engine import sionna_rt
 
         rt = sionna_rt()
         return rt.load_scene(str(self.xml_path), **kwargs)
@@ -149,8 +149,8 @@ class SceneConfig:
     tile_size_m : float or None
         Also write square tiles of this side (seed 004 uses 600 m) as sub-scenes.
     heights, materials, geometry
-        See :class:`~twin.heights.HeightConfig`, :class:`~twin.materials.MaterialConfig`,
-        :class:`~twin.extrude.ExtrudeConfig`.
+        See :class:`~twin.scene.heights.HeightConfig`, :class:`~twin.scene.materials.MaterialConfig`,
+        :class:`~twin.scene.extrude.ExtrudeConfig`.
     """
 
     cell_size_m: float = 4.0
@@ -205,16 +205,16 @@ def _build(osm: OsmData, frame: SceneFrame, extent_m: tuple[float, float, float,
            name: str, config: SceneConfig, overwrite: bool) -> TwinScene:
     import geopandas as gpd
 
-    from twin.extrude import (
+    from twin.scene.extrude import (
         RepairReport,
         extrude_footprint,
         ground_plane,
         merge_meshes,
         repair_footprint,
     )
-    from twin.heights import HEIGHT_SOURCES, estimate_heights
-    from twin.layers import building_layers, road_mask
-    from twin.materials import DEFAULT_THICKNESS_M, assign_materials
+    from twin.scene.heights import HEIGHT_SOURCES, estimate_heights
+    from twin.scene.layers import building_layers, road_mask
+    from twin.scene.materials import DEFAULT_THICKNESS_M, assign_materials
 
     buildings = _project(frame, osm.buildings)
     roads = _project(frame, osm.roads)
