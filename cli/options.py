@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from twin.errors import CheckpointError, EngineError, InputError, OutputExistsError
+from twin.errors import TwinError
 
 __all__ = ["overwrite_option", "seed_option", "clean_errors", "BBOX"]
 
@@ -36,13 +36,16 @@ BBOX = _BBox()
 
 
 def clean_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's errors into one clean message and exit code 2, never a traceback."""
+    """Turn the library's errors (any :class:`~twin.errors.TwinError`) into one clean message and exit code 2.
+
+    Anything else is a bug of the toolkit and keeps its traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (InputError, OutputExistsError, EngineError, CheckpointError, FileNotFoundError) as err:
+        except TwinError as err:
             click.echo(f"Error: {err}", err=True)
             sys.exit(2)
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from twin.errors import InputError
+
 __all__ = ["GROUP_ORDER", "transform", "group_tables", "E2MapViT", "GroupAttention"]
 
 GROUP_ORDER = 8
@@ -126,7 +128,7 @@ class E2MapViT(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         if cfg.crop_px % cfg.patch_size:
-            raise ValueError(f"crop_px {cfg.crop_px} is not a multiple of patch_size {cfg.patch_size}")
+            raise InputError(f"model config: crop_px {cfg.crop_px} is not a multiple of patch_size {cfg.patch_size}")
         side = cfg.crop_px // cfg.patch_size
         self.side = side
         d = cfg.d_map

@@ -2,7 +2,7 @@
 
 Positions live in *crop coordinates*: ``(0, 0)`` is the crop's south-west corner and
 ``(1, 1)`` its north-east corner (x east, y north), as in the batch dict of
-``learn/data.py``. The coarse ``G x G`` grid tiles the crop; cell ``c = i * G + j``
+:mod:`learn.data.dataset`. The coarse ``G x G`` grid tiles the crop; cell ``c = i * G + j``
 has row ``i`` (growing north) and column ``j`` (growing east), centre
 ``((j + 0.5) / G, (i + 0.5) / G)``. Densities are per unit crop area; add
 ``2 * log(crop_size_m)`` to a negative log-density to get nats per m².

@@ -1,7 +1,7 @@
 """The map-conditioned Transformer posterior (seed 000, Sec. 4): encoders, fusion, heads, loss.
 
 ``PosteriorModel.forward(batch, targets=None) -> (output, loss)`` takes the batch dict of
-``learn/data.py`` (see LEARN_CONTRACT / docs/model.md) and returns the top-K mixture
+:mod:`learn.data.dataset` (see LEARN_CONTRACT / docs/model.md) and returns the top-K mixture
 posterior in crop coordinates; with ``targets`` (``(B, 2)`` crop coordinates) it also
 returns the training loss of Eq. 24.
 """
@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from learn.heads import CoarseHead, FineHead, Mixture, top_k_mixture
 from learn.losses import coarse_loss, mixture_nll, physics_energy
+from twin.errors import InputError, collect
 
 __all__ = ["ModelConfig", "PosteriorModel", "PosteriorOutput", "RadioEncoder", "SetRadioEncoder",
            "MapViT", "Fusion", "time_embedding", "normalized_relative_time"]
@@ -69,6 +70,42 @@ class ModelConfig:
     phys_sigma: float = 1.0      # sigma_phys in normalized feature units (W_phys = 1/sigma)
     phys_huber_delta: float | None = None
     phys_point: Literal["mean", "map"] = "mean"
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("n_features", "n_cells", "n_beams", "crop_px", "d_radio", "radio_layers", "radio_heads",
+                     "n_inducing", "d_map", "map_layers", "map_heads", "patch_size", "d_fusion", "fusion_heads",
+                     "n_queries", "grid_size", "top_k", "d_cell", "head_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name}: {value!r} must be an integer >= 1")
+        if problems:  # the checks below divide by these
+            collect(problems, "model config")
+        if self.map_channels < 0:
+            problems.append(f"map_channels: {self.map_channels} must be >= 0")
+        for dim, heads in (("d_radio", "radio_heads"), ("d_map", "map_heads"), ("d_fusion", "fusion_heads")):
+            if getattr(self, dim) % getattr(self, heads):
+                problems.append(f"{dim}: {getattr(self, dim)} is not a multiple of {heads} {getattr(self, heads)}")
+        if self.crop_px % self.patch_size:
+            problems.append(f"crop_px: {self.crop_px} is not a multiple of patch_size {self.patch_size} "
+                            "(the map encoder's patches tile the crop)")
+        if self.top_k > self.grid_size**2:
+            problems.append(f"top_k: {self.top_k} exceeds the grid's {self.grid_size**2} cells")
+        if self.radio_encoder not in ("transformer", "set_transformer"):
+            problems.append(f"radio_encoder: {self.radio_encoder!r} must be 'transformer' or 'set_transformer'")
+        if self.phys_point not in ("mean", "map"):
+            problems.append(f"phys_point: {self.phys_point!r} must be 'mean' or 'map'")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout: {self.dropout} is outside [0, 1)")
+        for name in ("sigma_min_cells", "phys_sigma"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name}: {getattr(self, name)} must be > 0")
+        for name in ("lambda_coarse", "lambda_fine", "lambda_phys"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name}: {getattr(self, name)} must be >= 0")
+        if self.phys_huber_delta is not None and not self.phys_huber_delta > 0:
+            problems.append(f"phys_huber_delta: {self.phys_huber_delta} must be > 0 (or null)")
+        collect(problems, "model config")
 
 
 @dataclass
@@ -206,7 +243,7 @@ class MapViT(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if cfg.crop_px % cfg.patch_size:
-            raise ValueError(f"crop_px {cfg.crop_px} is not a multiple of patch_size {cfg.patch_size}")
+            raise InputError(f"model config: crop_px {cfg.crop_px} is not a multiple of patch_size {cfg.patch_size}")
         n = (cfg.crop_px // cfg.patch_size) ** 2
         self.patch = nn.Conv2d(cfg.map_channels + 1, cfg.d_map, cfg.patch_size, cfg.patch_size)
         self.pos = nn.Parameter(torch.randn(1, 1 + n, cfg.d_map) * 0.02)

@@ -16,6 +16,7 @@ import torch
 
 from learn.heads import Mixture
 from learn.losses import physics_energy
+from twin.errors import collect
 
 __all__ = ["RefineConfig", "RefineResult", "energy", "refine"]
 
@@ -33,6 +34,25 @@ class RefineConfig:
     multi_start: bool = True      # start from every component mean, keep the lowest energy
     phys_sigma: float = 1.0
     phys_huber_delta: float | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("alpha", "beta"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name}: {getattr(self, name)} must be >= 0")
+        if self.steps < 0:
+            problems.append(f"steps: {self.steps} must be >= 0")
+        if not self.step_size > 0:
+            problems.append(f"step_size: {self.step_size} must be > 0")
+        if self.optimizer not in ("sgd", "adam"):
+            problems.append(f"optimizer: {self.optimizer!r} must be 'sgd' or 'adam'")
+        if not 0 <= self.threshold <= 1:
+            problems.append(f"threshold: {self.threshold} is outside [0, 1]")
+        if not self.phys_sigma > 0:
+            problems.append(f"phys_sigma: {self.phys_sigma} must be > 0")
+        if self.phys_huber_delta is not None and not self.phys_huber_delta > 0:
+            problems.append(f"phys_huber_delta: {self.phys_huber_delta} must be > 0 (or null)")
+        collect(problems, "refine config")
 
 
 @dataclass

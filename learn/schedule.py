@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twin.errors import collect
+
 __all__ = ["ScheduleConfig", "wsd_lr"]
 
 
@@ -20,6 +22,19 @@ class ScheduleConfig:
     decay_frac: float = 0.2
     min_lr: float = 0.0           # seed 004: decays to 0
     total_steps: int = 1000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.lr >= 0:  # 0 is allowed: a run that only evaluates or re-saves a checkpoint
+            problems.append(f"lr: {self.lr} must be >= 0")
+        if not self.min_lr >= 0:
+            problems.append(f"min_lr: {self.min_lr} must be >= 0")
+        for name in ("warmup_frac", "decay_frac"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name}: {getattr(self, name)} is outside [0, 1]")
+        if self.warmup_frac + self.decay_frac > 1:
+            problems.append(f"warmup_frac + decay_frac: {self.warmup_frac + self.decay_frac} exceeds 1")
+        collect(problems, "schedule config")
 
 
 def wsd_lr(step: int, cfg: ScheduleConfig) -> float:

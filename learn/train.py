@@ -32,7 +32,7 @@ from learn.model import ModelConfig, PosteriorModel
 from learn.refine import RefineConfig
 from learn.schedule import ScheduleConfig, wsd_lr
 from twin.config import dump_yaml, from_dict, load_yaml, to_dict
-from twin.errors import InputError, OutputExistsError
+from twin.errors import InputError, OutputExistsError, collect
 
 __all__ = ["TrainConfig", "DataOptions", "RunConfig", "TrainResult", "load_run_config", "PRESETS",
            "pretrain", "finetune", "train", "build_model", "EpochSampler", "to_device", "set_threads"]
@@ -60,12 +60,41 @@ class TrainConfig:
     split_scheme: str = "random"
     threads: int = 1                  # torch intra-op threads per process on CPU (see set_threads)
 
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("epochs", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: {getattr(self, name)} must be >= 1")
+        for name in ("num_workers", "checkpoint_every", "val_batches", "weight_decay", "grad_clip", "min_lr"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name}: {getattr(self, name)} must be >= 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"max_steps: {self.max_steps} must be >= 1 (or null)")
+        if not self.lr >= 0:  # 0 is allowed: a run that only evaluates or re-saves a checkpoint
+            problems.append(f"lr: {self.lr} must be >= 0")
+        for name in ("warmup_frac", "decay_frac"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name}: {getattr(self, name)} is outside [0, 1]")
+        if self.warmup_frac + self.decay_frac > 1:
+            problems.append(f"warmup_frac + decay_frac: {self.warmup_frac + self.decay_frac} exceeds 1")
+        collect(problems, "train config")
+
 
 @dataclass(frozen=True)
 class DataOptions:
     crop_size_m: float = 600.0        # seed 004: 600 m crops
     crop_px: int = 128
     max_cells: int = 8                # K slots of per-cell physics maps per sequence
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.crop_size_m > 0:
+            problems.append(f"crop_size_m: {self.crop_size_m} must be > 0")
+        if self.crop_px < 1:
+            problems.append(f"crop_px: {self.crop_px} must be >= 1")
+        if self.max_cells < 0:
+            problems.append(f"max_cells: {self.max_cells} must be >= 0")
+        collect(problems, "data config")
 
 
 @dataclass(frozen=True)
@@ -74,6 +103,12 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataOptions = field(default_factory=DataOptions)
     refine: RefineConfig = field(default_factory=RefineConfig)
+
+    def __post_init__(self) -> None:
+        # The model's crop is the data's (build_model): its patches must tile it.
+        if self.model.use_map and self.data.crop_px % self.model.patch_size:
+            raise InputError(f"data.crop_px: {self.data.crop_px} is not a multiple of model.patch_size "
+                             f"{self.model.patch_size} (the map encoder's patches tile the crop)")
 
 
 @dataclass

@@ -8,7 +8,7 @@ import xarray as xr
 import zarr
 
 from twin.corpus.store import CorpusWriter, open_corpus, sample_array_specs
-from twin.errors import InputError, OutputExistsError
+from twin.errors import InputError, OutputExistsError, StoreNotFoundError
 from twin.geo import Grid, SceneFrame
 
 
@@ -104,7 +104,7 @@ def test_reader_checks_schema_and_completeness(tmp_path):
     group.attrs.update({"schema_version": 1, "complete": False})
     with pytest.raises(InputError, match="incomplete"):
         open_corpus(tmp_path / "ok.zarr")
-    with pytest.raises(InputError, match="no corpus"):
+    with pytest.raises(StoreNotFoundError, match="no corpus"):
         open_corpus(tmp_path / "missing.zarr")
     with pytest.raises(OutputExistsError, match="--overwrite"):
         CorpusWriter(tmp_path / "ok.zarr", ["x"], ["dB"], max_events=5)

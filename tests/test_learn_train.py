@@ -1,6 +1,6 @@
 """Training, checkpoints, fine-tuning, prediction and the schedule of the posterior model.
 
-The corpus-backed dataset (learn/data.py) is exercised in its own tests; here the loop is
+The corpus-backed dataset (learn.data) is exercised in its own tests; here the loop is
 fed in-memory datasets of contract batch dicts (tests/learn_batch.py).
 """
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from cli.twin import main as twin_cli
 from tests.data.osm_fixtures import AREA_M, FRAME, area_bbox, write_geojson, write_osm_xml
-from twin.errors import InputError, OutputExistsError
+from twin.errors import InputError, OutputExistsError, TwinError
 from twin.scene.build import SceneConfig, build_scene, load_twin_scene
 from twin.scene.heights import parse_height_m, parse_levels
 
@@ -207,7 +207,7 @@ def test_area_with_no_buildings_gives_ground_only_scene(tmp_path):
     ({"bbox": (24.94, 60.16, 24.945, 60.165)}, "could not be reached"),
 ])
 def test_bad_input_gives_a_clear_error_and_writes_nothing(tmp_path, kwargs, message):
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(TwinError, match=message):  # InputError, StoreNotFoundError for the missing file
         build_scene(tmp_path / "s", **kwargs)
     assert list(tmp_path.iterdir()) == []
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import Point
 
-from twin.errors import InputError
+from twin.errors import InputError, StoreNotFoundError
 from twin.tables import read_point_table
 
 
@@ -47,7 +47,7 @@ def test_geoparquet_points_in_any_crs_become_wgs84(tmp_path):
 
 
 def test_errors_name_the_file(tmp_path):
-    with pytest.raises(InputError, match="missing.csv: no such BS file"):
+    with pytest.raises(StoreNotFoundError, match="missing.csv: no such BS file"):
         read_point_table(tmp_path / "missing.csv", "BS")
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(InputError, match="e.csv: empty file; expected a header with time, lon"):

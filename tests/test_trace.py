@@ -7,7 +7,7 @@ import pytest
 import zarr
 
 from tests.scenes import make_box_scene
-from twin.errors import InputError, OutputExistsError
+from twin.errors import InputError, OutputExistsError, StoreNotFoundError
 from twin.geo import Grid
 from twin.radio.maps import evaluate_points, open_maps
 from twin.radio.tracer import TraceConfig, Tracer, sionna_orientation, trace
@@ -187,7 +187,7 @@ def test_open_maps_refuses_other_stores(tmp_path):
     g.attrs["kind"] = "twin-corpus"
     with pytest.raises(InputError, match="not a radio-map store"):
         open_maps(tmp_path / "x.zarr")
-    with pytest.raises(InputError, match="no radio-map store"):
+    with pytest.raises(StoreNotFoundError, match="no radio-map store"):
         open_maps(tmp_path / "missing.zarr")
 
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from twin.errors import InputError
+from twin.errors import InputError, StoreNotFoundError
 
 __all__ = ["from_dict", "load_yaml", "to_dict", "dump_yaml"]
 
@@ -92,6 +92,11 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         return cls(**kwargs)
     except TypeError as err:
         raise InputError(f"{source}: {err}") from err
+    except InputError as err:  # the config's own checks (__post_init__) do not know the file: name it
+        text = str(err)
+        if text.startswith(source):
+            raise
+        raise InputError(f"{source}: {text}") from None
 
 
 def load_yaml(cls: type[T], path: str | os.PathLike, section: str | None = None) -> T:
@@ -100,7 +105,7 @@ def load_yaml(cls: type[T], path: str | os.PathLike, section: str | None = None)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as err:
-        raise InputError(f"{path}: no such config file") from err
+        raise StoreNotFoundError(f"{path}: no such config file") from err
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML: {err}") from err
     if section is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from twin.errors import InputError, collect
+from twin.errors import InputError, StoreNotFoundError, collect
 
 __all__ = ["read_point_table", "TABLE_SUFFIXES"]
 
@@ -62,7 +62,7 @@ def _parquet(path: Path) -> pd.DataFrame:
 
 def read_point_table(path: str | os.PathLike, what: str = "table", expected: str = "",
                      as_strings: bool = False) -> pd.DataFrame:
-    """Read a table of points; :class:`InputError` names the file for any unreadable one.
+    """Read a table of points; :class:`StoreNotFoundError` (missing) or :class:`InputError` (unreadable) names the file.
 
     Parameters
     ----------
@@ -78,7 +78,7 @@ def read_point_table(path: str | os.PathLike, what: str = "table", expected: str
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such {what} file")
+        raise StoreNotFoundError(f"{path}: no such {what} file")
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise InputError(f"{path}: unknown {what} format {suffix!r}; use .csv, .geojson or .parquet")

@@ -81,7 +81,7 @@ from learn.data.stats import Normalization, compute_normalization
 from learn.data.vocab import CellVocab, align_features
 from twin import io
 from twin.corpus.store import Corpus, open_corpus
-from twin.errors import InputError
+from twin.errors import InputError, collect
 from twin.geo import Grid
 
 __all__ = ["DataConfig", "CorpusDataset", "BATCH_KEYS", "as_data_config"]
@@ -119,10 +119,17 @@ class DataConfig:
     crop_seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (self.crop_size_m > 0 and self.crop_px > 0 and self.max_cells >= 0
-                and 0 <= self.max_offset_frac < 0.5):
-            raise InputError(f"data config: crop_size_m and crop_px positive, max_cells >= 0, "
-                             f"max_offset_frac in [0, 0.5) (truth inside the crop); got {self}")
+        problems = []
+        if not self.crop_size_m > 0:
+            problems.append(f"crop_size_m: {self.crop_size_m} must be > 0")
+        if self.crop_px < 1:
+            problems.append(f"crop_px: {self.crop_px} must be >= 1")
+        if self.max_cells < 0:
+            problems.append(f"max_cells: {self.max_cells} must be >= 0")
+        if not 0 <= self.max_offset_frac < 0.5:
+            problems.append(f"max_offset_frac: {self.max_offset_frac} is outside [0, 0.5) (the truth must stay "
+                            "inside the crop)")
+        collect(problems, "data config")
 
     def to_dict(self) -> dict[str, Any]:
         return {"crop_size_m": float(self.crop_size_m), "crop_px": int(self.crop_px),

@@ -30,7 +30,7 @@ from learn.importers._build import (
 )
 from learn.splits import TEST, TRAIN
 from twin.corpus.store import Corpus
-from twin.errors import InputError
+from twin.errors import InputError, StoreNotFoundError
 from twin.geo import SceneFrame
 
 __all__ = ["import_powder", "POWDER_FEATURES", "NOT_RECEIVED"]
@@ -57,7 +57,7 @@ def import_powder(directory: str | os.PathLike, out: str | os.PathLike, splits: 
     directory = Path(directory)
     csv = directory / "single_tx.csv"
     if not csv.exists():
-        raise InputError(f"{directory}: no single_tx.csv here (is this the POWDER directory?)")
+        raise StoreNotFoundError(f"{directory}: no single_tx.csv here (is this the POWDER directory?)")
     report = ImportReport(source=str(csv))
     receivers = _receivers(directory / "location_coordinates.json")
     try:

@@ -29,7 +29,7 @@ from learn.importers._build import (
     write_measurements,
 )
 from twin.corpus.store import Corpus
-from twin.errors import InputError
+from twin.errors import InputError, StoreNotFoundError
 from twin.geo import SceneFrame
 
 __all__ = ["import_rome_nbiot", "import_rome_crop", "NBIOT_FEATURES", "CROP_FEATURES"]
@@ -54,6 +54,8 @@ def _frame_at(lon: np.ndarray, lat: np.ndarray) -> SceneFrame:
 def _load_nbiot_rows(path: Path, report: ImportReport) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import scipy.io
 
+    if not path.is_file():
+        raise StoreNotFoundError(f"{path}: no such NB-IoT campaign file (.mat)")
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except (ValueError, OSError, TypeError, scipy.io.matlab.MatReadError) as err:
@@ -156,6 +158,8 @@ def import_rome_crop(path: str | os.PathLike, out: str | os.PathLike, splits: Sp
 
     path = Path(path)
     report = ImportReport(source=str(path))
+    if not path.is_file():
+        raise StoreNotFoundError(f"{path}: no such Rome crop file (rome_crop_knn_ready.csv)")
     try:
         table = pd.read_csv(path)
     except pd.errors.EmptyDataError as err:

@@ -42,7 +42,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from twin import io
-from twin.errors import InputError
+from twin.errors import InputError, StoreNotFoundError
 from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
@@ -373,7 +373,7 @@ class Corpus:
         try:
             self.root = zarr.open_group(self.url, mode="r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-            raise InputError(f"{self.url}: no corpus here (not a Zarr group)") from err
+            raise StoreNotFoundError(f"{self.url}: no corpus here (not a Zarr group)") from err
         attrs = io.attrs(self.root)
         if attrs.get("kind") != "twin-corpus":
             raise InputError(f"{self.url}: not a twin corpus (attribute kind={attrs.get('kind')!r})")

@@ -26,7 +26,7 @@ import yaml
 
 from twin.config import from_dict, to_dict
 from twin.corpus.sampler import SampleConfig
-from twin.errors import InputError, collect
+from twin.errors import InputError, StoreNotFoundError, collect
 from twin.generate.cluster import ClusterSpec
 from twin.radio.deployment import STRATEGIES, DeployConfig
 from twin.radio.metrics import MAP_KEYS, PER_CELL_KEYS, MetricConfig
@@ -169,7 +169,7 @@ def load_plan(path: str | os.PathLike, output: str | None = None) -> GeneratePla
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise InputError(f"{path}: no such plan file") from None
+        raise StoreNotFoundError(f"{path}: no such plan file") from None
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML: {err}") from None
     if output is not None and isinstance(raw, dict):

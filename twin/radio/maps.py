@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin.errors import InputError
+from twin.errors import InputError, StoreNotFoundError
 from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
@@ -214,7 +214,7 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
     try:
         root = zarr.open_group(url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-        raise InputError(f"{url}: no radio-map store here; make one with `twin trace`") from err
+        raise StoreNotFoundError(f"{url}: no radio-map store here; make one with `twin trace`") from err
     attrs = io.attrs(root)
     if attrs.get("kind") != "twin-maps":
         raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r})")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin.errors import InputError, collect
+from twin.errors import InputError, StoreNotFoundError, collect
 from twin.geo import SceneFrame
 from twin.io import atomic_file
 from twin.tables import read_point_table
@@ -265,7 +265,7 @@ def read_bs_file(path: str | os.PathLike, scene: Any = None, on_building: str | 
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such BS file")
+        raise StoreNotFoundError(f"{path}: no such BS file")
     raw = read_point_table(path, "BS", expected="bs_id, cell_id, lon, lat ...", as_strings=True)
     table = validate_sites(raw, str(path))
     table = _resolve_positions(table, scene, str(path), frame)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from twin.errors import InputError
+from twin.errors import EngineError, InputError
 from twin.geo import Grid
 from twin.io import check_output
 from twin.radio.sites import place_sites, read_bs_file, sites_from_records
@@ -296,7 +296,7 @@ class Tracer:
         gain = self._radio_map(grid).path_gain.numpy()  # [n_tx, H, W] linear
         self.solver_s += time.perf_counter() - t0
         if gain.shape[1:] != grid.shape:
-            raise RuntimeError(f"Sionna returned a {gain.shape[1:]} map for the {grid.shape} grid")
+            raise EngineError(f"Sionna returned a {gain.shape[1:]} map for the {grid.shape} grid")
         return gain
 
     # -- radio maps ---------------------------------------------------------------------

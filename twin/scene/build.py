@@ -18,7 +18,7 @@ import numpy as np
 import shapely
 
 from twin.config import dump_yaml
-from twin.errors import InputError
+from twin.errors import InputError, StoreNotFoundError, collect
 from twin.geo import Grid, SceneFrame, validate_bbox
 from twin.io import atomic_dir, check_output
 from twin.scene.extrude import ExtrudeConfig
@@ -111,13 +111,13 @@ class TwinScene:
 def load_twin_scene(path: str | os.PathLike) -> TwinScene:
     """Open a scene directory written by ``twin build-scene``.
 
-    Raises :class:`InputError` naming the directory when it is not a scene or of
-    another schema version.
+    Raises :class:`StoreNotFoundError` naming the directory when it holds no scene, and
+    :class:`InputError` when it is not a twin scene or of another schema version.
     """
     path = Path(path)
     meta_file = path / "scene.json"
     if not meta_file.is_file():
-        raise InputError(f"{path}: not a scene directory (no scene.json); build one with `twin build-scene`")
+        raise StoreNotFoundError(f"{path}: not a scene directory (no scene.json); build one with `twin build-scene`")
     try:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as err:
@@ -160,6 +160,15 @@ class SceneConfig:
     heights: HeightConfig = field(default_factory=HeightConfig)
     materials: MaterialConfig = field(default_factory=MaterialConfig)
     geometry: ExtrudeConfig = field(default_factory=ExtrudeConfig)
+
+    def __post_init__(self) -> None:
+        problems = [f"{name}: {getattr(self, name)} must be > 0"
+                    for name in ("cell_size_m", "max_area_km2") if not getattr(self, name) > 0]
+        if not self.ground_margin_m >= 0:
+            problems.append(f"ground_margin_m: {self.ground_margin_m} must be >= 0")
+        if self.tile_size_m is not None and not self.tile_size_m > 0:
+            problems.append(f"tile_size_m: {self.tile_size_m} must be > 0 (or null: no tiles)")
+        collect(problems, "scene config")
 
 
 def _scene_xml(materials: dict[str, str], thickness: dict[str, float]) -> str:

@@ -17,6 +17,8 @@ import trimesh
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from twin.errors import collect
+
 __all__ = ["ExtrudeConfig", "RepairReport", "repair_footprint", "extrude_footprint", "ground_plane",
            "merge_meshes"]
 
@@ -39,6 +41,11 @@ class ExtrudeConfig:
     min_area_m2: float = 2.0
     simplify_tolerance_m: float = 0.05
     min_width_m: float = 0.5
+
+    def __post_init__(self) -> None:
+        collect([f"{name}: {getattr(self, name)} must be >= 0"
+                 for name in ("min_area_m2", "simplify_tolerance_m", "min_width_m") if not getattr(self, name) >= 0],
+                "geometry config")
 
 
 @dataclass

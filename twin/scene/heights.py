@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from twin.errors import collect
+
 __all__ = ["HeightConfig", "parse_height_m", "parse_levels", "estimate_heights", "DEFAULT_TYPE_HEIGHTS_M",
            "HEIGHT_SOURCES"]
 
@@ -65,6 +67,13 @@ class HeightConfig:
     default_height_m: float = 12.0
     type_heights_m: dict[str, float] = field(default_factory=dict)
     min_building_height_m: float = 2.0
+
+    def __post_init__(self) -> None:
+        problems = [f"{name}: {getattr(self, name)} must be > 0"
+                    for name in ("level_height_m", "roof_level_height_m", "default_height_m", "min_building_height_m")
+                    if not getattr(self, name) > 0]
+        problems += [f"type_heights_m.{k}: {v} must be > 0" for k, v in self.type_heights_m.items() if not v > 0]
+        collect(problems, "heights config")
 
 
 def parse_height_m(value: object) -> float | None:

@@ -12,6 +12,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from twin.errors import InputError
 from twin.geo import Grid
 
 __all__ = ["rasterize", "building_layers", "road_mask", "ROAD_WIDTH_M"]
@@ -48,7 +49,7 @@ def rasterize(geometries: Iterable[BaseGeometry], values: Iterable[float], grid:
         if reduce == "max":
             np.maximum(window, np.where(inside, value, 0.0), out=window)
         else:
-            raise ValueError(f"unknown reduce {reduce!r}")
+            raise InputError(f"rasterize: reduce {reduce!r} is not 'max' (the only one)")
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from twin.errors import InputError
+from twin.errors import InputError, StoreNotFoundError
 from twin.geo import validate_bbox
 
 __all__ = ["OsmData", "read_osm", "BUILDING_TAGS", "DRIVABLE_HIGHWAYS"]
@@ -219,7 +219,7 @@ def read_osm(osm_file: str | os.PathLike | None = None,
     else:
         path = Path(osm_file)
         if not path.is_file():
-            raise InputError(f"{path}: OSM file not found")
+            raise StoreNotFoundError(f"{path}: OSM file not found")
         name = path.name.lower()
         if name.endswith(".pbf"):
             buildings, roads = _read_pbf(path, bbox)
