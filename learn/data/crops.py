@@ -26,7 +26,7 @@ _A = TypeVar("_A")
 
 def pixel_centre(index: _A, px: int) -> _A:
     """Centre of pixel ``index`` (a column along x or a row along y; int, NumPy or torch) of ``px``, in crop units."""
-    return (index + 0.5) / px  # type: ignore[operator, no-any-return]
+    return (index + 0.5) / px  # type: ignore[operator, return-value]
 
 
 @dataclass(frozen=True)
