@@ -166,7 +166,7 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, cr
     \b
     Example:
       learn eval --data out/rome_crop.zarr --split spatial --baseline knn-square --json
-      learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap.pt --plot out/eval
+      learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap/best.pt --plot out/eval
     """
     from learn.evaluate import evaluate_named
 
