@@ -7,7 +7,7 @@ import os
 
 import click
 
-from cli.options import clean_errors, overwrite_option, seed_option
+from cli.options import clean_errors, config_option, overwrite_option
 
 __all__ = ["main"]
 
@@ -24,15 +24,17 @@ def main() -> None:
     """
 
 
+_SPLITS = "learn.importers:SplitConfig"
+
+
 def _split_options(func):
     for opt in reversed([
-        seed_option,
-        click.option("--test-frac", type=float, default=0.2, show_default=True, help="Share held out for test."),
-        click.option("--val-frac", type=float, default=0.1, show_default=True, help="Share held out for validation."),
-        click.option("--block-m", type=float, default=200.0, show_default=True,
-                     help="Side of the spatial split's blocks [m]."),
-        click.option("--known-test-frac", type=float, default=0.1, show_default=True,
-                     help="Spatial split: share of the training blocks' samples tested as known streets."),
+        config_option(_SPLITS, "--seed", type=int, help="Random seed of the splits."),
+        config_option(_SPLITS, "--test-frac", type=float, help="Share held out for test."),
+        config_option(_SPLITS, "--val-frac", type=float, help="Share held out for validation."),
+        config_option(_SPLITS, "--block-m", type=float, help="Side of the spatial split's blocks [m]."),
+        config_option(_SPLITS, "--known-test-frac", type=float,
+                      help="Spatial split: share of the training blocks' samples tested as known streets."),
         overwrite_option,
     ]):
         func = opt(func)
@@ -41,9 +43,10 @@ def _split_options(func):
 
 def _splits(seed, test_frac, val_frac, block_m, known_test_frac):
     from learn.importers import SplitConfig
+    from twin.config import resolve_config
 
-    return SplitConfig(seed=seed, test_frac=test_frac, val_frac=val_frac, block_m=block_m,
-                       known_test_frac=known_test_frac)
+    return resolve_config(SplitConfig, None, None, seed=seed, test_frac=test_frac, val_frac=val_frac, block_m=block_m,
+                          known_test_frac=known_test_frac)
 
 
 def _done(corpus, report) -> None:
