@@ -300,6 +300,8 @@ def prepare_run(out_dir: str | os.PathLike, tc: TrainConfig, resume: bool, overw
     rank, world, device = _distributed()
     out = Path(out_dir)
     last = out / "last.pt"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: a file; the run's output is a directory (best.pt, last.pt, metrics.csv ...)")
     if rank == 0 and not resume and not overwrite and out.exists() and any(out.iterdir()):
         raise OutputExistsError(out)
     if resume and not last.is_file():
