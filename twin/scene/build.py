@@ -376,8 +376,7 @@ def build_tiles(scene: TwinScene, osm: OsmData, config: SceneConfig) -> list[Twi
 
 
 def scene_config(path: str | os.PathLike | None = None, **overrides: Any) -> SceneConfig:
-    """A :class:`SceneConfig` from YAML (or defaults) with non-None ``overrides`` applied."""
-    from twin.config import load_yaml
+    """A :class:`SceneConfig` from YAML (or defaults) with non-None ``overrides`` applied (:func:`twin.config.resolve_config`)."""
+    from twin.config import resolve_config
 
-    config = load_yaml(SceneConfig, path) if path else SceneConfig()
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    return resolve_config(SceneConfig, path, None, **overrides)
