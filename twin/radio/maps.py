@@ -30,7 +30,7 @@ from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
 __all__ = ["MAPS_SCHEMA_VERSION", "UNITS", "RadioMaps", "write_maps", "open_maps",
-           "evaluate_points", "sample_finite", "show_map"]
+           "evaluate_points", "show_map"]
 
 MAPS_SCHEMA_VERSION = 1
 UNITS = {"path_gain_db": "dB", "rsrp_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB", "snr_db": "dB",
@@ -242,27 +242,15 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
                      sites=pd.DataFrame(attrs["sites"]), attrs=attrs, units=dict(attrs["arrays"]))
 
 
-def sample_finite(grid: Grid, values: np.ndarray, xy_m: np.ndarray) -> np.ndarray:
-    """Bilinear samples ``(..., N)`` of ``values`` ``(..., H, W)`` that skip NaN neighbours.
-
-    The weights of the finite neighbours among the four are renormalized; a point is
-    NaN only when all four are. Radio maps are Monte-Carlo estimates whose shadowed
-    cells may have caught no ray: one empty cell should not blank its neighbourhood.
-    """
-    finite = np.isfinite(values)
-    num = grid.sample(np.where(finite, values, 0.0), xy_m)
-    den = grid.sample(finite.astype(np.float64), xy_m)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-9, num / den, np.nan)
-
-
 def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name: str = "path_gain_db",
                     skip_nan: bool = True) -> np.ndarray:
     """Bilinear samples of a map at points ``(N, 2)`` [scene m]: ``(n_cells, N)`` or ``(N,)``.
 
     Points outside the grid raise :class:`InputError`. With ``skip_nan`` (default)
-    NaN cells are left out of the interpolation (:func:`sample_finite`); without it
-    they propagate to their neighbourhood (:meth:`twin.geo.Grid.sample`).
+    NaN cells are left out of the interpolation by the rule of
+    :func:`twin.geo.blend_corners` (radio maps are Monte-Carlo estimates whose shadowed
+    cells may have caught no ray: one empty cell should not blank its neighbourhood);
+    without it they propagate to their neighbourhood (:meth:`twin.geo.Grid.sample`).
     ``serving_cell`` is read from the cell holding each point.
     """
     if not isinstance(maps, RadioMaps):
@@ -276,7 +264,7 @@ def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name:
     if name == "serving_cell":
         i, j, _ = maps.grid.index_of(xy_m)
         return values[i, j]
-    sampled = sample_finite(maps.grid, values, xy_m) if skip_nan else maps.grid.sample(values, xy_m)
+    sampled = maps.grid.sample(values, xy_m, skip_nan=skip_nan)
     return sampled.astype(np.float32)
 
 
