@@ -1,8 +1,9 @@
 """The radio-map store written by ``twin trace`` (Zarr v3), its reader, point sampling and pictures.
 
-Layout (``schema_version`` 1, DESIGN.md "Radio maps")::
+Layout (``schema_version`` :data:`MAPS_SCHEMA_VERSION`, DESIGN.md "Radio maps"); written only
+by :func:`write_maps`, read by :func:`open_maps`::
 
-    maps.zarr/        attrs: schema_version=1, kind="twin-maps", complete, cell_ids, grid,
+    maps.zarr/        attrs: schema_version, kind=MAPS_KIND ("twin-maps"), complete, cell_ids, grid,
                              frame, scene, sites (the BS table as records), trace_config,
                              metric_config, arrays (name -> unit), notes
       path_gain_db    (cell, y, x) float32  dB, NaN where no ray arrived
@@ -29,10 +30,12 @@ from twin.errors import InputError, StoreNotFoundError
 from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
-__all__ = ["MAPS_SCHEMA_VERSION", "UNITS", "RadioMaps", "write_maps", "open_maps",
+__all__ = ["MAPS_SCHEMA_VERSION", "MAPS_KIND", "UNITS", "RadioMaps", "write_maps", "open_maps",
            "evaluate_points", "show_map"]
 
+#: ``schema_version`` and ``kind`` of the store's attributes; :func:`open_maps` reads only these.
 MAPS_SCHEMA_VERSION = 1
+MAPS_KIND = "twin-maps"
 UNITS = {"path_gain_db": "dB", "rsrp_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB", "snr_db": "dB",
          "cell_rssi_dbm": "dBm", "rssi_dbm": "dBm", "serving_cell": "index", "bler": "1",
          "throughput_bps": "bit/s"}
@@ -76,7 +79,7 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
     with atomic_store(out, overwrite=overwrite) as url:
         root = zarr.open_group(url, mode="w", zarr_format=3)
         root.attrs.update({
-            "schema_version": MAPS_SCHEMA_VERSION, "kind": "twin-maps", "complete": False,
+            "schema_version": MAPS_SCHEMA_VERSION, "kind": MAPS_KIND, "complete": False,
             "cell_ids": [int(c) for c in sites["cell_id"]], "grid": grid.to_dict(),
             "frame": scene.frame.to_dict(), "scene": str(getattr(scene, "path", "")),
             "sites": _records(sites), "trace_config": _config_dict(trace_config),
@@ -216,8 +219,8 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
         raise StoreNotFoundError(f"{url}: no radio-map store here; make one with `twin trace`") from err
     attrs = io.attrs(root)
-    if attrs.get("kind") != "twin-maps":
-        raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r})")
+    if attrs.get("kind") != MAPS_KIND:
+        raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r}, expected {MAPS_KIND!r})")
     if attrs.get("schema_version") != MAPS_SCHEMA_VERSION:
         raise InputError(f"{url}: schema_version {attrs.get('schema_version')}, this toolkit reads "
                          f"{MAPS_SCHEMA_VERSION}; trace again")
