@@ -107,6 +107,36 @@ def make_scene(out: str | Path, width_m: float = 240.0, height_m: float = 200.0,
     return out
 
 
+def write_osm_geojson(path: str | Path, width_m: float = 240.0, height_m: float = 200.0,
+                      block_m: float = 100.0) -> tuple[Path, tuple[float, float, float, float]]:
+    """The tiny city as OSM-like GeoJSON, the input of ``twin build-scene --osm-file``.
+
+    Buildings carry ``building`` and a ``height`` tag (the heights of :func:`buildings`),
+    streets ``highway=residential`` and their ``name``. Returns the file and the city's
+    ``(W, S, E, N)`` box in degrees (``--bbox``).
+    """
+    import json
+
+    def lonlat(points: list[tuple[float, float]]) -> list[list[float]]:
+        lon, lat = FRAME.to_lonlat([x for x, _ in points], [y for _, y in points])
+        return [[float(a), float(b)] for a, b in zip(lon, lat, strict=True)]
+
+    features = []
+    for k, (x0, y0, x1, y1, h) in enumerate(buildings(width_m, height_m, block_m)):
+        xa, xb, ya, yb = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+        ring = [(xa, ya), (xb, ya), (xb, yb), (xa, yb), (xa, ya)]
+        features.append({"type": "Feature", "properties": {"building": "yes", "height": f"{h:.1f} m", "osm_id": k + 1},
+                         "geometry": {"type": "Polygon", "coordinates": [lonlat(ring)]}})
+    for k, (name, pts) in enumerate(streets(width_m, height_m, block_m)):
+        props = {"highway": "residential", "osm_id": 1000 + k} | ({"name": name} if name else {})
+        features.append({"type": "Feature", "properties": props,
+                         "geometry": {"type": "LineString", "coordinates": lonlat(pts)}})
+    path = Path(path)
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    (w, s), (e, n) = lonlat([(0.0, 0.0), (width_m, height_m)])
+    return path, (w, s, e, n)
+
+
 def default_sites(width_m: float, height_m: float) -> np.ndarray:
     """Cell positions ``(n, 2)`` [m]: three sites just inside three corners and one in the middle."""
     return np.array([[10.0, 10.0], [width_m - 10.0, 15.0], [width_m / 2, height_m - 10.0],
