@@ -34,9 +34,11 @@ def main() -> None:
 @click.option("--name", default=None, help="Scene name (default: the directory's name).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="YAML with SceneConfig keys (heights, materials, geometry, ...).")
-@click.option("--cell-size", type=float, default=None, help="GIS-layer / radio-map cell size [m] (default 4).")
+@config_option("twin.scene.build:SceneConfig", "--cell-size", field="cell_size_m", type=float,
+               help="GIS-layer / radio-map cell size [m].")
 @click.option("--tile-size", type=float, default=None, help="Also write square tiles of this side [m] under OUT/tiles.")
-@click.option("--max-area", type=float, default=None, help="Refuse areas larger than this [km²] (default 25).")
+@config_option("twin.scene.build:SceneConfig", "--max-area", field="max_area_km2", type=float,
+               help="Refuse areas larger than this [km²].")
 @overwrite_option
 @clean_errors
 def build_scene_cmd(bbox, osm_file, out, name, config_file, cell_size, tile_size, max_area, overwrite):

@@ -300,6 +300,8 @@ def prepare_run(out_dir: str | os.PathLike, tc: TrainConfig, resume: bool, overw
     rank, world, device = _distributed()
     out = Path(out_dir)
     last = out / "last.pt"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: a file; the run's output is a directory (best.pt, last.pt, metrics.csv ...)")
     if rank == 0 and not resume and not overwrite and out.exists() and any(out.iterdir()):
         raise OutputExistsError(out)
     if resume and not last.is_file():
@@ -392,7 +394,11 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         step, start_epoch = int(resume_ckpt["step"]), int(resume_ckpt["epoch"])
         best_val = float(resume_ckpt.get("best_val", math.inf))
         best_epoch = int(resume_ckpt.get("best_epoch", 0))
-        history = {k: list(resume_ckpt.get("history", {}).get(k, [])) for k in history}
+        saved = resume_ckpt.get("history", {})
+        # A run stopped inside an epoch (max_steps) recorded that partial epoch under the number of
+        # whole epochs again: keep each epoch's first entry, as the uninterrupted run has it.
+        keep = [i for i, e in enumerate(saved.get("epoch", [])) if e not in saved["epoch"][:i]]
+        history = {k: [saved[k][i] for i in keep if i < len(saved.get(k, []))] for k in history}
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                            else None) if world > 1 else model)
 

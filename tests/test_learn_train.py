@@ -106,6 +106,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     a = load_checkpoint(tmp_path / "full" / "last.pt")
     b = load_checkpoint(tmp_path / "part" / "last.pt")
     assert a["step"] == b["step"] == 6
+    assert a["history"]["epoch"] == b["history"]["epoch"] == [1.0, 2.0, 3.0]
     for k in a["model"]:
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
     with pytest.raises(OutputExistsError):
