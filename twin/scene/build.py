@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
@@ -24,7 +24,9 @@ from twin.io import atomic_dir, check_output
 from twin.scene.extrude import ExtrudeConfig
 from twin.scene.heights import HeightConfig
 from twin.scene.materials import MaterialConfig
-from twin.scene.osm import OsmData, read_osm
+
+if TYPE_CHECKING:  # geopandas only where OSM is read: opening a built scene needs none
+    from twin.scene.osm import OsmData
 
 __all__ = ["SCENE_SCHEMA_VERSION", "SCENE_KIND", "LAYERS_KIND", "TwinScene", "load_twin_scene", "LAYER_NAMES",
            "LAYER_UNITS", "SceneConfig", "build_scene", "build_tiles", "scene_config", "write_scene_files"]
@@ -397,6 +399,8 @@ def build_scene(out: str | os.PathLike, osm_file: str | os.PathLike | None = Non
     check_output(out, overwrite)
     if bbox is not None:
         validate_bbox(bbox, max_area_km2=config.max_area_km2)
+    from twin.scene.osm import read_osm
+
     osm = read_osm(osm_file, bbox)
     west, south, east, north = validate_bbox(osm.bbox, max_area_km2=config.max_area_km2)
     frame = SceneFrame.from_lonlat((west + east) / 2, (south + north) / 2)
@@ -414,6 +418,8 @@ def build_tiles(scene: TwinScene, osm: OsmData, config: SceneConfig) -> list[Twi
     Tiles share the parent's frame, so positions in them are in the same scene metres.
     """
     from shapely.geometry import box
+
+    from twin.scene.osm import OsmData
 
     size = float(config.tile_size_m or 0)
     if size <= 0:
@@ -441,8 +447,7 @@ def build_tiles(scene: TwinScene, osm: OsmData, config: SceneConfig) -> list[Twi
 
 
 def scene_config(path: str | os.PathLike | None = None, **overrides: Any) -> SceneConfig:
-    """A :class:`SceneConfig` from YAML (or defaults) with non-None ``overrides`` applied."""
-    from twin.config import load_yaml
+    """A :class:`SceneConfig` from YAML (or defaults) with non-None ``overrides`` applied (:func:`twin.config.resolve_config`)."""
+    from twin.config import resolve_config
 
-    config = load_yaml(SceneConfig, path) if path else SceneConfig()
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    return resolve_config(SceneConfig, path, None, **overrides)
