@@ -195,3 +195,29 @@ def test_the_tracing_path_imports_no_scene_building_or_learning_stack():
             "print(sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_architecture_page_states_these_rules_and_names_real_functions():
+    import re
+
+    text = (REPO / "docs" / "architecture.md").read_text()
+    for package, allowed in ALLOWED.items():
+        row = re.search(rf"^\| `{package}` \| ([^|]*) \|", text, re.MULTILINE)
+        assert row, package
+        assert set(re.findall(r"`(\w+)`", row.group(1))) == allowed, package
+    assert re.search(r"\s+←\s+".join(f"`{stage.split('.')[1]}`" for stage in TWIN_STAGES), text)  # the stage order
+    formats = text[text.index("## Formats"):text.index("## Errors")]
+    names = set(re.findall(r"`((?:twin|calibrate|learn)(?:\.\w+)+)`", formats))
+    assert len(names) > 15
+    for dotted in sorted(names):
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)  # AttributeError names a function the page invents
+            break
+        else:
+            raise AssertionError(f"docs/architecture.md names {dotted}, which does not import")

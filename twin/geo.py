@@ -85,23 +85,26 @@ def blend_corners(corner_values: Sequence[np.ndarray] | np.ndarray, weights: np.
 
     Returns ``(N, ...)`` in the values' floating dtype (float32 at least).
     """
-    dtype = np.result_type(np.asarray(corner_values[0]).dtype, np.float32)
     first = np.asarray(corner_values[0])
+    dtype = np.result_type(first.dtype, np.float32)
+    weights = np.asarray(weights, dtype)
     num = np.zeros(first.shape, dtype)
     den = np.zeros(first.shape, dtype) if skip_nan else None
     for v, w in zip(corner_values, weights, strict=True):
         v = np.asarray(v)
-        w = np.asarray(w, dtype).reshape(-1, *([1] * (v.ndim - 1)))
+        w = w.reshape(-1, *([1] * (v.ndim - 1)))
         if den is None:
             num += v * w
             continue
         ok = np.isfinite(v)
-        num += np.where(ok, v, 0).astype(dtype) * w
+        num += np.where(ok, v, 0) * w
         den += ok * w
     if den is None:
         return num
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den >= MIN_FINITE_WEIGHT, num / den, np.nan).astype(dtype, copy=False)
+        num /= den
+    num[~(den >= MIN_FINITE_WEIGHT)] = np.nan
+    return num
 
 
 def utm_crs_for(lon: float, lat: float) -> str:
