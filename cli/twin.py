@@ -154,7 +154,7 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
 @click.option("--max-depth", type=int, help="Interactions per path.  [default: 3]")
 @click.option("--diffraction/--no-diffraction", default=None, help="Edge diffraction.  [default: off]")
 @click.option("--diffuse/--no-diffuse", "diffuse_reflection", default=None,
-              help="Diffuse scattering.  [default: on]")
+              help="Diffuse scattering (per-material S, K_x, pattern; docs/trace.md).  [default: on]")
 @click.option("--reflection/--no-reflection", "specular_reflection", default=None,
               help="Specular reflection.  [default: on]")
 @click.option("--pattern", type=click.Choice(["tr38901", "iso"]), help="Override the BS file's patterns.")

@@ -35,7 +35,7 @@ from twin.io import check_output
 from twin.radio.sites import place_sites, read_bs_file, sites_from_records
 from twin.scene.build import TwinScene, load_twin_scene
 
-__all__ = ["TraceConfig", "Tracer", "trace", "sionna_orientation", "check_materials"]
+__all__ = ["TraceConfig", "Tracer", "trace", "sionna_orientation", "check_materials", "apply_scattering"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,12 @@ class TraceConfig:
     los, specular_reflection, diffuse_reflection, refraction, diffraction, edge_diffraction : bool
         Sionna's interaction switches. Diffuse reflection (seed 004's "diffuse
         scattering") only acts on materials with a scattering coefficient above 0.
+    scattering : "table" or "scene"
+        ``table`` (default) gives every ITU material of the loaded scene the
+        scattering coefficient, XPD coefficient and pattern of
+        :data:`twin.scene.materials.SCATTERING`, whatever its ``scene.xml`` says (so
+        scenes built before the table get it too); ``scene`` keeps the scene file's
+        values (custom materials; Lambertian pattern).
     cell_size_m : float or None
         Radio-map cell [m]; None takes the scene grid's. Another size keeps the grid's
         extent (``Grid.covering``).
@@ -82,6 +88,7 @@ class TraceConfig:
     refraction: bool = True
     diffraction: bool = False
     edge_diffraction: bool = False
+    scattering: Literal["table", "scene"] = "table"
     cell_size_m: float | None = None
     rx_height_m: float = 1.5
     seed: int = 42
@@ -107,6 +114,8 @@ class TraceConfig:
             problems.append(f"materials_out_of_range: {self.materials_out_of_range!r} must be 'error' or 'extrapolate'")
         if self.pattern is not None and self.pattern not in ("tr38901", "iso"):
             problems.append(f"pattern: unknown antenna pattern {self.pattern!r}; use 'tr38901' or 'iso'")
+        if self.scattering not in ("table", "scene"):
+            problems.append(f"scattering: {self.scattering!r} must be 'table' or 'scene'")
         if self.on_building not in ("rooftop", "reject"):
             problems.append(f"on_building: {self.on_building!r} must be 'rooftop' or 'reject'")
         if problems:
@@ -181,6 +190,30 @@ def check_materials(sionna_scene: Any, frequencies_hz: Mapping[float, list[int]]
     return notes
 
 
+def apply_scattering(sionna_scene: Any) -> list[str]:
+    """Set every ITU material's diffuse scattering from :data:`twin.scene.materials.SCATTERING`.
+
+    Sionna reads ``scattering_coefficient`` and ``xpd_coefficient`` from ``scene.xml``
+    but always gives XML materials the Lambertian pattern; this sets all three on the
+    loaded scene. Returns the names of the materials set.
+    """
+    from sionna.rt import DirectivePattern, LambertianPattern
+
+    from twin.scene.materials import SCATTERING
+
+    done = []
+    for name, mat in sionna_scene.radio_materials.items():
+        params = SCATTERING.get(getattr(mat, "itu_type", None) or "")
+        if params is None:
+            continue
+        mat.scattering_coefficient = params.coefficient
+        mat.xpd_coefficient = params.xpd_coefficient
+        mat.scattering_pattern = (DirectivePattern(alpha_r=params.alpha_r) if params.pattern == "directive"
+                                  else LambertianPattern())
+        done.append(name)
+    return done
+
+
 def _as_sites(sites: Any, scene: TwinScene, on_building: str) -> pd.DataFrame:
     if isinstance(sites, (str, os.PathLike)):
         return read_bs_file(sites, scene, on_building=on_building)
@@ -222,6 +255,8 @@ class Tracer:
         self.config = config or TraceConfig()
         self.rt = sionna_rt()
         self.sionna_scene = self.scene.load_sionna()
+        if self.config.scattering == "table":
+            apply_scattering(self.sionna_scene)
         g = self.scene.grid
         self.grid = g if self.config.cell_size_m in (None, g.cell_size_m) else Grid.covering(
             *g.extent_m, self.config.cell_size_m)
