@@ -282,7 +282,7 @@ def test_diffuse_scattering_brings_energy_into_shadowed_streets(tmp_path):
     scene = load_twin_scene(make_box_scene(tmp_path / "city", half_size_m=250.0, boxes=city_boxes(250.0)))
     tx = (50.0, 50.0, 15.0)  # a crossing of 20 m streets, below most roofs (10-35 m)
     site = _site(x_m=tx[0], y_m=tx[1], height_m=tx[2], frequency_hz=1.8e9)
-    cfg = {"samples_per_tx": 4 * 10**5, "max_depth": 2, "seed": 3}
+    cfg = {"samples_per_tx": 4 * 10**5, "max_depth": 2, "seed": 3, "fill_radius_m": 0.0}  # the rays alone
     on = Tracer(scene, TraceConfig(**cfg)).radio_maps([site])[0]
     off = Tracer(scene, TraceConfig(**cfg, diffuse_reflection=False)).radio_maps([site])[0]
     los, nlos = _outdoor_los(scene, tx)
