@@ -118,7 +118,7 @@ def _scene_layers(scene_dir: str | os.PathLike, maps: str | os.PathLike | None, 
         if unmapped:
             report.notes.append(f"{maps}: cell(s) {unmapped} have no maps; their cell maps are NaN")
         if cell_xy_m is not None:
-            _check_map_sites(radio_maps, maps, bs_file, scene.frame, cell_ids, cell_xy_m)
+            _check_map_sites(radio_maps, str(maps), bs_file, scene.frame, cell_ids, cell_xy_m)
     content = scene_channels(scene, radio_maps, feature_names, cell_ids)
     content.pop("attrs")
     for key in ("cell_id", "cell_xy_m"):
