@@ -156,7 +156,7 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
               help="Direct rays per map pixel 500 m from each transmitter (sets its rays).  [default: 2]")
 @click.option("--fill-radius", "fill_radius_m", type=float,
               help="Fill outdoor pixels without a ray from outdoor neighbours up to this far [m]; 0 off.  "
-                   "[default: 12]")
+                   "[default: 8]")
 @click.option("--max-depth", type=int, help="Interactions per path.  [default: 3]")
 @click.option("--diffraction/--no-diffraction", default=None, help="Edge diffraction.  [default: off]")
 @click.option("--diffuse/--no-diffuse", "diffuse_reflection", default=None,

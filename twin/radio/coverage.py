@@ -7,9 +7,9 @@ is crossed by ``N A dh / (4 pi d^3)`` direct rays on average. :func:`samples_for
 inverts this: the rays that give ``rays_per_pixel`` direct rays to a pixel at the
 density radius (the far edge of the area of interest, at most the map's far corner).
 Shadowed pixels only see reflected, scattered or refracted rays and stay sparser;
-:func:`fill_holes` then fills outdoor pixels that caught no ray from received outdoor
-neighbours within a bounded distance along outdoor pixels (never indoors, never
-across a building), and flags them. ``docs/trace.md`` documents the treatment.
+:func:`fill_holes` then fills outdoor pixels that caught no ray within a bounded
+distance along outdoor pixels of a received one (never indoors, never across a
+building) with the window mean of the linear Monte-Carlo estimate, and flags them. ``docs/trace.md`` documents the treatment.
 """
 
 from __future__ import annotations
@@ -79,15 +79,31 @@ def _neighbour_sums(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray
     return num, den
 
 
+def _box_sum(values: np.ndarray, k: int) -> np.ndarray:
+    """Sums over the ``(2k+1) x (2k+1)`` window around each pixel of ``values`` ``(..., H, W)`` (zero outside)."""
+    h, w = values.shape[-2:]
+    pad = [(0, 0)] * (values.ndim - 2) + [(k + 1, k), (k + 1, k)]
+    c = np.pad(values.astype(np.float64), pad).cumsum(axis=-2).cumsum(axis=-1)
+    s = 2 * k + 1
+    return (c[..., s:s + h, s:s + w] - c[..., 0:h, s:s + w] - c[..., s:s + h, 0:w] + c[..., 0:h, 0:w])
+
+
 def fill_holes(path_gain_db: np.ndarray, outdoor: np.ndarray, cell_size_m: float,
                radius_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fill outdoor pixels that caught no ray from received outdoor neighbours; flag them.
+    """Fill outdoor pixels that caught no ray from the outdoor pixels around them; flag them.
 
-    The fill grows ring by ring through outdoor pixels only (8-connected steps of one
-    pixel, at most ``floor(radius_m / cell_size_m)`` steps): a hole pixel takes the mean,
-    in dB, of its already known outdoor neighbours. So a value travels along streets
-    and squares, never through or into a building, and no farther than the radius
-    from a pixel that caught a ray; holes farther away stay NaN.
+    With ``k = floor(radius_m / cell_size_m)``:
+
+    - *which* holes: those an outdoor path of at most ``k`` 8-connected steps joins to
+      a received outdoor pixel (a value never travels through or into a building, nor
+      to a courtyard behind one; holes farther away stay NaN);
+    - *what* value: the mean **linear** path gain over the outdoor pixels of the
+      ``(2k+1) x (2k+1)`` window around the hole, holes counting as zero, in dB. The
+      radio map is a Monte-Carlo estimate (a pixel's power is the sum of the rays that
+      crossed it, zero when none did), unbiased pixel by pixel; the window mean is the
+      same estimator over a larger area. Averaging the received neighbours alone, or
+      in dB, would ignore the zeros and read a shadow as bright as its best-lit
+      neighbour (measured: +8 dB against ``PathSolver``; docs/trace.md).
 
     Parameters
     ----------
@@ -108,18 +124,24 @@ def fill_holes(path_gain_db: np.ndarray, outdoor: np.ndarray, cell_size_m: float
     pg = np.asarray(path_gain_db, np.float32)
     outdoor = np.broadcast_to(np.asarray(outdoor, bool), pg.shape)
     received = np.isfinite(pg)
-    known = received & outdoor
-    values = np.where(known, pg, 0.0).astype(np.float64)
-    filled = np.zeros(pg.shape, bool)
-    for _ in range(int(radius_m // cell_size_m)):
-        num, den = _neighbour_sums(values, known.astype(np.float64))
-        new = outdoor & ~known & (den > 0)
+    source = received & outdoor
+    k = int(radius_m // cell_size_m)
+    reached = source.copy()
+    for _ in range(k):  # geodesic reach through outdoor pixels
+        _, den = _neighbour_sums(np.zeros(pg.shape), reached.astype(np.float64))
+        new = outdoor & ~reached & (den > 0)
         if not new.any():
             break
-        values[new] = num[new] / den[new]
-        known |= new
-        filled |= new
-    out = np.where(filled, values, pg).astype(np.float32)
+        reached |= new
+    filled = reached & ~received
+    out = pg.copy()
+    if filled.any():
+        power = _box_sum(np.where(source, 10.0 ** (np.where(source, pg, 0.0) / 10.0), 0.0), k)
+        area = _box_sum(outdoor.astype(np.float64), k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_db = 10.0 * np.log10(power / area)
+        filled &= np.isfinite(mean_db)
+        out[filled] = mean_db[filled]
     coverage = np.full(pg.shape, NO_VALUE, np.uint8)
     coverage[received] = RECEIVED
     coverage[filled] = FILLED

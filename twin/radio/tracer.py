@@ -99,7 +99,7 @@ class TraceConfig:
     density_radius_m: float = 500.0
     min_samples_per_tx: int = 10**6
     max_samples_per_tx: int = 4 * 10**7
-    fill_radius_m: float = 12.0
+    fill_radius_m: float = 8.0
     max_depth: int = 3
     los: bool = True
     specular_reflection: bool = True
