@@ -144,10 +144,16 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
 @click.option("--bs-file", required=True, type=click.Path(dir_okay=False), help="BS file (.csv or .geojson).")
 @click.option("--out", required=True, help="Output radio-map store (maps.zarr).")
 @config_option("twin.radio.tracer:TraceConfig", "--cell-size", "cell_size_m", type=float, help="Map cell [m].", default_text="the scene grid's")
-@config_option("twin.radio.tracer:TraceConfig", "--samples-per-tx", type=int, help="Rays per transmitter.")
+@config_option("twin.radio.tracer:TraceConfig", "--samples-per-tx", type=int, help="Rays per transmitter, overriding the density target.",
+               default_text="from --rays-per-pixel")
+@config_option("twin.radio.tracer:TraceConfig", "--rays-per-pixel", type=float,
+               help="Direct rays per map pixel 500 m from each transmitter (sets its rays).")
+@config_option("twin.radio.tracer:TraceConfig", "--fill-radius", "fill_radius_m", type=float,
+               help="Fill outdoor pixels without a ray from outdoor neighbours up to this far [m]; 0 off.")
 @config_option("twin.radio.tracer:TraceConfig", "--max-depth", type=int, help="Interactions per path.")
 @config_option("twin.radio.tracer:TraceConfig", "--diffraction/--no-diffraction", help="Edge diffraction.")
-@config_option("twin.radio.tracer:TraceConfig", "--diffuse/--no-diffuse", "diffuse_reflection", help="Diffuse scattering.")
+@config_option("twin.radio.tracer:TraceConfig", "--diffuse/--no-diffuse", "diffuse_reflection",
+               help="Diffuse scattering (per-material S, K_x, pattern; docs/trace.md).")
 @config_option("twin.radio.tracer:TraceConfig", "--reflection/--no-reflection", "specular_reflection", help="Specular reflection.")
 @click.option("--pattern", type=click.Choice(["tr38901", "iso"]), help="Override the BS file's patterns.")
 @click.option("--extrapolate-materials", is_flag=True,
@@ -164,7 +170,7 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
 
     \b
     Example:
-      twin trace --scene out/helsinki --bs-file out/bs.csv --out out/maps.zarr --samples-per-tx 1000000
+      twin trace --scene out/helsinki --bs-file out/bs.csv --out out/maps.zarr --rays-per-pixel 2
     """
     from twin.config import resolve_config
     from twin.radio.tracer import TraceConfig, trace
@@ -179,6 +185,14 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
     maps = open_maps(path)
     click.echo(f"{path}: {len(maps.cell_ids)} cells on a {maps.grid.height} x {maps.grid.width} grid of "
                f"{maps.grid.cell_size_m:g} m; arrays {', '.join(maps.arrays)}")
+    cov = maps.attrs.get("coverage") or []
+    if cov:
+        total = {k: sum(c[k] for c in cov) for k in ("received_outdoor", "filled_outdoor", "unheard_outdoor")}
+        n = max(1, sum(total.values()))
+        click.echo(f"outdoor pixels x cells: {100 * total['received_outdoor'] / n:.1f} % ray-traced, "
+                   f"{100 * total['filled_outdoor'] / n:.1f} % filled, {100 * total['unheard_outdoor'] / n:.1f} % "
+                   f"none; rays per cell {min(c['samples_per_tx'] for c in cov):,}-"
+                   f"{max(c['samples_per_tx'] for c in cov):,}")
     for note in maps.attrs.get("notes", []):
         click.echo(f"note: {note}", err=True)
 

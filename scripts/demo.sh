@@ -15,7 +15,7 @@ $BIN/twin show-scene "$OUT/scene" --out "$OUT/scene.png" --overwrite
 step "2. twin deploy: 4 three-sector sites on a grid, 40 m masts"
 $BIN/twin deploy --scene "$OUT/scene" --strategy grid --count 4 --out "$OUT/bs.csv" --overwrite
 
-step "3. twin trace: Sionna RT radio maps (10^6 rays per cell) and LTE/NR metrics"
+step "3. twin trace: Sionna RT radio maps (rays per cell from a density target, holes filled) and LTE/NR metrics"
 $BIN/twin trace --scene "$OUT/scene" --bs-file "$OUT/bs.csv" --out "$OUT/maps.zarr" --overwrite
 $BIN/twin show-map "$OUT/maps.zarr" --metric rsrp_dbm --out "$OUT/maps-rsrp" --overwrite
 $BIN/twin show-map "$OUT/maps.zarr" --metric sinr_db --out "$OUT/maps-sinr" --overwrite

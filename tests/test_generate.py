@@ -335,6 +335,82 @@ def test_file_strategy_keeps_the_bs_file_sites_inside_each_patch(tmp_path):
         _sites(plan, scenes[2], shards[1], table, 0)
 
 
+# --------------------------------------------------------------------------- randomization
+
+RANDOMIZE = {"building_materials": ["concrete", "brick", "glass"], "ground_materials": ["medium_dry_ground", "wet_ground"],
+             "height_fraction": 0.3, "site_height_m": [20.0, 45.0], "tilt_deg": [2.0, 12.0], "power_dbm": [38.0, 46.0]}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"building_materials": ["concrete", "cheese"]}, "randomize.building_materials: 'cheese' not ITU"),
+    ({"height_fraction": 1.2}, "randomize.height_fraction: 1.2 must be in [0, 1)"),
+    ({"tilt_deg": [10.0, 2.0]}, "randomize.tilt_deg: [10.0, 2.0] must be an increasing range"),
+])
+def test_bad_randomize_section_fails_naming_the_field(tmp_path, change, field):
+    path = write_plan(tmp_path, tiny_plan(tmp_path / "c.zarr", randomize=change))
+    with pytest.raises(InputError) as err:
+        generate(path, workers=1, progress=False)
+    assert field in str(err.value) and str(path) in str(err.value)
+
+
+def test_randomize_draws_per_patch_from_its_seed_into_the_configs():
+    from twin.generate.randomize import draw_patch, randomize_seed
+
+    plan = plan_from_dict(tiny_plan(Path("c.zarr"), randomize=RANDOMIZE))
+    draws = [draw_patch(plan.randomize, randomize_seed(plan.seed, k), plan.scene, plan.deploy.config)
+             for k in range(8)]
+    again = draw_patch(plan.randomize, randomize_seed(plan.seed, 3), plan.scene, plan.deploy.config)
+    assert again[2] == draws[3][2]  # the shard's seed alone decides
+    for scene_cfg, deploy_cfg, rec in draws:
+        assert rec["building_material"] in RANDOMIZE["building_materials"]
+        assert scene_cfg.materials.building_default == rec["building_material"]
+        assert scene_cfg.materials.ground == rec["ground_material"]
+        assert scene_cfg.heights.jitter_fraction == 0.3 and scene_cfg.heights.jitter_seed == rec["height_seed"]
+        assert 20.0 <= deploy_cfg.height_m == rec["site_height_m"] <= 45.0
+        assert 2.0 <= deploy_cfg.tilt_deg == rec["tilt_deg"] <= 12.0
+        assert 38.0 <= deploy_cfg.power_dbm == rec["power_dbm"] <= 46.0
+        assert deploy_cfg.count == plan.deploy.config.count  # the rest is the plan's
+    assert len({r["building_material"] for _, _, r in draws}) > 1
+    assert len({r["site_height_m"] for _, _, r in draws}) == 8
+    # without the section nothing is drawn and the configs are the plan's
+    plain = plan_from_dict(tiny_plan(Path("c.zarr")))
+    assert draw_patch(plain.randomize, 5, plain.scene, plain.deploy.config) == (plain.scene, plain.deploy.config, {})
+    assert any(p.startswith("randomize.site_height_m: the 'file' strategy") for p in plan.randomize.problems("file"))
+
+
+def test_height_jitter_scales_each_building_within_the_fraction():
+    import pandas as pd
+
+    from twin.scene.heights import HeightConfig, estimate_heights
+
+    b = pd.DataFrame({"height": ["10", "20", "30", "40"] * 25, "building": ["yes"] * 100})
+    h0, _, _ = estimate_heights(b, HeightConfig())
+    h1, _, _ = estimate_heights(b, HeightConfig(jitter_fraction=0.25, jitter_seed=4))
+    ratio = h1 / h0
+    assert (ratio >= 0.75).all() and (ratio <= 1.25).all() and ratio.std() > 0.1
+    np.testing.assert_array_equal(h1, estimate_heights(b, HeightConfig(jitter_fraction=0.25, jitter_seed=4))[0])
+    with pytest.raises(InputError, match="jitter_fraction"):
+        HeightConfig(jitter_fraction=1.0)
+
+
+@pytest.mark.slow
+def test_randomized_run_records_what_each_patch_drew(tmp_path):
+    out = tmp_path / "corpus.zarr"
+    path = write_plan(tmp_path, tiny_plan(out, patches={"rows": 1, "cols": 2}, randomize=RANDOMIZE))
+    generate(path, workers=1, progress=False)
+    corpus = open_corpus(out)
+    shards = corpus.attrs["generate"]["shards"]
+    root = zarr.open_group(str(out), mode="r")
+    for rec in shards:
+        drawn = rec["randomized"]
+        assert drawn == dict(root[f"scenes/{rec['shard']}"].attrs)["randomized"]
+        sites = dict(root[f"scenes/{rec['shard']}"].attrs)["sites"]
+        heights = [s["height_m"] for s in sites]  # an antenna inside a building is lifted to its roof
+        assert min(heights) >= drawn["site_height_m"] - 1e-6 and drawn["site_height_m"] in heights
+        assert {s["power_dbm"] for s in sites} == {drawn["power_dbm"]}
+    assert shards[0]["randomized"] != shards[1]["randomized"]
+
+
 # --------------------------------------------------------------------------- real SLURM (scripts/slurm-local.sh)
 
 def slurm_available() -> str | None:

@@ -320,3 +320,36 @@ def test_drive_test_with_scene_and_maps_gets_the_channels_twin_sample_writes(tmp
     with pytest.raises(InputError, match="no map of feature"):
         import_drive_test(tmp_path / "drive.csv", tmp_path / "bs.csv", tmp_path / "e.zarr",
                           scene_dir=scene_dir, maps=maps_url)
+
+
+def test_drive_test_refuses_maps_of_other_sites(tmp_path):
+    """Maps joined by cell_id alone would accept another BS file's maps: the sites must match."""
+    from tests.data.tiny_city.make import make_maps, make_scene
+    from twin.radio.maps import open_maps
+    from twin.scene.build import load_twin_scene
+
+    scene_dir = make_scene(tmp_path / "scene")
+    maps_url = make_maps(scene_dir, tmp_path / "maps.zarr")
+    maps, scene = open_maps(maps_url), load_twin_scene(scene_dir)
+    cells = maps.cell_ids[:2]
+    xy_sites = maps.cell_xy_m[:2].astype(float)
+    xy = np.array([[20.0, 50.0], [50.0, 50.0]])
+    lon, lat = scene.frame.to_lonlat(xy[:, 0], xy[:, 1])
+    pd.DataFrame([{"time": t, "lon": lon[t], "lat": lat[t], "cell_id": c, "rsrp_dbm": -80.0}
+                  for t in range(2) for c in cells]).to_csv(tmp_path / "drive.csv", index=False)
+    moved = xy_sites.copy()
+    moved[0] += (600.0, 340.0)  # 690 m away, same cell id
+    pd.DataFrame({"bs_id": ["a", "b"], "cell_id": cells, "x_m": moved[:, 0], "y_m": moved[:, 1]}).to_csv(
+        tmp_path / "other_bs.csv", index=False)
+    with pytest.raises(InputError, match=rf"maps\.zarr and .*other_bs\.csv: .*1 cell\(s\).*\n  cell {cells[0]}: "
+                                         r".*690 m apart") as err:
+        import_drive_test(tmp_path / "drive.csv", tmp_path / "other_bs.csv", tmp_path / "d.zarr",
+                          scene_dir=scene_dir, maps=maps_url)
+    assert f"cell {cells[1]}" not in str(err.value)
+    assert not (tmp_path / "d.zarr").exists()
+    # within the tolerance the same maps are accepted
+    near = xy_sites + (0.5, 0.0)
+    pd.DataFrame({"bs_id": ["a", "b"], "cell_id": cells, "x_m": near[:, 0], "y_m": near[:, 1]}).to_csv(
+        tmp_path / "bs.csv", index=False)
+    import_drive_test(tmp_path / "drive.csv", tmp_path / "bs.csv", tmp_path / "d.zarr", scene_dir=scene_dir,
+                      maps=maps_url)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -67,9 +67,42 @@ def _time_seconds(column: pd.Series, path: Path) -> np.ndarray:
     return (stamps - stamps.min()).dt.total_seconds().to_numpy()
 
 
+#: largest distance [m] between a cell's site in the maps and in the BS file (the BS file's own lon/lat vs x/y check)
+SITE_TOLERANCE_M = 1.0
+
+
+def _check_map_sites(radio_maps: Any, maps: str | os.PathLike, bs_file: str | os.PathLike, frame: SceneFrame,
+                     cell_ids: np.ndarray, cell_xy_m: np.ndarray) -> None:
+    """Refuse maps whose site of a cell lies elsewhere than the BS file's (maps of another BS file)."""
+    xy_maps = radio_maps.cell_xy_m.astype(np.float64)
+    if radio_maps.frame is not None and radio_maps.frame != frame:  # compare in the import's frame
+        lon, lat = radio_maps.frame.to_lonlat(xy_maps[:, 0], xy_maps[:, 1])
+        xy_maps = np.stack(frame.to_scene(lon, lat), axis=1)
+    where = {int(c): k for k, c in enumerate(radio_maps.cell_ids)}
+    problems = []
+    for cid, (x, y) in zip(cell_ids.tolist(), cell_xy_m, strict=True):
+        if int(cid) not in where:
+            continue
+        mx, my = xy_maps[where[int(cid)]]
+        d = float(np.hypot(mx - x, my - y))
+        if not d <= SITE_TOLERANCE_M:  # NaN (no position in the maps) fails too
+            problems.append(f"cell {int(cid)}: ({mx:.1f}, {my:.1f}) m in the maps, ({x:.1f}, {y:.1f}) m in "
+                            f"the BS file, {d:.0f} m apart")
+    if problems:
+        raise InputError(f"{maps} and {bs_file}: the maps' sites do not match the BS file for "
+                         f"{len(problems)} cell(s) (tolerance {SITE_TOLERANCE_M:g} m); the maps were traced for "
+                         "other sites: trace this BS file (twin trace --bs-file) or give its maps\n  "
+                         + "\n  ".join(problems[:20]) + ("\n  ..." if len(problems) > 20 else ""))
+
+
 def _scene_layers(scene_dir: str | os.PathLike, maps: str | os.PathLike | None, feature_names: list[str],
-                  cell_ids: np.ndarray, report: ImportReport) -> dict:
-    """The scene's layers and (with ``maps``) radio channels and cell maps, as ``twin sample`` writes them."""
+                  cell_ids: np.ndarray, report: ImportReport, bs_file: str | os.PathLike = "",
+                  cell_xy_m: np.ndarray | None = None) -> dict:
+    """The scene's layers and (with ``maps``) radio channels and cell maps, as ``twin sample`` writes them.
+
+    With ``maps``, each cell's site in the maps must match ``cell_xy_m`` (the BS file's) within
+    :data:`SITE_TOLERANCE_M`, else :class:`InputError` names both files and the cells.
+    """
     from twin.corpus.sampler import scene_channels
     from twin.radio.maps import open_maps
     from twin.scene.build import load_twin_scene
@@ -84,6 +117,8 @@ def _scene_layers(scene_dir: str | os.PathLike, maps: str | os.PathLike | None, 
         unmapped = sorted(set(cell_ids.tolist()) - set(radio_maps.cell_ids))
         if unmapped:
             report.notes.append(f"{maps}: cell(s) {unmapped} have no maps; their cell maps are NaN")
+        if cell_xy_m is not None:
+            _check_map_sites(radio_maps, str(maps), bs_file, scene.frame, cell_ids, cell_xy_m)
     content = scene_channels(scene, radio_maps, feature_names, cell_ids)
     content.pop("attrs")
     for key in ("cell_id", "cell_xy_m"):
@@ -183,7 +218,7 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
     sorter = np.argsort(bs_ids)
     cell_xy = bs_xy[sorter[np.searchsorted(bs_ids, used, sorter=sorter)]]
     if scene_dir is not None:
-        scene_kw = _scene_layers(scene_dir, maps, feature_names, used, report)
+        scene_kw = _scene_layers(scene_dir, maps, feature_names, used, report, bs_file, cell_xy)
     spec = SceneSpec(name=scene_kw.pop("name", Path(path).stem), frame=scene_kw.pop("frame", frame),
                      cell_id=used, cell_xy_m=cell_xy, **scene_kw)
     meas = Measurements(np.stack([x, y], 1), p_time, sequence, point, cell, features)

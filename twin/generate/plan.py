@@ -28,6 +28,7 @@ from twin.config import from_dict, to_dict
 from twin.corpus.sampler import SampleConfig
 from twin.errors import InputError, StoreNotFoundError, collect
 from twin.generate.cluster import ClusterSpec
+from twin.generate.randomize import RandomizeSpec
 from twin.radio.deployment import STRATEGIES, DeployConfig
 from twin.radio.metrics import MAP_KEYS, PER_CELL_KEYS, MetricConfig
 from twin.radio.tracer import TraceConfig
@@ -107,6 +108,7 @@ class GeneratePlan:
     metrics: MetricConfig = field(default_factory=MetricConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    randomize: RandomizeSpec = field(default_factory=RandomizeSpec)
     source: str = "plan"
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,7 +147,7 @@ class ShardSeeds:
 
 _SECTIONS: dict[str, type] = {
     "region": RegionSpec, "patches": PatchSpec, "scene": SceneConfig, "trace": TraceConfig,
-    "metrics": MetricConfig, "sample": SampleConfig, "cluster": ClusterSpec,
+    "metrics": MetricConfig, "sample": SampleConfig, "cluster": ClusterSpec, "randomize": RandomizeSpec,
 }
 _TOP = ("name", "output", "seed", "ue_per_patch", "deploy", *_SECTIONS)
 
@@ -262,6 +264,7 @@ def check_plan(plan: GeneratePlan, overwrite: bool = False, resume: bool = False
             problems.append(f"deploy.bs_file: only read by the 'file' strategy, not {d.strategy!r}")
         elif not Path(d.bs_file).is_file():
             problems.append(f"deploy.bs_file: {d.bs_file} does not exist")
+    problems += plan.randomize.problems(d.strategy)
     known = sorted({*PER_CELL_KEYS, *MAP_KEYS} - {"serving_cell"})
     bad = [f for f in plan.sample.features if f not in known]
     if bad:

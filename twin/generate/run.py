@@ -296,13 +296,14 @@ def _finalize(plan: GeneratePlan, partial: PartialStore, shards: list[Shard], ov
         if records[shard.index]["region"] != [start, stop]:
             raise EngineError(f"{partial.root}: manifest of shard {shard.index} covers {records[shard.index]['region']}, "
                               f"expected [{start}, {stop}]")
-    keep = ("shard", "patch", "extent_m", "region", "n_samples", "n_cells", "n_buildings", "warnings")
+    keep = ("shard", "patch", "extent_m", "region", "n_samples", "n_cells", "n_buildings", "warnings", "randomized")
     CorpusWriter.reopen(partial.store).close({
         "sampling": {"mode": plan.sample.mode, "n_reports": plan.sample.reports,
                      "streets": "per scene: attributes street_names, street_split, street_length_m"},
         "generate": {
         "plan": plan.name, "n_shards": len(shards), "ue_per_patch": plan.ue_per_patch,
-        "shards": [{k: records[s.index][k] for k in keep} for s in shards],
+        "shards": [{k: records[s.index][k] for k in keep if k in records[s.index] or k != "randomized"}
+                   for s in shards],
         }})
     partial.publish(overwrite)
     summary.complete = True

@@ -173,11 +173,11 @@ def _engine_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _sites(plan: GeneratePlan, scene: Any, shard: Shard, bs_table: Any, seed: int) -> Any:
+def _sites(plan: GeneratePlan, scene: Any, shard: Shard, bs_table: Any, seed: int, deploy_config: Any = None) -> Any:
     from twin.radio.deployment import deploy
     from twin.radio.sites import place_sites
 
-    d = plan.deploy
+    d = plan.deploy if deploy_config is None else replace(plan.deploy, config=deploy_config)
     if d.strategy != "file":
         return deploy(scene, d.strategy, d.config, seed=seed)
     _, _, inside = scene.grid.index_of(bs_table[["x_m", "y_m"]].to_numpy(np.float64))
@@ -212,6 +212,7 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
     """
     from twin.corpus.sampler import Sampler, add_corpus_scene
     from twin.corpus.store import CorpusWriter
+    from twin.generate.randomize import draw_patch, randomize_seed
     from twin.radio.tracer import trace
     from twin.scene.build import _build
 
@@ -220,13 +221,15 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
     seeds = shard_seeds(plan.seed, shard.index)
     times: dict[str, float] = {}
     start, stop = shard_region(plan, shard)
+    scene_config, deploy_config, drawn = draw_patch(plan.randomize, randomize_seed(plan.seed, shard.index),
+                                                    plan.scene, plan.deploy.config)
     with tempfile.TemporaryDirectory(prefix=f"twin-shard-{shard.index:05d}-") as tmp:
         t = time.perf_counter()
         scene = _build(osm, frame, shard.extent_m, Path(tmp) / "scene", f"{plan.name}/{shard.name}",
-                       plan.scene, overwrite=True)
+                       scene_config, overwrite=True)
         times["scene_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        sites = _sites(plan, scene, shard, bs_table, seeds.deploy)
+        sites = _sites(plan, scene, shard, bs_table, seeds.deploy, deploy_config)
         times["deploy_s"] = time.perf_counter() - t
         t = time.perf_counter()
         maps_url = trace(scene, sites, Path(tmp) / "maps.zarr", replace(plan.trace, seed=seeds.trace),
@@ -247,6 +250,7 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
         t = time.perf_counter()
         writer = CorpusWriter.reopen(partial.store)
         add_corpus_scene(writer, scene, sampler.maps, list(config.features), index=shard.index, attrs={
+            **({"randomized": drawn} if drawn else {}),
             "patch": [shard.row, shard.col],
             "extent_m": list(shard.extent_m), "sample_region": [start, stop],
             "seeds": {"deploy": seeds.deploy, "trace": seeds.trace, "sample": seeds.sample},
@@ -269,5 +273,7 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
             "started_unix": round(started, 3), "finished_unix": round(time.time(), 3),
             "worker": f"{socket.gethostname()}:{os.getpid()}",
         }
+        if drawn:
+            record["randomized"] = drawn
     partial.mark_done(record)
     return record

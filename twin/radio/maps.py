@@ -10,6 +10,8 @@ by :func:`write_maps`, read by :func:`open_maps`::
       rsrp_dbm, rsrq_db, sinr_db, snr_db, cell_rssi_dbm   (cell, y, x) float32
       rssi_dbm, bler, throughput_bps                      (y, x) float32
       serving_cell    (y, x) int16  index into cell_ids, -1 where no cell is received
+      coverage        (cell, y, x) uint8  1 ray-traced, 2 filled from outdoor neighbours, 0 NaN
+                      (twin.radio.coverage); attrs["coverage"]: per cell its rays and counts
 
 The first axis follows ``cell_ids`` (the BS table's order). Row ``i`` grows north,
 column ``j`` east, on ``grid`` (``twin.geo.Grid``).
@@ -38,7 +40,9 @@ MAPS_SCHEMA_VERSION = 1
 MAPS_KIND = "twin-maps"
 UNITS = {"path_gain_db": "dB", "rsrp_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB", "snr_db": "dB",
          "cell_rssi_dbm": "dBm", "rssi_dbm": "dBm", "serving_cell": "index", "bler": "1",
-         "throughput_bps": "bit/s"}
+         "throughput_bps": "bit/s", "coverage": "flag"}
+#: arrays that describe the maps rather than a measurable quantity: never features
+NOT_FEATURES = frozenset({"serving_cell", "coverage"})
 
 
 def _config_dict(cfg: Any) -> Any:
@@ -61,11 +65,13 @@ def _records(sites: pd.DataFrame) -> list[dict[str, Any]]:
 
 def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFrame,
                arrays: dict[str, np.ndarray], trace_config: Any = None, metric_config: Any = None,
-               notes: list[str] | None = None, overwrite: bool = False) -> Path:
+               notes: list[str] | None = None, overwrite: bool = False,
+               extra_attrs: dict[str, Any] | None = None) -> Path:
     """Write a radio-map store atomically; see the module docstring for the layout.
 
     ``arrays`` maps names to ``(n_cells, H, W)`` or ``(H, W)`` arrays on ``grid``; the
-    store must hold ``path_gain_db``.
+    store must hold ``path_gain_db``. ``extra_attrs`` (JSON-able) are added to the
+    group's attributes (``coverage`` from ``twin trace``).
     """
     import zarr
 
@@ -85,6 +91,7 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
             "sites": _records(sites), "trace_config": _config_dict(trace_config),
             "metric_config": _config_dict(metric_config),
             "arrays": {k: UNITS.get(k, "") for k in arrays}, "notes": list(notes or []),
+            **(extra_attrs or {}),
         })
         for name, arr in arrays.items():
             per_cell = arr.ndim == 3
@@ -178,7 +185,7 @@ class RadioMaps:
 
     def feature_names(self) -> list[str]:
         """Arrays usable as per-event features (everything but the serving-cell index)."""
-        return sorted(n for n in self.arrays if n != "serving_cell" and not n.startswith("cell_"))
+        return sorted(n for n in self.arrays if n not in NOT_FEATURES and not n.startswith("cell_"))
 
     def per_cell(self, name: str) -> np.ndarray:
         """Feature ``name`` as ``(n_cells, H, W)`` float32; an ``(H, W)`` map is repeated for every cell.

@@ -35,7 +35,7 @@ from twin.io import check_output
 from twin.radio.sites import place_sites, read_bs_file, sites_from_records
 from twin.scene.build import TwinScene, load_twin_scene
 
-__all__ = ["TraceConfig", "Tracer", "trace", "sionna_orientation", "check_materials"]
+__all__ = ["TraceConfig", "Tracer", "trace", "sionna_orientation", "check_materials", "apply_scattering"]
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,33 @@ class TraceConfig:
 
     Attributes
     ----------
-    samples_per_tx : int
-        Rays shot per transmitter (seed 004: 10^6).
+    samples_per_tx : int or None
+        Rays shot per transmitter, an explicit override (seed 004 used 10^6). None
+        (default) chooses them per transmitter from ``rays_per_pixel``
+        (:func:`twin.radio.coverage.samples_for_density`).
+    rays_per_pixel : float
+        Target density: expected direct rays crossing a map pixel ``density_radius_m``
+        from the transmitter (nearer pixels get more, shadowed ones fewer).
+    density_radius_m : float
+        Horizontal distance [m] at which ``rays_per_pixel`` is met; capped at the map's
+        farthest corner from the transmitter.
+    min_samples_per_tx, max_samples_per_tx : int
+        Bounds of the rays chosen from the density (a low mast would need very many).
+    fill_radius_m : float
+        Outdoor pixels that caught no ray take the dB mean of received outdoor
+        neighbours up to this distance along outdoor pixels, flagged as filled
+        (:func:`twin.radio.coverage.fill_holes`); 0 fills nothing.
     max_depth : int
         Interactions per path (seed 004: 3 reflections).
     los, specular_reflection, diffuse_reflection, refraction, diffraction, edge_diffraction : bool
         Sionna's interaction switches. Diffuse reflection (seed 004's "diffuse
         scattering") only acts on materials with a scattering coefficient above 0.
+    scattering : "table" or "scene"
+        ``table`` (default) gives every ITU material of the loaded scene the
+        scattering coefficient, XPD coefficient and pattern of
+        :data:`twin.scene.materials.SCATTERING`, whatever its ``scene.xml`` says (so
+        scenes built before the table get it too); ``scene`` keeps the scene file's
+        values (custom materials; Lambertian pattern).
     cell_size_m : float or None
         Radio-map cell [m]; None takes the scene grid's. Another size keeps the grid's
         extent (``Grid.covering``).
@@ -60,7 +80,7 @@ class TraceConfig:
         Sionna's sampling seed.
     max_rays_per_call : int
         Memory bound: a solver call traces at most this many rays, i.e.
-        ``max_rays_per_call // samples_per_tx`` transmitters (at least one).
+        ``max_rays_per_call // samples`` transmitters (at least one).
     materials_out_of_range : "error" or "extrapolate"
         ITU materials are defined on frequency ranges (concrete and brick from 1 GHz,
         ground materials up to 10 GHz). ``error`` refuses other frequencies;
@@ -74,7 +94,12 @@ class TraceConfig:
         Sites whose antenna lies inside a building: lifted to the roof or refused.
     """
 
-    samples_per_tx: int = 10**6
+    samples_per_tx: int | None = None
+    rays_per_pixel: float = 2.0
+    density_radius_m: float = 500.0
+    min_samples_per_tx: int = 10**6
+    max_samples_per_tx: int = 4 * 10**7
+    fill_radius_m: float = 8.0
     max_depth: int = 3
     los: bool = True
     specular_reflection: bool = True
@@ -82,6 +107,7 @@ class TraceConfig:
     refraction: bool = True
     diffraction: bool = False
     edge_diffraction: bool = False
+    scattering: Literal["table", "scene"] = "table"
     cell_size_m: float | None = None
     rx_height_m: float = 1.5
     seed: int = 42
@@ -93,10 +119,23 @@ class TraceConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("samples_per_tx", "max_rays_per_call", "max_paths_per_src"):
+        for name in ("samples_per_tx", "max_rays_per_call", "max_paths_per_src", "min_samples_per_tx",
+                     "max_samples_per_tx"):
             v = getattr(self, name)
+            if v is None and name == "samples_per_tx":
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 problems.append(f"{name}: {v!r} must be an integer >= 1")
+        if not problems and self.min_samples_per_tx > self.max_samples_per_tx:
+            problems.append(f"min_samples_per_tx: {self.min_samples_per_tx} exceeds max_samples_per_tx "
+                            f"{self.max_samples_per_tx}")
+        for name in ("rays_per_pixel", "density_radius_m"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+                problems.append(f"{name}: {v!r} must be a number > 0")
+        v = self.fill_radius_m
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
+            problems.append(f"fill_radius_m: {v!r} must be a number >= 0")
         if isinstance(self.max_depth, bool) or not isinstance(self.max_depth, int) or self.max_depth < 0:
             problems.append(f"max_depth: {self.max_depth!r} must be an integer >= 0")
         if self.cell_size_m is not None and not (self.cell_size_m > 0 and math.isfinite(self.cell_size_m)):
@@ -107,6 +146,8 @@ class TraceConfig:
             problems.append(f"materials_out_of_range: {self.materials_out_of_range!r} must be 'error' or 'extrapolate'")
         if self.pattern is not None and self.pattern not in ("tr38901", "iso"):
             problems.append(f"pattern: unknown antenna pattern {self.pattern!r}; use 'tr38901' or 'iso'")
+        if self.scattering not in ("table", "scene"):
+            problems.append(f"scattering: {self.scattering!r} must be 'table' or 'scene'")
         if self.on_building not in ("rooftop", "reject"):
             problems.append(f"on_building: {self.on_building!r} must be 'rooftop' or 'reject'")
         if problems:
@@ -181,6 +222,30 @@ def check_materials(sionna_scene: Any, frequencies_hz: Mapping[float, list[int]]
     return notes
 
 
+def apply_scattering(sionna_scene: Any) -> list[str]:
+    """Set every ITU material's diffuse scattering from :data:`twin.scene.materials.SCATTERING`.
+
+    Sionna reads ``scattering_coefficient`` and ``xpd_coefficient`` from ``scene.xml``
+    but always gives XML materials the Lambertian pattern; this sets all three on the
+    loaded scene. Returns the names of the materials set.
+    """
+    from sionna.rt import DirectivePattern, LambertianPattern
+
+    from twin.scene.materials import SCATTERING
+
+    done = []
+    for name, mat in sionna_scene.radio_materials.items():
+        params = SCATTERING.get(getattr(mat, "itu_type", None) or "")
+        if params is None:
+            continue
+        mat.scattering_coefficient = params.coefficient
+        mat.xpd_coefficient = params.xpd_coefficient
+        mat.scattering_pattern = (DirectivePattern(alpha_r=params.alpha_r) if params.pattern == "directive"
+                                  else LambertianPattern())
+        done.append(name)
+    return done
+
+
 def _as_sites(sites: Any, scene: TwinScene, on_building: str) -> pd.DataFrame:
     if isinstance(sites, (str, os.PathLike)):
         return read_bs_file(sites, scene, on_building=on_building)
@@ -222,6 +287,8 @@ class Tracer:
         self.config = config or TraceConfig()
         self.rt = sionna_rt()
         self.sionna_scene = self.scene.load_sionna()
+        if self.config.scattering == "table":
+            apply_scattering(self.sionna_scene)
         g = self.scene.grid
         self.grid = g if self.config.cell_size_m in (None, g.cell_size_m) else Grid.covering(
             *g.extent_m, self.config.cell_size_m)
@@ -281,7 +348,34 @@ class Tracer:
                 orientation=list(sionna_orientation(float(row.azimuth_deg), float(row.tilt_deg))),
                 power_dbm=float(row.power_dbm)))
 
-    def _radio_map(self, grid: Grid) -> Any:
+    def samples_for(self, sites: pd.DataFrame, grid: Grid | None = None) -> np.ndarray:
+        """Rays per transmitter ``(n,)`` for a validated BS table on ``grid``: the explicit
+        ``samples_per_tx``, else from the density target (:func:`twin.radio.coverage.samples_for_density`)."""
+        from twin.radio.coverage import samples_for_density
+
+        cfg = self.config
+        if cfg.samples_per_tx is not None:
+            return np.full(len(sites), cfg.samples_per_tx, np.int64)
+        grid = grid or self.grid
+        return np.array([samples_for_density(float(r.height_m), grid.extent_m, float(r.x_m), float(r.y_m),
+                                             grid.cell_size_m, cfg.rays_per_pixel, cfg.density_radius_m,
+                                             cfg.rx_height_m, cfg.min_samples_per_tx, cfg.max_samples_per_tx)
+                         for r in sites.itertuples(index=False)], np.int64)
+
+    def _batches(self, table: pd.DataFrame, samples: np.ndarray) -> list[tuple[tuple[float, float, str], np.ndarray]]:
+        """Solver calls: cells of one (frequency, bandwidth, pattern), at most ``max_rays_per_call`` rays each."""
+        out = []
+        for key, idx in self._groups(table):
+            idx = idx[np.argsort(samples[idx], kind="stable")]
+            start = 0
+            for k in range(1, len(idx) + 1):
+                # one call shoots its largest count from every transmitter
+                if k == len(idx) or (k + 1 - start) * samples[idx[k]] > self.config.max_rays_per_call:
+                    out.append((key, idx[start:k]))
+                    start = k
+        return out
+
+    def _radio_map(self, grid: Grid, samples_per_tx: int | None = None) -> Any:
         """Sionna's ``RadioMap`` of the current transmitters, aligned with ``grid``."""
         cs = grid.cell_size_m
         cx, cy = grid.center_m
@@ -289,11 +383,12 @@ class Tracer:
             self.sionna_scene, center=[cx, cy, self.config.rx_height_m], orientation=[0.0, 0.0, 0.0],
             # half a cell short: Sionna rounds the size up to whole cells, float32 error could add one
             size=[(grid.width - 0.5) * cs, (grid.height - 0.5) * cs], cell_size=[cs, cs],
-            samples_per_tx=self.config.samples_per_tx, **self.config.solver_kwargs())
+            samples_per_tx=int(samples_per_tx or self.config.samples_per_tx or self.config.min_samples_per_tx),
+            **self.config.solver_kwargs())
 
-    def _solve_map(self, grid: Grid) -> np.ndarray:
+    def _solve_map(self, grid: Grid, samples_per_tx: int | None = None) -> np.ndarray:
         t0 = time.perf_counter()
-        gain = self._radio_map(grid).path_gain.numpy()  # [n_tx, H, W] linear
+        gain = self._radio_map(grid, samples_per_tx).path_gain.numpy()  # [n_tx, H, W] linear
         self.solver_s += time.perf_counter() - t0
         if gain.shape[1:] != grid.shape:
             raise EngineError(f"Sionna returned a {gain.shape[1:]} map for the {grid.shape} grid")
@@ -307,28 +402,51 @@ class Tracer:
         -------
         ndarray, float32, ``(n_cells, height, width)``
             Path gain [dB] including the transmit antenna's gain (isotropic receiver),
-            in the order of ``sites``; NaN where no ray reached the cell.
+            in the order of ``sites``; outdoor holes filled within ``fill_radius_m``
+            (:meth:`radio_maps_with_coverage` says which); NaN where no ray reached the
+            cell and none was filled.
+        """
+        return self.radio_maps_with_coverage(sites, grid, progress)[0]
+
+    def radio_maps_with_coverage(self, sites: Any, grid: Grid | None = None,
+                                 progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`radio_maps` with, per cell and pixel, where the value comes from.
+
+        Returns
+        -------
+        path_gain_db : ndarray, float32, ``(n_cells, H, W)``
+        coverage : ndarray, uint8, ``(n_cells, H, W)``
+            :data:`twin.radio.coverage.RECEIVED` (a ray arrived), ``FILLED`` (filled
+            from outdoor neighbours) or ``NO_VALUE`` (NaN).
+        samples_per_tx : ndarray, int64, ``(n_cells,)``
+            Rays shot per cell.
         """
         from tqdm.auto import tqdm
+
+        from twin.radio.coverage import fill_holes
 
         table = self.sites(sites)
         self.check(table)
         grid = grid or self.grid
         out = np.full((len(table), *grid.shape), np.nan, dtype=np.float32)
-        per_call = max(1, self.config.max_rays_per_call // self.config.samples_per_tx)
-        batches = [(key, idx[s:s + per_call]) for key, idx in self._groups(table)
-                   for s in range(0, len(idx), per_call)]
+        samples = self.samples_for(table, grid)
         bar = tqdm(total=len(table), desc="trace", unit="cell", disable=not progress)
-        for key, idx in batches:
+        for key, idx in self._batches(table, samples):
             self._configure(key)
             self._set_transmitters(table.iloc[idx])
-            gain = self._solve_map(grid)
+            gain = self._solve_map(grid, int(samples[idx].max()))
             with np.errstate(divide="ignore"):
                 out[idx] = np.where(gain > 0, 10.0 * np.log10(gain), np.nan)
             bar.update(len(idx))
         bar.close()
         self._set_transmitters(table.iloc[:0])
-        return out
+        out, coverage = fill_holes(out, self.outdoor(grid), grid.cell_size_m, self.config.fill_radius_m)
+        return out, coverage, samples
+
+    def outdoor(self, grid: Grid | None = None) -> np.ndarray:
+        """Pixels of ``grid`` (default :attr:`grid`) whose centre lies outside every building ``(H, W)``."""
+        grid = grid or self.grid
+        return self.scene.is_outdoor(grid.centers_m().reshape(-1, 2)).reshape(grid.shape)
 
     def cell_map(self, site: Mapping[str, Any] | pd.Series, grid: Grid | None = None) -> np.ndarray:
         """Path-gain map [dB] ``(height, width)`` of one cell (a BS-table row) on ``grid``."""
@@ -386,7 +504,8 @@ class Tracer:
             for k, (x, y) in enumerate(pts):
                 sc.add(self.rt.Receiver(name=f"rx{k:06d}", position=[float(x), float(y), self.config.rx_height_m]))
             t0 = time.perf_counter()
-            paths = self._path_solver(sc, samples_per_src=self.config.samples_per_tx,
+            rays = self.config.samples_per_tx or self.config.min_samples_per_tx
+            paths = self._path_solver(sc, samples_per_src=rays,
                                       max_num_paths_per_src=self.config.max_paths_per_src,
                                       synthetic_array=True, **self.config.solver_kwargs())
             a_re, a_im = (np.asarray(t.numpy()) for t in paths.a)  # [rx, rx_ant, tx, tx_ant, paths]
@@ -449,12 +568,18 @@ def trace(scene: TwinScene | str | os.PathLike, sites: Any, out: str | os.PathLi
         tracer = Tracer(scene, cfg)
     table = tracer.sites(sites)
     tracer.check(table)
-    path_gain_db = tracer.radio_maps(table, progress=progress)  # [n_cells, H, W]
+    from twin.radio.coverage import coverage_counts
+
+    path_gain_db, coverage, samples = tracer.radio_maps_with_coverage(table, progress=progress)  # [n_cells, H, W]
+    counts = coverage_counts(coverage, tracer.outdoor())
+    per_cell = [{"cell_id": int(cid), "samples_per_tx": int(n), **c}
+                for cid, n, c in zip(table["cell_id"], samples, counts, strict=True)]
     arrays: dict[str, np.ndarray] = {"path_gain_db": path_gain_db}
     if compute_metrics is not None:
         arrays = dict(compute_metrics(path_gain_db, table["power_dbm"].to_numpy(np.float64),
                                       table["frequency_hz"].to_numpy(np.float64), metric_config))
         arrays.setdefault("path_gain_db", path_gain_db)
+    arrays["coverage"] = coverage
     return write_maps(out, tracer.grid, tracer.scene, table, arrays, trace_config=tracer.config,
                       metric_config=metric_config if metrics else None, notes=tracer.notes,
-                      overwrite=overwrite)
+                      overwrite=overwrite, extra_attrs={"coverage": per_cell})

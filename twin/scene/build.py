@@ -189,13 +189,23 @@ class SceneConfig:
 
 
 def _scene_xml(materials: dict[str, str], thickness: dict[str, float]) -> str:
-    """Mitsuba 3 XML: one ITU radio material per used type, one PLY shape per mesh file."""
+    """Mitsuba 3 XML: one ITU radio material per used type, one PLY shape per mesh file.
+
+    Each material carries its diffuse-scattering coefficients from
+    :data:`twin.scene.materials.SCATTERING` (the pattern cannot be named in XML; the
+    tracer sets it on load from the same table).
+    """
+    from twin.scene.materials import SCATTERING
+
     lines = ['<scene version="2.1.0">']
     for itu_type in sorted(set(materials.values())):
+        scattering = SCATTERING[itu_type]
         lines += [
             f'    <bsdf type="itu-radio-material" id="mat-{itu_type}">',
             f'        <string name="type" value="{itu_type}"/>',
             f'        <float name="thickness" value="{thickness.get(itu_type, 0.2)}"/>',
+            f'        <float name="scattering_coefficient" value="{scattering.coefficient}"/>',
+            f'        <float name="xpd_coefficient" value="{scattering.xpd_coefficient}"/>',
             "    </bsdf>",
         ]
     for shape, itu_type in materials.items():

@@ -60,6 +60,10 @@ class HeightConfig:
         Defaults per OSM ``building`` value; merged over :data:`DEFAULT_TYPE_HEIGHTS_M`.
     min_building_height_m : float
         Heights below this (bad tags such as "0.5") are raised to it.
+    jitter_fraction, jitter_seed : float, int
+        Randomization (``twin generate``'s ``randomize.height_fraction``): each building's
+        height and base are multiplied by its own factor drawn uniformly in
+        ``[1 - jitter_fraction, 1 + jitter_fraction]`` from ``jitter_seed``; 0 (default) keeps them.
     """
 
     level_height_m: float = 3.0
@@ -67,11 +71,15 @@ class HeightConfig:
     default_height_m: float = 12.0
     type_heights_m: dict[str, float] = field(default_factory=dict)
     min_building_height_m: float = 2.0
+    jitter_fraction: float = 0.0
+    jitter_seed: int = 0
 
     def __post_init__(self) -> None:
         problems = [f"{name}: {getattr(self, name)} must be > 0"
                     for name in ("level_height_m", "roof_level_height_m", "default_height_m", "min_building_height_m")
                     if not getattr(self, name) > 0]
+        if not 0.0 <= self.jitter_fraction < 1.0:
+            problems.append(f"jitter_fraction: {self.jitter_fraction} must be in [0, 1)")
         problems += [f"type_heights_m.{k}: {v} must be > 0" for k, v in self.type_heights_m.items() if not v > 0]
         collect(problems, "heights config")
 
@@ -164,6 +172,10 @@ def estimate_heights(buildings: pd.DataFrame, config: HeightConfig | None = None
             lv = parse_levels(min_level)
             b = lv * config.level_height_m if lv is not None else 0.0
         base[k] = b
+    if config.jitter_fraction:
+        factor = np.random.default_rng(config.jitter_seed).uniform(
+            1.0 - config.jitter_fraction, 1.0 + config.jitter_fraction, n)
+        height, base = height * factor, base * factor
     height = np.maximum(height, config.min_building_height_m)
     # A base at or above the roof is a tagging error: keep the building on the ground.
     bad_base = base >= height - 0.5
