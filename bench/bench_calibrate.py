@@ -1,7 +1,7 @@
 """Benchmark: `calibrate fit` wall time per site on the CPU, and its scaling with drive-test points.
 
 Run: .venv/bin/python -m bench.bench_calibrate [--calls 90] [--points 250,500,1000,2000]
-     [--scaling-calls 20] [--objective rmse]   (prints a Markdown table for docs/benchmarks.md)
+     [--scaling-calls 20] [--objective huber]   (prints a Markdown table for docs/benchmarks.md)
      .venv/bin/python -m bench.bench_calibrate --truth [--objectives spearman,rmse,huber,combined]
      [--seeds 3,4,5] [--calls 90] [--log truth.jsonl]   (the known-truth error table)
 
@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 
-def run(calls: int, points: list[int], scaling_calls: int, objective: str = "rmse") -> None:
+def run(calls: int, points: list[int], scaling_calls: int, objective: str = "huber") -> None:
     from calibrate.fit import CalibrationConfig, fit_site, plan_sites
     from calibrate.simulate import simulate_drive_test
     from twin.radio.tracer import TraceConfig, Tracer
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calls", type=int, default=90)
     p.add_argument("--points", default="250,500,1000,2000")
     p.add_argument("--scaling-calls", type=int, default=20)
-    p.add_argument("--objective", default="rmse")
+    p.add_argument("--objective", default="huber")
     p.add_argument("--truth", action="store_true", help="the known-truth error table instead")
     p.add_argument("--objectives", default="spearman,rmse,huber,combined")
     p.add_argument("--variants", default="plain", help=f"search variants: {', '.join(VARIANTS)}")

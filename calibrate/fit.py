@@ -115,7 +115,7 @@ class CalibrationConfig:
     margin_m: float = 0.0
     acq_points: int = 10_000
     outlier_db: float = 20.0
-    objective: Literal["spearman", "rmse", "huber", "combined"] = "rmse"
+    objective: Literal["spearman", "rmse", "huber", "combined"] = "huber"
     huber_delta_db: float = 6.0
     height_prior_m: float | None = None
     refine_calls: int = 0
@@ -190,7 +190,7 @@ class SiteFit:
     rows_after: pd.DataFrame | None = None
     # cell -> (measured, simulated before, simulated after) at the cell's points
     scatter: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
-    objective: str = "rmse"
+    objective: str = "huber"
     loss_before: float = float("nan")
     loss_after: float = float("nan")
     rmse_before_db: float = float("nan")

@@ -82,9 +82,12 @@ def pose_errors(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 
 def retrace_rho(scene: Any, table: pd.DataFrame, drive: pd.DataFrame, metric: str = "rssi",
                 tracer: Any = None, samples_per_tx: int = 1_000_000) -> dict[str, float]:
-    """Per site ρ of ``table`` against ``drive`` under an independent re-trace (Sionna seed 1234, 4 m cells)."""
+    """Per site ρ of ``table`` against ``drive`` under an independent re-trace (Sionna seed 1234, 4 m cells).
+
+    The ρ of :func:`calibrate.checks.check` (the cells' ρ weighted by their points).
+    """
+    from calibrate.checks import check
     from calibrate.drive_test import clean_drive_test
-    from calibrate.objective import spearman
     from twin.radio.tracer import TraceConfig, Tracer
 
     tracer = tracer or Tracer(scene, TraceConfig(samples_per_tx=samples_per_tx, cell_size_m=4.0,
@@ -95,15 +98,4 @@ def retrace_rho(scene: Any, table: pd.DataFrame, drive: pd.DataFrame, metric: st
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dt = clean_drive_test(drive, tracer.scene, sites, metric)
-    from calibrate.checks import simulate_at_rows
-
-    col = "rsrp_dbm" if metric == "rsrp" else "rssi_dbm"
-    rows = dt.rows[dt.rows[col].notna()].reset_index(drop=True)
-    sim = simulate_at_rows(tracer, sites, rows, metric)
-    site_of = dict(zip(sites["cell_id"].astype(int), sites["bs_id"].astype(str), strict=True))
-    out: dict[str, float] = {}
-    for bs, g in rows.assign(sim=sim, site=rows["cell_id"].astype(int).map(site_of)).groupby("site"):
-        n = g.groupby("cell_id").size()
-        rhos = [spearman(c["sim"].to_numpy(), c[col].to_numpy()) for _, c in g.groupby("cell_id")]
-        out[str(bs)] = float(np.dot(n.to_numpy(), rhos) / n.sum())
-    return out
+        return check(tracer.scene, sites, dt, metric=metric, tracer=tracer).rho_sites

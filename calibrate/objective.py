@@ -241,7 +241,7 @@ class SiteObjective:
     others: pd.DataFrame | None = None
     metric_config: Any = None
     margin_m: float = 0.0
-    objective: Objective = "rmse"
+    objective: Objective = "huber"
     delta_db: float = 6.0
     stage: str = "global"
     evaluations: list[Evaluation] = field(default_factory=list)

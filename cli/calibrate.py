@@ -33,9 +33,9 @@ def main() -> None:
 @click.option("--initial-points", type=int, default=10, show_default=True,
               help="Latin-hypercube evaluations before the GP steers.")
 @click.option("--metric", type=click.Choice(["rssi", "rsrp"]), default="rssi", show_default=True)
-@click.option("--objective", type=click.Choice(["spearman", "rmse", "huber", "combined"]), default="rmse",
-              show_default=True, help="What is minimized: absolute levels after a per-site offset (rmse, "
-              "huber), -Spearman rho (seed 004), or both (combined). rho is reported whatever it is.")
+@click.option("--objective", type=click.Choice(["spearman", "rmse", "huber", "combined"]), default="huber",
+              show_default=True, help="What is minimized: absolute levels after a per-site offset (huber, "
+              "rmse), -Spearman rho (seed 004), or both (combined). rho is reported whatever it is.")
 @click.option("--height-prior", type=float, default=None,
               help="Bound each site's height to the BS file's height ± this many metres.")
 @click.option("--refine-calls", type=int, default=None,
@@ -66,7 +66,7 @@ def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_poin
 
     Per site, scikit-optimize's gp_minimize with expected improvement minimizes the
     objective between simulated and measured values at the site's drive-test points
-    (default: the RMSE after a fitted per-site offset), the other sites held fixed.
+    (default: a Huber loss after a fitted per-site offset), the other sites held fixed.
     Writes the calibrated BS file (a `calibrated` column added) and a report
     (report.json, report.md, convergence, scatter and profile PNGs; a warning names
     each site and parameter the drive test does not pin down).
@@ -75,7 +75,7 @@ def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_poin
     Example:
       calibrate fit --scene out/helsinki --bs-file bs.csv --drive-test dt.csv \\
           --out calibrated.csv --report out/calibration --calls 90 --workers 2 \\
-          --objective rmse --height-prior 15
+          --objective huber --height-prior 15
     """
     from dataclasses import replace
 
