@@ -54,7 +54,6 @@ from scipy.stats import spearmanr
 
 from calibrate.space import SearchSpace
 from twin.errors import InputError
-from twin.radio.maps import sample_finite
 
 __all__ = ["OBJECTIVES", "CellPoints", "Evaluation", "Score", "SiteObjective", "spearman", "offset_rmse",
            "offset_huber", "score_site"]
@@ -271,7 +270,7 @@ class SiteObjective:
                     warnings.simplefilter("ignore", UserWarning)  # rooftop lifts: reported by the caller
                     maps = self.tracer.radio_maps(self._other_rows, self.grid)  # [n_other, H, W]
                 for p in self.points:
-                    self._other_gain[p.cell_id] = sample_finite(self.grid, maps, p.xy_m)
+                    self._other_gain[p.cell_id] = self.grid.sample(maps, p.xy_m)
 
     @property
     def n_points(self) -> int:
@@ -292,7 +291,7 @@ class SiteObjective:
         out = {}
         for p in self.points:
             k = self._index[p.cell_id]
-            pg = sample_finite(self.grid, gain, p.xy_m)  # [n_cells, N]
+            pg = self.grid.sample(gain, p.xy_m)  # [n_cells, N]
             power = rows["power_dbm"].to_numpy(np.float64)
             freq = rows["frequency_hz"].to_numpy(np.float64)
             if p.cell_id in self._other_gain:
