@@ -11,8 +11,17 @@ Fingerprints: one per measured location (unique position), one entry per cell of
 BS file. The simulated fingerprint of a location is the twin's value of each cell
 the real one reported there (the same reporting pattern, so the four combinations
 differ in values only); unreported cells take a floor 10 dB below the weakest value.
-Locations are split at random (seeded) into train and test; a test location is placed
-at the mean position of its ``k`` nearest train fingerprints (Euclidean in dB).
+A test location is placed at the mean position of its ``k`` nearest train fingerprints
+(Euclidean in dB). Two splits of the locations into train and test, both seeded:
+
+- **random**: a random ``test_fraction`` of the locations. Neighbouring points of one
+  drive along one street land on both sides, so a test point nearly always has a
+  train point a few metres away with a near-identical fingerprint: it flatters the
+  real fingerprints most ([R→R]), which share the test point's own shadowing;
+- **street**: whole streets held out (:func:`street_split`): every location takes the
+  street of its nearest road segment (``roads.parquet``'s ``name``, unnamed ways one
+  street each), streets are shuffled and held out until ``test_fraction`` of the
+  locations are: a test location is on a street no training fingerprint comes from.
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ from calibrate.drive_test import DriveTest, read_drive_test
 from calibrate.objective import spearman
 from twin.errors import InputError
 
-__all__ = ["CheckResult", "simulate_at_rows", "knn_errors", "check", "write_check_report"]
+__all__ = ["CheckResult", "simulate_at_rows", "knn_errors", "street_of", "street_split", "check",
+           "write_check_report"]
 
 COMBINATIONS = ("R→R", "S→S", "R→S", "S→R")
 
@@ -42,11 +52,13 @@ class CheckResult:
     metric: str
     rho_cells: dict[int, float]
     rho_sites: dict[str, float]
-    knn_m: dict[str, dict[str, float]]   # combination -> mean/median/p90 error [m]
+    knn_m: dict[str, dict[str, float]]   # combination -> mean/median/p90 error [m] (random split)
     n_locations: int
     n_train: int
     k: int
     rows: pd.DataFrame = field(repr=False)  # drive-test rows with a ``simulated`` column
+    knn_street_m: dict[str, dict[str, float]] = field(default_factory=dict)  # the street split's
+    street_split: dict[str, int] = field(default_factory=dict)  # streets/locations on each side
 
     def summary(self) -> dict[str, Any]:
         return {"metric": self.metric, "locations": self.n_locations, "train": self.n_train,
@@ -54,7 +66,7 @@ class CheckResult:
                 "mean_rho": round(float(np.mean(list(self.rho_cells.values()))), 4) if self.rho_cells else None,
                 "rho_cells": {str(c): round(v, 4) for c, v in self.rho_cells.items()},
                 "rho_sites": {s: round(v, 4) for s, v in self.rho_sites.items()},
-                "knn_m": self.knn_m}
+                "knn_m": self.knn_m, "knn_street_m": self.knn_street_m, "street_split": self.street_split}
 
 
 def simulate_at_rows(tracer: Any, table: pd.DataFrame, rows: pd.DataFrame, metric: str,
@@ -96,6 +108,44 @@ def knn_errors(train_fp: np.ndarray, train_xy: np.ndarray, test_fp: np.ndarray, 
     nn = nn.reshape(len(test_fp), k)
     est = train_xy[nn].mean(axis=1)
     return np.hypot(*(est - test_xy).T)
+
+
+def street_of(scene: Any, xy_m: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The street of each location ``(L, 2)`` [m]: index ``(L,)`` into the returned street names.
+
+    Streets are :class:`twin.corpus.routes.RoadNetwork`'s groups of the scene's roads
+    (by ``name``; an unnamed way is a street of its own); a location takes the street
+    of its nearest segment.
+    """
+    import shapely
+
+    from twin.corpus.routes import RoadNetwork
+
+    net = RoadNetwork.from_roads(scene.roads(), scene.grid)
+    lines = shapely.linestrings(np.stack([net.seg_a_m, net.seg_b_m], axis=1))
+    tree = shapely.STRtree(lines)
+    idx = tree.query_nearest(shapely.points(np.asarray(xy_m, np.float64)), all_matches=False,
+                             return_distance=False)
+    out = np.empty(len(xy_m), np.int64)
+    out[idx[0]] = net.seg_group[idx[1]]
+    return out, net.group_names
+
+
+def street_split(street: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
+    """Test mask ``(L,)``: whole streets, shuffled by ``seed``, until ``test_fraction`` of the locations.
+
+    At least one street stays on each side (when there are two or more).
+    """
+    streets, counts = np.unique(street, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(streets))
+    held, target = 0, test_fraction * len(street)
+    test_streets = []
+    for k in order[:-1]:
+        if held >= target:
+            break
+        test_streets.append(streets[k])
+        held += counts[k]
+    return np.isin(street, test_streets)
 
 
 def check(scene: Any, bs_file: Any, drive_test: Any, *, metric: str = "rssi", k: int = 5,
@@ -167,13 +217,26 @@ def check(scene: Any, bs_file: Any, drive_test: Any, *, metric: str = "rssi", k:
     n_test = max(1, int(round(test_fraction * len(xy))))
     test, train = order[:n_test], order[n_test:]
     fps = {"R": real, "S": sim}
-    knn = {}
-    for combo in COMBINATIONS:
-        a, b = combo.split("→")
-        err = knn_errors(fps[a][train], xy[train], fps[b][test], xy[test], k)
-        knn[combo] = {"mean": round(float(err.mean()), 2), "median": round(float(np.median(err)), 2),
-                      "p90": round(float(np.percentile(err, 90)), 2)}
-    result = CheckResult(metric, rho_cells, rho_sites, knn, len(xy), len(train), min(k, len(train)), rows)
+
+    def knn_table(train: np.ndarray, test: np.ndarray) -> dict[str, dict[str, float]]:
+        out = {}
+        for combo in COMBINATIONS:
+            a, b = combo.split("→")
+            err = knn_errors(fps[a][train], xy[train], fps[b][test], xy[test], k)
+            out[combo] = {"mean": round(float(err.mean()), 2), "median": round(float(np.median(err)), 2),
+                          "p90": round(float(np.percentile(err, 90)), 2)}
+        return out
+
+    knn = knn_table(train, test)
+    street, _ = street_of(scene, xy)
+    held = street_split(street, test_fraction, seed)
+    knn_street: dict[str, dict[str, float]] = {}
+    if held.any() and (~held).any():
+        knn_street = knn_table(np.flatnonzero(~held), np.flatnonzero(held))
+    split_info = {"streets_train": int(len(np.unique(street[~held]))), "streets_test": int(len(np.unique(street[held]))),
+                  "locations_train": int((~held).sum()), "locations_test": int(held.sum())}
+    result = CheckResult(metric, rho_cells, rho_sites, knn, len(xy), len(train), min(k, len(train)), rows,
+                         knn_street, split_info)
     if report_dir is not None:
         write_check_report(result, report_dir, overwrite)
     return result
@@ -196,8 +259,17 @@ def write_check_report(result: CheckResult, report_dir: str | os.PathLike, overw
           f"({s['train']} train, {s['test']} test), k = {result.k}.", "",
           f"Mean Spearman ρ over cells: {s['mean_rho']}.", "", "| site | ρ |", "|---|---|"]
     md += [f"| {site} | {rho:.3f} |" for site, rho in result.rho_sites.items()]
-    md += ["", "| k-NN | mean [m] | median [m] | p90 [m] |", "|---|---|---|---|"]
-    md += [f"| [{c}] | {v['mean']:.1f} | {v['median']:.1f} | {v['p90']:.1f} |" for c, v in result.knn_m.items()]
+    ss = result.street_split
+    md += ["", f"k-NN errors [m] (mean / median / p90). Random split: {s['train']} train, {s['test']} test "
+           f"locations. Street split: {ss.get('locations_train', 0)} train locations on "
+           f"{ss.get('streets_train', 0)} streets, {ss.get('locations_test', 0)} test locations on "
+           f"{ss.get('streets_test', 0)} other streets.", "",
+           "| k-NN | random split | street split |", "|---|---|---|"]
+
+    def cell(v: dict[str, float] | None) -> str:
+        return "–" if not v else f"{v['mean']:.1f} / {v['median']:.1f} / {v['p90']:.1f}"
+
+    md += [f"| [{c}] | {cell(v)} | {cell(result.knn_street_m.get(c))} |" for c, v in result.knn_m.items()]
     col = "rsrp_dbm" if result.metric == "rsrp" else "rssi_dbm"
     with atomic_dir(report_dir, overwrite=overwrite) as tmp:
         (tmp / "check.json").write_text(json.dumps(s, indent=1))
@@ -211,8 +283,14 @@ def write_check_report(result: CheckResult, report_dir: str | os.PathLike, overw
         ax0.legend(fontsize=7)
         ax0.grid(alpha=0.3)
         names = list(result.knn_m)
-        ax1.bar(names, [result.knn_m[n]["mean"] for n in names], color=["C0", "C1", "C2", "C3"])
+        pos = np.arange(len(names))
+        ax1.bar(pos - 0.2, [result.knn_m[n]["mean"] for n in names], width=0.4, color="C0", label="random split")
+        if result.knn_street_m:
+            ax1.bar(pos + 0.2, [result.knn_street_m[n]["mean"] for n in names], width=0.4, color="C1",
+                    label="street split")
+        ax1.set_xticks(pos, [f"[{n}]" for n in names])
         ax1.set_ylabel("k-NN mean error [m]")
         ax1.set_title("train → test fingerprints")
+        ax1.legend(fontsize=8)
         save_figure(fig, tmp / "check.png")
     return Path(report_dir)

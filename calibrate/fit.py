@@ -24,6 +24,7 @@ Sionna scene once (:func:`_worker_tracer`).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -35,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from calibrate.drive_test import DriveTest, read_drive_test
-from calibrate.objective import CellPoints, Evaluation, SiteObjective
+from calibrate.objective import OBJECTIVES, CellPoints, Evaluation, SiteObjective
 from calibrate.space import SearchSpace, make_estimator
 from twin.errors import InputError
 
@@ -78,6 +79,27 @@ class CalibrationConfig:
         Random candidates the expected improvement is maximized over.
     outlier_db : float
         Drive-test outlier threshold (:func:`calibrate.drive_test.read_drive_test`).
+    objective : {"spearman", "rmse", "huber", "combined"}
+        What is minimized (:mod:`calibrate.objective`); ρ is reported whatever it is.
+    huber_delta_db : float
+        Huber's threshold [dB] of the ``huber`` objective.
+    height_prior_m : float or None
+        Bound each site's height to the BS file's ± this [m] (within ``bounds``); None:
+        the bounds alone.
+    refine_calls : int
+        Of ``calls``, evaluations of a second GP-EI stage in a box around the incumbent
+        (``refine_box`` of each range, azimuth an arc of the same share), seeded with the
+        global stage's evaluations inside it. 0: one global stage.
+    refine_box : float
+        Share of each parameter's range the refinement box spans.
+    recheck_top : int
+        Of ``calls``, the best distinct candidates re-evaluated with ``recheck_factor``
+        times the rays (multi-fidelity); the best of them by that score is the result.
+    recheck_factor : int
+        Ray multiplier of the re-evaluations.
+    profile_steps : int
+        Profile evaluations per side and parameter around the result (uncertainty, in
+        addition to ``calls``); 0: none.
     """
 
     calls: int = 90
@@ -93,6 +115,14 @@ class CalibrationConfig:
     margin_m: float = 0.0
     acq_points: int = 10_000
     outlier_db: float = 20.0
+    objective: Literal["spearman", "rmse", "huber", "combined"] = "huber"
+    huber_delta_db: float = 6.0
+    height_prior_m: float | None = None
+    refine_calls: int = 0
+    refine_box: float = 0.25
+    recheck_top: int = 0
+    recheck_factor: int = 3
+    profile_steps: int = 2
 
     def __post_init__(self) -> None:
         problems = []
@@ -109,6 +139,21 @@ class CalibrationConfig:
             problems.append(f"min_points: {self.min_points} must be >= 3 (a rank correlation needs points)")
         if self.acq_points < 10:
             problems.append(f"acq_points: {self.acq_points} must be >= 10")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective: {self.objective!r} must be one of {', '.join(OBJECTIVES)}")
+        if not self.huber_delta_db > 0:
+            problems.append(f"huber_delta_db: {self.huber_delta_db} must be > 0")
+        if self.height_prior_m is not None and not self.height_prior_m > 0:
+            problems.append(f"height_prior_m: {self.height_prior_m} must be > 0 (or absent)")
+        if self.refine_calls < 0 or self.recheck_top < 0 or self.profile_steps < 0:
+            problems.append("refine_calls, recheck_top and profile_steps must be >= 0")
+        if self.calls - self.refine_calls - self.recheck_top < self.initial_points + 1:
+            problems.append(f"calls: {self.calls} minus refine_calls ({self.refine_calls}) and recheck_top "
+                            f"({self.recheck_top}) must exceed initial_points ({self.initial_points})")
+        if not 0 < self.refine_box < 1:
+            problems.append(f"refine_box: {self.refine_box} must be in (0, 1)")
+        if self.recheck_factor < 1:
+            problems.append(f"recheck_factor: {self.recheck_factor} must be >= 1")
         if problems:
             raise InputError("calibration config: " + "; ".join(problems))
         self.space()  # bad params/bounds fail here, before any tracing
@@ -145,6 +190,18 @@ class SiteFit:
     rows_after: pd.DataFrame | None = None
     # cell -> (measured, simulated before, simulated after) at the cell's points
     scatter: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    objective: str = "huber"
+    loss_before: float = float("nan")
+    loss_after: float = float("nan")
+    rmse_before_db: float = float("nan")
+    rmse_after_db: float = float("nan")
+    offset_after_db: float = float("nan")
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # the site's (height prior)
+    # parameter -> [(step from the result, loss, ρ)], and what the profile says
+    profile: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    pinned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    profile_s: float = 0.0  # tracing seconds of the profile's evaluations (not in ``evaluations``)
 
     def summary(self) -> dict[str, Any]:
         return {"bs_id": self.bs_id, "cells": self.cell_ids, "status": self.status, "reason": self.reason,
@@ -156,7 +213,14 @@ class SiteFit:
                 "params_before": {k: round(v, 3) for k, v in self.before.items()},
                 "params_after": {k: round(v, 3) for k, v in self.after.items()},
                 "evaluations": len(self.evaluations), "wall_s": round(self.wall_s, 2),
-                "trace_s": round(self.trace_s, 2)}
+                "trace_s": round(self.trace_s, 2), "objective": self.objective,
+                "loss_before": _num(self.loss_before), "loss_after": _num(self.loss_after),
+                "rmse_before_db": _num(self.rmse_before_db), "rmse_after_db": _num(self.rmse_after_db),
+                "offset_after_db": _num(self.offset_after_db),
+                "bounds": {k: list(v) for k, v in self.bounds.items()},
+                "profile": {k: [[round(d, 3), _num(v), _num(r)] for d, v, r in rows]
+                            for k, rows in self.profile.items()},
+                "pinned": self.pinned, "warnings": self.warnings, "profile_s": round(self.profile_s, 2)}
 
 
 def _num(v: float) -> float | None:
@@ -206,10 +270,130 @@ def _warm_start(estimator: Any) -> Any:
     return callback
 
 
+# Profile steps per parameter (in its unit): the uncertainty probe around the result.
+PROFILE_STEP = {"x": 5.0, "y": 5.0, "h": 5.0, "azimuth": 10.0, "tilt": 2.0, "power": 2.0}
+# A profile is flat (the parameter not identifiable) when no step raises the loss by this much.
+FLAT_TOL = {"spearman": 0.01, "rmse": 0.1, "huber": 0.1, "combined": 0.02}
+
+
+def site_space(space: SearchSpace, cells: pd.DataFrame, height_prior_m: float | None) -> SearchSpace:
+    """The site's search space: ``h`` bounded to the BS file's height ± ``height_prior_m`` (within the bounds)."""
+    if height_prior_m is None or "h" not in space.params:
+        return space
+    h0 = float(cells["height_m"].iloc[0])
+    bounds = list(space.bounds)
+    k = space.params.index("h")
+    lo, hi = bounds[k]
+    new = (max(lo, h0 - height_prior_m), min(hi, h0 + height_prior_m))
+    if new[1] - new[0] < 1.0:  # the file's height outside the bounds: keep the bounds
+        new = (lo, hi)
+    bounds[k] = new
+    return SearchSpace(space.params, tuple(bounds))
+
+
+def refine_space(space: SearchSpace, centre: dict[str, float], share: float) -> SearchSpace:
+    """A box around ``centre``: ``share`` of each linear range (shifted to stay inside), azimuth an arc of ``share`` of its own."""
+    bounds = []
+    for p, (lo, hi) in zip(space.params, space.bounds, strict=True):
+        w = share * (hi - lo)
+        if p == "azimuth":
+            c = float(centre[p])
+            if math.isclose(hi - lo, 360.0):
+                bounds.append((c - w / 2, c + w / 2))
+                continue
+            c = lo + (c - lo) % 360.0  # on the arc
+            a = min(max(c - w / 2, lo), hi - w)
+            bounds.append((a, a + w))
+            continue
+        a = min(max(float(centre[p]) - w / 2, lo), hi - w)
+        bounds.append((a, a + w))
+    return SearchSpace(space.params, tuple(bounds))
+
+
+def _gp_stage(obj: SiteObjective, space: SearchSpace, n_calls: int, n_initial: int, x0: list[list[float]],
+              y0: list[float], seed: int, config: CalibrationConfig, callbacks: list[Any]) -> None:
+    """GP-EI over ``space`` for ``n_calls`` new evaluations of ``obj`` (recorded in ``obj.evaluations``)."""
+    from skopt import gp_minimize
+
+    estimator = make_estimator(space, seed)
+    estimator.set_params(n_restarts_optimizer=1)
+
+    def f(unit: list[float]) -> float:
+        return obj.evaluate(space.to_values(unit)).loss
+
+    gp_minimize(f, space.dimensions(), base_estimator=estimator, acq_func="EI", acq_optimizer="sampling",
+                n_calls=n_calls, n_initial_points=n_initial, initial_point_generator="lhs",
+                x0=x0 or None, y0=y0 or None, random_state=seed, n_points=config.acq_points,
+                callback=[_warm_start(estimator), *callbacks])
+
+
+def _with_rays(tracer: Any, samples_per_tx: int) -> Any:
+    """``tracer`` with another ray count (returns the previous config to restore)."""
+    previous = tracer.config
+    tracer.config = replace(previous, samples_per_tx=samples_per_tx)
+    return previous
+
+
+def profile_site(obj: SiteObjective, space: SearchSpace, centre: dict[str, float], steps: int, tol: float,
+                 centre_score: tuple[float, float] | None = None
+                 ) -> tuple[dict[str, list[tuple[float, float, float]]], dict[str, dict[str, Any]]]:
+    """The objective along each parameter around ``centre``: ``±1..steps`` × :data:`PROFILE_STEP` (within the bounds).
+
+    Returns the profile (parameter -> ``[(step, loss, ρ)]``, the centre at step 0) and,
+    per parameter, ``{"flat": bool, "within": w}``: ``w`` the largest step (in the
+    parameter's unit) over which the loss stays within ``tol`` of the centre's on both
+    sides (None when the whole profile does: not identifiable at this resolution).
+    ``centre_score`` ``(loss, ρ)`` at the centre, if known (else it is evaluated).
+    """
+    obj.stage = "profile"
+    if centre_score is None:
+        ev0 = obj.evaluate(centre)
+        centre_score = (ev0.loss, ev0.rho)
+    base_loss, base_rho = centre_score
+    prof: dict[str, list[tuple[float, float, float]]] = {}
+    pinned: dict[str, dict[str, Any]] = {}
+    for p, (lo, hi) in zip(space.params, space.bounds, strict=True):
+        rows = [(0.0, base_loss, base_rho)]
+        for k in [*range(-steps, 0), *range(1, steps + 1)]:
+            d = k * PROFILE_STEP[p]
+            v = dict(centre)
+            v[p] = float(centre[p]) + d
+            if p == "azimuth":
+                v[p] %= 360.0
+                if not space.contains(v):
+                    continue
+            elif not lo <= v[p] <= hi:
+                continue
+            ev = obj.evaluate(v)
+            rows.append((d, ev.loss, ev.rho))
+        rows.sort()
+        prof[p] = rows
+        rise = {d: loss - base_loss for d, loss, _ in rows}
+        flat = all(r < tol for r in rise.values())
+        within = None
+        if not flat:
+            within = 0.0
+            for k in range(1, steps + 1):
+                d = k * PROFILE_STEP[p]
+                if all(rise.get(s, 0.0) < tol for s in (d, -d)):
+                    within = d
+                else:
+                    break
+        pinned[p] = {"flat": flat, "within": within}
+    return prof, pinned
+
+
 def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config: CalibrationConfig,
              others: pd.DataFrame | None = None, seed: int = 0, progress: bool = False,
              metric_config: Any = None) -> SiteFit:
     """Fit one site's pose by GP-EI over ``config.calls`` evaluations.
+
+    Stages, all within ``config.calls``: the file's pose; a global GP-EI stage
+    (``initial_points`` Latin-hypercube points, then EI); optionally a GP-EI refinement
+    in a shrunk box around the incumbent (``refine_calls``); optionally the best
+    ``recheck_top`` candidates re-evaluated with more rays, the best of them taken.
+    Then ``profile_steps`` per side and parameter probe how well the result is pinned
+    down (extra evaluations, at the fit's rays).
 
     Parameters
     ----------
@@ -221,49 +405,97 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
     others : DataFrame, optional
         The other cells of the BS table (held fixed; they matter for RSSI).
     """
-    from skopt import gp_minimize
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    space = config.space()
-    obj = SiteObjective(tracer, cells, points, space, config.metric, others, metric_config, config.margin_m)
+    space = site_space(config.space(), cells, config.height_prior_m)
+    obj = SiteObjective(tracer, cells, points, space, config.metric, others, metric_config, config.margin_m,
+                        config.objective, config.huber_delta_db)
+    bs_id = str(cells["bs_id"].iloc[0])
     file_values = space.site_values(cells, obj.origin)
     first = obj.evaluate(file_values)
     sim_before = obj.simulate(obj.rows(file_values))
-    u0 = space.to_unit(file_values)
     inside = space.contains(file_values)
-    estimator = make_estimator(space, seed)
-    estimator.set_params(n_restarts_optimizer=1)
-    bar = tqdm(total=config.calls, desc=f"site {cells['bs_id'].iloc[0]}", unit="eval", disable=not progress)
+    n_global = config.calls - config.refine_calls - config.recheck_top
+    bar = tqdm(total=config.calls, desc=f"site {bs_id}", unit="eval", disable=not progress)
     bar.update(1)
 
     def tick(res: Any) -> None:  # returns None: a truthy callback return stops gp_minimize
         bar.update(1)
 
-    callbacks = [_warm_start(estimator), tick]
     with threadpool_limits(limits=1), warnings.catch_warnings():
         # numpy BLAS threads on a shared CPU slow the many small GP fits tenfold
         warnings.simplefilter("ignore")
         # the file's pose is the first point; outside the bounds its clipped image is evaluated instead
-        res = gp_minimize(obj, space.dimensions(), base_estimator=estimator, acq_func="EI",
-                          acq_optimizer="sampling", n_calls=config.calls - 1,
-                          n_initial_points=config.initial_points, initial_point_generator="lhs",
-                          x0=[u0], y0=[-first.rho] if inside else None, random_state=seed,
-                          n_points=config.acq_points, callback=callbacks)
+        _gp_stage(obj, space, n_global - 1, config.initial_points,
+                  [space.to_unit(file_values)], [first.loss] if inside else [], seed, config, [tick])
+        if config.refine_calls:
+            best = min(obj.evaluations, key=lambda e: e.loss)
+            box = refine_space(space, best.values, config.refine_box)
+            prior = [e for e in obj.evaluations if box.contains(e.values)]
+            obj.stage = "refine"
+            _gp_stage(obj, box, config.refine_calls, 0 if len(prior) >= 3 else 3,
+                      [box.to_unit(e.values) for e in prior], [e.loss for e in prior], seed + 7919, config, [tick])
+    chosen = min(obj.evaluations, key=lambda e: e.loss).values
+    if config.recheck_top:
+        ranked: list[Evaluation] = []
+        for e in sorted(obj.evaluations, key=lambda e: e.loss):
+            if all(_distinct(e.values, r.values) for r in ranked):
+                ranked.append(e)
+            if len(ranked) == config.recheck_top:
+                break
+        obj.stage = "recheck"
+        previous = _with_rays(tracer, config.samples_per_tx * config.recheck_factor)
+        try:
+            checked = [obj.evaluate(e.values) for e in ranked]
+        finally:
+            tracer.config = previous
+        bar.update(len(checked))
+        chosen = min(checked, key=lambda e: e.loss).values
     bar.close()
-    after = file_values if inside and np.allclose(res.x, u0) else space.to_values(res.x)
+    after = file_values if inside and chosen == file_values else dict(chosen)
     rows_after = obj.rows(after)
     sim_after = obj.simulate(rows_after)
-    rho_after, rho_cells_after = obj.score(sim_after)
+    score_after = obj.score(sim_after)
+    profile: dict[str, list[tuple[float, float, float]]] = {}
+    pinned: dict[str, dict[str, Any]] = {}
+    notes = []
+    if config.profile_steps:
+        profile, pinned = profile_site(obj, space, after, config.profile_steps, FLAT_TOL[config.objective],
+                                       (score_after.loss, score_after.rho))
+        units = space.units()
+        for p, info in pinned.items():
+            if info["flat"]:
+                notes.append(f"site {bs_id}: {p} is not identifiable from this drive test (the "
+                             f"{config.objective} objective changes by less than {FLAT_TOL[config.objective]:g} "
+                             f"within ±{config.profile_steps * PROFILE_STEP[p]:g} {units[p]} of the result)")
+        for n in notes:
+            warnings.warn(n, stacklevel=2)
     fit = SiteFit(
-        bs_id=str(cells["bs_id"].iloc[0]), cell_ids=[int(c) for c in cells["cell_id"]], status="fitted",
-        n_points=obj.n_points, before=file_values, after=after, rho_before=first.rho, rho_after=rho_after,
-        rho_cells_before=first.rho_cells, rho_cells_after=rho_cells_after, evaluations=obj.evaluations,
-        trace_s=float(sum(e.seconds for e in obj.evaluations)), rows_after=rows_after,
-        scatter={p.cell_id: (p.measured, sim_before[p.cell_id], sim_after[p.cell_id]) for p in points})
+        bs_id=bs_id, cell_ids=[int(c) for c in cells["cell_id"]], status="fitted",
+        n_points=obj.n_points, before=file_values, after=after, rho_before=first.rho, rho_after=score_after.rho,
+        rho_cells_before=first.rho_cells, rho_cells_after=score_after.rho_cells,
+        evaluations=[e for e in obj.evaluations if e.stage != "profile"],
+        trace_s=float(sum(e.seconds for e in obj.evaluations if e.stage != "profile")), rows_after=rows_after,
+        scatter={p.cell_id: (p.measured, sim_before[p.cell_id], sim_after[p.cell_id]) for p in points},
+        objective=config.objective, loss_before=first.loss, loss_after=score_after.loss,
+        rmse_before_db=first.rmse_db, rmse_after_db=score_after.rmse_db, offset_after_db=score_after.offset_db,
+        bounds=dict(zip(space.params, space.bounds, strict=True)), profile=profile, pinned=pinned,
+        warnings=notes, profile_s=float(sum(e.seconds for e in obj.evaluations if e.stage == "profile")))
     fit.wall_s = time.perf_counter() - t0
     return fit
+
+
+def _distinct(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two poses differ by more than 2 m / 2° in some parameter."""
+    for p in a:
+        gap = abs(float(a[p]) - float(b[p]))
+        if p == "azimuth":
+            gap = min(gap, 360.0 - gap)
+        if gap > 2.0:
+            return True
+    return False
 
 
 def plan_sites(table: pd.DataFrame, drive: DriveTest, metric: str, min_points: int

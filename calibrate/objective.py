@@ -1,9 +1,9 @@
-"""The calibration objective: −Spearman ρ between simulated and measured values of one site.
+"""The calibration objective of one site: absolute levels after a fitted offset, or Spearman ρ.
 
 One evaluation moves/turns the site's cells to a candidate pose, re-traces only those
 cells over the smallest radio-map window that covers the site's drive-test points
-(``Tracer.cell_map_covering``'s window, fixed for the whole fit), samples the maps at
-the points and ranks them against the measurements. On the CPU a radio map is far
+(``Tracer.window_covering``'s window, fixed for the whole fit), samples the maps at
+the points and compares them with the measurements. On the CPU a radio map is far
 cheaper than per-receiver path solving (DESIGN.md: 1,000 receivers by ``PathSolver``
 at 10^5 samples took 43 s; a window map takes a fraction of a second).
 
@@ -14,10 +14,30 @@ Simulated values are what the drive test reports, through :func:`twin.radio.metr
   *other* cell of the BS file on the same carrier (held fixed at their file poses and
   traced once over the window) plus noise, as a UE measures it.
 
-A point where the candidate's rays do not arrive has no simulated value: it ranks
-below every received point (a pose that leaves measured points dark is penalized,
-never rewarded by a smaller sample). A cell whose simulated values are all equal
-scores ρ = 0. The site's ρ is the mean of its cells' ρ weighted by their point counts.
+Objectives (``objective``, minimized; :data:`OBJECTIVES`):
+
+- ``spearman`` (seed 004): ``−ρ``, ρ the cells' Spearman correlations weighted by their
+  point counts. Blind to any monotone change of the simulated values, so a higher
+  antenna farther away can rank the points as well as the true one.
+- ``rmse``: the RMS difference [dB] between measured and simulated values after one
+  offset per site, fitted in closed form (the mean residual): the unknown transmit
+  power, cable loss and antenna gain of the site. Absolute levels pin distance and
+  height: path loss falls with distance at a slope the offset cannot fake.
+- ``huber``: the same with Huber's loss (``delta_db``) and its offset by iteratively
+  reweighted least squares, robust to shadowed outliers; reported as
+  ``sqrt(2 · mean Huber loss)`` [dB], which equals the RMSE when no residual exceeds
+  ``delta_db``.
+- ``combined``: ``rmse / σ + (1 − ρ)``, σ the spread [dB] of the site's measured
+  values (the RMSE of a constant prediction), so both terms are dimensionless and 0
+  at a perfect fit.
+
+Whatever the objective, every evaluation records ρ, the RMSE, the Huber loss and the
+offset. A point where the candidate's rays do not arrive has no simulated value: for
+ρ it ranks below every received point; for the level objectives it takes a value
+``dark_db`` (10 dB) below the weakest received value of the site, so that a pose that
+leaves measured points dark is penalized, never rewarded by a smaller sample (the
+substitute moves with the simulated values, so the offset invariance holds). A cell
+whose simulated values are all equal scores ρ = 0.
 """
 
 from __future__ import annotations
@@ -33,8 +53,14 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from calibrate.space import SearchSpace
+from twin.errors import InputError
 
-__all__ = ["CellPoints", "Evaluation", "SiteObjective", "spearman"]
+__all__ = ["OBJECTIVES", "CellPoints", "Evaluation", "Score", "SiteObjective", "spearman", "offset_rmse",
+           "offset_huber", "score_site"]
+
+OBJECTIVES = ("spearman", "rmse", "huber", "combined")
+Objective = Literal["spearman", "rmse", "huber", "combined"]
+DARK_DB = 10.0  # an unreceived point counts this far below the weakest received value [dB]
 
 
 @dataclass(frozen=True)
@@ -55,6 +81,35 @@ class CellPoints:
     measured: np.ndarray
 
 
+@dataclass(frozen=True)
+class Score:
+    """How well a site's simulated values match its drive test.
+
+    Attributes
+    ----------
+    loss : float
+        The objective's value (minimized).
+    rho : float
+        The cells' Spearman ρ weighted by their point counts.
+    rho_cells : dict
+        Per cell ρ.
+    rmse_db : float
+        RMS residual after the site's least-squares offset [dB].
+    huber_db : float
+        ``sqrt(2 · mean Huber loss)`` after the site's Huber offset [dB].
+    offset_db : float
+        The offset of the objective (measured − simulated) [dB]: the least-squares one
+        for ``spearman``, ``rmse`` and ``combined``, the Huber one for ``huber``.
+    """
+
+    loss: float
+    rho: float
+    rho_cells: dict[int, float]
+    rmse_db: float
+    huber_db: float
+    offset_db: float
+
+
 @dataclass
 class Evaluation:
     """One objective evaluation: the candidate, its score and its cost."""
@@ -63,6 +118,12 @@ class Evaluation:
     rho: float                      # the site's weighted ρ
     rho_cells: dict[int, float]     # per cell
     seconds: float
+    loss: float = float("nan")      # the objective's value
+    rmse_db: float = float("nan")
+    huber_db: float = float("nan")
+    offset_db: float = float("nan")
+    samples_per_tx: int = 0         # rays of this evaluation
+    stage: str = "global"           # global, refine, recheck (more rays) or profile
 
 
 def spearman(simulated: np.ndarray, measured: np.ndarray) -> float:
@@ -78,9 +139,75 @@ def spearman(simulated: np.ndarray, measured: np.ndarray) -> float:
     return float(spearmanr(sim, meas).statistic)
 
 
+def _fill_dark(simulated: np.ndarray, dark_db: float = DARK_DB) -> np.ndarray:
+    """Unreceived (NaN) values -> ``dark_db`` below the weakest received one (0 dB if none is)."""
+    sim = np.asarray(simulated, np.float64)
+    finite = np.isfinite(sim)
+    floor = sim[finite].min() - dark_db if finite.any() else 0.0
+    return np.where(finite, sim, floor)
+
+
+def offset_rmse(simulated: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    """RMS residual [dB] after the least-squares offset, and the offset ``mean(measured − simulated)`` [dB].
+
+    ``simulated`` and ``measured`` are ``(N,)`` [dB]; NaN simulated values are filled by
+    :func:`_fill_dark`. Adding a constant to ``simulated`` changes the offset only.
+    """
+    resid = np.asarray(measured, np.float64) - _fill_dark(simulated)
+    b = float(resid.mean())
+    return float(np.sqrt(np.mean((resid - b) ** 2))), b
+
+
+def offset_huber(simulated: np.ndarray, measured: np.ndarray, delta_db: float = 6.0,
+                 iterations: int = 50) -> tuple[float, float]:
+    """Huber residual ``sqrt(2 · mean ρ_δ(r − b))`` [dB] at the Huber offset ``b`` [dB], found by IRLS.
+
+    ``ρ_δ(r) = r²/2`` for ``|r| ≤ δ`` and ``δ(|r| − δ/2)`` beyond. The offset starts at the
+    median residual and is reweighted (``w = min(1, δ/|r − b|)``) until it moves by less
+    than 10⁻⁶ dB; the loss is convex in ``b``, so this is its minimum.
+    """
+    if not delta_db > 0:
+        raise InputError(f"huber delta_db: {delta_db} must be > 0")
+    resid = np.asarray(measured, np.float64) - _fill_dark(simulated)
+    b = float(np.median(resid))
+    for _ in range(iterations):
+        a = np.abs(resid - b)
+        w = np.minimum(1.0, delta_db / np.maximum(a, 1e-12))
+        nb = float(np.dot(w, resid) / w.sum())
+        if abs(nb - b) < 1e-6:
+            b = nb
+            break
+        b = nb
+    a = np.abs(resid - b)
+    loss = np.where(a <= delta_db, 0.5 * a ** 2, delta_db * (a - 0.5 * delta_db))
+    return float(np.sqrt(2.0 * loss.mean())), b
+
+
+def score_site(simulated: Mapping[int, np.ndarray], points: Sequence[CellPoints], objective: str = "rmse",
+               delta_db: float = 6.0) -> Score:
+    """Score a site: ρ per cell and weighted, and the level fits over all its points together.
+
+    ``simulated`` maps each cell of ``points`` to its ``(N,)`` simulated values [dB]. One
+    offset serves the whole site (its cells share the transmitter chain); the dark-point
+    substitute is taken over the site's values.
+    """
+    if objective not in OBJECTIVES:
+        raise InputError(f"objective: {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    rho_cells = {p.cell_id: spearman(simulated[p.cell_id], p.measured) for p in points}
+    n = np.array([len(p.measured) for p in points], np.float64)
+    rho = float(np.dot(n, [rho_cells[p.cell_id] for p in points]) / n.sum())
+    sim = np.concatenate([np.asarray(simulated[p.cell_id], np.float64) for p in points])
+    meas = np.concatenate([p.measured for p in points]).astype(np.float64)
+    rmse, b_ls = offset_rmse(sim, meas)
+    hub, b_h = offset_huber(sim, meas, delta_db)
+    spread = float(np.std(meas)) or 1.0
+    loss = {"spearman": -rho, "rmse": rmse, "huber": hub, "combined": rmse / spread + (1.0 - rho)}[objective]
+    return Score(float(loss), rho, rho_cells, rmse, hub, b_h if objective == "huber" else b_ls)
+
+
 @dataclass
 class SiteObjective:
-    """``f(unit point) -> −ρ`` for one site, with its evaluations recorded.
+    """``f(unit point) -> loss`` for one site, with its evaluations recorded.
 
     Parameters
     ----------
@@ -98,6 +225,11 @@ class SiteObjective:
     metric_config : twin.radio.metrics.MetricConfig, optional
     margin_m : float
         Extra border of the window around the points [m].
+    objective : one of :data:`OBJECTIVES`
+    delta_db : float
+        Huber's threshold [dB].
+    stage : str
+        Recorded with each evaluation (the fit sets it per stage).
     """
 
     tracer: Any
@@ -108,6 +240,9 @@ class SiteObjective:
     others: pd.DataFrame | None = None
     metric_config: Any = None
     margin_m: float = 0.0
+    objective: Objective = "huber"
+    delta_db: float = 6.0
+    stage: str = "global"
     evaluations: list[Evaluation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -168,20 +303,18 @@ class SiteObjective:
             out[p.cell_id] = metrics[key][k, :, 0].astype(np.float64)
         return out
 
-    def score(self, simulated: Mapping[int, np.ndarray]) -> tuple[float, dict[int, float]]:
-        """The site's weighted ρ and each cell's ρ."""
-        rho_cells = {p.cell_id: spearman(simulated[p.cell_id], p.measured) for p in self.points}
-        n = np.array([len(p.measured) for p in self.points], np.float64)
-        rho = float(np.dot(n, [rho_cells[p.cell_id] for p in self.points]) / n.sum())
-        return rho, rho_cells
+    def score(self, simulated: Mapping[int, np.ndarray]) -> Score:
+        """The site's :class:`Score` for simulated values (cell -> (N,))."""
+        return score_site(simulated, self.points, self.objective, self.delta_db)
 
     def evaluate(self, values: Mapping[str, float]) -> Evaluation:
         """Trace, sample and score the site at ``values``; the evaluation is recorded."""
         t0 = time.perf_counter()
-        rho, rho_cells = self.score(self.simulate(self.rows(values)))
-        ev = Evaluation(dict(values), rho, rho_cells, time.perf_counter() - t0)
+        sc = self.score(self.simulate(self.rows(values)))
+        ev = Evaluation(dict(values), sc.rho, sc.rho_cells, time.perf_counter() - t0, sc.loss, sc.rmse_db,
+                        sc.huber_db, sc.offset_db, int(self.tracer.config.samples_per_tx), self.stage)
         self.evaluations.append(ev)
         return ev
 
     def __call__(self, unit: Sequence[float]) -> float:
-        return -self.evaluate(self.space.to_values(unit)).rho
+        return self.evaluate(self.space.to_values(unit)).loss

@@ -33,6 +33,17 @@ def main() -> None:
 @click.option("--initial-points", type=int, default=10, show_default=True,
               help="Latin-hypercube evaluations before the GP steers.")
 @click.option("--metric", type=click.Choice(["rssi", "rsrp"]), default="rssi", show_default=True)
+@click.option("--objective", type=click.Choice(["spearman", "rmse", "huber", "combined"]), default="huber",
+              show_default=True, help="What is minimized: absolute levels after a per-site offset (huber, "
+              "rmse), -Spearman rho (seed 004), or both (combined). rho is reported whatever it is.")
+@click.option("--height-prior", type=float, default=None,
+              help="Bound each site's height to the BS file's height ± this many metres.")
+@click.option("--refine-calls", type=int, default=None,
+              help="Of --calls, evaluations of a second stage in a shrunk box around the best pose.")
+@click.option("--recheck-top", type=int, default=None,
+              help="Of --calls, best candidates re-evaluated with 3x the rays; the best of them wins.")
+@click.option("--profile-steps", type=int, default=None,
+              help="Profile evaluations per side and parameter around the result (uncertainty; default 2).")
 @click.option("--params", default="x,y,h,azimuth", show_default=True,
               help="Parameters to fit: x,y,h,azimuth[,tilt,power].")
 @click.option("--bounds", default="", help="Bounds, e.g. 'x=-30:30,h=25:60,azimuth=-60:60' "
@@ -48,19 +59,23 @@ def main() -> None:
 @click.option("--seed", type=int, default=None, help="Random seed of the optimizer (default 0).")
 @overwrite_option
 @clean_errors
-def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_points, metric, params, bounds,
-            samples_per_tx, cell_size, sites, workers, scheduler, config_file, seed, overwrite):
+def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_points, metric, objective, height_prior,
+            refine_calls, recheck_top, profile_steps, params, bounds, samples_per_tx, cell_size, sites, workers,
+            scheduler, config_file, seed, overwrite):
     """Fit each base station's pose (x, y, height, azimuth ...) to a drive test by GP Bayesian optimization.
 
-    Per site, scikit-optimize's gp_minimize with expected improvement maximizes the
-    Spearman ρ between simulated and measured values at the site's drive-test points,
-    the other sites held fixed. Writes the calibrated BS file (a `calibrated` column
-    added) and a report (report.json, report.md, convergence and scatter PNGs).
+    Per site, scikit-optimize's gp_minimize with expected improvement minimizes the
+    objective between simulated and measured values at the site's drive-test points
+    (default: a Huber loss after a fitted per-site offset), the other sites held fixed.
+    Writes the calibrated BS file (a `calibrated` column added) and a report
+    (report.json, report.md, convergence, scatter and profile PNGs; a warning names
+    each site and parameter the drive test does not pin down).
 
     \b
     Example:
       calibrate fit --scene out/helsinki --bs-file bs.csv --drive-test dt.csv \\
-          --out calibrated.csv --report out/calibration --calls 90 --workers 2
+          --out calibrated.csv --report out/calibration --calls 90 --workers 2 \\
+          --objective huber --height-prior 15
     """
     from dataclasses import replace
 
@@ -68,7 +83,9 @@ def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_poin
     from twin.config import load_yaml
 
     cfg = load_yaml(CalibrationConfig, config_file, section="calibrate") if config_file else CalibrationConfig()
-    flags = {"calls": calls, "initial_points": initial_points, "metric": metric, "params": params,
+    flags = {"calls": calls, "initial_points": initial_points, "metric": metric, "objective": objective,
+             "height_prior_m": height_prior, "refine_calls": refine_calls, "recheck_top": recheck_top,
+             "profile_steps": profile_steps, "params": params,
              "bounds": bounds, "samples_per_tx": samples_per_tx, "cell_size_m": cell_size, "seed": seed}
     ctx = click.get_current_context()
 
@@ -85,18 +102,22 @@ def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_poin
                f"({s['skipped']} skipped); mean Spearman rho {s['mean_rho_before']} -> {s['mean_rho_after']}")
     for site in result.sites:
         if site.status == "fitted":
-            click.echo(f"  {site.bs_id}: rho {site.rho_before:.3f} -> {site.rho_after:.3f}, "
+            click.echo(f"  {site.bs_id}: rho {site.rho_before:.3f} -> {site.rho_after:.3f}, RMSE "
+                       f"{site.rmse_before_db:.2f} -> {site.rmse_after_db:.2f} dB, "
                        + ", ".join(f"{k}={v:.1f}" for k, v in site.after.items())
                        + f" ({len(site.evaluations)} evaluations, {site.wall_s:.1f} s)")
         else:
             click.echo(f"  {site.bs_id}: skipped ({site.reason})")
     dt = result.drive_test.summary()
     click.echo(f"drive test: {dt['rows_kept']} of {dt['rows_read']} rows kept; dropped: {dt['dropped_by_reason'] or 'none'}")
+    for site in result.sites:
+        for w in site.warnings:
+            click.echo(f"warning: {w}")
     click.echo(f"wrote {result.out} and {result.report_dir}/")
 
 
 def _flag_name(key: str) -> str:
-    return {"cell_size_m": "cell_size"}.get(key, key)
+    return {"cell_size_m": "cell_size", "height_prior_m": "height_prior"}.get(key, key)
 
 
 @main.command("check")
@@ -128,7 +149,10 @@ def check_cmd(scene_dir, bs_file, drive_test, report_dir, metric, k, test_fracti
     s = res.summary()
     click.echo(f"{s['locations']} locations, mean Spearman rho {s['mean_rho']}; per site: "
                + ", ".join(f"{b}={v:.3f}" for b, v in res.rho_sites.items()))
-    click.echo("k-NN mean error [m]: " + ", ".join(f"[{c}] {v['mean']:.1f}" for c, v in res.knn_m.items()))
+    click.echo("k-NN mean error [m], random split: " + ", ".join(f"[{c}] {v['mean']:.1f}" for c, v in res.knn_m.items()))
+    if res.knn_street_m:
+        click.echo("k-NN mean error [m], street split: "
+                   + ", ".join(f"[{c}] {v['mean']:.1f}" for c, v in res.knn_street_m.items()))
     click.echo(f"wrote {report_dir}/")
 
 

@@ -172,6 +172,11 @@ def test_check_reports_rho_and_four_knn_combinations(case, tmp_path):
     assert set(res.rho_sites) == {"a", "b"}
     s = json.loads((tmp_path / "check" / "check.json").read_text())
     assert s["locations"] == res.n_locations and s["train"] + s["test"] == s["locations"]
+    # the street split: the two roads of the box scene, one held out whole
+    ss = s["street_split"]
+    assert ss["locations_train"] + ss["locations_test"] == s["locations"]
+    assert ss["streets_train"] >= 1 and ss["streets_test"] >= 1 and set(res.knn_street_m) == set(res.knn_m)
+    assert "street split" in (tmp_path / "check" / "check.md").read_text()
     assert (tmp_path / "check" / "check.png").stat().st_size > 0
     # a wrong BS file correlates worse
     wrong = truth.assign(azimuth_deg=(truth["azimuth_deg"] + 180.0) % 360.0)
@@ -192,3 +197,37 @@ def test_dask_workers_give_the_serial_result(case, tmp_path):
         assert p.after["azimuth"] == pytest.approx(s.after["azimuth"])
         assert p.rho_after == pytest.approx(s.rho_after)
     pd.testing.assert_frame_equal(serial.table, parallel.table)
+
+
+def test_profile_warns_when_a_parameter_is_not_identifiable(case, tmp_path):
+    """The RMSE's fitted offset absorbs a power offset exactly: power's profile is flat, azimuth's is not."""
+    scene, root, truth, _ = case
+    cfg = CalibrationConfig(calls=6, initial_points=2, params="azimuth,power", metric="rsrp", objective="rmse",
+                            profile_steps=1, **FAST)
+    with pytest.warns(UserWarning, match="site b: power is not identifiable"):
+        res = calibrate(scene, truth, root / "dt.csv", config=cfg, sites=["b"], report_dir=tmp_path / "rep")
+    b = res.sites[1]
+    assert len(b.evaluations) == 6  # the profile's evaluations are extra, kept apart
+    assert b.pinned["power"]["flat"] and not b.pinned["azimuth"]["flat"]
+    losses = [loss for _, loss, _ in b.profile["power"]]
+    assert max(losses) - min(losses) < 1e-6  # ±2 dB of power: the same RMSE
+    assert [d for d, _, _ in b.profile["azimuth"]] == [-10.0, 0.0, 10.0]
+    assert b.warnings and "power" in b.warnings[0]
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "**flat**" in md and "## Warnings" in md
+    assert (tmp_path / "rep" / "profile_b.png").stat().st_size > 0
+    log = json.loads((tmp_path / "rep" / "report.json").read_text())["sites"][1]
+    assert log["objective"] == "rmse" and log["evaluation_log"][0]["stage"] == "global"
+    assert log["rmse_after_db"] <= log["rmse_before_db"] + 1e-9
+
+
+def test_street_split_holds_out_whole_streets():
+    from calibrate.checks import street_split
+
+    street = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    held = street_split(street, 0.3, seed=0)
+    for s in np.unique(street):  # a street is on one side only
+        assert len(set(held[street == s])) == 1
+    assert 0.3 * len(street) <= held.sum() < len(street)
+    assert (~held).any()
+    assert not street_split(np.zeros(5, int), 0.5, 0).any()  # one street: nothing to hold out
