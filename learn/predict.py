@@ -77,11 +77,14 @@ def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Ten
         within, between = mix.covariance()
         cols["std_m"].append((torch.sqrt((within + between).diagonal(dim1=1, dim2=2).sum(1) / 2) * size)
                              .cpu().numpy())
-        if "target_xy" in batch:
+        if "target_xy" in batch:  # scoring only; NaN where the truth is unknown
             target = batch["target_xy"].float()
-            nll = -mix.log_prob(target).double() + 2 * torch.log(size)  # per unit crop area -> per m²
-            cols["nll"].append(nll.cpu().numpy())
-            cols["hdr_level"].append(mix.hdr_level(target, hdr_draws, gen).cpu().numpy())
+            known = torch.isfinite(target).all(1)
+            safe = torch.where(known[:, None], target, 0.5)
+            nll = -mix.log_prob(safe).double() + 2 * torch.log(size)  # per unit crop area -> per m²
+            cols["nll"].append(torch.where(known, nll, torch.nan).cpu().numpy())
+            level = mix.hdr_level(safe, hdr_draws, gen).double()
+            cols["hdr_level"].append(torch.where(known, level, torch.nan).cpu().numpy())
             cols["truth_xy_m"].append(to_m(target))
         if refine_cfg is not None:
             res = refine(mix, batch, refine_cfg)
@@ -151,16 +154,22 @@ def plot_posteriors(mixtures: list[dict[str, Any]], out_dir: str | os.PathLike, 
     return paths
 
 
-def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch_size: int, num_workers: int):
-    """Evaluation batches of ``corpus`` at ``indices`` with the checkpoint's vocabulary and crops."""
+def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch_size: int, num_workers: int,
+                   prior: Any = None):
+    """Evaluation batches of ``corpus`` at ``indices`` with the checkpoint's vocabulary, crops placed by ``prior``."""
     from torch.utils.data import DataLoader
 
+    from learn.data.dataset import as_data_config
     from learn.data.loader import eval_dataset
+    from learn.priors import crop_origins_m
+
+    size = as_data_config(ckpt["configs"]["data"]).crop_size_m
+    origins = crop_origins_m(prior, corpus, np.asarray(indices, np.int64), size, "the posterior model")
 
     # The checkpoint's normalization (and feature order, map channels): inputs as in training,
     # also when judging the model zero-shot on another corpus.
     ds = eval_dataset(corpus, indices, ckpt["configs"]["data"], cell_vocab=ckpt.get("cell_vocab"),
-                      data_info=ckpt.get("data_info") or None)
+                      data_info=ckpt.get("data_info") or None, crop_origins_m=origins)
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
@@ -195,10 +204,11 @@ class PosteriorMethod:
         """Posterior heatmaps of the first ``n_plots`` samples of the last :meth:`predict`."""
         return plot_posteriors(self.last["mixtures"], out_dir) if self.last else []
 
-    def predict(self, corpus: Any, indices: np.ndarray):
+    def predict(self, corpus: Any, indices: np.ndarray, prior: Any = None):
+        """Posterior over the crop ``prior`` placed (default truth-free, :mod:`learn.priors`)."""
         from learn.methods import Predictions
 
-        loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers)
+        loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers, prior)
         res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device,
                               keep_mixtures=self.n_plots, background_channel=_background_channel(self.ckpt),
                               progress=True)
