@@ -122,7 +122,8 @@ class MapMatcher:
     sigma : array ``(F,)``
         Noise standard deviation per feature [feature units].
     pixel_mask : bool array ``(H, W)``, optional
-        Pixels allowed by the prior (e.g. roads); default all.
+        Pixels allowed by the prior (e.g. roads); default all. Only these are searched:
+        :attr:`x_m`, :attr:`y_m` ``(P',)`` are their centres [m].
     miss_margin : float
         ``miss_value_f`` = the lowest finite value of feature ``f`` over the maps minus this.
     """
@@ -144,12 +145,17 @@ class MapMatcher:
         self.miss_value = np.nan_to_num(lowest, nan=0.0) - miss_margin                       # (F,)
         filled = np.where(np.isfinite(maps), maps, self.miss_value[None, :, None, None].astype(np.float32))
         z = (filled / self.sigma[None, :, None, None].astype(np.float32)).reshape(n * f, h * w)
-        self.z = np.ascontiguousarray(z)                                                     # (n F, P)
-        self.z2 = np.ascontiguousarray(z * z)
         self.pixel_mask = (np.ones(h * w, bool) if pixel_mask is None
                            else np.asarray(pixel_mask, bool).reshape(h * w))
-        self.x_m = np.tile(grid.x_centers_m(), h)                                            # (P,)
-        self.y_m = np.repeat(grid.y_centers_m(), w)
+        # Only the prior's pixels are searched: P' columns (P' = P without a prior).
+        self.pixels = np.flatnonzero(self.pixel_mask)                                         # (P',)
+        z = z[:, self.pixels]
+        self.zz = np.ascontiguousarray(np.concatenate([z * z, z]))                            # (2 n F, P')
+        cx, cy = grid.center_m
+        self.x_m = np.tile(grid.x_centers_m(), h)[self.pixels]                                # (P',) [m]
+        self.y_m = np.repeat(grid.y_centers_m(), w)[self.pixels]
+        self._dx, self._dy = (self.x_m - cx).astype(np.float32), (self.y_m - cy).astype(np.float32)
+        self._centre = (cx, cy)
 
     def _design(self, events: Sequence[tuple[np.ndarray, np.ndarray]], temper: Sequence[float] | np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,18 +179,20 @@ class MapMatcher:
 
     def log_likelihood(self, events: Sequence[tuple[np.ndarray, np.ndarray]], temper: Sequence[float] | np.ndarray | None = None,
                        region: np.ndarray | None = None) -> np.ndarray:
-        """Log-likelihood plus log prior ``(N, P)`` of every pixel (``-inf`` outside the prior/region).
+        """Log-likelihood ``(N, P')`` of the searched pixels (:attr:`x_m`, :attr:`y_m`; ``-inf`` outside ``region``).
 
         ``events``: per sequence ``(cell_id (E,), features (E, F))``; ``temper``: per
-        sequence weight of its events (default 1); ``region``: bool ``(N, P)`` of allowed pixels.
+        sequence weight of its events (default 1); ``region``: bool ``(N, P')`` of allowed pixels.
         """
         temper = [1.0] * len(events) if temper is None else temper
         s1, cnt, s2 = self._design(events, temper)
-        # -2 log p = s2 - 2 s1 . z + cnt . z^2, as float32 GEMMs over the pixels.
-        q = (cnt.astype(np.float32) @ self.z2) - 2.0 * (s1.astype(np.float32) @ self.z) + s2[:, None].astype(np.float32)
-        ll = -0.5 * q
-        allowed = self.pixel_mask[None] if region is None else (region & self.pixel_mask[None])
-        ll = np.where(allowed, ll, -np.inf)
+        # -2 log p = s2 - 2 s1 . z + cnt . z^2: one float32 GEMM over the searched pixels.
+        w = np.concatenate([cnt, -2.0 * s1], axis=1).astype(np.float32)
+        ll = (w @ self.zz)
+        ll += s2[:, None].astype(np.float32)
+        ll *= -0.5
+        if region is not None:
+            ll[~region] = -np.inf
         ll[cnt.sum(1) == 0] = -np.inf  # nothing heard that has a map: no estimate
         return ll
 
@@ -203,17 +211,19 @@ class MapMatcher:
             k = np.argmax(ll, axis=1)
             top = ll[np.arange(len(k)), k]
             ok = np.isfinite(top)
-            with np.errstate(invalid="ignore", over="ignore"):
-                p = np.exp(ll - np.where(ok, top, 0.0)[:, None])
-            p = np.where(ok[:, None], p, 0.0).astype(np.float64)
-            p /= np.maximum(p.sum(1, keepdims=True), 1e-300)
-            mx, my = p @ self.x_m, p @ self.y_m
-            var = p @ (self.x_m**2) - mx**2 + p @ (self.y_m**2) - my**2
+            ll -= np.where(ok, top, 0.0)[:, None]
+            ll[~ok] = -np.inf
+            p = np.exp(ll, out=ll)
+            p /= np.maximum(p.sum(1, keepdims=True), 1e-30)
+            mx, my = p @ self._dx, p @ self._dy
+            var = p @ (self._dx * self._dx) - mx**2 + p @ (self._dy * self._dy) - my**2
             xy[sl] = np.where(ok[:, None], np.stack([self.x_m[k], self.y_m[k]], 1), np.nan)
             std[sl] = np.where(ok, np.sqrt(np.maximum(var, 0.0) / 2), np.nan)
             best[sl] = top
             for j in range(min(keep - len(kept), len(k))):
-                kept.append(p[j].reshape(self.grid.shape))
+                full = np.zeros(self.grid.height * self.grid.width)
+                full[self.pixels] = p[j]
+                kept.append(full.reshape(self.grid.shape))
         return MatchResult(xy, std, best, kept)
 
 
