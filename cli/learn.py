@@ -26,11 +26,12 @@ def main() -> None:
 
 def _prior_options(func):
     for opt in reversed([
-        click.option("--prior", type=click.Choice(["serving-cell", "coarse", "whole", "truth"]),
-                     default="serving-cell", show_default=True,
+        click.option("--prior", type=click.Choice(["auto", "serving-cell", "coarse", "whole", "truth"]),
+                     default="auto", show_default=True,
                      help="Where crop-based methods search: the strongest cell's site, the mode of a coarse "
                           "whole-scene map matching, the whole scene (WkNN, mapmatch), or truth (the seeds' "
-                          "protocol, not deployable)."),
+                          "protocol, not deployable); auto: coarse where the corpus has per-cell maps, else "
+                          "serving-cell."),
         click.option("--reports", type=click.Choice(["last", "all"]), default="last", show_default=True,
                      help="mapmatch: the last report only, or every report tempered by their count."),
         click.option("--pixel-prior", type=click.Choice(["road", "outdoor", "none"]), default="road",

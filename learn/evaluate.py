@@ -46,7 +46,7 @@ class EvalResult:
     known: np.ndarray
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     method_obj: Any = None  # the method itself: learn.plot asks it for its own pictures (plot_extra)
-    prior: str = "serving-cell"   # the crop prior the method ran under (learn.priors)
+    prior: str = "auto"   # the crop prior the method ran under (learn.priors)
     prior_label: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -81,13 +81,13 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
              fit: bool = True, prior: CropPrior | str | None = None) -> EvalResult:
     """Fit ``method`` on the split's train part (when it has ``fit``), judge it on ``part``.
 
-    ``prior`` (:mod:`learn.priors`; default truth-free ``serving-cell``) places the crops of
+    ``prior`` (:mod:`learn.priors`; default truth-free ``auto``) places the crops of
     crop-based methods; the truth is read only to score, after prediction, and a truth
     outside the crop counts with its full error. Raises :class:`InputError` naming the
     corpus when the split is unknown or a part is empty.
     """
-    crop_prior = resolve_prior(prior)
     corpus = data if isinstance(data, Corpus) else open_corpus(data)
+    crop_prior = resolve_prior(prior).for_corpus(corpus)
     if split not in corpus.split_schemes:
         raise InputError(f"{corpus.url}: no split '{split}'; has {', '.join(corpus.split_schemes)}")
     labels = io.read(corpus.samples, f"split_{split}", corpus.url)

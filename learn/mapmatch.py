@@ -26,7 +26,9 @@ measurement instant (the position scored is the last one); ``"all"`` sums every 
 term, tempered by the number of reports (the UE moved between them, so they are not
 independent looks at one pixel). The demo corpus measured ``last`` better (docs/benchmarks.md).
 
-An optional prior restricts the search to outdoor or road pixels (semantic layers). The
+The maps' NaN holes next to buildings and coverage edges are filled once by a NaN-aware
+3x3 box (:func:`fill_holes`). An optional prior restricts the search to outdoor or road
+pixels (semantic layers). The
 posterior over the region is the softmax of the log-likelihood plus log prior; the point
 estimate is its mode (MAP pixel centre) and the spread the square root of half the trace
 of its covariance [m].
@@ -239,6 +241,25 @@ def _coarsen(maps: np.ndarray, factor: int) -> np.ndarray:
         return np.nanmean(blocks, axis=(-3, -1))
 
 
+def fill_holes(maps: np.ndarray, passes: int = 1) -> np.ndarray:
+    """Fill NaN pixels of the last two axes with the mean of their finite 3x3 neighbours, ``passes`` times.
+
+    Pixels next to a building or a coverage edge are often NaN in a twin's map while the
+    UE there still hears the cell; one pass of this NaN-aware box keeps them (measured on
+    the demo corpus: 71.8 -> 49.4 m mean under the same crops; more passes do not help).
+    """
+    from scipy.ndimage import uniform_filter
+
+    out = np.asarray(maps, np.float32)
+    size = (1,) * (out.ndim - 2) + (3, 3)
+    for _ in range(passes):
+        fin = np.isfinite(out)
+        num = uniform_filter(np.where(fin, out, 0.0).astype(np.float64), size=size, mode="constant")
+        den = uniform_filter(fin.astype(np.float64), size=size, mode="constant")
+        out = np.where(fin, out, np.where(den > 0, num / np.maximum(den, 1e-12), np.nan)).astype(np.float32)
+    return out
+
+
 def pixel_mask_of(scene: Any, prior: str) -> np.ndarray | None:
     """Allowed pixels ``(H, W)`` of a corpus scene under ``prior`` (road, outdoor, none)."""
     if prior == "none":
@@ -256,14 +277,15 @@ def pixel_mask_of(scene: Any, prior: str) -> np.ndarray | None:
 
 
 def scene_matcher(corpus: Corpus, scene_index: int, sigma: np.ndarray, pixel_prior: str = "road",
-                  coarse_factor: int = 1) -> MapMatcher:
-    """A :class:`MapMatcher` of one corpus scene (optionally on a grid ``coarse_factor`` times coarser)."""
+                  coarse_factor: int = 1, fill_passes: int = 1) -> MapMatcher:
+    """A :class:`MapMatcher` of one corpus scene (holes filled by :func:`fill_holes`; optionally on a
+    grid ``coarse_factor`` times coarser)."""
     scene = corpus.scene(scene_index)
     if scene.cell_maps is None:
         raise InputError(f"{corpus.url}: scene {scene.name} has no per-cell maps (cell_maps); map matching and "
                          "the coarse prior need them (import with --maps, or use --prior serving-cell)")
     mask = pixel_mask_of(scene, pixel_prior)
-    maps, grid = scene.cell_maps, scene.grid
+    maps, grid = fill_holes(scene.cell_maps, fill_passes), scene.grid
     if coarse_factor > 1:
         maps = _coarsen(maps, coarse_factor)
         if mask is not None:
@@ -296,6 +318,8 @@ class MapMatchBaseline:
         Pixels searched (semantic layers of the corpus scene).
     crop_size_m : float
         Side of the search square a crop prior centres (``--prior``); ``whole`` searches the scene.
+    fill_passes : int
+        Passes of :func:`fill_holes` over the cell maps.
     n_plots : int
         Posteriors kept for :meth:`plot_extra`.
     """
@@ -303,6 +327,7 @@ class MapMatchBaseline:
     reports: str = "last"
     pixel_prior: str = "road"
     crop_size_m: float = 600.0
+    fill_passes: int = 1
     n_plots: int = 8
     name: str = "mapmatch"
 
@@ -322,7 +347,7 @@ class MapMatchBaseline:
         self.last_: list[dict[str, Any]] = []
         for s in np.unique(scenes):
             sel = np.flatnonzero(scenes == s)
-            m = scene_matcher(corpus, int(s), sigma, self.pixel_prior)
+            m = scene_matcher(corpus, int(s), sigma, self.pixel_prior, fill_passes=self.fill_passes)
             region = None
             if centres is not None:
                 c = centres[sel]

@@ -283,8 +283,8 @@ def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | 
         raise InputError(f"{out}: predictions are written as .parquet or .csv")
     if (ckpt is None) == (baseline is None):
         raise InputError("give exactly one of a checkpoint (--ckpt) or a baseline (--baseline mapmatch)")
-    crop_prior = resolve_prior(prior)
     corpus = open_corpus(data)
+    crop_prior = resolve_prior(prior).for_corpus(corpus)
     indices = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
     table: dict[str, Any]
     if ckpt is not None:

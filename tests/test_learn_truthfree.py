@@ -158,3 +158,8 @@ def test_prior_needing_maps_on_corpus_without_maps(tmp_path):
         MapMatchBaseline().predict(corpus, np.arange(5), prior="whole")
     with pytest.raises(InputError, match="prior 'nope'"):
         CropPrior("nope")
+    # the default resolves per corpus: serving-cell without maps, coarse with them
+    assert CropPrior().for_corpus(corpus).name == "serving-cell"
+    assert CropPrior().for_corpus(_corpus(tmp_path / "m.zarr")).name == "coarse"
+    r = evaluate(corpus, KnnSquareBaseline(), "random")
+    assert r.to_json()["prior"] == "serving-cell"
