@@ -163,6 +163,7 @@ class KnnSquareBaseline(WknnBaseline):
 
     crop_size_m: float = 600.0
     name: str = "knn-square"
+    searches_whole = False
 
     def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:
         from learn.priors import resolve_prior
