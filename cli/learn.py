@@ -367,5 +367,68 @@ def predict_cmd(ckpt, baseline, data, out, split, part, prior, reports, pixel_pr
     click.echo(f"wrote {path}: {int(summary['n'])} predictions (prior {summary['prior_label']}){extra}")
 
 
+@main.group("export")
+def export_group() -> None:
+    """Write corpus samples in the drive-test format.
+
+    \b
+    Example:
+      learn export drive-test --data out/demo/corpus.zarr --split spatial --out drive.csv --truth truth.csv
+    """
+
+
+@export_group.command("drive-test")
+@click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Drive test to write (.csv), no positions.")
+@click.option("--truth", "truth_out", required=True, type=click.Path(dir_okay=False),
+              help="The true positions per report time (.csv), kept apart.")
+@click.option("--split", help="Only this split scheme's PART (default: every sample).")
+@click.option("--part", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--n", "n_samples", type=int, help="At most this many samples (the first of the selection).")
+@overwrite_option
+@clean_errors
+def export_drive_test_cmd(data, out, truth_out, split, part, n_samples, overwrite):
+    """Write samples as a drive test without lon/lat (time, cell_id, features) and their truth apart.
+
+    \b
+    Example:
+      learn export drive-test --data out/demo/corpus.zarr --split spatial --n 200 \\
+          --out out/demo/unlabeled.csv --truth out/demo/unlabeled_truth.csv
+    """
+    import numpy as np
+
+    from learn.importers import export_drive_test
+    from twin.corpus.store import open_corpus
+
+    corpus = open_corpus(data)
+    idx = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
+    if n_samples is not None:
+        idx = idx[:n_samples]
+    path, truth_path, n = export_drive_test(corpus, out, truth_out, idx, overwrite=overwrite)
+    click.echo(f"wrote {path}: {n} rows of {len(idx)} samples, no positions; their truth in {truth_path}")
+
+
+@main.command("show-predictions")
+@click.argument("predictions", type=click.Path(dir_okay=False))
+@click.option("--truth", required=True, type=click.Path(dir_okay=False), help="CSV with time, x_m, y_m.")
+@click.option("--data", required=True, type=click.Path(), help="The corpus predicted (its scene is drawn).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@overwrite_option
+@clean_errors
+def show_predictions_cmd(predictions, truth, data, out, overwrite):
+    """Draw `learn predict`'s positions beside the truth (read only here, after prediction).
+
+    \b
+    Example:
+      learn show-predictions out/demo/unlabeled_pred.csv --truth out/demo/unlabeled_truth.csv \\
+          --data out/demo/unlabeled.zarr --out out/demo/unlabeled_pred.png
+    """
+    from learn.plot import plot_predictions_vs_truth
+
+    path, stats = plot_predictions_vs_truth(predictions, truth, data, out, overwrite)
+    click.echo(f"wrote {path}: {int(stats['n'])} predictions against the truth, median error "
+               f"{stats['median_m']:.1f} m, mean {stats['mean_m']:.1f} m")
+
+
 if __name__ == "__main__":  # python -m cli.learn ..., torchrun -m cli.learn pretrain ...
     main()

@@ -44,7 +44,7 @@ from twin.tables import read_drive_test_table
 if TYPE_CHECKING:  # pandas is imported where used: it is slow to import
     import pandas as pd
 
-__all__ = ["import_drive_test", "read_bs_positions", "DRIVE_TEST_FEATURES"]
+__all__ = ["import_drive_test", "export_drive_test", "read_bs_positions", "DRIVE_TEST_FEATURES"]
 
 DRIVE_TEST_FEATURES = {"rsrp_dbm": "dBm", "rssi_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB"}
 _REQUIRED = ("time", "lon", "lat", "cell_id")
@@ -224,3 +224,50 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
                "positions": "known" if located else "unknown",
                "scene_dir": str(scene_dir) if scene_dir else None, "maps": str(maps) if maps else None})
     return corpus, report
+
+
+def export_drive_test(data: str | os.PathLike | Corpus, out: str | os.PathLike, truth_out: str | os.PathLike,
+                      indices: np.ndarray | None = None, gap_s: float = 60.0, overwrite: bool = False
+                      ) -> tuple[Path, Path, int]:
+    """Write samples of a corpus as a drive test **without positions**, and their truth apart.
+
+    ``out`` (CSV) has one row per event: ``time`` (seconds; each sample's reports keep
+    their spacing, samples are ``gap_s`` apart so that they import as separate sequences),
+    ``cell_id`` and the corpus's drive-test features (no lon/lat). ``truth_out`` (CSV) has
+    per report instant ``time, x_m, y_m, lon, lat`` (the UE's true position), for scoring or
+    pictures *after* localization. Returns both paths and the number of rows.
+    """
+    import pandas as pd
+
+    from twin.corpus.store import open_corpus
+    from twin.io import atomic_file
+
+    corpus = data if isinstance(data, Corpus) else open_corpus(data)
+    idx = np.arange(len(corpus)) if indices is None else np.asarray(indices, np.int64)
+    feats = [f for f in corpus.feature_names if f in DRIVE_TEST_FEATURES]
+    if not feats:
+        raise InputError(f"{corpus.url}: no drive-test feature ({', '.join(DRIVE_TEST_FEATURES)}) to export")
+    take = [corpus.feature_names.index(f) for f in feats]
+    b = corpus.batch(idx, ["cell_id", "features", "mask", "time_s", "event_xy_m", "scene_index"])
+    rows, truth = [], []
+    start = 0.0
+    for i in range(len(idx)):
+        m = b["mask"][i].astype(bool)
+        if not m.any():
+            continue
+        t = start + b["time_s"][i][m].astype(np.float64)
+        for tt, c, f in zip(t, b["cell_id"][i][m], b["features"][i][m][:, take], strict=True):
+            rows.append({"time": round(float(tt), 3), "cell_id": int(c),
+                         **{n: float(v) for n, v in zip(feats, f, strict=True)}})
+        frame = corpus.scene(int(b["scene_index"][i])).frame
+        for tt in np.unique(t):
+            xy = b["event_xy_m"][i][m][t == tt][0].astype(np.float64)
+            lon, lat = frame.to_lonlat(xy[0], xy[1]) if frame is not None else (np.nan, np.nan)
+            truth.append({"time": round(float(tt), 3), "x_m": xy[0], "y_m": xy[1], "lon": float(lon),
+                          "lat": float(lat)})
+        start = float(t.max()) + gap_s
+    out, truth_out = Path(out), Path(truth_out)
+    for path, table in ((out, rows), (truth_out, truth)):
+        with atomic_file(path, overwrite=overwrite) as tmp:
+            pd.DataFrame(table).to_csv(tmp, index=False)
+    return out, truth_out, len(rows)
