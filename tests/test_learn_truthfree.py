@@ -163,3 +163,75 @@ def test_prior_needing_maps_on_corpus_without_maps(tmp_path):
     assert CropPrior().for_corpus(_corpus(tmp_path / "m.zarr")).name == "coarse"
     r = evaluate(corpus, KnnSquareBaseline(), "random")
     assert r.to_json()["prior"] == "serving-cell"
+
+
+def test_cli_localizes_a_drive_test_without_positions(tmp_path):
+    """Export reports without lon/lat, import them with --scene/--maps, predict, join back, picture."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from cli.learn import main
+    from tests.data.tiny_city.make import make_maps, make_scene
+    from twin.corpus.sampler import SampleConfig, sample
+    from twin.corpus.store import open_corpus
+    from twin.radio.maps import open_maps
+    from twin.scene.build import load_twin_scene
+
+    scene_dir = make_scene(tmp_path / "scene")
+    maps_url = make_maps(scene_dir, tmp_path / "maps.zarr")
+    maps = open_maps(maps_url)
+    pd.DataFrame({"bs_id": [f"s{c}" for c in maps.cell_ids], "cell_id": maps.cell_ids,
+                  "x_m": maps.cell_xy_m[:, 0], "y_m": maps.cell_xy_m[:, 1]}).to_csv(tmp_path / "bs.csv", index=False)
+    labelled = sample(load_twin_scene(scene_dir), maps_url, SampleConfig(n=30, mode="drive", seed=3),
+                      tmp_path / "s.zarr")
+    run = CliRunner()
+
+    def ok(*args):
+        res = run.invoke(main, [str(a) for a in args])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    ok("export", "drive-test", "--data", labelled.url, "--out", tmp_path / "drive.csv", "--truth", tmp_path / "t.csv")
+    drive = pd.read_csv(tmp_path / "drive.csv")
+    assert "lon" not in drive.columns and "lat" not in drive.columns and len(drive) > 30
+    drive = drive.rename(columns={"rsrp_dbm": "RSRP", "time": "timestamp"})  # the reader's aliases
+    drive.to_csv(tmp_path / "drive.csv", index=False)
+    # bad input: no frame for a position-less file; a BS file of other cells
+    res = run.invoke(main, ["import", "drive-test", str(tmp_path / "drive.csv"), "--bs-file", str(tmp_path / "bs.csv"),
+                            "--out", str(tmp_path / "x.zarr")])
+    assert res.exit_code == 2 and "drive.csv: no lon/lat" in res.output and "--scene" in res.output
+    pd.DataFrame({"bs_id": ["z"], "cell_id": [999], "x_m": [0.0], "y_m": [0.0]}).to_csv(tmp_path / "bs9.csv", index=False)
+    res = run.invoke(main, ["import", "drive-test", str(tmp_path / "drive.csv"), "--bs-file", str(tmp_path / "bs9.csv"),
+                            "--scene", str(scene_dir), "--out", str(tmp_path / "x.zarr")])
+    assert res.exit_code == 2 and "bs9.csv: none of the drive test's cells" in res.output and "999" in res.output
+    ok("import", "drive-test", tmp_path / "drive.csv", "--bs-file", tmp_path / "bs.csv", "--scene", scene_dir,
+       "--maps", maps_url, "--out", tmp_path / "u.zarr")
+    corpus = open_corpus(tmp_path / "u.zarr")
+    assert corpus.attrs["positions"] == "unknown"
+    assert not np.isfinite(corpus.batch(np.arange(len(corpus)), ["position_xy_m"])["position_xy_m"]).any()
+    out = ok("predict", "--baseline", "mapmatch", "--prior", "whole", "--data", tmp_path / "u.zarr",
+             "--out", tmp_path / "p.csv")
+    assert "prior whole" in out
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert len(pred) == len(corpus) and (pred["prior"] == "whole").all() and "error_m" not in pred.columns
+    assert pred[["lon", "lat", "x_m", "y_m", "std_m"]].notna().all().all()
+    # every input row is joined back to exactly one prediction, with its time
+    rows = [int(r) for cell in pred["rows"].astype(str) for r in cell.split(";")]
+    assert sorted(rows) == list(range(1, len(drive) + 1))
+    for _, p in pred.head(20).iterrows():
+        picked = drive.iloc[[int(r) - 1 for r in str(p["rows"]).split(";")]]
+        assert (picked["timestamp"] == p["last_time_s"]).all()
+    # scored afterwards against the truth it never saw: noise-level errors on a 240 m x 200 m town
+    true = pd.read_csv(tmp_path / "t.csv").rename(columns={"time": "last_time_s"})
+    joined = pred.merge(true, on="last_time_s", suffixes=("", "_true"))
+    err = np.hypot(joined["x_m"] - joined["x_m_true"], joined["y_m"] - joined["y_m_true"])
+    assert len(joined) == len(pred) and np.median(err) < 40, np.median(err)
+    out = ok("show-predictions", tmp_path / "p.csv", "--truth", tmp_path / "t.csv", "--data", tmp_path / "u.zarr",
+             "--out", tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 5000 and "median error" in out
+    # a prior needing maps on a corpus without maps
+    ok("import", "drive-test", tmp_path / "drive.csv", "--bs-file", tmp_path / "bs.csv", "--scene", scene_dir,
+       "--out", tmp_path / "nomaps.zarr")
+    res = run.invoke(main, ["predict", "--baseline", "prior-only", "--prior", "coarse", "--data",
+                            str(tmp_path / "nomaps.zarr"), "--out", str(tmp_path / "q.csv")])
+    assert res.exit_code == 2 and "nomaps.zarr" in res.output and "no per-cell maps" in res.output
