@@ -24,6 +24,7 @@ from twin.corpus.store import open_corpus
 
 def main(corpus_path: str = "out/demo/corpus.zarr", ckpt: str | None = "out/demo/model/best.pt",
          split: str = "spatial") -> None:
+    """Print the table for one corpus (``ckpt`` "-" or missing: no model rows)."""
     corpus = open_corpus(corpus_path)
     test = corpus.split_indices(split, "test")
     truth = corpus.batch(test, ["position_xy_m"])["position_xy_m"].astype(np.float64)
@@ -37,7 +38,14 @@ def main(corpus_path: str = "out/demo/corpus.zarr", ckpt: str | None = "out/demo
         from learn.registry import load_method
 
         methods.append((f"posterior ({Path(ckpt).name})", lambda: load_method(ckpt)))
+    from learn.data.scenes import has_cell_maps
+
+    with_maps = has_cell_maps(corpus)
+    if not with_maps:  # no per-cell maps: neither map matching nor the coarse prior
+        methods = [m for m in methods if m[0] != "mapmatch"]
     for name in ("auto", "serving-cell", "coarse", "whole", "truth"):
+        if name == "coarse" and not with_maps:
+            continue
         prior = CropPrior(name).for_corpus(corpus)
         label = name if prior.name == name else f"{name} (= {prior.name})"
         centres = prior.centres_m(corpus, test, 600.0)

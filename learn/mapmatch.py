@@ -361,8 +361,9 @@ class MapMatchBaseline:
         # No heard cell with a map (or no allowed pixel): the prior's centre, else the scene centre.
         missing = ~np.isfinite(xy).all(1)
         if missing.any():
+            mid = {int(s): corpus.scene(int(s)).grid.center_m for s in np.unique(scenes[missing])}
             fallback = centres if centres is not None else np.array(
-                [corpus.scene(int(s)).grid.center_m for s in scenes])
+                [mid.get(int(s), (np.nan, np.nan)) for s in scenes], np.float64)
             xy[missing] = fallback[missing]
         self.std_m_ = std
         return Predictions(xy_m=xy)

@@ -202,6 +202,7 @@ class PriorOnly:
         indices = np.asarray(indices, np.int64)
         centres = resolve_prior(prior).centres_m(corpus, indices, self.crop_size_m)
         if centres is None:
-            scenes = corpus.batch(indices, ["scene_index"])["scene_index"]
-            centres = np.array([corpus.scene(int(s)).grid.center_m for s in scenes], np.float64).reshape(-1, 2)
+            scenes = corpus.batch(indices, ["scene_index"])["scene_index"].astype(np.int64)
+            mid = {int(s): corpus.scene(int(s)).grid.center_m for s in np.unique(scenes)}
+            centres = np.array([mid[int(s)] for s in scenes], np.float64).reshape(-1, 2)
         return Predictions(xy_m=np.asarray(centres, np.float64))
