@@ -36,7 +36,7 @@ def main(data: Path | None = None, out: Path | None = None, epochs: int = 30) ->
     rows = []
     for split in ("spatial", "random"):
         t0 = time.perf_counter()
-        summary = fit_heatmap(corpus.url, split, out / f"heatmap_{split}.pt", epochs=epochs, overwrite=True)
+        summary = fit_heatmap(corpus.url, split, out / f"heatmap_{split}", epochs=epochs, overwrite=True)
         fit_s = time.perf_counter() - t0
         print(summary, file=sys.stderr)
         for name, method in (("heatmap (small)", load_method(summary.path)), ("knn-square", make_baseline("knn-square"))):

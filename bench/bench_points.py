@@ -32,7 +32,6 @@ def main() -> None:
     import twin  # noqa: F401
     from tests.scenes import city_boxes, make_box_scene
     from twin.radio.deployment import deploy
-    from twin.radio.maps import sample_finite
     from twin.radio.tracer import TraceConfig, Tracer
     from twin.scene.build import load_twin_scene
 
@@ -53,7 +52,7 @@ def main() -> None:
     t0 = time.perf_counter()
     maps = tracer.radio_maps(sites)  # [C, H, W]
     t_map = time.perf_counter() - t0
-    by_map = sample_finite(tracer.grid, maps, xy)  # [C, N]
+    by_map = tracer.grid.sample(maps, xy)  # [C, N]
     t0 = time.perf_counter()
     by_paths = tracer.path_gain_at_points(sites, xy)  # [C, N]
     t_paths = time.perf_counter() - t0

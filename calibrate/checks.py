@@ -29,7 +29,6 @@ import pandas as pd
 from calibrate.drive_test import DriveTest, read_drive_test
 from calibrate.objective import spearman
 from twin.errors import InputError
-from twin.radio.maps import sample_finite
 
 __all__ = ["CheckResult", "simulate_at_rows", "knn_errors", "check", "write_check_report"]
 
@@ -68,7 +67,7 @@ def simulate_at_rows(tracer: Any, table: pd.DataFrame, rows: pd.DataFrame, metri
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         gain = tracer.radio_maps(table, grid)  # [C, H, W]
-    pg = sample_finite(grid, gain, xy)  # [C, n_rows]
+    pg = grid.sample(gain, xy)  # [C, n_rows]
     m = compute_metrics(pg[:, :, None], table["power_dbm"].to_numpy(np.float64),
                         table["frequency_hz"].to_numpy(np.float64), metric_config)
     values = m["rsrp_dbm" if metric == "rsrp" else "cell_rssi_dbm"][..., 0]  # [C, n_rows]

@@ -33,7 +33,6 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from calibrate.space import SearchSpace
-from twin.radio.maps import sample_finite
 
 __all__ = ["CellPoints", "Evaluation", "SiteObjective", "spearman"]
 
@@ -136,7 +135,7 @@ class SiteObjective:
                     warnings.simplefilter("ignore", UserWarning)  # rooftop lifts: reported by the caller
                     maps = self.tracer.radio_maps(self._other_rows, self.grid)  # [n_other, H, W]
                 for p in self.points:
-                    self._other_gain[p.cell_id] = sample_finite(self.grid, maps, p.xy_m)
+                    self._other_gain[p.cell_id] = self.grid.sample(maps, p.xy_m)
 
     @property
     def n_points(self) -> int:
@@ -157,7 +156,7 @@ class SiteObjective:
         out = {}
         for p in self.points:
             k = self._index[p.cell_id]
-            pg = sample_finite(self.grid, gain, p.xy_m)  # [n_cells, N]
+            pg = self.grid.sample(gain, p.xy_m)  # [n_cells, N]
             power = rows["power_dbm"].to_numpy(np.float64)
             freq = rows["frequency_hz"].to_numpy(np.float64)
             if p.cell_id in self._other_gain:

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from twin.errors import InputError
-from twin.radio.maps import sample_finite
 
 __all__ = ["road_points", "simulate_drive_test"]
 
@@ -102,7 +101,7 @@ def simulate_drive_test(scene: Any, sites: Any, *, spacing_m: float = 10.0, radi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         gain = tracer.radio_maps(table, grid)  # [C, H, W] dB
-    pg = sample_finite(grid, gain, xy)  # [C, N]
+    pg = grid.sample(gain, xy)  # [C, N]
     metric_config = metric_config or MetricConfig()
     exact = compute_metrics(pg[:, :, None], table["power_dbm"].to_numpy(np.float64),
                             table["frequency_hz"].to_numpy(np.float64), metric_config)

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from cli.options import clean_errors, overwrite_option, seed_option
+from cli.options import clean_errors, config_option, overwrite_option
 
 __all__ = ["main"]
 
@@ -22,6 +22,9 @@ def main() -> None:
       learn import rome-crop ../shared/data/rome_crop/rome_crop_knn_ready.csv --out out/crop.zarr
       learn eval --data out/crop.zarr --split spatial --baseline knn-square
     """
+
+
+_SPLITS = "learn.importers:SplitConfig"
 
 
 def _prior_options(func):
@@ -43,13 +46,12 @@ def _prior_options(func):
 
 def _split_options(func):
     for opt in reversed([
-        seed_option,
-        click.option("--test-frac", type=float, default=0.2, show_default=True, help="Share held out for test."),
-        click.option("--val-frac", type=float, default=0.1, show_default=True, help="Share held out for validation."),
-        click.option("--block-m", type=float, default=200.0, show_default=True,
-                     help="Side of the spatial split's blocks [m]."),
-        click.option("--known-test-frac", type=float, default=0.1, show_default=True,
-                     help="Spatial split: share of the training blocks' samples tested as known streets."),
+        config_option(_SPLITS, "--seed", type=int, help="Random seed of the splits."),
+        config_option(_SPLITS, "--test-frac", type=float, help="Share held out for test."),
+        config_option(_SPLITS, "--val-frac", type=float, help="Share held out for validation."),
+        config_option(_SPLITS, "--block-m", type=float, help="Side of the spatial split's blocks [m]."),
+        config_option(_SPLITS, "--known-test-frac", type=float,
+                      help="Spatial split: share of the training blocks' samples tested as known streets."),
         overwrite_option,
     ]):
         func = opt(func)
@@ -58,9 +60,10 @@ def _split_options(func):
 
 def _splits(seed, test_frac, val_frac, block_m, known_test_frac):
     from learn.importers import SplitConfig
+    from twin.config import resolve_config
 
-    return SplitConfig(seed=seed, test_frac=test_frac, val_frac=val_frac, block_m=block_m,
-                       known_test_frac=known_test_frac)
+    return resolve_config(SplitConfig, None, None, seed=seed, test_frac=test_frac, val_frac=val_frac, block_m=block_m,
+                          known_test_frac=known_test_frac)
 
 
 def _done(corpus, report) -> None:
@@ -187,7 +190,7 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, cr
     \b
     Example:
       learn eval --data out/rome_crop.zarr --split spatial --baseline knn-square --json
-      learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap.pt --plot out/eval
+      learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap/best.pt --plot out/eval
       learn eval --data out/demo/corpus.zarr --split spatial --baseline mapmatch --prior whole
 
     Every figure names its prior (JSON field "prior"); --prior truth is the seeds' protocol
@@ -217,36 +220,40 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, cr
 @click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
 @click.option("--split", default="random", show_default=True,
               help="Split scheme: trains on its train part, picks the epoch on its val part.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt).")
-@click.option("--config", "config_name", type=click.Choice(["small", "full"]), default="small", show_default=True,
-              help="small: 64 px, 4 blocks (CPU); full: seed 004's 224 px DINOv2-L/14-sized ViT.")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak learning rate (warmup-stable-decay).")
-@click.option("--crop-size-m", type=float, help="Side of the crop [m] (default 600).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory (best.pt, last.pt, metrics.csv, curve.png, tb/, config.yaml).")
+@click.option("--config", "config", default="small", show_default=True,
+              help="Preset (small: 64 px, 4 blocks, CPU; full: seed 004's 224 px DINOv2-L/14-sized ViT) "
+                   "or a YAML file with model/train/data sections.")
+@click.option("--epochs", type=int, help="Override train.epochs.")
+@click.option("--max-steps", type=int, help="Stop after this many steps (the schedule is unchanged).")
+@click.option("--batch-size", type=int, help="Override train.batch_size.")
+@click.option("--lr", type=float, help="Override train.lr (peak of warmup-stable-decay).")
+@click.option("--crop-size-m", type=float, help="Override data.crop_size_m (side of the crop [m]).")
 @click.option("--init-weights", type=click.Path(dir_okay=False),
               help="A local state dict (or checkpoint) to start from; tensors matching by name and shape.")
-@click.option("--num-workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
-@seed_option
+@click.option("--num-workers", type=int, help="Override train.num_workers (DataLoader worker processes).")
+@click.option("--seed", type=int, help="Override train.seed.")
+@click.option("--resume", is_flag=True, help="Continue OUT/last.pt.")
 @overwrite_option
 @clean_errors
-def fit_baseline_cmd(name, data, split, out, config_name, epochs, batch_size, lr, crop_size_m, init_weights,
-                     num_workers, seed, overwrite):
+def fit_baseline_cmd(name, data, split, out, config, epochs, max_steps, batch_size, lr, crop_size_m, init_weights,
+                     num_workers, seed, resume, overwrite):
     """Train the MapRadioFormer-style heatmap baseline (from scratch or local weights).
 
-    Writes the checkpoint (kind "heatmap", judged by `learn eval --ckpt`) and a training
-    curve PNG beside it (<out stem>_curve.png).
+    Trains through the same loop as `learn pretrain`; writes the run directory OUT with
+    best.pt (kind "heatmap", judged by `learn eval --ckpt`) and a training curve curve.png.
 
     \b
     Example:
-      learn fit-baseline heatmap --data out/rome_crop.zarr --split spatial --out out/heatmap.pt --epochs 40
-      learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap.pt
+      learn fit-baseline heatmap --data out/rome_crop.zarr --split spatial --out out/heatmap --epochs 40
+      learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap/best.pt
     """
     from learn.heatmap_train import fit_heatmap
 
-    click.echo(fit_heatmap(data, split, out, config=config_name, epochs=epochs, batch_size=batch_size, lr=lr,
-                           init_weights=init_weights, seed=seed, num_workers=num_workers, crop_size_m=crop_size_m,
-                           overwrite=overwrite))
+    click.echo(fit_heatmap(data, split, out, config, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                           lr=lr, init_weights=init_weights, seed=seed, num_workers=num_workers,
+                           crop_size_m=crop_size_m, resume=resume, overwrite=overwrite))
 
 
 def _train_options(func):
@@ -275,9 +282,9 @@ def _train_options(func):
 def _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme=None, threads=None):
     from learn.train import load_run_config
 
-    given = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
-             "num_workers": num_workers, "seed": seed, "split_scheme": split_scheme, "threads": threads}
-    return load_run_config(config, {"train": {k: v for k, v in given.items() if v is not None}})
+    return load_run_config(config, {"train": {
+        "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "num_workers": num_workers,
+        "seed": seed, "split_scheme": split_scheme, "threads": threads}})
 
 
 def _report(result) -> None:

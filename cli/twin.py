@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cli.options import BBOX, clean_errors, overwrite_option, seed_option
+from cli.options import BBOX, clean_errors, config_option, overwrite_option, seed_option
 
 __all__ = ["main"]
 
@@ -86,37 +86,28 @@ def show_scene_cmd(scene_dir, out, overwrite):
     click.echo(f"wrote {out}")
 
 
-def _config(cls: type, path: str | None, section: str, flags: dict[str, Any]) -> Any:
-    """A config from the YAML ``section`` (if given), then the flags that were set."""
-    import dataclasses
-
-    from twin.config import load_yaml
-
-    base = load_yaml(cls, path, section=section) if path else cls()
-    return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
-
-
 @main.command("deploy")
 @click.option("--scene", "scene_dir", required=True, type=click.Path(file_okay=False), help="Scene directory.")
 @click.option("--strategy", required=True, type=click.Choice(["file", "grid", "random", "dense"]))
 @click.option("--bs-file", type=click.Path(dir_okay=False), help="Input BS file (strategy 'file').")
-@click.option("--count", type=int, help="Number of sites (grid, random; extra sites for dense).  [default: 10]")
-@click.option("--min-spacing", "min_spacing_m", type=float, help="Minimum site spacing [m].  [default: 50]")
-@click.option("--height-m", type=float, help="Antenna height above the ground [m].  [default: 40]")
+@config_option("twin.radio.deployment:DeployConfig", "--count", type=int, help="Number of sites (grid, random; extra sites for dense).")
+@config_option("twin.radio.deployment:DeployConfig", "--min-spacing", "min_spacing_m", type=float, help="Minimum site spacing [m].")
+@config_option("twin.radio.deployment:DeployConfig", "--height-m", type=float, help="Antenna height above the ground [m].")
 @click.option("--rooftop", is_flag=True, default=None, help="Sites on roofs: roof height plus --mast-m.")
-@click.option("--mast-m", type=float, help="Mast above a roof [m].  [default: 5]")
-@click.option("--sectors", type=click.Choice(["1", "3"]), help="Sectors per site.  [default: 3]")
-@click.option("--azimuth", "azimuth_deg", type=float, help="First sector's azimuth, clockwise from north [deg].")
+@config_option("twin.radio.deployment:DeployConfig", "--mast-m", type=float, help="Mast above a roof [m].")
+@config_option("twin.radio.deployment:DeployConfig", "--sectors", type=click.Choice(["1", "3"]), help="Sectors per site.")
+@config_option("twin.radio.deployment:DeployConfig", "--azimuth", "azimuth_deg", type=float,
+               help="First sector's azimuth, clockwise from north [deg].")
 @click.option("--random-azimuth", is_flag=True, help="Draw each site's azimuth.")
-@click.option("--tilt", "tilt_deg", type=float, help="Downtilt [deg].  [default: 6]")
-@click.option("--power-dbm", type=float, help="Transmit power per cell [dBm].  [default: 43]")
-@click.option("--frequency-hz", type=float, help="Carrier [Hz].  [default: 1.8e9]")
-@click.option("--bandwidth-hz", type=float, help="Bandwidth [Hz].  [default: 20e6]")
+@config_option("twin.radio.deployment:DeployConfig", "--tilt", "tilt_deg", type=float, help="Downtilt [deg].")
+@config_option("twin.radio.deployment:DeployConfig", "--power-dbm", type=float, help="Transmit power per cell [dBm].")
+@config_option("twin.radio.deployment:DeployConfig", "--frequency-hz", type=float, help="Carrier [Hz].")
+@config_option("twin.radio.deployment:DeployConfig", "--bandwidth-hz", type=float, help="Bandwidth [Hz].")
 @click.option("--pattern", type=click.Choice(["tr38901", "iso"]), help="Antenna pattern.")
-@click.option("--crop-m", type=float, help="dense: crop side that must see --min-visible sites [m].  [default: 600]")
-@click.option("--min-visible", type=int, help="dense: sites per crop.  [default: 3]")
-@click.option("--on-building", type=click.Choice(["rooftop", "reject"]),
-              help="file: an antenna inside a building is lifted to the roof or rejected.  [default: rooftop]")
+@config_option("twin.radio.deployment:DeployConfig", "--crop-m", type=float, help="dense: crop side that must see --min-visible sites [m].")
+@config_option("twin.radio.deployment:DeployConfig", "--min-visible", type=int, help="dense: sites per crop.")
+@config_option("twin.radio.deployment:DeployConfig", "--on-building", type=click.Choice(["rooftop", "reject"]),
+               help="file: an antenna inside a building is lifted to the roof or rejected.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML with a 'deploy' section.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output BS file (.csv or .geojson).")
 @seed_option
@@ -131,11 +122,12 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
     Example:
       twin deploy --scene out/helsinki --strategy dense --count 12 --out out/bs.csv
     """
+    from twin.config import resolve_config
     from twin.radio.deployment import DeployConfig, deploy_to_file
 
     flags["height"] = "rooftop" if rooftop else None
     flags["sectors"] = int(sectors) if sectors else None
-    cfg = _config(DeployConfig, config_file, "deploy", flags)
+    cfg = resolve_config(DeployConfig, config_file, "deploy", **flags)
     if random_azimuth:
         import dataclasses
 
@@ -149,14 +141,12 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
 @click.option("--scene", "scene_dir", required=True, type=click.Path(file_okay=False), help="Scene directory.")
 @click.option("--bs-file", required=True, type=click.Path(dir_okay=False), help="BS file (.csv or .geojson).")
 @click.option("--out", required=True, help="Output radio-map store (maps.zarr).")
-@click.option("--cell-size", "cell_size_m", type=float, help="Map cell [m].  [default: the scene grid's]")
-@click.option("--samples-per-tx", type=int, help="Rays per transmitter.  [default: 1000000]")
-@click.option("--max-depth", type=int, help="Interactions per path.  [default: 3]")
-@click.option("--diffraction/--no-diffraction", default=None, help="Edge diffraction.  [default: off]")
-@click.option("--diffuse/--no-diffuse", "diffuse_reflection", default=None,
-              help="Diffuse scattering.  [default: on]")
-@click.option("--reflection/--no-reflection", "specular_reflection", default=None,
-              help="Specular reflection.  [default: on]")
+@config_option("twin.radio.tracer:TraceConfig", "--cell-size", "cell_size_m", type=float, help="Map cell [m].", default_text="the scene grid's")
+@config_option("twin.radio.tracer:TraceConfig", "--samples-per-tx", type=int, help="Rays per transmitter.")
+@config_option("twin.radio.tracer:TraceConfig", "--max-depth", type=int, help="Interactions per path.")
+@config_option("twin.radio.tracer:TraceConfig", "--diffraction/--no-diffraction", help="Edge diffraction.")
+@config_option("twin.radio.tracer:TraceConfig", "--diffuse/--no-diffuse", "diffuse_reflection", help="Diffuse scattering.")
+@config_option("twin.radio.tracer:TraceConfig", "--reflection/--no-reflection", "specular_reflection", help="Specular reflection.")
 @click.option("--pattern", type=click.Choice(["tr38901", "iso"]), help="Override the BS file's patterns.")
 @click.option("--extrapolate-materials", is_flag=True,
               help="Extend ITU materials outside their frequency ranges instead of failing.")
@@ -174,11 +164,12 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
     Example:
       twin trace --scene out/helsinki --bs-file out/bs.csv --out out/maps.zarr --samples-per-tx 1000000
     """
+    from twin.config import resolve_config
     from twin.radio.tracer import TraceConfig, trace
 
     if extrapolate_materials:
         flags["materials_out_of_range"] = "extrapolate"
-    cfg = _config(TraceConfig, config_file, "trace", flags)
+    cfg = resolve_config(TraceConfig, config_file, "trace", **flags)
     path = trace(scene_dir, bs_file, out, cfg, metric_config=config_file if not path_gain_only else None,
                  metrics=not path_gain_only, overwrite=overwrite, progress=True)
     from twin.radio.maps import open_maps
@@ -229,20 +220,20 @@ def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
 @click.option("--out", "out_url", required=True, help="Corpus store to write (.zarr).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML of SampleConfig fields; the flags below override it.")
-@click.option("--n", type=int, help="Number of sequences  [default: 10000]")
-@click.option("--mode", type=click.Choice(["random", "drive"]),
-              help="Stationary outdoor UEs or vehicles along the roads  [default: random]")
-@click.option("--max-events", type=int, help="Events per sequence T  [default: 20]")
-@click.option("--features", help="Comma-separated maps arrays  [default: rsrp_dbm,rsrq_db,rssi_dbm,sinr_db]")
-@click.option("--max-cells", type=int, help="Cells per measurement report  [default: 4]")
-@click.option("--n-reports", type=int, help="Reports per sequence (0: T / max-cells)  [default: 0]")
-@click.option("--interval", "report_interval_s", type=float, help="Report period [s]  [default: 1]")
-@click.option("--speed", "speed", help="Drive speed range MIN,MAX [m/s]  [default: 5,15]")
-@click.option("--splits", help="Train,val,test road-length shares of the spatial split  [default: 0.7,0.15,0.15]")
-@click.option("--reporting", type=click.Choice(["nr", "lte", "exact"]), default=None,
-              help="Reporting realism: NR ranges, LTE ranges, or exact values  [default: nr]")
-@click.option("--seed", type=int, help="Random seed  [default: 0]")
-@click.option("--chunk", "chunk_samples", type=int, help="Samples per corpus chunk  [default: 4096]")
+@config_option("twin.corpus.sampler:SampleConfig", "--n", type=int, help="Number of sequences.")
+@config_option("twin.corpus.sampler:SampleConfig", "--mode", type=click.Choice(["random", "drive"]),
+               help="Stationary outdoor UEs or vehicles along the roads.")
+@config_option("twin.corpus.sampler:SampleConfig", "--max-events", type=int, help="Events per sequence T.")
+@config_option("twin.corpus.sampler:SampleConfig", "--features", help="Comma-separated maps arrays.")
+@config_option("twin.corpus.sampler:SampleConfig", "--max-cells", type=int, help="Cells per measurement report.")
+@config_option("twin.corpus.sampler:SampleConfig", "--n-reports", type=int, help="Reports per sequence (0: T / max-cells).")
+@config_option("twin.corpus.sampler:SampleConfig", "--interval", "report_interval_s", type=float, help="Report period [s].")
+@config_option("twin.corpus.sampler:SampleConfig", "--speed", "speed", field="speed_mps", help="Drive speed range MIN,MAX [m/s].")
+@config_option("twin.corpus.sampler:SampleConfig", "--splits", field="split_fractions", help="Train,val,test road-length shares of the spatial split.")
+@config_option("twin.corpus.sampler:SampleConfig", "--reporting", type=click.Choice(["nr", "lte", "exact"]), default_text="nr",
+               help="Reporting realism: NR ranges, LTE ranges, or exact values.")
+@config_option("twin.corpus.sampler:SampleConfig", "--seed", type=int, help="Random seed.")
+@config_option("twin.corpus.sampler:SampleConfig", "--chunk", "chunk_samples", type=int, help="Samples per corpus chunk.")
 @overwrite_option
 @clean_errors
 def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str | None, n: int | None,
@@ -256,25 +247,17 @@ def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str
     Example:
       twin sample --scene out/helsinki --maps out/maps.zarr --out out/corpus.zarr --n 100000 --mode drive
     """
-    import dataclasses
-
-    from twin.config import from_dict, load_yaml, to_dict
+    from twin.config import resolve_config
     from twin.corpus.sampler import SampleConfig, sample
     from twin.radio.metrics import ReportingConfig
 
-    config = load_yaml(SampleConfig, config_file) if config_file else SampleConfig()
-    flags = {"n": n, "mode": mode, "max_events": max_events, "max_cells": max_cells, "n_reports": n_reports,
-             "report_interval_s": report_interval_s, "seed": seed, "chunk_samples": chunk_samples,
-             "features": tuple(f.strip() for f in features.split(",")) if features else None,
-             "speed_mps": _floats(speed, "--speed"), "split_fractions": _floats(splits, "--splits")}
-    changes: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
-    if reporting == "lte":
-        changes["reporting"] = ReportingConfig.lte()
-    elif reporting == "exact":
-        changes["reporting"] = ReportingConfig.exact()
-    elif reporting == "nr":
-        changes["reporting"] = ReportingConfig()
-    config = from_dict(SampleConfig, to_dict(dataclasses.replace(config, **changes)), "command line")
+    config = resolve_config(
+        SampleConfig, config_file, None, n=n, mode=mode, max_events=max_events, max_cells=max_cells,
+        n_reports=n_reports, report_interval_s=report_interval_s, seed=seed, chunk_samples=chunk_samples,
+        features=tuple(f.strip() for f in features.split(",")) if features else None,
+        speed_mps=_floats(speed, "--speed"), split_fractions=_floats(splits, "--splits"),
+        reporting={"nr": ReportingConfig(), "lte": ReportingConfig.lte(), "exact": ReportingConfig.exact()
+                   }.get(reporting or ""))
     corpus = sample(scene_dir, maps_url, config, out_url, overwrite=overwrite, progress=True)
     counts = corpus.attrs["counts"]
     click.echo(f"Wrote {counts['samples']} sequences ({config.mode} mode, T={config.max_events}, "

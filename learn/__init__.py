@@ -4,7 +4,7 @@ The stage functions, with their CLI verbs (``docs/learn.md``, ``docs/model.md``)
 
     learn.import_drive_test(file, bs_file, out) ...            learn import drive-test|rome-nbiot|rome-crop|powder
     learn.evaluate.evaluate(corpus, method, split)             learn eval
-    learn.fit_heatmap(corpus, split, out)                      learn fit-baseline heatmap
+    learn.fit_heatmap(corpus, split, out_dir)                  learn fit-baseline heatmap
     learn.pretrain(urls, config, out) / learn.finetune(...)    learn pretrain / finetune
     learn.predict.predict(ckpt, corpus, ...)                   learn predict
 
@@ -23,8 +23,8 @@ _LAZY = {
     **dict.fromkeys(["EvalResult", "evaluate_named"], "learn.evaluate"),
     **dict.fromkeys(["Predictions", "Method"], "learn.methods"),
     **dict.fromkeys(["make_baseline", "WknnBaseline", "KnnSquareBaseline"], "learn.baselines"),
-    **dict.fromkeys(["fit_heatmap"], "learn.heatmap_train"),
-    **dict.fromkeys(["pretrain", "finetune", "build_model", "TrainConfig", "RunConfig",
+    **dict.fromkeys(["fit_heatmap", "HeatmapRunConfig", "load_heatmap_config"], "learn.heatmap_train"),
+    **dict.fromkeys(["pretrain", "finetune", "fit", "build_model", "TrainConfig", "RunConfig",
                      "load_run_config"], "learn.train"),
     **dict.fromkeys(["CorpusDataset", "DataConfig", "make_loader"], "learn.data"),
     **dict.fromkeys(["PosteriorModel"], "learn.model"),

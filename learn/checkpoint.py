@@ -1,16 +1,22 @@
-"""One checkpoint dict that resumes everything, loaded safely (``weights_only=True``).
+"""The one checkpoint writer and reader of every trained model, loaded safely (``weights_only=True``).
 
-Layout (``schema_version`` 1)::
+Layout (``schema_version`` 2; ``kind`` names the model: ``"posterior"``, ``"heatmap"``)::
 
-    {"kind": "posterior", "schema_version": 1,
-     "model": state_dict, "optimizer": state_dict | None, "scaler": state_dict | None,
-     "configs": {"model": {...}, "train": {...}, "data": {...}, "refine": {...}},
+    {"kind": str, "schema_version": 2,
+     "model": state_dict, "optimizer": state_dict | None,
+     "configs": {"model": {...}, "train": {...}, "data": {...}, ...},   # the run config
      "step": int, "epoch": int, "best_val": float,
+     "history": {"epoch": [...], "train_loss": [...], "val_loss": [...], "val_mean_m": [...],
+                 "val_median_m": [...]},                       # one entry per finished epoch
      "cell_vocab": [...], "data_info": {...},   # what the model was trained on
      "rng": {"torch": ByteTensor}}
 
 Only tensors, numbers, strings, lists and dicts are stored, so ``torch.load(...,
-weights_only=True)`` reads it without unpickling arbitrary objects.
+weights_only=True)`` reads it without unpickling arbitrary objects. Every read path
+(:func:`load_checkpoint`, hence :func:`learn.registry.load_method`, ``learn eval --ckpt``,
+``learn predict``, fine-tuning and resuming) checks the required keys and
+``schema_version``. Version 1 (before the heatmap model trained through
+:func:`learn.train.fit`) is refused with a clear error: retrain.
 """
 
 from __future__ import annotations
@@ -26,16 +32,17 @@ import torch
 from twin.errors import CheckpointError
 from twin.io import atomic_file
 
-__all__ = ["KIND", "SCHEMA_VERSION", "save_checkpoint", "load_checkpoint", "load_model_state"]
+__all__ = ["KIND", "SCHEMA_VERSION", "save_checkpoint", "load_checkpoint", "check_checkpoint", "read_torch_file",
+           "load_model_state"]
 
 KIND = "posterior"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _REQUIRED = ("kind", "schema_version", "model", "configs", "step")
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], kind: str = KIND) -> Path:
     """Write ``state`` (with ``kind`` and ``schema_version`` added) atomically to ``path``."""
-    payload = {"kind": KIND, "schema_version": SCHEMA_VERSION, **state}
+    payload = {"kind": kind, "schema_version": SCHEMA_VERSION, **state}
     with atomic_file(path, overwrite=True) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -69,10 +76,14 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = KIND,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint dict; every failure is a :class:`CheckpointError` naming the file.
 
-    ``kind=None`` accepts any kind (the registry dispatches on it).
+    ``kind=None`` accepts any kind (the registry dispatches on it); the required keys and
+    ``schema_version`` are checked for every kind.
     """
-    path = Path(path)
-    ckpt = read_torch_file(path, "checkpoint", map_location)
+    return check_checkpoint(read_torch_file(path, "checkpoint", map_location), path, kind)
+
+
+def check_checkpoint(ckpt: Any, path: str | os.PathLike, kind: str | None = KIND) -> dict[str, Any]:
+    """``ckpt`` itself when it is a checkpoint dict of ``kind`` (any: None) and this schema; else :class:`CheckpointError`."""
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a checkpoint dict (found {type(ckpt).__name__})")
     missing = [k for k in _REQUIRED if k not in ckpt]
@@ -80,7 +91,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = KIND,
         raise CheckpointError(f"{path}: not a learn checkpoint (missing {', '.join(missing)})")
     if kind is not None and ckpt["kind"] != kind:
         raise CheckpointError(f"{path}: a {ckpt['kind']!r} checkpoint, expected {kind!r}")
-    if ckpt["kind"] == KIND and ckpt["schema_version"] != SCHEMA_VERSION:
+    if ckpt["schema_version"] != SCHEMA_VERSION:
         raise CheckpointError(f"{path}: checkpoint schema_version {ckpt['schema_version']}, this toolkit "
                               f"reads {SCHEMA_VERSION}; retrain or convert it")
     return ckpt

@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from learn.data.crops import pixel_centre
+
 __all__ = ["Mixture", "CoarseHead", "FineHead", "cell_centers", "cell_of", "top_k_mixture"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -27,7 +29,7 @@ def cell_centers(grid_size: int, device: torch.device | None = None) -> torch.Te
     g = grid_size
     idx = torch.arange(g * g, device=device)
     i, j = idx // g, idx % g
-    return torch.stack([(j + 0.5) / g, (i + 0.5) / g], dim=-1).float()
+    return torch.stack([pixel_centre(j, g), pixel_centre(i, g)], dim=-1).float()  # the crop's pixel-centre rule
 
 
 def cell_of(xy: torch.Tensor, grid_size: int) -> torch.Tensor:

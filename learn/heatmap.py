@@ -15,12 +15,16 @@ Training minimizes the binary cross-entropy between the logits and a Gaussian bu
 (peak 1, ``target_sigma_px``, centred on the exact truth in pixel units) of the truth;
 inference takes the argmax pixel's centre. Images follow :mod:`learn.data`: row index
 grows north, pixel ``[r, c]`` centred at ``crop_origin_m + ((c + 0.5) / P, (r + 0.5) /
-P) * crop_size_m``. The crop is the evaluation crop of :mod:`learn.data.crops` (the truth
-inside, not centred; the same squares as ``knn-square``).
+P) * crop_size_m`` (:class:`learn.data.crops.CropFrame`). The crop is the evaluation crop
+of :mod:`learn.data.crops` (the truth inside, not centred; the same squares as
+``knn-square``). ``forward(batch, targets=None) -> (HeatmapOutput, loss)`` is the
+interface of every model of :func:`learn.train.fit`, which trains it
+(:func:`learn.heatmap_train.fit_heatmap`).
 
-Configurations: ``small`` (64 px, 8 px patches, width 128, 4 blocks; trains on a CPU)
-and ``full`` (seed 004: 224 px, 14 px patches = 16 x 16 tokens, DINOv2-L/14 width 1024,
-24 blocks, 16 heads, radio MLP 256 -> 1024; about 3·10^8 parameters). No weights are
+Presets (``learn/presets/heatmap_*.yaml``, :func:`learn.heatmap_train.load_heatmap_config`):
+``small`` (64 px, 8 px patches, width 128, 4 blocks; trains on a CPU) and ``full`` (seed
+004: 224 px, 14 px patches = 16 x 16 tokens, DINOv2-L/14 width 1024, 24 blocks, 16 heads,
+radio MLP 256 -> 1024; about 3·10^8 parameters). No weights are
 downloaded: ``init_weights`` loads a local state dict (:func:`load_init_weights`).
 Checkpoint kind ``"heatmap"`` (:func:`load_heatmap_method`, registered on import).
 """
@@ -29,42 +33,48 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from learn.data.crops import pixel_centre
 from learn.data.dataset import CorpusDataset, DataConfig
 from learn.data.loader import make_loader
 from learn.methods import Predictions
 from learn.registry import register_checkpoint_kind
+from twin.config import from_dict
 from twin.corpus.store import Corpus, open_corpus
 from twin.errors import CheckpointError, InputError
 
-__all__ = ["HeatmapConfig", "HeatmapNet", "CONFIGS", "unpatch", "gaussian_targets", "heatmap_loss",
-           "decode_argmax", "HeatmapMethod", "load_heatmap_method", "load_init_weights", "SCHEMA_VERSION"]
+__all__ = ["HeatmapConfig", "HeatmapNet", "HeatmapOutput", "KIND", "unpatch", "gaussian_targets",
+           "heatmap_loss", "decode_argmax", "HeatmapMethod", "load_heatmap_method", "load_init_weights"]
 
-SCHEMA_VERSION = 1
+KIND = "heatmap"  # the checkpoint kind (learn.registry)
 
 
 @dataclass(frozen=True)
 class HeatmapConfig:
-    """Architecture and target settings (``n_features``, ``n_map_channels`` come from the data)."""
+    """Architecture and target settings.
 
-    image_px: int = 64
-    patch_px: int = 8
-    dim: int = 128
+    ``image_px`` (the crop's pixels, ``data.crop_px``), ``n_features`` and
+    ``n_map_channels`` come from the data and are saved in the checkpoint; the crop's
+    side and placement are the run's :class:`learn.data.dataset.DataConfig`.
+    """
+
+    image_px: int = 64            # the small preset's crop: 9.4 m pixels over 600 m, trains on a CPU
+    patch_px: int = 8             # 8 x 8 = 64 patch tokens: attention stays cheap on a CPU
+    dim: int = 128                # width of the small ViT (0.7 M parameters); full: DINOv2-L's 1024
     depth: int = 4
-    heads: int = 4
-    mlp_ratio: float = 2.0
-    radio_hidden: int = 128
-    out_channels: int = 3
-    fourier_bands: int = 8
-    dropout: float = 0.0
-    target_sigma_px: float = 1.5
-    crop_size_m: float = 600.0
+    heads: int = 4                # 32 dimensions per head, as in ViT-S
+    mlp_ratio: float = 2.0        # half ViT's 4: the small sets (~1,000 samples) overfit a wider MLP
+    radio_hidden: int = 128       # the radio-token MLP's hidden width (seed 004: 256 for the full model)
+    out_channels: int = 3         # appendix G: 3 channels unpatched before the 3 x 3 output convolution
+    fourier_bands: int = 8        # octaves of the BS position: down to 1/256 of the crop (~2 m over 600 m)
+    dropout: float = 0.0          # trained briefly on few samples: early stopping on val regularizes
+    target_sigma_px: float = 1.5  # the bump spans ~3 px: gradients on neighbours, argmax still sharp
     n_features: int = 4
     n_map_channels: int = 0
 
@@ -78,21 +88,8 @@ class HeatmapConfig:
     def grid_patches(self) -> int:
         return self.image_px // self.patch_px
 
-    def data_config(self, max_offset_frac: float = 0.35, crop_seed: int = 0) -> DataConfig:
-        """The crops this model reads: ``image_px`` pixels over ``crop_size_m``, no cell-map slots."""
-        return DataConfig(crop_size_m=self.crop_size_m, crop_px=self.image_px, max_cells=0,
-                          max_offset_frac=max_offset_frac, crop_seed=crop_seed)
-
     def to_dict(self) -> dict[str, Any]:
         return {k: (float(v) if isinstance(v, float) else int(v)) for k, v in asdict(self).items()}
-
-
-CONFIGS: dict[str, HeatmapConfig] = {
-    "small": HeatmapConfig(),
-    # seed 004 §6.1-6.2: 224 px crops, DINOv2-L/14 (width 1024, 24 blocks, 16 heads, MLP 4096).
-    "full": HeatmapConfig(image_px=224, patch_px=14, dim=1024, depth=24, heads=16, mlp_ratio=4.0,
-                          radio_hidden=256, out_channels=3, target_sigma_px=2.0),
-}
 
 
 def unpatch(tokens: torch.Tensor, channels: int, patch_px: int) -> torch.Tensor:
@@ -113,8 +110,19 @@ def _fourier(xy: torch.Tensor, bands: int) -> torch.Tensor:
     return torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2)
 
 
+@dataclass
+class HeatmapOutput:
+    """What the heatmap model predicts for a batch."""
+
+    logits: torch.Tensor          # [B, P, P] one logit per pixel (row index north)
+    xy: torch.Tensor              # [B, 2] the argmax pixel's centre in crop coordinates
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample loss terms ("bce")
+
+
 class HeatmapNet(nn.Module):
-    """The heatmap ViT; ``forward(batch) -> logits (B, P, P)`` (row index north)."""
+    """The heatmap ViT; ``forward(batch, targets=None) -> (HeatmapOutput, loss or None)``."""
+
+    LOSS_PARTS = ("bce",)  # the per-sample terms of ``output.parts`` (metrics.csv columns)
 
     def __init__(self, config: HeatmapConfig):
         super().__init__()
@@ -165,7 +173,23 @@ class HeatmapNet(nn.Module):
         pad = torch.cat([torch.zeros(patches.shape[:2], dtype=torch.bool, device=mask.device), ~mask], dim=1)
         return tokens, pad
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor], targets: torch.Tensor | None = None
+                ) -> tuple[HeatmapOutput, torch.Tensor | None]:
+        """Logits and argmax for ``batch``; with ``targets`` ``(B, 2)`` (crop coordinates) the BCE loss too."""
+        logits = self.logits(batch)
+        b, px, _ = logits.shape
+        flat = logits.detach().reshape(b, -1).argmax(dim=1)
+        xy = torch.stack([pixel_centre(flat % px, px), pixel_centre(flat // px, px)], dim=1).float()
+        out = HeatmapOutput(logits, xy)
+        if targets is None:
+            return out, None
+        target = gaussian_targets(targets.float(), px, self.config.target_sigma_px)
+        bce = nn.functional.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+        out.parts = {"bce": bce.mean(dim=(1, 2))}
+        return out, out.parts["bce"].mean()
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One logit per pixel ``(B, P, P)`` (row index north)."""
         c = self.config
         x, pad = self.tokens(batch)
         n = c.grid_patches**2
@@ -181,9 +205,9 @@ class HeatmapNet(nn.Module):
 
 def gaussian_targets(target_xy: torch.Tensor, px: int, sigma_px: float) -> torch.Tensor:
     """Gaussian bumps ``(B, P, P)`` (peak 1 at the exact truth ``target_xy`` ``(B, 2)`` in crop units)."""
-    centres = torch.arange(px, dtype=target_xy.dtype, device=target_xy.device) + 0.5
-    dx = centres[None, None, :] - target_xy[:, 0, None, None] * px    # [B, 1, P] along columns (east)
-    dy = centres[None, :, None] - target_xy[:, 1, None, None] * px    # [B, P, 1] along rows (north)
+    centres = pixel_centre(torch.arange(px, dtype=target_xy.dtype, device=target_xy.device), px)  # [P] crop units
+    dx = (centres[None, None, :] - target_xy[:, 0, None, None]) * px    # [B, 1, P] along columns (east), pixels
+    dy = (centres[None, :, None] - target_xy[:, 1, None, None]) * px    # [B, P, 1] along rows (north), pixels
     return torch.exp(-(dx**2 + dy**2) / (2.0 * sigma_px**2))
 
 
@@ -198,7 +222,7 @@ def decode_argmax(logits: torch.Tensor, crop_origin_m: torch.Tensor, crop_size_m
     b, px, _ = logits.shape
     flat = logits.reshape(b, -1).argmax(dim=1)
     r, c = flat // px, flat % px
-    xy = torch.stack([(c + 0.5) / px, (r + 0.5) / px], dim=1).double()
+    xy = torch.stack([pixel_centre(c, px), pixel_centre(r, px)], dim=1).double()
     return crop_origin_m.double() + xy * crop_size_m.double()[:, None]
 
 
@@ -226,26 +250,23 @@ class HeatmapMethod:
     def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:
         """MAP pixel of the heatmap over the crop ``prior`` placed (default truth-free)."""
         loader = make_loader(self.dataset(corpus, indices, prior), batch_size=self.batch_size)
-        out = [decode_argmax(self.model(b), b["crop_origin_m"], b["crop_size_m"]) for b in loader]
+        out = [decode_argmax(self.model.logits(b), b["crop_origin_m"], b["crop_size_m"]) for b in loader]
         return Predictions(xy_m=torch.cat(out).numpy() if out else np.zeros((0, 2)))
 
 
-def build_model(config: HeatmapConfig, seed: int = 0) -> HeatmapNet:
-    torch.manual_seed(seed)
-    return HeatmapNet(config)
-
-
 def load_init_weights(model: nn.Module, path: str | os.PathLike) -> tuple[int, int]:
-    """Load a local state dict (or a checkpoint dict's ``model``) into ``model`` where names and shapes match.
+    """Load a local state dict (or a checkpoint's ``model``) into ``model`` where names and shapes match.
 
-    Returns ``(loaded, total)`` tensor counts; raises :class:`CheckpointError` when nothing matches.
+    Returns ``(loaded, total)`` tensor counts; raises :class:`CheckpointError` when nothing
+    matches. A toolkit checkpoint (a dict with ``kind``) is checked as every checkpoint is
+    (:func:`learn.checkpoint.check_checkpoint`: keys, ``schema_version``).
     """
-    from learn.checkpoint import read_torch_file
+    from learn.checkpoint import check_checkpoint, read_torch_file
 
     path = os.fspath(path)
     state = read_torch_file(path, "weights")
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    if isinstance(state, dict) and "kind" in state:
+        state = check_checkpoint(state, path, kind=None)["model"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a state dict (name -> tensor)")
     own = model.state_dict()
@@ -259,19 +280,18 @@ def load_init_weights(model: nn.Module, path: str | os.PathLike) -> tuple[int, i
 
 
 def load_heatmap_method(ckpt: dict[str, Any], path: str) -> HeatmapMethod:
-    """Checkpoint loader of kind ``"heatmap"`` (see :mod:`learn.registry`)."""
+    """Checkpoint loader of kind ``"heatmap"`` (see :mod:`learn.registry`; the file is already checked)."""
+    from learn.checkpoint import load_model_state
+
     try:
-        if int(ckpt.get("schema_version", -1)) != SCHEMA_VERSION:
-            raise CheckpointError(f"{path}: heatmap checkpoint schema_version {ckpt.get('schema_version')}, "
-                                  f"this toolkit reads {SCHEMA_VERSION}")
-        config = replace(HeatmapConfig(), **ckpt["configs"]["model"])
+        config = from_dict(HeatmapConfig, ckpt["configs"]["model"], f"{path} model config")
         model = HeatmapNet(config)
-        model.load_state_dict(ckpt["model"])
-        data_state = {"data_config": ckpt["configs"]["data"], "normalization": ckpt["normalization"],
+        load_model_state(model, ckpt["model"], path)
+        data_state = {"data_config": ckpt["configs"]["data"], "normalization": ckpt["data_info"]["normalization"],
                       "cell_vocab": ckpt["cell_vocab"]}
-    except (KeyError, TypeError, RuntimeError) as err:
+    except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path}: malformed heatmap checkpoint ({type(err).__name__}: {err})") from err
     return HeatmapMethod(model, data_state)
 
 
-register_checkpoint_kind("heatmap", load_heatmap_method)
+register_checkpoint_kind(KIND, load_heatmap_method)

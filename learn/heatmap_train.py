@@ -1,45 +1,69 @@
 """Training the heatmap baseline: ``learn fit-baseline heatmap`` (seed 004 §6.3, scaled to a CPU).
 
-:func:`fit_heatmap` trains :class:`learn.heatmap.HeatmapNet` on a split's ``train`` part
-with AdamW and seed 004's warmup-stable-decay schedule (linear warm-up over the first
-10 % of the steps, constant, linear decay to 0 over the last 20 %), random crop offsets
-per epoch, and after each epoch measures the mean localization error on the ``val`` part
-(evaluation crops). The checkpoint keeps the epoch with the lowest validation error
-(the last epoch when there is no val part): the test part is never looked at. Feature
-statistics come from the training part of the chosen split, not the corpus's default.
-Writes the checkpoint atomically and a training curve PNG beside it
-(``<out stem>_curve.png``).
+:func:`fit_heatmap` trains :class:`learn.heatmap.HeatmapNet` through the one training loop
+(:func:`learn.train.fit`: AdamW, the warmup-stable-decay schedule of :mod:`learn.schedule`,
+checkpoints of :mod:`learn.checkpoint`, ``metrics.csv``, TensorBoard, resume) on a split's
+``train`` part, with random crop offsets per epoch, and after each epoch measures the mean
+localization error on the ``val`` part (evaluation crops). ``best.pt`` keeps the epoch with
+the lowest validation error (the last epoch when there is no val part): the test part is
+never looked at. Feature statistics come from the training part of the chosen split
+(:func:`learn.data.stats.feature_statistics`), not the corpus's default. The run directory
+holds ``best.pt`` (kind ``"heatmap"``), ``last.pt``, ``config.yaml``, ``metrics.csv``,
+``tb/`` and the training curve ``curve.png``.
+
+A run is configured by :class:`HeatmapRunConfig` (``model``, ``train``, ``data``): the presets
+``small`` and ``full`` (``learn/presets/heatmap_*.yaml``) or a YAML file, then keyword
+overrides (:func:`twin.config.resolve_config`).
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from learn.data.dataset import CorpusDataset
-from learn.data.loader import make_loader
-from learn.data.stats import Normalization
-from learn.heatmap import (
-    CONFIGS,
-    SCHEMA_VERSION,
-    HeatmapConfig,
-    HeatmapNet,
-    decode_argmax,
-    heatmap_loss,
-    load_init_weights,
-)
+from learn.data.dataset import CorpusDataset, DataConfig
+from learn.data.stats import Normalization, feature_statistics
+from learn.heatmap import KIND, HeatmapConfig, HeatmapNet, load_init_weights
+from learn.train import TrainConfig, fit, prepare_run
+from twin.config import from_dict, resolve_config
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
-from twin.io import atomic_file, check_output
 
-__all__ = ["FitSummary", "fit_heatmap", "wsd_factor", "train_feature_statistics"]
+__all__ = ["FitSummary", "HeatmapRunConfig", "PRESETS", "load_heatmap_config", "fit_heatmap"]
+
+PRESETS = ("small", "full")
+
+
+@dataclass(frozen=True)
+class HeatmapRunConfig:
+    """A heatmap run: the architecture, the training (:class:`learn.train.TrainConfig`) and the crops."""
+
+    model: HeatmapConfig = field(default_factory=HeatmapConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop_px=64, max_cells=0))
+
+    def __post_init__(self) -> None:
+        if self.data.crop_px % self.model.patch_px:
+            raise InputError(f"data.crop_px: {self.data.crop_px} is not a multiple of model.patch_px "
+                             f"{self.model.patch_px} (the patches tile the crop)")
+
+
+def load_heatmap_config(spec: str | os.PathLike | HeatmapRunConfig = "small", **overrides: Any) -> HeatmapRunConfig:
+    """A preset (``small``, ``full``), a YAML file or a config, then ``overrides`` per section (``train={...}``)."""
+    if isinstance(spec, HeatmapRunConfig):
+        return resolve_config(HeatmapRunConfig, spec, None, **overrides)
+    text = os.fspath(spec)
+    if text in PRESETS:
+        with resources.as_file(resources.files("learn.presets").joinpath(f"heatmap_{text}.yaml")) as p:
+            return resolve_config(HeatmapRunConfig, p, None, **overrides)
+    return resolve_config(HeatmapRunConfig, Path(text), None, **overrides)
 
 
 @dataclass
@@ -65,162 +89,76 @@ class FitSummary:
                 f"{val}{init}, {self.seconds:.0f} s); curve {self.curve_png}")
 
 
-def wsd_factor(step: int, total: int, warmup_frac: float = 0.1, decay_frac: float = 0.2) -> float:
-    """Warmup-stable-decay learning-rate factor in [0, 1] at ``step`` of ``total``."""
-    warm = max(1, round(warmup_frac * total))
-    decay_start = total - max(1, round(decay_frac * total))
-    if step < warm:
-        return (step + 1) / warm
-    if step >= decay_start:
-        return max(0.0, (total - step) / max(1, total - decay_start))
-    return 1.0
-
-
-def train_feature_statistics(corpus: Any, indices: np.ndarray) -> tuple[list[float], list[float]]:
-    """Mean and standard deviation of each feature over the real events of ``indices``."""
-    b = corpus.batch(indices, ["features", "mask"])
-    f = b["features"].astype(np.float64)
-    ok = b["mask"][..., None] & np.isfinite(f)
-    n = ok.sum(axis=(0, 1))
-    mean = np.where(n > 0, np.where(ok, f, 0).sum(axis=(0, 1)) / np.maximum(n, 1), 0.0)
-    var = np.where(ok, (f - mean) ** 2, 0).sum(axis=(0, 1)) / np.maximum(n - 1, 1)
-    std = np.sqrt(var)
-    return mean.tolist(), np.where(std > 1e-6, std, 1.0).tolist()
-
-
-def _val_errors(model: HeatmapNet, loader: Any) -> np.ndarray:
-    model.eval()
-    errors = []
-    with torch.no_grad():
-        for b in loader:
-            xy = decode_argmax(model(b), b["crop_origin_m"], b["crop_size_m"])
-            errors.append(torch.linalg.norm(xy - b["position_xy_m"].double(), dim=1).numpy())
-    model.train()
-    return np.concatenate(errors) if errors else np.zeros(0)
-
-
-def _plot_curve(path: Path, history: dict[str, list[float]], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    lines = ax.plot(history["epoch"], history["train_loss"], "b-", label="train BCE")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("train BCE", color="b")
-    ax.set_yscale("log")
-    if any(np.isfinite(history["val_mean_m"])):
-        ax2 = ax.twinx()
-        lines += ax2.plot(history["epoch"], history["val_mean_m"], "r-", label="val mean error")
-        lines += ax2.plot(history["epoch"], history["val_median_m"], "r--", label="val median error")
-        ax2.set_ylabel("val error [m]", color="r")
-    ax.legend(lines, [str(ln.get_label()) for ln in lines], loc="upper right")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def fit_heatmap(data: str | os.PathLike, split: str, out: str | os.PathLike, config: str | HeatmapConfig = "small",
-                epochs: int = 30, batch_size: int = 32, lr: float = 3e-4, weight_decay: float = 0.05,
-                init_weights: str | os.PathLike | None = None, seed: int = 0, num_workers: int = 0,
-                crop_size_m: float | None = None, max_train: int | None = None, overwrite: bool = False,
-                progress: bool = True) -> FitSummary:
-    """Train the heatmap model on ``data``'s ``split`` train part and write a ``"heatmap"`` checkpoint.
+def fit_heatmap(data: str | os.PathLike, split: str, out_dir: str | os.PathLike,
+                config: str | os.PathLike | HeatmapRunConfig = "small", *, epochs: int | None = None,
+                batch_size: int | None = None, lr: float | None = None, seed: int | None = None,
+                num_workers: int | None = None, max_steps: int | None = None, crop_size_m: float | None = None,
+                init_weights: str | os.PathLike | None = None, max_train: int | None = None, resume: bool = False,
+                overwrite: bool = False, progress: bool = True) -> FitSummary:
+    """Train the heatmap model on ``data``'s ``split`` train part into the run directory ``out_dir``.
 
     Parameters
     ----------
-    config : "small", "full" or HeatmapConfig
-        Architecture (``n_features``/``n_map_channels`` are set from the data).
+    config : "small", "full", a YAML file or HeatmapRunConfig
+        The run (``image_px``, ``n_features``, ``n_map_channels`` are set from the data);
+        the keyword arguments given override its ``train`` / ``data`` keys.
     init_weights : path, optional
-        A local state dict to start from (tensors matching by name and shape).
+        A local state dict (or checkpoint) to start from (tensors matching by name and shape).
     max_train : int, optional
         Use only the first ``max_train`` training samples (tests, quick runs).
+    resume : bool
+        Continue ``out_dir/last.pt`` with its own config.
     """
-    from tqdm.auto import tqdm
+    out = Path(out_dir)
+    cfg = load_heatmap_config(config, train={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                                             "num_workers": num_workers, "max_steps": max_steps,
+                                             "split_scheme": split},
+                              data={"crop_size_m": crop_size_m})
+    if resume and (out / "last.pt").is_file():
+        from learn.checkpoint import load_checkpoint
 
-    out = Path(out)
-    check_output(out, overwrite)
-    curve = out.with_name(out.stem + "_curve.png")
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise InputError(f"fit-baseline heatmap: epochs ({epochs}), batch size ({batch_size}) and lr ({lr}) "
-                         "must be positive")
-    if isinstance(config, str):
-        if config not in CONFIGS:
-            raise InputError(f"unknown heatmap config '{config}'; choose one of {', '.join(CONFIGS)}")
-        config = CONFIGS[config]
+        cfg = from_dict(HeatmapRunConfig, load_checkpoint(out / "last.pt", kind=KIND)["configs"],
+                        f"{out / 'last.pt'} configs")
+    tc = cfg.train
+    rank, world, device, ckpt_resume = prepare_run(out, tc, resume, overwrite, KIND)
     corpus = open_corpus(data)
-    if split not in corpus.split_schemes:
-        raise InputError(f"{corpus.url}: no split '{split}'; has {', '.join(corpus.split_schemes)}")
-    train_idx = corpus.split_indices(split, "train")
-    val_idx = corpus.split_indices(split, "val")
+    if tc.split_scheme not in corpus.split_schemes:
+        raise InputError(f"{corpus.url}: no split '{tc.split_scheme}'; has {', '.join(corpus.split_schemes)}")
+    train_idx = corpus.split_indices(tc.split_scheme, "train")
+    val_idx = corpus.split_indices(tc.split_scheme, "val")
     if max_train is not None:
         train_idx = train_idx[:max_train]
     if len(train_idx) == 0:
-        raise InputError(f"{corpus.url}: split '{split}' has no training samples")
-    torch.manual_seed(seed)
-    probe = CorpusDataset([corpus.url], [train_idx[:1]], config.data_config())
-    mean, std = train_feature_statistics(corpus, train_idx)
-    norm = Normalization(probe.feature_names, mean, std, probe.normalization.map_channels,
-                         probe.normalization.map_mean, probe.normalization.map_std)
-    config = replace(config, n_features=len(probe.feature_names), n_map_channels=len(norm.map_channels),
-                     crop_size_m=float(crop_size_m or config.crop_size_m))
-    dcfg = config.data_config()
-    train_ds = CorpusDataset([corpus.url], [train_idx], dcfg, training=True, seed=seed, normalization=norm,
-                             cell_vocab=probe.cell_vocab)
-    val_ds = CorpusDataset([corpus.url], [val_idx], dcfg, training=False, normalization=norm,
-                           cell_vocab=probe.cell_vocab)
-    model = HeatmapNet(config)
-    init_loaded = load_init_weights(model, init_weights) if init_weights else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = len(train_ds) // batch_size if len(train_ds) >= batch_size else 1
-    total = epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: wsd_factor(s, total))
-    history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_mean_m": [], "val_median_m": []}
-    best: tuple[float, int, dict[str, Any] | None] = (np.inf, 0, None)  # score, epoch, model state
-    step = 0
+        raise InputError(f"{corpus.url}: split '{tc.split_scheme}' has no training samples")
     start = time.perf_counter()
-    bar = tqdm(range(epochs), desc="heatmap", unit="epoch", disable=not progress)
-    model.train()
-    for epoch in bar:
-        train_ds.set_epoch(epoch)
-        loader = make_loader(train_ds, batch_size=min(batch_size, len(train_ds)), shuffle=True,
-                             num_workers=num_workers, seed=seed + epoch, drop_last=True)
-        losses = []
-        for b in loader:
-            loss = heatmap_loss(model(b), b["target_xy"], config.target_sigma_px)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            losses.append(float(loss.detach()))
-        val = _val_errors(model, make_loader(val_ds, batch_size=64)) if len(val_ds) else np.zeros(0)
-        vmean = float(val.mean()) if len(val) else float("nan")
-        history["epoch"].append(float(epoch + 1))
-        history["train_loss"].append(float(np.mean(losses)))
-        history["val_mean_m"].append(vmean)
-        history["val_median_m"].append(float(np.median(val)) if len(val) else float("nan"))
-        score = vmean if len(val) else -epoch
-        if score <= best[0]:
-            best = (score, epoch + 1, copy.deepcopy(model.state_dict()))
-        bar.set_postfix(loss=f"{history['train_loss'][-1]:.4f}", val_mean_m=f"{vmean:.1f}")
-    seconds = time.perf_counter() - start
-    ckpt = {
-        "kind": "heatmap", "schema_version": SCHEMA_VERSION, "model": best[2],
-        "optimizer": optimizer.state_dict(), "step": step, "best_epoch": best[1],
-        "configs": {"model": config.to_dict(), "data": dcfg.to_dict(),
-                    "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                              "seed": seed, "split": split, "data": corpus.url, "n_train": len(train_idx),
-                              "init_weights": os.fspath(init_weights) if init_weights else ""}},
-        "normalization": norm.to_dict(), "cell_vocab": probe.cell_vocab.to_list(), "history": history,
-    }
-    with atomic_file(out, overwrite=overwrite) as tmp:
-        torch.save(ckpt, tmp)
-    _plot_curve(curve, history, f"heatmap ({config.image_px} px, {config.depth} blocks) on "
-                f"{Path(corpus.url).name}, split {split}")
-    has_val = len(val_idx) > 0
-    return FitSummary(str(out), str(curve), epochs, step, len(train_idx), len(val_idx), best[1],
-                      float(best[0]) if has_val else None, seconds, init_loaded)
+    if ckpt_resume is not None:
+        norm = Normalization.from_dict(ckpt_resume["data_info"]["normalization"])
+        vocab: Any = ckpt_resume["cell_vocab"]
+    else:
+        probe = CorpusDataset([corpus.url], [train_idx[:1]], cfg.data)  # map statistics and the cell vocabulary
+        mean, std = feature_statistics(corpus, train_idx)
+        norm = Normalization(probe.feature_names, mean, std, probe.normalization.map_channels,
+                             probe.normalization.map_mean, probe.normalization.map_std)
+        vocab = probe.cell_vocab
+    train_ds = CorpusDataset([corpus.url], [train_idx], cfg.data, training=True, seed=tc.seed, normalization=norm,
+                             cell_vocab=vocab)
+    val_ds = CorpusDataset([corpus.url], [val_idx], cfg.data, training=False, normalization=norm,
+                           cell_vocab=train_ds.cell_vocab)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, n_features=len(norm.feature_names), n_map_channels=len(norm.map_channels),
+        image_px=cfg.data.crop_px))
+    model = HeatmapNet(cfg.model)
+    init_loaded = load_init_weights(model, init_weights) if init_weights and ckpt_resume is None else None
+    info = {"cell_vocab": train_ds.cell_vocab.to_list(),
+            "data_info": {**train_ds.state(), "feature_names": list(train_ds.feature_names), "corpus": corpus.url,
+                          "n_train": len(train_idx),
+                          "init_weights": os.fspath(init_weights) if init_weights else ""}}
+    res = fit(model, train_ds, val_ds, cfg, out, kind=KIND, info=info, resume_ckpt=ckpt_resume, progress=progress,
+              device=device, desc="heatmap")
+    has_val = len(val_idx) > 0 and tc.val_batches != 0
+    best = float(res.best_val) if has_val and np.isfinite(res.best_val) else None
+    if best is not None and tc.select_on != "val_mean_m":  # report the error of the kept epoch either way
+        kept = [k for k, e in enumerate(res.history["epoch"]) if e == res.best_epoch]
+        best = float(res.history["val_mean_m"][kept[-1]]) if kept else None
+    return FitSummary(str(res.checkpoint), str(out / "curve.png"), res.epochs, res.steps, len(train_idx), len(val_idx),
+                      res.best_epoch, best, time.perf_counter() - start, init_loaded)

@@ -117,6 +117,11 @@ class PosteriorOutput:
     point: torch.Tensor           # [B, 2] the point estimate used by the physics loss
     parts: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample loss terms
 
+    @property
+    def xy(self) -> torch.Tensor:
+        """The point estimate ``(B, 2)`` the training loop validates: the posterior mean."""
+        return self.mixture.mean()
+
 
 def normalized_relative_time(time_s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``delta_bar_t`` of Eq. 5, ``(B, T)`` in [0, 1].
@@ -282,6 +287,8 @@ class Fusion(nn.Module):
 
 class PosteriorModel(nn.Module):
     """Radio encoder + map encoder + fusion + coarse/fine heads (Fig. 2)."""
+
+    LOSS_PARTS = ("coarse", "fine", "phys")  # the per-sample terms of ``output.parts`` (metrics.csv columns)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Pictures of an evaluation: error CDFs per part and a map of the errors (PNG, Agg)."""
+"""Pictures of an evaluation (error CDFs per part, a map of the errors) and of a training run (PNG, Agg)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,38 @@ import numpy as np
 
 from learn.evaluate import EvalResult
 
-__all__ = ["plot_evaluation", "plot_predictions_vs_truth"]
+__all__ = ["plot_evaluation", "plot_training_curve", "plot_predictions_vs_truth"]
+
+
+def plot_training_curve(history: dict[str, list[float]], path: str | os.PathLike, title: str) -> Path:
+    """A run's curve (``learn.train.fit``'s history): train and val loss per epoch, val errors [m] on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from twin.io import atomic_file
+
+    epochs = history.get("epoch", [])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines = ax.plot(epochs, history.get("train_loss", []), "b-", marker=".", label="train loss")
+    val_loss = history.get("val_loss", [])
+    if np.isfinite(val_loss).any():
+        lines += ax.plot(epochs, val_loss, "b--", marker=".", label="val loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss", color="b")
+    if np.isfinite(history.get("val_mean_m", [])).any():
+        ax2 = ax.twinx()
+        lines += ax2.plot(epochs, history["val_mean_m"], "r-", marker=".", label="val mean error")
+        lines += ax2.plot(epochs, history["val_median_m"], "r--", marker=".", label="val median error")
+        ax2.set_ylabel("val error [m]", color="r")
+    ax.legend(lines, [str(ln.get_label()) for ln in lines], loc="upper right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_file(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
 
 
 def plot_evaluation(result: EvalResult, out_dir: str | os.PathLike) -> list[Path]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from learn.checkpoint import KIND, load_checkpoint, load_model_state
+from learn.data.crops import CropFrame
 from learn.model import ModelConfig, PosteriorModel
 from learn.refine import RefineConfig, refine
 from twin.config import from_dict
@@ -125,8 +126,7 @@ def plot_posteriors(mixtures: list[dict[str, Any]], out_dir: str | os.PathLike, 
     for mix in mixtures:
         x0, y0 = mix["origin_m"]
         size = mix["size_m"]
-        xs = x0 + (np.arange(n_px) + 0.5) / n_px * size
-        ys = y0 + (np.arange(n_px) + 0.5) / n_px * size
+        xs, ys = CropFrame((x0, y0), size, n_px).centres_m()
         xx, yy = np.meshgrid(xs, ys)
         dens = _mixture_density(mix, xx, yy)
         fig, ax = plt.subplots(figsize=(5.2, 4.6))

@@ -16,7 +16,7 @@ from typing import Any
 
 from twin.errors import CheckpointError
 
-__all__ = ["register_checkpoint_kind", "load_checkpoint", "load_method", "checkpoint_kinds"]
+__all__ = ["register_checkpoint_kind", "load_method", "checkpoint_kinds"]
 
 _LOADERS: dict[str, Callable[[dict[str, Any], str], Any]] = {}
 # kind -> module that registers it when imported.
@@ -32,19 +32,15 @@ def checkpoint_kinds() -> list[str]:
     return sorted(set(_LOADERS) | set(_PROVIDERS))
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint dict at ``path`` of any registered kind (``torch.load(weights_only=True)``)."""
-    from learn.checkpoint import read_torch_file
-
-    ckpt = read_torch_file(path)
-    if not isinstance(ckpt, dict) or "kind" not in ckpt:
-        raise CheckpointError(f"{os.fspath(path)}: not a toolkit checkpoint (no 'kind' entry)")
-    return ckpt
-
-
 def load_method(path: str | os.PathLike) -> Any:
-    """A method (``predict(corpus, indices) -> Predictions``) from a checkpoint file."""
-    ckpt = load_checkpoint(path)
+    """A method (``predict(corpus, indices) -> Predictions``) from a checkpoint file.
+
+    The file is read by :func:`learn.checkpoint.load_checkpoint` (any kind; keys and
+    ``schema_version`` checked), then handed to its kind's loader.
+    """
+    from learn.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, kind=None)
     kind = str(ckpt["kind"])
     if kind not in _LOADERS and kind in _PROVIDERS:
         try:

@@ -4,6 +4,13 @@ Warmup-stable-decay (seed 004, Sec. 6.3): the rate ramps linearly to ``lr`` over
 first ``warmup_frac`` of the steps, holds, and decays linearly to ``min_lr`` over the last
 ``decay_frac``. Fine-tuning in seed 004 is the special case ``warmup_frac = 0``,
 ``decay_frac = 1`` (linear decay from the start).
+
+The one schedule of every model (:func:`learn.train.fit`). Its end value is ``min_lr``,
+reached at the last step (``total_steps - 1``): seed 004 decays *to* 0, and with a
+configurable ``min_lr`` the last update is the floor the user asked for. (The heatmap
+baseline used to carry its own copy that stopped one step short, at ``lr / decay_steps``:
+0.05 ``lr`` for 20 decay steps.) With ``min_lr = 0`` the last step makes no update; at the
+hundreds of steps of a run that is one step in a few hundred.
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ __all__ = ["ScheduleConfig", "wsd_lr"]
 @dataclass(frozen=True)
 class ScheduleConfig:
     lr: float = 2e-4              # seed 004: peak 2e-4
-    warmup_frac: float = 0.1      # seed 004: 10% of the run
-    decay_frac: float = 0.2
-    min_lr: float = 0.0           # seed 004: decays to 0
+    warmup_frac: float = 0.1      # seed 004: 10% of the run (Adam's moment estimates settle first)
+    decay_frac: float = 0.2       # WSD's usual cool-down: the last 20 % anneal into a minimum
+    min_lr: float = 0.0           # seed 004: decays to 0 (reached at the last step)
     total_steps: int = 1000
 
     def __post_init__(self) -> None:

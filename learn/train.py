@@ -1,11 +1,17 @@
-"""Pretraining and fine-tuning of the posterior model: a plain loop (nanoGPT style).
+"""The one training loop of every model (nanoGPT style): :func:`fit`.
 
-``pretrain(data, config, out_dir)`` and ``finetune(init, data, config, out_dir)`` stream
-batches from one or more corpora (:mod:`learn.data`), optimize Eq. 24 with AdamW under the
-warmup-stable-decay schedule, use mixed precision on CUDA, log to ``metrics.csv`` and
-TensorBoard, checkpoint (``last.pt``, ``best.pt``) and resume, and run under ``torchrun``
-(DDP) with the same command. Everything is seeded: a run resumed from ``last.pt`` sees
-the same batches as an uninterrupted one.
+:func:`fit` trains any module with ``forward(batch, targets) -> (output, loss)`` (``output``
+has ``xy``, the point estimate ``(B, 2)`` in crop coordinates, and ``parts``, per-sample
+loss terms) on map-style datasets of contract batch dicts: AdamW under the
+warmup-stable-decay schedule (:mod:`learn.schedule`), mixed precision on CUDA, gradient
+clipping, ``metrics.csv`` and TensorBoard, validation per epoch, checkpoints (``last.pt``,
+``best.pt``: :mod:`learn.checkpoint`) and resume, a training curve (``curve.png``), and
+``torchrun`` (DDP) with the same command. Everything is seeded: a run resumed from
+``last.pt`` sees the same batches as an uninterrupted one.
+
+``pretrain(data, config, out_dir)`` and ``finetune(init, data, config, out_dir)`` train the
+posterior model (Eq. 24) through it; :func:`learn.heatmap_train.fit_heatmap` the heatmap
+baseline.
 """
 
 from __future__ import annotations
@@ -20,21 +26,22 @@ from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from learn.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from learn.checkpoint import KIND, load_checkpoint, load_model_state, save_checkpoint
+from learn.data.dataset import DataConfig
 from learn.model import ModelConfig, PosteriorModel
 from learn.refine import RefineConfig
 from learn.schedule import ScheduleConfig, wsd_lr
-from twin.config import dump_yaml, from_dict, load_yaml, to_dict
+from twin.config import dump_yaml, from_dict, resolve_config, to_dict
 from twin.errors import InputError, OutputExistsError, collect
 
-__all__ = ["TrainConfig", "DataOptions", "RunConfig", "TrainResult", "load_run_config", "PRESETS",
+__all__ = ["TrainConfig", "RunConfig", "TrainResult", "load_run_config", "PRESETS", "fit", "prepare_run",
            "pretrain", "finetune", "train", "build_model", "EpochSampler", "to_device", "set_threads"]
 
 PRESETS = ("small", "paper", "finetune")
@@ -42,22 +49,45 @@ PRESETS = ("small", "paper", "finetune")
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How a model is trained: one config for every model of :func:`fit` (posterior, heatmap).
+
+    Each default carries its reason (nanoGPT style). The presets (``learn/presets/*.yaml``,
+    :data:`learn.heatmap_train.PRESETS`) override some of them per model.
+    """
+
+    # Seed 004 Sec. 6.3 trains 30 epochs; max_steps stops a run early (tests, benchmarks, the demo)
+    # without changing the schedule, so a resumed run continues the same curve.
     epochs: int = 30
-    max_steps: int | None = None      # stop early after this many optimizer steps (tests, benchmarks)
+    max_steps: int | None = None
+    # Warmup-stable-decay (learn.schedule): seed 004's peak 2e-4, warm-up over the first 10 % of
+    # the steps (Adam's moments settle before full steps), a linear decay over the last 20 % down
+    # to min_lr = 0 (seed 004 decays to 0; the last step's rate is min_lr).
     lr: float = 2e-4
     warmup_frac: float = 0.1
     decay_frac: float = 0.2
     min_lr: float = 0.0
+    # AdamW as in nanoGPT: decoupled decay 0.05 on matrices only (not biases, norms, embedding
+    # tables), beta2 = 0.95 (faster-moving second moment, steadier for Transformers with small
+    # batches); clip the global gradient norm at 1 (early large-gradient steps of attention).
     weight_decay: float = 0.05
+    beta2: float = 0.95
     grad_clip: float = 1.0
+    # Seed 004's batch of ~32 sequences: fits a CPU and is large enough for the coarse softmax.
     batch_size: int = 32
+    # DataLoader workers: 2 keep the crops' resampling off the training thread on a 2-core CPU.
     num_workers: int = 2
-    amp: bool = True                  # bf16 autocast on CUDA; ignored on CPU
+    amp: bool = True                  # bf16 autocast on CUDA (no loss scaling needed); ignored on CPU
     seed: int = 0
-    log_every: int = 10
+    log_every: int = 10               # metrics.csv / TensorBoard row every N steps: cheap, smooth enough
     checkpoint_every: int = 0         # also save last.pt every N steps (0: at epoch ends only)
-    val_batches: int = 20             # validation batches per epoch (0: no validation)
-    split_scheme: str = "random"
+    # Validation: the first 20 batches of the val part per epoch bound its cost on large corpora
+    # (0: no validation; null: the whole val part, as the small real sets of the heatmap baseline use).
+    val_batches: int | None = 20
+    # best.pt keeps the epoch with the lowest val_loss (the training objective: comparable across
+    # runs) or val_mean_m (the localization error [m] of the point estimate, the heatmap's choice:
+    # its BCE is a poor proxy of the argmax's error).
+    select_on: Literal["val_loss", "val_mean_m"] = "val_loss"
+    split_scheme: str = "random"      # train on its train part, validate on its val part
     threads: int = 1                  # torch intra-op threads per process on CPU (see set_threads)
 
     def __post_init__(self) -> None:
@@ -65,13 +95,19 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: {getattr(self, name)} must be >= 1")
-        for name in ("num_workers", "checkpoint_every", "val_batches", "weight_decay", "grad_clip", "min_lr"):
+        for name in ("num_workers", "checkpoint_every", "weight_decay", "grad_clip", "min_lr"):
             if not getattr(self, name) >= 0:
                 problems.append(f"{name}: {getattr(self, name)} must be >= 0")
+        if self.val_batches is not None and self.val_batches < 0:
+            problems.append(f"val_batches: {self.val_batches} must be >= 0 (or null: the whole val part)")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max_steps: {self.max_steps} must be >= 1 (or null)")
         if not self.lr >= 0:  # 0 is allowed: a run that only evaluates or re-saves a checkpoint
             problems.append(f"lr: {self.lr} must be >= 0")
+        if not 0 <= self.beta2 < 1:
+            problems.append(f"beta2: {self.beta2} is outside [0, 1)")
+        if self.select_on not in ("val_loss", "val_mean_m"):
+            problems.append(f"select_on: {self.select_on!r} must be 'val_loss' or 'val_mean_m'")
         for name in ("warmup_frac", "decay_frac"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name}: {getattr(self, name)} is outside [0, 1]")
@@ -81,27 +117,10 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class DataOptions:
-    crop_size_m: float = 600.0        # seed 004: 600 m crops
-    crop_px: int = 128
-    max_cells: int = 8                # K slots of per-cell physics maps per sequence
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not self.crop_size_m > 0:
-            problems.append(f"crop_size_m: {self.crop_size_m} must be > 0")
-        if self.crop_px < 1:
-            problems.append(f"crop_px: {self.crop_px} must be >= 1")
-        if self.max_cells < 0:
-            problems.append(f"max_cells: {self.max_cells} must be >= 0")
-        collect(problems, "data config")
-
-
-@dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    data: DataOptions = field(default_factory=DataOptions)
+    data: DataConfig = field(default_factory=DataConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
 
     def __post_init__(self) -> None:
@@ -117,25 +136,23 @@ class TrainResult:
     checkpoint: Path
     steps: int
     epochs: int
-    best_val: float
+    best_val: float                   # the select_on metric of best.pt (inf without validation)
     samples_per_s: float
+    best_epoch: int = 0               # epochs finished when best.pt was written
+    history: dict[str, list[float]] = field(default_factory=dict)  # per epoch (see learn.checkpoint)
 
 
 def load_run_config(spec: str | os.PathLike, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
-    """A preset name (``small``, ``paper``, ``finetune``) or a YAML file, then ``overrides`` per section."""
+    """A preset name (``small``, ``paper``, ``finetune``) or a YAML file, then ``overrides`` per section.
+
+    Goes through :func:`twin.config.resolve_config` (the one config path of the CLIs).
+    """
     text = os.fspath(spec)
     if text in PRESETS:
         path = resources.files("learn.presets").joinpath(f"{text}.yaml")
         with resources.as_file(path) as p:
-            cfg = load_yaml(RunConfig, p)
-    else:
-        cfg = load_yaml(RunConfig, Path(text))
-    if overrides:
-        data = to_dict(cfg)
-        for section, values in overrides.items():
-            data[section].update(values)
-        cfg = from_dict(RunConfig, data, f"{text} (with overrides)")
-    return cfg
+            return resolve_config(RunConfig, p, None, **(overrides or {}))
+    return resolve_config(RunConfig, Path(text), None, **(overrides or {}))
 
 
 class EpochSampler(Sampler[int]):
@@ -167,7 +184,7 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-def build_model(cfg: ModelConfig, info: dict[str, Any], data: DataOptions) -> PosteriorModel:
+def build_model(cfg: ModelConfig, info: dict[str, Any], data: DataConfig) -> PosteriorModel:
     """The model with the data-dependent sizes of ``info`` (from :func:`learn.data` datasets)."""
     model_cfg = dataclasses.replace(cfg, n_features=int(info["n_features"]), n_cells=int(info["n_cells"]),
                                     map_channels=int(info["map_channels"]), crop_px=int(data.crop_px))
@@ -248,20 +265,21 @@ def _remap_cells(model: PosteriorModel, state: dict[str, torch.Tensor], old_voca
 class _RunLog:
     """Rank 0's ``metrics.csv`` (flushed after every row) and TensorBoard scalars of a run."""
 
-    HEADER = ["step", "epoch", "lr", "loss", "coarse", "fine", "phys", "val_loss", "val_median_m", "samples_per_s"]
-
-    def __init__(self, out: Path, resume: bool):
+    def __init__(self, out: Path, resume: bool, parts: Sequence[str]):
+        self.parts = list(parts)
+        self.header = ["step", "epoch", "lr", "loss", *self.parts, "val_loss", "val_mean_m", "val_median_m",
+                       "samples_per_s"]
         new_csv = not (out / "metrics.csv").exists() or not resume
         self._csv = open(out / "metrics.csv", "a" if resume else "w", newline="")  # noqa: SIM115
         self._writer = csv.writer(self._csv)
         if new_csv:
-            self._writer.writerow(self.HEADER)
+            self._writer.writerow(self.header)
         from torch.utils.tensorboard import SummaryWriter
 
         self._tb = SummaryWriter(str(out / "tb"))
 
-    def row(self, values: list[Any]) -> None:
-        self._writer.writerow(values)
+    def row(self, **values: Any) -> None:
+        self._writer.writerow([values.get(k, "") for k in self.header])
         self._csv.flush()
 
     def scalar(self, tag: str, value: float, step: int) -> None:
@@ -272,11 +290,31 @@ class _RunLog:
         self._tb.close()
 
 
+def prepare_run(out_dir: str | os.PathLike, tc: TrainConfig, resume: bool, overwrite: bool, kind: str
+                ) -> tuple[int, int, torch.device, dict[str, Any] | None]:
+    """Rank, world size, device and the ``last.pt`` (of ``kind``) to resume, or None; refuses a used run directory.
+
+    Call before building the model: it seeds every library with ``tc.seed + rank``, so the
+    initial weights are the seed's.
+    """
+    rank, world, device = _distributed()
+    out = Path(out_dir)
+    last = out / "last.pt"
+    if rank == 0 and not resume and not overwrite and out.exists() and any(out.iterdir()):
+        raise OutputExistsError(out)
+    if resume and not last.is_file():
+        raise InputError(f"{out}: nothing to resume (no last.pt); drop --resume to start a new run")
+    _seed_everything(tc.seed + rank)
+    if device.type == "cpu":
+        set_threads(tc.threads)
+    return rank, world, device, (load_checkpoint(last, kind=kind) if resume else None)
+
+
 def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | os.PathLike, *,
           init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
           progress: bool = True, datasets: tuple[Dataset, Dataset | None, dict[str, Any]] | None = None
           ) -> TrainResult:
-    """Train on the corpora ``data`` into ``out_dir`` (``pretrain`` and ``finetune`` delegate here).
+    """Train the posterior model on the corpora ``data`` into ``out_dir`` (``pretrain``, ``finetune``).
 
     Parameters
     ----------
@@ -292,33 +330,25 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         Ready datasets yielding contract batch dicts (tests); ``info`` holds ``n_features``,
         ``n_cells``, ``map_channels``, ``cell_vocab`` and ``data_info``.
     """
-    rank, world, device = _distributed()
     out = Path(out_dir)
-    last = out / "last.pt"
-    if rank == 0 and not resume and not overwrite and out.exists() and any(out.iterdir()):
-        raise OutputExistsError(out)
-    if resume and not last.is_file():
-        raise InputError(f"{out}: nothing to resume (no last.pt); drop --resume to start a new run")
-    ckpt_resume = load_checkpoint(last) if resume else None
-    ckpt_init = load_checkpoint(init) if init is not None else None
-    if ckpt_resume is not None:
-        config = from_dict(RunConfig, ckpt_resume["configs"], f"{last} configs")
-    elif ckpt_init is not None:
+    if resume and (out / "last.pt").is_file():  # the run's own config, before seeding with it
+        config = from_dict(RunConfig, load_checkpoint(out / "last.pt")["configs"], f"{out / 'last.pt'} configs")
+    ckpt_init = load_checkpoint(init) if init is not None and not resume else None
+    if ckpt_init is not None:
         # The model and its inputs (crop size and pixels, feature order, map channels and
         # their statistics) are the checkpoint's: the weights only mean something on them.
         init_model = from_dict(ModelConfig, ckpt_init["configs"]["model"], f"{init} model config")
-        init_data = from_dict(DataOptions, ckpt_init["configs"]["data"], f"{init} data config")
+        init_data = from_dict(DataConfig, ckpt_init["configs"]["data"], f"{init} data config")
         config = dataclasses.replace(config, model=init_model, data=dataclasses.replace(
             config.data, crop_px=init_data.crop_px, crop_size_m=init_data.crop_size_m))
     tc = config.train
-    _seed_everything(tc.seed + rank)
-    if device.type == "cpu":
-        set_threads(tc.threads)
+    rank, world, device, ckpt_resume = prepare_run(out, tc, resume, overwrite, KIND)
 
     if datasets is None:
         from learn.data.loader import build_training_data
 
-        init_norm = (ckpt_init.get("data_info") or {}).get("normalization") if ckpt_init is not None else None
+        source = ckpt_resume if ckpt_resume is not None else ckpt_init  # inputs as the weights saw them
+        init_norm = (source.get("data_info") or {}).get("normalization") if source is not None else None
         datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,
                                        normalization=init_norm)
     train_set, val_set, info = datasets
@@ -328,39 +358,71 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
     if ckpt_init is not None and init is not None:
         load_model_state(model, ckpt_init["model"], init, skip=("radio.tokens.cell.",))
         _remap_cells(model, ckpt_init["model"], ckpt_init.get("cell_vocab", []), vocab)
-    opt = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
-    step, start_epoch, best_val = 0, 0, math.inf
-    if ckpt_resume is not None:
-        load_model_state(model, ckpt_resume["model"], last)
-        opt.load_state_dict(ckpt_resume["optimizer"])
-        step, start_epoch = int(ckpt_resume["step"]), int(ckpt_resume["epoch"])
-        best_val = float(ckpt_resume.get("best_val", math.inf))
+    return fit(model, train_set, val_set, config, out, kind=KIND, info=info, resume_ckpt=ckpt_resume,
+               progress=progress, device=device)
+
+
+def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, config: Any, out_dir: str | os.PathLike,
+        *, kind: str, info: dict[str, Any], resume_ckpt: dict[str, Any] | None = None, progress: bool = True,
+        device: torch.device | None = None, desc: str = "train") -> TrainResult:
+    """Train ``model`` (``forward(batch, targets) -> (output, loss)``) into the run directory ``out_dir``.
+
+    ``config`` is the run's config dataclass: its ``train`` field is the :class:`TrainConfig`;
+    the whole of it goes to ``config.yaml`` and the checkpoints' ``configs``. ``kind`` names
+    the checkpoints (:mod:`learn.registry`); ``info`` gives their ``cell_vocab`` and
+    ``data_info``. ``resume_ckpt`` (``last.pt`` of this run) restores the weights, the
+    optimizer, the step and the history. The caller builds the model after
+    :func:`prepare_run` (seeds, threads, resume file). Writes ``config.yaml``,
+    ``metrics.csv``, ``tb/``, ``last.pt``, ``best.pt`` and ``curve.png``.
+    """
+    tc: TrainConfig = config.train
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    device = device or next(model.parameters()).device
+    out = Path(out_dir)
+    last = out / "last.pt"
+    model = model.to(device)
+    vocab = list(info.get("cell_vocab", []))
+    opt = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, tc.beta2))
+    step, start_epoch, best_val, best_epoch = 0, 0, math.inf, 0
+    history: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "val_loss", "val_mean_m",
+                                                       "val_median_m")}
+    if resume_ckpt is not None:
+        load_model_state(model, resume_ckpt["model"], last)
+        opt.load_state_dict(resume_ckpt["optimizer"])
+        step, start_epoch = int(resume_ckpt["step"]), int(resume_ckpt["epoch"])
+        best_val = float(resume_ckpt.get("best_val", math.inf))
+        best_epoch = int(resume_ckpt.get("best_epoch", 0))
+        history = {k: list(resume_ckpt.get("history", {}).get(k, [])) for k in history}
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                            else None) if world > 1 else model)
 
     if not isinstance(train_set, Sized):
         raise InputError("train: the training dataset has no length (a map-style Dataset with __len__ is needed)")
+    if len(train_set) == 0:
+        raise InputError("train: the training dataset is empty")
     per_rank = math.ceil(len(train_set) / world)
-    steps_per_epoch = max(per_rank // tc.batch_size, 1)
+    batch_size = min(tc.batch_size, per_rank)  # a set smaller than one batch still trains
+    steps_per_epoch = max(per_rank // batch_size, 1)
     # max_steps stops a run early without changing its schedule, so resuming continues it exactly.
     sched = ScheduleConfig(tc.lr, tc.warmup_frac, tc.decay_frac, tc.min_lr, steps_per_epoch * tc.epochs)
     total = sched.total_steps if tc.max_steps is None else min(sched.total_steps, tc.max_steps)
     use_amp = tc.amp and device.type == "cuda"
+    has_val = val_set is not None and isinstance(val_set, Sized) and len(val_set) > 0 and tc.val_batches != 0
 
     log: _RunLog | None = None  # rank 0 only
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         dump_yaml(config, out / "config.yaml")
-        log = _RunLog(out, resume)
+        log = _RunLog(out, resume_ckpt is not None, getattr(model, "LOSS_PARTS", ()))
 
     def state(epoch: int) -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "configs": to_dict(config),
-                "step": step, "epoch": epoch, "best_val": best_val, "cell_vocab": vocab,
-                "data_info": info.get("data_info", {}), "rng": {"torch": torch.get_rng_state()}}
+                "step": step, "epoch": epoch, "best_val": best_val, "best_epoch": best_epoch, "history": history,
+                "cell_vocab": vocab, "data_info": info.get("data_info", {}), "rng": {"torch": torch.get_rng_state()}}
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress or rank != 0)
+    bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not progress or rank != 0)
     t_start, n_seen, t_other = time.perf_counter(), 0, 0.0  # t_other: validation and checkpoints
     epoch = start_epoch
     done = step >= total
@@ -368,11 +430,12 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         skip = step - epoch * steps_per_epoch
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)  # new random crops each epoch (workers are re-created per epoch)
-        sampler = EpochSampler(len(train_set), tc.seed, epoch, rank, world, start=max(skip, 0) * tc.batch_size)
-        loader = DataLoader(train_set, batch_size=tc.batch_size, sampler=sampler, drop_last=True,
+        sampler = EpochSampler(len(train_set), tc.seed, epoch, rank, world, start=max(skip, 0) * batch_size)
+        loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True,
                             num_workers=tc.num_workers, worker_init_fn=_worker_init,
                             pin_memory=device.type == "cuda", persistent_workers=False)
         ddp_model.train()
+        losses: list[float] = []
         for batch in loader:
             batch = to_device(batch, device)
             lr = wsd_lr(step, sched)
@@ -386,20 +449,20 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
             step += 1
+            losses.append(loss.item())
             n_seen += batch["target_xy"].shape[0] * world
             bar.update(1)
             if log is not None and (step % tc.log_every == 0 or step == total):
                 rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
-                parts = {k: float(v.detach().mean()) for k, v in out_.parts.items()}
-                log.row([step, epoch, lr, loss.item(), parts.get("coarse", ""), parts.get("fine", ""),
-                         parts.get("phys", ""), "", "", round(rate, 2)])
-                log.scalar("train/loss", loss.item(), step)
+                parts = {k: float(v.detach().float().mean()) for k, v in out_.parts.items()}
+                log.row(step=step, epoch=epoch, lr=lr, loss=losses[-1], samples_per_s=round(rate, 2), **parts)
+                log.scalar("train/loss", losses[-1], step)
                 log.scalar("train/lr", lr, step)
                 for k, v in parts.items():
                     log.scalar(f"train/{k}", v, step)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if rank == 0 and tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                save_checkpoint(last, state(epoch))
+                save_checkpoint(last, state(epoch), kind)
             if step >= total:
                 done = True
                 break
@@ -407,50 +470,60 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
             epoch += 1
         t_pause = time.perf_counter()
         if log is not None:
-            val_loss, val_med = (_validate(model, val_set, tc, device, use_amp)
-                                 if val_set is not None and tc.val_batches else (math.nan, math.nan))
-            if not math.isnan(val_loss):
-                log.scalar("val/loss", val_loss, step)
-                log.scalar("val/median_m", val_med, step)
-                log.row([step, epoch, "", "", "", "", "", val_loss, val_med, ""])
-            improved = not math.isnan(val_loss) and val_loss < best_val
+            val = (_validate(model, val_set, tc, device, use_amp) if has_val and val_set is not None
+                   else {"val_loss": math.nan, "val_mean_m": math.nan, "val_median_m": math.nan})
+            history["epoch"].append(float(epoch))
+            history["train_loss"].append(float(np.mean(losses)) if losses else math.nan)
+            for k, v in val.items():
+                history[k].append(v)
+            if not math.isnan(val["val_loss"]):
+                for k, v in val.items():
+                    log.scalar(f"val/{k[4:]}", v, step)
+                log.row(step=step, epoch=epoch, **val)
+            score = val[tc.select_on]
+            improved = not math.isnan(score) and score < best_val
             if improved:
-                best_val = val_loss
-            save_checkpoint(last, state(epoch))
-            if improved or val_set is None or not tc.val_batches:
-                save_checkpoint(out / "best.pt", state(epoch))
+                best_val, best_epoch = score, epoch
+            if improved or not has_val:
+                best_epoch = best_epoch if has_val else epoch
+                save_checkpoint(out / "best.pt", state(epoch), kind)
+            save_checkpoint(last, state(epoch), kind)
         t_other += time.perf_counter() - t_pause
     bar.close()
     rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
     if log is not None:
         if not (out / "best.pt").exists():
-            save_checkpoint(out / "best.pt", state(epoch))
+            save_checkpoint(out / "best.pt", state(epoch), kind)
         log.close()
+        from learn.plot import plot_training_curve
+
+        plot_training_curve(history, out / "curve.png", f"{kind} on {out.name}")
     if world > 1:
         dist.barrier()
-    return TrainResult(out, out / "best.pt", step, epoch, best_val, rate)
+    return TrainResult(out, out / "best.pt", step, epoch, best_val, rate, best_epoch, history)
 
 
 @torch.no_grad()
-def _validate(model: PosteriorModel, val_set: Dataset, tc: TrainConfig, device: torch.device, use_amp: bool
-              ) -> tuple[float, float]:
-    """Mean loss and median error [m] (posterior mean) over the first ``val_batches`` batches."""
+def _validate(model: torch.nn.Module, val_set: Dataset, tc: TrainConfig, device: torch.device, use_amp: bool
+              ) -> dict[str, float]:
+    """Mean loss and mean / median error [m] of the point estimate over ``val_batches`` batches (all: None)."""
     model.eval()
     loader = DataLoader(val_set, batch_size=tc.batch_size, shuffle=False, num_workers=0)
     losses, errors = [], []
     for k, batch in enumerate(loader):
-        if k >= tc.val_batches:
+        if tc.val_batches is not None and k >= tc.val_batches:
             break
         batch = to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             out, loss = model(batch, batch["target_xy"])
         losses.append(float(loss))
-        err = (out.mixture.mean() - batch["target_xy"]).norm(dim=1) * batch["crop_size_m"]
-        errors.append(err.float().cpu())
+        err = (out.xy.double() - batch["target_xy"].double()).norm(dim=1) * batch["crop_size_m"].double()
+        errors.append(err.cpu())
     model.train()
     if not losses:
-        return math.nan, math.nan
-    return float(np.mean(losses)), float(torch.cat(errors).median())
+        return {"val_loss": math.nan, "val_mean_m": math.nan, "val_median_m": math.nan}
+    e = torch.cat(errors)
+    return {"val_loss": float(np.mean(losses)), "val_mean_m": float(e.mean()), "val_median_m": float(e.median())}
 
 
 def pretrain(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | os.PathLike, **kw: Any

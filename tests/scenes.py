@@ -14,7 +14,6 @@ Run as a script to write the default scene: ``python -m tests.scenes OUT_DIR``.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -114,33 +113,16 @@ def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: 
         The scene origin in WGS84 degrees.
     """
     import geopandas as gpd
-    import zarr
     from shapely.geometry import LineString, box
 
     from twin.geo import Grid, SceneFrame
+    from twin.io import atomic_dir
+    from twin.scene.build import write_scene_files
 
     out = Path(out)
-    (out / "meshes").mkdir(parents=True, exist_ok=False)
     frame = SceneFrame.from_lonlat(*origin_lonlat)
     s = float(half_size_m)
     grid = Grid.covering(-s, -s, s, s, cell_size_m)
-
-    shapes: list[tuple[str, str]] = []
-    if ground:
-        m = s + 50.0  # a margin so that rays near the edge still meet the ground
-        gv = np.array([[-m, -m, 0], [m, -m, 0], [m, m, 0], [-m, m, 0]], dtype=np.float64)
-        _write_ply(out / "meshes" / "ground.ply", gv, np.array([[0, 1, 2], [0, 2, 3]]))
-        shapes.append(("meshes/ground.ply", ground_material))
-    if boxes:
-        verts, faces = [], []
-        for k, b in enumerate(boxes):
-            v, f = _box_mesh(*b)
-            verts.append(v)
-            faces.append(f + 8 * k)
-        _write_ply(out / "meshes" / f"buildings-{_BUILDING_MATERIAL}.ply",
-                   np.concatenate(verts), np.concatenate(faces))
-        shapes.append((f"meshes/buildings-{_BUILDING_MATERIAL}.ply", _BUILDING_MATERIAL))
-    (out / "scene.xml").write_text(_scene_xml(shapes))
 
     # GIS layers by cell centre
     centers = grid.centers_m()
@@ -154,36 +136,39 @@ def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: 
     road_y = 0.0  # one east-west and one north-south street through the origin
     road_mask = ((np.abs(centers[..., 1] - road_y) < 6) | (np.abs(centers[..., 0]) < 6)).astype(np.uint8)
     road_mask[mask == 1] = 0
-    group = zarr.open_group(str(out / "layers.zarr"), mode="w", zarr_format=3)
-    group.attrs.update({"schema_version": 1, "grid": grid.to_dict()})
-    for key, arr in (("building_mask", mask), ("building_height_m", height), ("road_mask", road_mask)):
-        group.create_array(key, data=arr, dimension_names=("y", "x"))
-
-    e0, n0 = frame.origin_projected_m
     bld = gpd.GeoDataFrame(
         {"height_m": [float(b[4]) for b in boxes], "material": [_BUILDING_MATERIAL] * len(boxes)},
-        geometry=[box(b[0] + e0, b[1] + n0, b[2] + e0, b[3] + n0) for b in boxes], crs=frame.crs)
-    bld.to_parquet(out / "buildings.parquet")
-    roads = gpd.GeoDataFrame(
-        {"highway": ["residential", "residential"]},
-        geometry=[LineString([(-s + e0, n0), (s + e0, n0)]), LineString([(e0, -s + n0), (e0, s + n0)])],
-        crs=frame.crs)
-    roads.to_parquet(out / "roads.parquet")
+        geometry=[box(b[0], b[1], b[2], b[3]) for b in boxes])
+    roads = gpd.GeoDataFrame({"highway": ["residential", "residential"]},
+                             geometry=[LineString([(-s, 0.0), (s, 0.0)]), LineString([(0.0, -s), (0.0, s)])])
 
-    west, south = frame.to_lonlat(-s, -s)
-    east, north = frame.to_lonlat(s, s)
-    meta = {
-        "schema_version": 1, "kind": "twin-scene", "name": name, "frame": frame.to_dict(),
-        "bbox_lonlat": [float(west), float(south), float(east), float(north)],
-        "extent_m": [-s, -s, s, s], "grid": grid.to_dict(),
-        "counts": {"buildings": len(boxes), "roads": 2},
-        "height_sources": {"fixture": len(boxes)},
-        "materials": {"ground": ground_material if ground else None,
-                      "buildings": {_BUILDING_MATERIAL: len(boxes)}},
-        "source": "tests/scenes.py",
-    }
-    (out / "scene.json").write_text(json.dumps(meta, indent=2))
-    (out / "config.yaml").write_text(f"fixture: boxes\nhalf_size_m: {s}\ncell_size_m: {cell_size_m}\n")
+    with atomic_dir(out) as tmp:
+        (tmp / "meshes").mkdir()
+        shapes: list[tuple[str, str]] = []
+        if ground:
+            m = s + 50.0  # a margin so that rays near the edge still meet the ground
+            gv = np.array([[-m, -m, 0], [m, -m, 0], [m, m, 0], [-m, m, 0]], dtype=np.float64)
+            _write_ply(tmp / "meshes" / "ground.ply", gv, np.array([[0, 1, 2], [0, 2, 3]]))
+            shapes.append(("meshes/ground.ply", ground_material))
+        if boxes:
+            verts, faces = [], []
+            for k, b in enumerate(boxes):
+                v, f = _box_mesh(*b)
+                verts.append(v)
+                faces.append(f + 8 * k)
+            _write_ply(tmp / "meshes" / f"buildings-{_BUILDING_MATERIAL}.ply",
+                       np.concatenate(verts), np.concatenate(faces))
+            shapes.append((f"meshes/buildings-{_BUILDING_MATERIAL}.ply", _BUILDING_MATERIAL))
+        (tmp / "scene.xml").write_text(_scene_xml(shapes))
+        write_scene_files(
+            tmp, name=name, frame=frame, grid=grid, extent_m=(-s, -s, s, s),
+            layers={"building_mask": mask, "building_height_m": height, "road_mask": road_mask},
+            buildings=bld, roads=roads,
+            meta={"height_sources": {"fixture": len(boxes)},
+                  "materials": {"ground": ground_material if ground else None,
+                                "buildings": {_BUILDING_MATERIAL: len(boxes)}},
+                  "source": "tests/scenes.py"})
+        (tmp / "config.yaml").write_text(f"fixture: boxes\nhalf_size_m: {s}\ncell_size_m: {cell_size_m}\n")
     return out
 
 

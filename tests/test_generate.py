@@ -333,3 +333,95 @@ def test_file_strategy_keeps_the_bs_file_sites_inside_each_patch(tmp_path):
     assert list(_sites(plan, scenes[1], shards[3], table, 0)["cell_id"]) == [12]
     with pytest.raises(InputError, match="no site lies in patch r00_c01"):
         _sites(plan, scenes[2], shards[1], table, 0)
+
+
+# --------------------------------------------------------------------------- real SLURM (scripts/slurm-local.sh)
+
+def slurm_available() -> str | None:
+    """None when a SLURM cluster answers with an idle node here, else why not."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return "no SLURM client commands (sbatch, sinfo) on this machine"
+    try:
+        states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"sinfo failed: {err}"
+    if not any(s.strip() in ("idle", "mix") for s in states.splitlines()):
+        return f"no idle SLURM node (sinfo: {states.strip() or 'no answer'})"
+    return None
+
+
+def needs_slurm() -> None:
+    why = slurm_available()
+    if why is None:
+        return
+    if os.environ.get("TWIN_REQUIRE_SLURM") == "1":  # CI starts a cluster: a missing one is a failure there
+        pytest.fail(f"TWIN_REQUIRE_SLURM=1 but {why}")
+    pytest.skip(f"{why}: `sudo bash scripts/slurm-local.sh start` starts a one-node cluster")
+
+
+def slurm_plan(tmp_path: Path, out: Path) -> Path:
+    # two one-core jobs of 3 GB each fit the 2-core CI node; job logs stay out of the checkout
+    return write_plan(tmp_path, tiny_plan(out, cluster={"kind": "slurm", "retries": 2, "memory": "3GB",
+                                                        "walltime": "00:20:00", "log_directory": str(tmp_path / "logs")}))
+
+
+def slurm_jobs(name_part: str = "dask-worker") -> list[str]:
+    import subprocess
+
+    out = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if name_part in line and "RUNNING" in line]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_generate_on_slurm_jobs_is_bit_identical_to_the_local_run(tmp_path, reference):
+    needs_slurm()
+    out = tmp_path / "corpus.zarr"
+    result = CliRunner().invoke(main, ["generate", str(slurm_plan(tmp_path, out)), "--cluster", "slurm",
+                                       "--workers", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "shards: 4 computed, 0 already done, 0 failed, of 4" in result.output
+    logs = sorted((tmp_path / "logs").glob("*.out")) + sorted((tmp_path / "logs").glob("*.err"))
+    assert len({p.stem for p in logs}) == 2, logs  # two real batch jobs ran the workers
+    assert_same_corpus(reference, out)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_cancelled_slurm_job_mid_run_gives_the_same_corpus(tmp_path, reference):
+    import subprocess
+    import threading
+    import time
+
+    needs_slurm()
+    out = tmp_path / "corpus.zarr"
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["summary"] = generate(slurm_plan(tmp_path, out), workers=2, progress=False)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 600
+    partial = PartialStore(str(out))
+    while time.monotonic() < deadline and thread.is_alive():  # cancel a worker once a shard is done
+        if partial.exists() and partial.done() and len(slurm_jobs()) == 2:
+            break
+        time.sleep(0.5)
+    jobs = slurm_jobs()
+    assert thread.is_alive() and len(jobs) == 2, f"the run ended before a job could be cancelled: {outcome}"
+    subprocess.run(["scancel", jobs[0]], check=True)
+    thread.join(timeout=900)
+    assert not thread.is_alive(), "the run did not finish after a job was cancelled"
+    assert "error" not in outcome, outcome.get("error")
+    summary = outcome["summary"]
+    if not summary.complete:  # shards lost with the job and out of retries: --resume finishes them
+        summary = generate(slurm_plan(tmp_path, out), workers=2, resume=True, progress=False)
+    assert summary.complete and not summary.failures
+    assert_same_corpus(reference, out)

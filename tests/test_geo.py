@@ -86,6 +86,36 @@ def test_bilinear_sampling_is_exact_for_planes():
     assert np.allclose(grid.sample(plane, pts), 3 * pts[:, 0] - 2 * pts[:, 1] + 5)
     stacked = np.stack([plane, 2 * plane])
     assert grid.sample(stacked, pts).shape == (2, 200)
+    np.testing.assert_allclose(grid.sample(stacked, pts, skip_nan=False)[1], 2 * (3 * pts[:, 0] - 2 * pts[:, 1] + 5))
+    # points beyond the outermost centres take the edge value (clamped onto the centres)
+    edge = np.array([[0.2, 21.0], [59.9, 21.0]])
+    np.testing.assert_allclose(grid.sample(plane, edge), [3 * 1 - 2 * 21 + 5, 3 * 59 - 2 * 21 + 5])
+    assert grid.sample(plane.astype(np.float32), pts).dtype == np.float32
+
+
+def test_bilinear_nan_rule_renormalizes_finite_corners():
+    from twin.geo import MIN_FINITE_WEIGHT, blend_corners
+
+    grid = Grid(0.0, 0.0, 1.0, 2, 2)  # centres at 0.5 and 1.5
+    v = np.array([[0.0, 10.0],     # row 0 (south): (0.5, 0.5) = 0, (1.5, 0.5) = 10
+                  [np.nan, 20.0]])  # row 1 (north): (0.5, 1.5) = NaN, (1.5, 1.5) = 20
+    xy = np.array([[1.0, 1.0],      # the middle: weights 1/4 each, NaN dropped -> (0 + 10 + 20) / 3
+                   [0.5, 1.5],      # the NaN cell's centre: no finite weight -> NaN
+                   [0.75, 1.0],     # weights (3/8, 1/8, 3/8 NaN, 1/8) -> (0 * 3 + 10 + 20) / 5
+                   [1.5, 0.5]])     # a finite centre: its value exactly
+    np.testing.assert_allclose(grid.sample(v, xy), [10.0, np.nan, 6.0, 10.0])
+    # plain bilinear: a NaN among the four corners makes the point NaN, even at zero weight
+    assert np.isnan(grid.sample(v, xy, skip_nan=False)).all()
+    np.testing.assert_allclose(grid.sample(np.nan_to_num(v), xy, skip_nan=False), [7.5, 0.0, 3.75, 10.0])
+    assert np.isnan(grid.sample(np.full((2, 2), np.nan), xy)).all()
+    # -inf ("not received") drops out like NaN
+    np.testing.assert_allclose(grid.sample(np.where(np.isnan(v), -np.inf, v), xy[:1]), [10.0])
+    # the threshold: a finite share just below it gives NaN, just above it the finite value
+    corners = [np.array([np.nan]), np.array([7.0]), np.array([np.nan]), np.array([np.nan])]
+    below = np.array([[1.0 - MIN_FINITE_WEIGHT / 2], [MIN_FINITE_WEIGHT / 2], [0.0], [0.0]])
+    above = np.array([[1.0 - 2 * MIN_FINITE_WEIGHT], [2 * MIN_FINITE_WEIGHT], [0.0], [0.0]])
+    assert np.isnan(blend_corners(corners, below)[0])
+    assert blend_corners(corners, above)[0] == pytest.approx(7.0)
 
 
 def test_grid_round_trips_through_attributes():

@@ -243,6 +243,52 @@ def test_normalization_uses_corpus_stats(corpus_url):
                       normalization=Normalization(["x"], [0.0], [1.0]))
 
 
+def test_one_statistics_rule_divides_by_n_and_pools_exactly(corpus_url):
+    from learn.data.stats import compute_normalization, feature_statistics
+    from twin.corpus.store import mean_std, moment_sums, open_corpus
+
+    x = np.array([[1.0, 5.0], [3.0, np.nan], [8.0, 5.0]])
+    valid = np.array([[True, True], [True, True], [False, True]])
+    mean, std = mean_std(*moment_sums(x, valid, axis=(0,)))
+    np.testing.assert_allclose(mean, [2.0, 5.0])
+    np.testing.assert_allclose(std, [np.std([1.0, 3.0]), 1.0])  # divide by n; a constant feature gets 1
+    assert mean_std(np.zeros(1), np.zeros(1), np.zeros(1)) == (0.0, 1.0)  # no value: mean 0, std 1
+    # The corpus's stored stats (train part of its first split), their pooling and a split's
+    # train part computed directly agree: one rule everywhere.
+    corpus = open_corpus(corpus_url)
+    train = corpus.split_indices(corpus.split_schemes[0], "train")
+    direct = feature_statistics(corpus, train)
+    np.testing.assert_allclose(direct[0], corpus.stats["feature_mean"], rtol=1e-6)
+    np.testing.assert_allclose(direct[1], corpus.stats["feature_std"], rtol=1e-6)
+    pooled = compute_normalization([corpus, corpus], stats_scenes=1)
+    np.testing.assert_allclose(pooled.feature_mean, direct[0], rtol=1e-6)
+    np.testing.assert_allclose(pooled.feature_std, direct[1], rtol=1e-6)
+
+
+def test_one_crop_frame_for_pixels_cells_and_pictures():
+    from learn.data.crops import CropFrame, pixel_centre
+    from learn.data.resample import crop_grid
+    from learn.heads import cell_centers
+    from learn.heatmap import decode_argmax
+
+    frame = CropFrame((100.0, -50.0), 600.0, 4)
+    xs, ys = frame.centres_m()
+    np.testing.assert_allclose(xs, [175.0, 325.0, 475.0, 625.0])  # (c + 0.5) / S of the side
+    np.testing.assert_allclose(ys, [25.0, 175.0, 325.0, 475.0])
+    np.testing.assert_allclose(frame.to_crop(frame.to_m(np.array([0.3, 0.9]))), [0.3, 0.9])
+    # the dataset's resampling points, the coarse cells and the heatmap's argmax follow the same rule
+    g, _ = crop_grid(np.array(frame.origin_m), frame.size_m, frame.px, GRID)
+    w_m, h_m = GRID.size_m
+    np.testing.assert_allclose((g[0, 0, :, 0].numpy() + 1) / 2 * w_m + GRID.x0_m, xs, rtol=1e-5)
+    np.testing.assert_allclose((g[0, :, 0, 1].numpy() + 1) / 2 * h_m + GRID.y0_m, ys, rtol=1e-5)
+    centres = cell_centers(4).numpy()                        # cell c = i * G + j
+    np.testing.assert_allclose(centres[1 * 4 + 2], [pixel_centre(2, 4), pixel_centre(1, 4)])
+    logits = torch.zeros(1, 4, 4)
+    logits[0, 1, 2] = 1.0                                    # row 1 (north), column 2 (east)
+    xy = decode_argmax(logits, torch.tensor([frame.origin_m]), torch.tensor([frame.size_m]))
+    np.testing.assert_allclose(xy[0].numpy(), [xs[2], ys[1]])
+
+
 def test_state_roundtrip_through_torch_save(corpus_url, tmp_path):
     ds = CorpusDataset([corpus_url], config=CFG)
     torch.save({"kind": "test", **ds.state()}, tmp_path / "c.pt")

@@ -220,6 +220,10 @@ def test_ablation_switches_train_and_predict_on_a_corpus(corpora, tmp_path, swit
     model, ck = load_posterior(tmp_path / "run" / "last.pt")
     assert all(ck["configs"]["model"][k] == v for k, v in switch.items())
     assert (model.map is None) == (switch == {"use_map": False})
+    # the switch changed what was trained: no cell-embedding weights, no physics term in the loss
+    assert ("fine.cell_embedding.weight" in ck["model"]) == (switch != {"use_cell_embedding": False})
+    rows = [r for r in csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()) if r["loss"]]
+    assert rows and all(bool(r["phys"]) == (switch != {"lambda_phys": 0.0}) for r in rows)
     ev = eval_dataset(a, np.arange(6), ck["configs"]["data"], data_info=ck["data_info"])
     res = predict_batches(model, torch.utils.data.DataLoader(ev, batch_size=6), refine_cfg=None)
     assert np.isfinite(res["nll"]).all() and res["xy_m"].shape == (6, 2)

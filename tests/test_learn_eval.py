@@ -92,7 +92,11 @@ def test_knn_square_falls_back_to_crop_centre(tmp_path):
     exact = result.errors_m < 1e-6
     np.testing.assert_allclose(result.predictions.xy_m[~exact], centre[~exact], atol=1e-6)
     assert (~exact).any()
-    assert KnnSquareBaseline(k=1, crop_size_m=1e5).fit(corpus, corpus.split_indices("spatial", "train")) is not None
+    # a square holding the whole corpus is plain k-NN
+    big = KnnSquareBaseline(k=1, crop_size_m=1e5)
+    assert big.fit(corpus, corpus.split_indices("spatial", "train")) is big
+    np.testing.assert_allclose(evaluate(corpus, big, "spatial").predictions.xy_m,
+                               evaluate(corpus, WknnBaseline(k=1), "spatial").predictions.xy_m)
 
 
 def test_eval_parts_known_unknown(tmp_path):

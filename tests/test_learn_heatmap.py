@@ -10,9 +10,8 @@ import torch
 from click.testing import CliRunner
 
 from cli.learn import main
-from learn.data import CorpusDataset, make_loader
+from learn.data import CorpusDataset, DataConfig, make_loader
 from learn.heatmap import (
-    CONFIGS,
     HeatmapConfig,
     HeatmapNet,
     decode_argmax,
@@ -21,13 +20,13 @@ from learn.heatmap import (
     load_init_weights,
     unpatch,
 )
-from learn.heatmap_train import fit_heatmap, wsd_factor
+from learn.heatmap_train import HeatmapRunConfig, fit_heatmap, load_heatmap_config
 from learn.registry import load_method
 from tests.test_learn_data import _write
 from twin.errors import CheckpointError
 
-TINY = HeatmapConfig(image_px=32, patch_px=8, dim=64, depth=2, heads=4, radio_hidden=64, crop_size_m=300.0,
-                     target_sigma_px=1.0)
+TINY = HeatmapConfig(image_px=32, patch_px=8, dim=64, depth=2, heads=4, radio_hidden=64, target_sigma_px=1.0)
+TINY_DATA = DataConfig(crop_size_m=300.0, crop_px=32, max_cells=0)
 
 
 @pytest.fixture
@@ -77,25 +76,33 @@ def test_targets_and_argmax_follow_the_crop_convention():
 
 
 def test_small_model_forward_shape_and_prior(toy_url):
-    ds = CorpusDataset([toy_url], config=TINY.data_config())
+    ds = CorpusDataset([toy_url], config=TINY_DATA)
     cfg = HeatmapConfig(**{**TINY.to_dict(), "n_features": 2, "n_map_channels": len(ds.map_channels)})
     b = next(iter(make_loader(ds, batch_size=4)))
     model = HeatmapNet(cfg).eval()
     with torch.no_grad():
-        logits = model(b)
-    assert logits.shape == (4, 32, 32) and torch.isfinite(logits).all()
+        out, loss = model(b)
+        logits = out.logits
+    assert logits.shape == (4, 32, 32) and torch.isfinite(logits).all() and loss is None
+    # The training loop's interface: the output's point estimate is the argmax pixel, the loss the mean BCE.
+    with torch.no_grad():
+        out_t, loss_t = model(b, b["target_xy"])
+    xy_m = b["crop_origin_m"].double() + out.xy.double() * b["crop_size_m"].double()[:, None]
+    assert torch.allclose(xy_m, decode_argmax(logits, b["crop_origin_m"], b["crop_size_m"]))
+    assert float(loss_t) == pytest.approx(float(heatmap_loss(logits, b["target_xy"], cfg.target_sigma_px)), rel=1e-5)
+    assert out_t.parts["bce"].shape == (4,)
     # At initialization the mean probability sits near the target's mean value, not 0.5.
     assert 0.001 < float(torch.sigmoid(logits).mean()) < 0.05
     # Padding events do not change the output.
     b2 = dict(b)
     b2["features"] = torch.where(b["mask"][..., None], b["features"], 123.0)
     with torch.no_grad():
-        assert torch.allclose(model(b2), logits, atol=1e-5)
+        assert torch.allclose(model(b2)[0].logits, logits, atol=1e-5)
 
 
 @pytest.mark.slow
 def test_heatmap_overfits_a_tiny_set(toy_url, one_thread):
-    ds = CorpusDataset([toy_url], [np.arange(8)], config=TINY.data_config())
+    ds = CorpusDataset([toy_url], [np.arange(8)], config=TINY_DATA)
     cfg = HeatmapConfig(**{**TINY.to_dict(), "n_features": 2, "n_map_channels": len(ds.map_channels)})
     b = next(iter(make_loader(ds, batch_size=8)))
     torch.manual_seed(0)
@@ -103,14 +110,14 @@ def test_heatmap_overfits_a_tiny_set(toy_url, one_thread):
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     first = None
     for _ in range(80):
-        loss = heatmap_loss(model(b), b["target_xy"], cfg.target_sigma_px)
+        _, loss = model(b, b["target_xy"])
         first = first if first is not None else float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
     with torch.no_grad():
-        xy = decode_argmax(model(b), b["crop_origin_m"], b["crop_size_m"])
+        xy = decode_argmax(model(b)[0].logits, b["crop_origin_m"], b["crop_size_m"])
     err = torch.linalg.norm(xy - b["position_xy_m"].double(), dim=1)
     pixel = 300.0 / 32
     assert float(loss.detach()) < 0.6 * first
@@ -118,25 +125,43 @@ def test_heatmap_overfits_a_tiny_set(toy_url, one_thread):
 
 
 def test_fit_checkpoint_eval_and_cli(toy_url, tmp_path, one_thread):
-    out = tmp_path / "h.pt"
-    summary = fit_heatmap(toy_url, "random", out, config=TINY, epochs=2, batch_size=8, progress=False)
-    assert out.exists() and (tmp_path / "h_curve.png").stat().st_size > 1000
+    out = tmp_path / "h"
+    cfg = HeatmapRunConfig(model=TINY, train=load_heatmap_config("small").train, data=TINY_DATA)
+    summary = fit_heatmap(toy_url, "random", out, config=cfg, epochs=2, batch_size=8, progress=False)
+    assert (out / "best.pt").exists() and (out / "curve.png").stat().st_size > 1000
+    assert summary.path == str(out / "best.pt")
     assert summary.steps == 2 * (len(np.flatnonzero(np.arange(48) % 5 != 0)) // 8)
-    ckpt = torch.load(out, weights_only=True)
-    assert ckpt["kind"] == "heatmap" and ckpt["cell_vocab"] == ["toy:7", "toy:11", "toy:42"]
-    assert ckpt["configs"]["data"]["crop_px"] == 32 and len(ckpt["history"]["train_loss"]) == 2
-    method = load_method(out)
+    ckpt = torch.load(out / "best.pt", weights_only=True)
+    assert ckpt["kind"] == "heatmap" and ckpt["schema_version"] == 2
+    assert ckpt["cell_vocab"] == ["toy:7", "toy:11", "toy:42"]
+    assert ckpt["configs"]["data"]["crop_px"] == 32 and ckpt["configs"]["model"]["image_px"] == 32
+    # The loop's history, one entry per epoch; the toy split has no val part: best.pt is the last epoch.
+    hist = torch.load(out / "last.pt", weights_only=True)["history"]
+    assert hist["epoch"] == [1.0, 2.0] and len(hist["train_loss"]) == 2 and np.isnan(hist["val_mean_m"]).all()
+    assert summary.best_val_mean_m is None and ckpt["epoch"] == summary.best_epoch == 2
+    method = load_method(out / "best.pt")
     pred = method.predict(method.dataset(toy_url, np.arange(3)).urls[0], np.arange(3))
     assert pred.xy_m.shape == (3, 2) and np.isfinite(pred.xy_m).all()
     runner = CliRunner()
-    res = runner.invoke(main, ["eval", "--data", toy_url, "--split", "random", "--ckpt", str(out), "--json"])
+    res = runner.invoke(main, ["eval", "--data", toy_url, "--split", "random", "--ckpt", str(out / "best.pt"),
+                               "--json"])
     assert res.exit_code == 0, res.output
     js = json.loads(res.output.strip().splitlines()[-1])
     assert js["method"] == "heatmap" and js["n"] == 10 and js["mean_m"] > 0
-    # The command refuses to overwrite, and starts from local weights (the checkpoint's model).
+    # The command refuses to overwrite a run.
     res = runner.invoke(main, ["fit-baseline", "heatmap", "--data", toy_url, "--out", str(out)])
     assert res.exit_code == 2 and "exists" in res.output
     assert "Example" in runner.invoke(main, ["fit-baseline", "--help"]).output
+    # A heatmap checkpoint of the old layout (schema 1) is refused by every reader, naming the file.
+    old = tmp_path / "old.pt"
+    torch.save({**ckpt, "schema_version": 1}, old)
+    for read in (load_method, lambda p: load_init_weights(HeatmapNet(ckpt_model(ckpt)), p)):
+        with pytest.raises(CheckpointError, match=r"old\.pt.*schema_version 1"):
+            read(old)
+
+
+def ckpt_model(ckpt):
+    return HeatmapConfig(**ckpt["configs"]["model"])
 
 
 def test_init_weights(tmp_path):
@@ -153,14 +178,10 @@ def test_init_weights(tmp_path):
         load_init_weights(model, tmp_path / "absent.pt")
 
 
-def test_wsd_schedule():
-    f = [wsd_factor(s, 100) for s in range(100)]
-    assert f[0] == pytest.approx(0.1) and f[9] == 1.0 and f[50] == 1.0 and f[99] == pytest.approx(0.05)
-    assert all(a >= b for a, b in zip(f[80:], f[81:], strict=False))
-
-
 def test_full_config_is_dinov2_large_sized():
-    cfg = HeatmapConfig(**{**CONFIGS["full"].to_dict(), "n_features": 4, "n_map_channels": 10})
+    full = load_heatmap_config("full")
+    cfg = HeatmapConfig(**{**full.model.to_dict(), "n_features": 4, "n_map_channels": 10})
+    assert full.data.crop_px == 224 and full.data.crop_size_m == 600.0
     assert cfg.grid_patches == 16 and cfg.image_px == 224
     with torch.device("meta"):
         model = HeatmapNet(cfg)

@@ -194,16 +194,44 @@ def test_refinement_lowers_energy_and_moves_to_truth():
     assert not kept.applied.any() and torch.equal(kept.xy, means[:, 0])
 
 
-@pytest.mark.parametrize("kw", [dict(use_map=False), dict(top_k=1), dict(use_cell_embedding=False),
-                                dict(lambda_phys=0.0), dict(radio_encoder="set_transformer"),
-                                dict(use_e2_equivariant=True)])
-def test_ablations_run(kw):
-    model = tiny_model(**kw)
+def test_ablation_switches_change_the_computation():
+    """Each ablation switch changes what the model computes (not only that it still trains)."""
     batch = synthetic_batch()
-    out, loss = model(batch, batch["target_xy"])
+    base = tiny_model()
+    # use_map=False: the maps no longer reach the posterior (they do in the full model)
+    other = dict(batch, maps=torch.randn_like(batch["maps"]))
+    for model, reads_maps in ((base, True), (tiny_model(use_map=False), False)):
+        with torch.no_grad():
+            a, b = model(batch)[0].logits, model(other)[0].logits
+        assert (not torch.allclose(a, b, atol=1e-6)) == reads_maps
+    # top_k=1: the single-Gaussian posterior, weight 1
+    out, loss = tiny_model(top_k=1)(batch, batch["target_xy"])
+    assert out.mixture.means.shape[1] == 1 and torch.allclose(out.mixture.weights, torch.ones(4, 1))
     assert torch.isfinite(loss)
-    assert out.mixture.means.shape[1] == kw.get("top_k", 4)
-    assert ("phys" in out.parts) == (kw.get("lambda_phys", 0.1) > 0)
+    # use_cell_embedding=False: every component shares one offset and one sigma (not so with it)
+    for kw, shared in (({}, False), ({"use_cell_embedding": False}, True)):
+        model = tiny_model(**kw)
+        torch.nn.init.normal_(model.fine.net[-1].weight, std=0.5)  # the head starts at zero: give it an output
+        with torch.no_grad():
+            mix = model(batch)[0].mixture
+        offsets = mix.means - cell_centers(TINY["grid_size"])[mix.cells]
+        assert torch.allclose(mix.sigmas, mix.sigmas[:, :1].expand_as(mix.sigmas), atol=1e-6) == shared
+        assert torch.allclose(offsets, offsets[:, :1].expand_as(offsets), atol=1e-6) == shared
+    # lambda_phys=0: the loss is Eq. 24 without the physics term, which the full model adds
+    for model in (base, tiny_model(lambda_phys=0.0)):
+        out, loss = model(batch, batch["target_xy"])
+        plain = 0.5 * out.parts["coarse"].mean() + 1.0 * out.parts["fine"].mean()
+        assert ("phys" in out.parts) == (model.cfg.lambda_phys > 0)
+        extra = model.cfg.lambda_phys * out.parts["phys"].mean() if "phys" in out.parts else 0.0
+        assert torch.allclose(loss, plain + extra)
+        if "phys" in out.parts:
+            assert float(extra.detach()) > 1e-4
+    # the encoder switches build the other encoders (their own properties are tested above and below)
+    from learn.model import MapViT, RadioEncoder, SetRadioEncoder
+
+    assert type(base.radio) is RadioEncoder and type(base.map) is MapViT
+    assert type(tiny_model(radio_encoder="set_transformer").radio) is SetRadioEncoder
+    assert type(tiny_model(use_e2_equivariant=True).map) is E2MapViT
 
 
 def test_e2_map_encoder_is_equivariant():

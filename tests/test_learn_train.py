@@ -163,6 +163,44 @@ def test_corrupted_and_foreign_checkpoints(pretrained, tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_best_checkpoint_follows_select_on(pretrained, tmp_path):
+    # val_loss (the default): best.pt is the epoch of the lowest validation loss in the history
+    hist = load_checkpoint(pretrained / "last.pt")["history"]
+    best = load_checkpoint(pretrained / "best.pt")
+    assert hist["epoch"] == [1.0, 2.0] and len(hist["val_loss"]) == 2 and np.isfinite(hist["val_mean_m"]).all()
+    assert best["epoch"] == best["best_epoch"] == 1 + int(np.argmin(hist["val_loss"]))
+    assert best["best_val"] == pytest.approx(min(hist["val_loss"]))
+    assert (pretrained / "curve.png").stat().st_size > 1000
+    # val_mean_m: the epoch of the lowest mean localization error [m]
+    ds = SyntheticDataset(16, s=32)
+    res = train([], small_config(epochs=3, select_on="val_mean_m", val_batches=None, lr=3e-3), tmp_path / "m",
+                datasets=(ds, ds, synthetic_info()), progress=False)
+    assert res.best_val == pytest.approx(min(res.history["val_mean_m"]))
+    assert load_checkpoint(tmp_path / "m" / "best.pt")["epoch"] == 1 + int(np.argmin(res.history["val_mean_m"]))
+    with pytest.raises(InputError, match="select_on"):
+        small_config(select_on="val_p90_m")
+
+
+def test_every_reader_checks_the_file(pretrained, tmp_path):
+    """The registry (learn eval --ckpt), the posterior reader and fine-tuning refuse bad files naming them."""
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    ck = load_checkpoint(pretrained / "last.pt")
+    old = tmp_path / "old.pt"
+    torch.save({**ck, "schema_version": 1}, old)
+    for reader in (load_method, load_posterior, lambda p: load_checkpoint(p, kind=None)):
+        with pytest.raises(CheckpointError, match=r"noise\.pt: corrupted"):
+            reader(noise)
+        with pytest.raises(CheckpointError, match=r"old\.pt: checkpoint schema_version 1"):
+            reader(old)
+    with pytest.raises(CheckpointError, match=r"old\.pt: checkpoint schema_version 1"):
+        train([], small_config(), tmp_path / "ft", init=old, datasets=(SyntheticDataset(4, s=32), None,
+                                                                       synthetic_info()), progress=False)
+    torch.save({"model": {}}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match=r"plain\.pt: not a learn checkpoint \(missing kind"):
+        load_method(tmp_path / "plain.pt")
+
+
 def test_predict_batches_registry_and_heatmaps(pretrained, tmp_path):
     method = load_method(pretrained / "best.pt")
     assert type(method).__name__ == "PosteriorMethod"

@@ -238,7 +238,7 @@ def test_failure_midway_leaves_no_partial_output(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(scene_module, "_write_layers", broken)
+    monkeypatch.setattr(scene_module, "write_scene_files", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         build_scene(tmp_path / "s", osm_file=write_geojson(tmp_path / "t.geojson"), bbox=area_bbox())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.geojson"]

@@ -186,3 +186,12 @@ def test_import_twin_stays_light():
             "print(sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_tracing_path_imports_no_scene_building_or_learning_stack():
+    """``twin trace`` opens a built scene; meshing (trimesh, scipy, networkx), OSM (geopandas) and torch are other stages'."""
+    code = ("import sys, twin.radio.tracer, twin.radio.maps, cli.twin\n"
+            "heavy = ['trimesh', 'networkx', 'geopandas', 'pyrosm', 'torch', 'matplotlib', 'dask', 'distributed']\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"

@@ -218,12 +218,12 @@ def test_evaluate_points_samples_the_store(box_scene, box_tracer, tmp_path):
         evaluate_points(maps, np.array([[1e4, 0.0]]))
 
 
-def test_sample_finite_skips_empty_cells():
-    from twin.radio.maps import sample_finite
-
-    g = Grid(0.0, 0.0, 1.0, 2, 2)
-    v = np.array([[0.0, 10.0], [np.nan, 20.0]])
-    xy = np.array([[1.0, 1.0], [0.5, 1.5]])  # the middle; the NaN cell's centre
-    assert g.sample(v, xy)[0] != g.sample(v, xy)[0]  # plain bilinear propagates NaN
-    np.testing.assert_allclose(sample_finite(g, v, xy), [10.0, np.nan])
-    assert np.isnan(sample_finite(g, np.full((2, 2), np.nan), xy)).all()
+def test_evaluate_points_skips_empty_cells_unless_told(box_scene, box_tracer, tmp_path):
+    out = trace(box_scene, [_site()], tmp_path / "m.zarr", metrics=False, tracer=box_tracer)
+    maps = open_maps(out)
+    pg = maps["path_gain_db"][0]
+    i, j = np.argwhere(np.isnan(pg[1:-1, 1:-1]) & np.isfinite(pg[1:-1, 2:]))[0] + 1  # a NaN cell, finite east
+    x, y = box_scene.grid.centers_m()[i, j]
+    xy = np.array([[x + 1.0, y]])  # a quarter cell east of the NaN centre: weight 3/4 NaN, 1/4 finite east
+    assert evaluate_points(maps, xy)[0, 0] == pytest.approx(pg[i, j + 1], abs=1e-4)  # the finite corner alone
+    assert np.isnan(evaluate_points(maps, xy, skip_nan=False)[0, 0])

@@ -13,7 +13,7 @@ import yaml
 
 from twin.errors import InputError, StoreNotFoundError
 
-__all__ = ["from_dict", "load_yaml", "to_dict", "dump_yaml"]
+__all__ = ["from_dict", "load_yaml", "to_dict", "dump_yaml", "resolve_config", "field_default"]
 
 T = TypeVar("T")
 
@@ -127,3 +127,46 @@ def to_dict(obj: Any) -> Any:
 def dump_yaml(obj: Any, path: str | Path) -> None:
     """Write the resolved config ``obj`` beside an output."""
     Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+
+
+def resolve_config(cls: type[T], yaml_file: str | os.PathLike | T | None = None, section: str | None = None,
+                   **flags: Any) -> T:
+    """The one config path: the dataclass defaults, then the YAML ``section`` (when a file is given), then ``flags``.
+
+    ``yaml_file`` may also be a ready ``cls`` instance (a preset built in code) to start from.
+
+    Flags that are ``None`` were not given and change nothing; a flag holding a dict updates
+    the nested dataclass of that name key by key (``resolve_config(RunConfig, f, train={"lr":
+    1e-3})``). The result is built with :func:`from_dict`, so a flag of the wrong type or one
+    the config's own checks refuse is an :class:`InputError` naming the file (or "command
+    line") and the key.
+    """
+    if isinstance(yaml_file, cls):
+        base, where = yaml_file, "config"
+    elif yaml_file is not None:
+        base, where = load_yaml(cls, yaml_file, section=section), os.fspath(yaml_file)  # type: ignore[arg-type]
+    else:
+        base, where = cls(), ""
+    given = {k: v for k, v in flags.items() if v is not None}
+    if not given:
+        return base
+    data = to_dict(base)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update({k: v for k, v in value.items() if v is not None})
+        else:
+            data[key] = to_dict(value)
+    source = f"{where} (with command-line options)" if where else "command line"
+    return from_dict(cls, data, source)
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name`` (its factory called), for help texts."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            break
+    raise KeyError(f"{cls.__name__} has no field {name!r} with a default")

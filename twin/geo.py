@@ -9,6 +9,7 @@ row ``i`` grows north; cell centres lie at ``x0_m + (j + 0.5) * cell_size_m`` an
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -20,7 +21,17 @@ from pyproj.database import query_utm_crs_info
 
 from twin.errors import InputError
 
-__all__ = ["SceneFrame", "Grid", "utm_crs_for", "validate_bbox"]
+__all__ = ["SceneFrame", "Grid", "utm_crs_for", "validate_bbox", "blend_corners", "MIN_FINITE_WEIGHT"]
+
+#: The NaN rule of bilinear sampling (:func:`blend_corners`, :meth:`Grid.sample`): a point
+#: is NaN only when its finite corners carry less than this share of the bilinear weight.
+#: The NaN cells of radio maps are building cells and shadowed cells that caught no ray;
+#: a street point beside a wall, or a drive-test point beside an empty Monte-Carlo cell,
+#: takes its finite neighbours' value however small their share (down to the point on a
+#: NaN cell's centre, where it is 0). So the threshold only has to separate "no weight" from
+#: "some weight" in float32 arithmetic, whose rounding of a zero weight stays below ~1e-7:
+#: 1e-6 is safely above that and far below the weight of any neighbour a point sits near.
+MIN_FINITE_WEIGHT = 1e-6
 
 
 def validate_bbox(bbox: tuple[float, float, float, float], max_area_km2: float | None = None,
@@ -52,6 +63,45 @@ def validate_bbox(bbox: tuple[float, float, float, float], max_area_km2: float |
                 "split it into tiles (twin generate) or raise max_area_km2"
             )
     return west, south, east, north
+
+
+def blend_corners(corner_values: Sequence[np.ndarray] | np.ndarray, weights: np.ndarray, *,
+                  skip_nan: bool = True) -> np.ndarray:
+    """The NaN-aware bilinear blend of four corner values: the one rule every sampler uses.
+
+    Parameters
+    ----------
+    corner_values : four arrays ``(N, ...)`` (or one ``(4, N, ...)``)
+        The values at the corners of :meth:`Grid.corners`, any trailing shape (cells,
+        features); gathered by the caller in whatever memory layout suits it.
+    weights : ``(4, N)``
+        The bilinear weights of :meth:`Grid.corners`.
+    skip_nan : bool
+        Drop non-finite corners (NaN, and -inf "not received"): their weights are left
+        out and the others renormalized to sum to 1, and the point is NaN only where the
+        finite corners' weight is below :data:`MIN_FINITE_WEIGHT`. Where all four corners
+        are finite this is plain bilinear interpolation (up to rounding). Without it the
+        plain weighted sum is returned and NaN corners propagate.
+
+    Returns ``(N, ...)`` in the values' floating dtype (float32 at least).
+    """
+    dtype = np.result_type(np.asarray(corner_values[0]).dtype, np.float32)
+    first = np.asarray(corner_values[0])
+    num = np.zeros(first.shape, dtype)
+    den = np.zeros(first.shape, dtype) if skip_nan else None
+    for v, w in zip(corner_values, weights, strict=True):
+        v = np.asarray(v)
+        w = np.asarray(w, dtype).reshape(-1, *([1] * (v.ndim - 1)))
+        if den is None:
+            num += v * w
+            continue
+        ok = np.isfinite(v)
+        num += np.where(ok, v, 0).astype(dtype) * w
+        den += ok * w
+    if den is None:
+        return num
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den >= MIN_FINITE_WEIGHT, num / den, np.nan).astype(dtype, copy=False)
 
 
 def utm_crs_for(lon: float, lat: float) -> str:
@@ -212,27 +262,40 @@ class Grid:
         """Whether each point of shape ``(..., 2)`` lies inside the grid's extent."""
         return self.index_of(xy_m)[2]
 
-    def sample(self, values: np.ndarray, xy_m: np.ndarray) -> np.ndarray:
-        """Bilinear interpolation of ``values`` ``(..., height, width)`` at points ``(N, 2)``.
+    def corners(self, xy_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The four bilinear neighbours of points ``(N, 2)`` [m]: rows, columns, weights, each ``(4, N)``.
 
-        Cell values sit at cell centres; points between the outermost centres and the
-        edge take the edge value. NaN cells propagate to the points whose four
-        neighbours include them. Returns ``(..., N)``.
+        Cell values sit at cell centres. The corners come in the order ``(i0, j0)``,
+        ``(i0, j1)``, ``(i1, j0)``, ``(i1, j1)`` with ``i1 = i0 + 1`` (north) and
+        ``j1 = j0 + 1`` (east), clamped to the grid; the float64 weights are the usual
+        bilinear products and sum to 1. Points between the outermost centres and the edge
+        (or beyond it) are moved onto the outermost centres, so they take the edge value.
         """
         xy_m = np.asarray(xy_m, dtype=np.float64).reshape(-1, 2)
-        fx = (xy_m[:, 0] - self.x0_m) / self.cell_size_m - 0.5
-        fy = (xy_m[:, 1] - self.y0_m) / self.cell_size_m - 0.5
-        fx = np.clip(fx, 0.0, self.width - 1.0)
-        fy = np.clip(fy, 0.0, self.height - 1.0)
+        fx = np.clip((xy_m[:, 0] - self.x0_m) / self.cell_size_m - 0.5, 0.0, self.width - 1.0)
+        fy = np.clip((xy_m[:, 1] - self.y0_m) / self.cell_size_m - 0.5, 0.0, self.height - 1.0)
         j0 = np.minimum(np.floor(fx).astype(np.int64), max(self.width - 2, 0))
         i0 = np.minimum(np.floor(fy).astype(np.int64), max(self.height - 2, 0))
         j1 = np.minimum(j0 + 1, self.width - 1)
         i1 = np.minimum(i0 + 1, self.height - 1)
         wx, wy = fx - j0, fy - i0
-        v00, v01 = values[..., i0, j0], values[..., i0, j1]
-        v10, v11 = values[..., i1, j0], values[..., i1, j1]
-        return (v00 * (1 - wx) * (1 - wy) + v01 * wx * (1 - wy)
-                + v10 * (1 - wx) * wy + v11 * wx * wy)
+        rows = np.stack([i0, i0, i1, i1])
+        cols = np.stack([j0, j1, j0, j1])
+        weights = np.stack([(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy])
+        return rows, cols, weights
+
+    def sample(self, values: np.ndarray, xy_m: np.ndarray, *, skip_nan: bool = True) -> np.ndarray:
+        """Bilinear interpolation of ``values`` ``(..., height, width)`` at points ``(N, 2)`` [m].
+
+        Returns ``(..., N)`` in the values' floating dtype (at least float32). Cell values
+        sit at cell centres (:meth:`corners`); with ``skip_nan`` (default) non-finite
+        corners drop out by the rule of :func:`blend_corners`, without it a NaN corner
+        makes the point NaN (plain bilinear interpolation, as ``torch`` ``grid_sample``).
+        """
+        values = np.asarray(values)
+        rows, cols, weights = self.corners(xy_m)
+        corner_values = [np.moveaxis(values[..., r, c], -1, 0) for r, c in zip(rows, cols, strict=True)]
+        return np.moveaxis(blend_corners(corner_values, weights, skip_nan=skip_nan), 0, -1)
 
     def window(self, x_min_m: float, y_min_m: float, x_max_m: float, y_max_m: float
                ) -> tuple[Grid, tuple[slice, slice]]:

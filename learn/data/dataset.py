@@ -96,20 +96,27 @@ _SAMPLE_ARRAYS = ("position_xy_m", "cell_id", "beam_id", "time_s", "features", "
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Crop and slot settings.
+    """Crop and slot settings: the one data config of every model (``data:`` of the run configs).
 
     Parameters
     ----------
     crop_size_m : float
-        Side of the square crop [m] (seed 004: 600 m).
+        Side of the square crop [m]. 600 m (seed 004): wide enough to hold several cells'
+        sites and the errors of a coarse prior, small enough for a 4-5 m pixel at 128 px.
     crop_px : int
-        ``S``, pixels per side of the resampled crop.
+        ``S``, pixels per side of the resampled crop. 128: ~4.7 m pixels over 600 m, the
+        scene grid's 4 m cell; the presets choose per model (64 small, 256 paper, 224 heatmap
+        full), a multiple of the model's patch.
     max_cells : int
-        ``K``, cell-map slots per sample (0 when no corpus has cell maps).
+        ``K``, cell-map slots per sample (0 when no corpus has cell maps). 8: a measurement
+        sequence hears 3-8 cells; the physics term reads one map per heard cell.
     max_offset_frac : float
-        Largest shift of the crop centre from the truth, as a share of the side.
+        Largest shift of the crop centre from the truth, as a share of the side. 0.35: the
+        truth stays at least 15 % of the side inside the crop (its context is seen), while
+        "the crop centre" is no answer (mean error ~0.2 x side).
     crop_seed : int
-        Seed of the evaluation crops (:func:`learn.data.crops.eval_crop_origins`).
+        Seed of the evaluation crops (:func:`learn.data.crops.eval_crop_origins`): one fixed
+        square per sample for every method judged on it.
     """
 
     crop_size_m: float = 600.0

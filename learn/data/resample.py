@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as nnf
 
+from learn.data.crops import CropFrame
 from twin.errors import InputError
 from twin.geo import Grid
 
@@ -25,9 +26,7 @@ def crop_grid(origin_m: np.ndarray, size_m: float, px: int, grid: Grid) -> tuple
     Returns ``g`` ``(1, S, S, 2)`` (row index north) normalized for ``align_corners=False``
     over the whole ``grid``, and ``inside`` ``(S, S)`` bool.
     """
-    u = (np.arange(px) + 0.5) / px
-    xs = origin_m[0] + u * size_m                                   # [S] pixel-centre x by column
-    ys = origin_m[1] + u * size_m                                   # [S] pixel-centre y by row (north)
+    xs, ys = CropFrame((float(origin_m[0]), float(origin_m[1])), size_m, px).centres_m()  # [S] by column, by row
     w_m, h_m = grid.size_m
     gx = 2.0 * (xs - grid.x0_m) / w_m - 1.0
     gy = 2.0 * (ys - grid.y0_m) / h_m - 1.0

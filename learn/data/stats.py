@@ -1,8 +1,14 @@
-"""Normalization statistics of the dataset's inputs: per feature over the corpora, per map channel over their scenes."""
+"""Normalization statistics of the dataset's inputs: per feature over the corpora, per map channel over their scenes.
+
+Every mean / standard deviation follows one rule, :func:`twin.corpus.store.mean_std`
+(divide by n; a constant or empty input gets std 1), from moment sums
+(:func:`twin.corpus.store.moment_sums`): the corpus's stored ``stats``, their pooling over
+corpora here, the map channels, and the heatmap baseline's statistics of a split's
+training part (:func:`feature_statistics`).
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,9 +17,9 @@ import numpy as np
 
 from learn.data.scenes import scene_channels, scene_group
 from twin import io
-from twin.corpus.store import Corpus
+from twin.corpus.store import Corpus, mean_std, moment_sums
 
-__all__ = ["Normalization", "compute_normalization"]
+__all__ = ["Normalization", "compute_normalization", "feature_statistics"]
 
 
 @dataclass
@@ -43,7 +49,7 @@ def compute_normalization(corpora: Sequence[Corpus], stats_scenes: int) -> Norma
     count = np.zeros(f)
     total = np.zeros(f)
     total_sq = np.zeros(f)
-    for c in corpora:
+    for c in corpora:  # moment sums back from each corpus's (count, mean, std): they pool exactly
         st = c.stats
         f_n = np.asarray(st["feature_count"], np.float64)
         f_mean = np.asarray(st["feature_mean"], np.float64)
@@ -51,11 +57,9 @@ def compute_normalization(corpora: Sequence[Corpus], stats_scenes: int) -> Norma
         count += f_n
         total += f_n * f_mean
         total_sq += f_n * (f_std**2 + f_mean**2)
-    mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-    std = np.where(count > 1, np.sqrt(np.maximum(total_sq / np.maximum(count, 1) - mean**2, 0.0)), 1.0)
-    std = np.where(std > 1e-6, std, 1.0)
+    mean, std = mean_std(count, total, total_sq)
     channels: list[str] = []
-    sums: dict[str, list[float]] = {}
+    sums: dict[str, np.ndarray] = {}
     for c in corpora:
         for s in range(min(c.n_scenes, stats_scenes)):
             group = scene_group(c, s)
@@ -63,19 +67,17 @@ def compute_normalization(corpora: Sequence[Corpus], stats_scenes: int) -> Norma
             for key, names in (("radio_maps", radio), ("semantic_maps", semantic)):
                 for q, name in enumerate(names):
                     v = np.asarray(io.array(group, key, c.url)[q], np.float64)
-                    v = v[np.isfinite(v)]
                     if name not in sums:
                         channels.append(name)
-                        sums[name] = [0.0, 0.0, 0.0]
-                    acc = sums[name]
-                    acc[0] += v.size
-                    acc[1] += v.sum()
-                    acc[2] += (v**2).sum()
-    map_mean, map_std = [], []
-    for name in channels:
-        n_px, s1, s2 = sums[name]
-        mu = s1 / n_px if n_px else 0.0
-        sd = math.sqrt(max(s2 / n_px - mu * mu, 0.0)) if n_px else 1.0
-        map_mean.append(mu)
-        map_std.append(sd if sd > 1e-6 * max(1.0, abs(mu)) else 1.0)
-    return Normalization(list(corpora[0].feature_names), mean.tolist(), std.tolist(), channels, map_mean, map_std)
+                        sums[name] = np.zeros(3)
+                    sums[name] += np.array(moment_sums(v, np.ones(v.shape, bool), axis=tuple(range(v.ndim))))
+    map_mean, map_std = mean_std(*np.array([sums[name] for name in channels]).reshape(-1, 3).T)
+    return Normalization(list(corpora[0].feature_names), mean.tolist(), std.tolist(), channels, map_mean.tolist(),
+                         map_std.tolist())
+
+
+def feature_statistics(corpus: Corpus, indices: np.ndarray) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of each feature over the real events of samples ``indices`` (:func:`mean_std`)."""
+    b = corpus.batch(np.asarray(indices, np.int64), ["features", "mask"])
+    mean, std = mean_std(*moment_sums(b["features"], b["mask"][..., None], axis=(0, 1)))
+    return mean.tolist(), std.tolist()

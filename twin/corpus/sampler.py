@@ -2,8 +2,9 @@
 
 A *sequence* is what a UE reports over ``n_reports`` periodic measurement reports,
 ``report_interval_s`` apart. At each report the UE measures every cell at its
-position: the maps' features are read by bilinear interpolation, then made
-realistic by :func:`twin.radio.metrics.apply_reporting` (measurement noise, quantization,
+position: the maps' features are read by NaN-aware bilinear interpolation
+(:func:`twin.geo.blend_corners`), then made realistic by
+:func:`twin.radio.metrics.apply_reporting` (measurement noise, quantization,
 reporting ranges, the sensitivity floor). The *detected* cells are those whose
 reported RSRP is finite (apply_reporting blanks cells below the floor); the report
 lists up to ``max_cells`` of them, strongest reported RSRP first. Each listed cell is
@@ -39,7 +40,7 @@ from twin.config import to_dict
 from twin.corpus.routes import RoadNetwork
 from twin.corpus.store import Corpus, CorpusWriter
 from twin.errors import InputError
-from twin.geo import Grid
+from twin.geo import blend_corners
 from twin.io import check_output, is_local
 from twin.radio.maps import RadioMaps, open_maps
 from twin.radio.metrics import ReportingConfig, apply_reporting
@@ -161,37 +162,6 @@ class SampleConfig:
         return self.n_reports or math.ceil(self.max_events / self.max_cells)
 
 
-def _corners(grid: Grid, xy_m: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The four bilinear neighbours of points ``(M, 2)``: ``(row, col, weight)`` each ``(M,)``."""
-    fx = np.clip((xy_m[:, 0] - grid.x0_m) / grid.cell_size_m - 0.5, 0.0, grid.width - 1.0)
-    fy = np.clip((xy_m[:, 1] - grid.y0_m) / grid.cell_size_m - 0.5, 0.0, grid.height - 1.0)
-    j0 = np.minimum(fx.astype(np.int64), max(grid.width - 2, 0))
-    i0 = np.minimum(fy.astype(np.int64), max(grid.height - 2, 0))
-    j1 = np.minimum(j0 + 1, grid.width - 1)
-    i1 = np.minimum(i0 + 1, grid.height - 1)
-    wx = (fx - j0).astype(np.float32)
-    wy = (fy - i0).astype(np.float32)
-    return [(i0, j0, (1 - wx) * (1 - wy)), (i0, j1, wx * (1 - wy)), (i1, j0, (1 - wx) * wy), (i1, j1, wx * wy)]
-
-
-def _blend(values: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
-    """NaN-aware bilinear blend of the four corner values ``(M, ...)`` with weights ``(M,)``.
-
-    Equals plain bilinear interpolation (:meth:`Grid.sample`) where the four corners are
-    finite; a NaN corner (e.g. a building cell beside the street) drops out and the other
-    weights are renormalized, so that points along walls keep their measurements.
-    """
-    num = np.zeros(values[0].shape, np.float32)
-    den = np.zeros(values[0].shape, np.float32)
-    for v, w in zip(values, weights, strict=True):
-        w = w.reshape(-1, *([1] * (v.ndim - 1)))
-        ok = ~np.isnan(v)
-        num += np.where(ok, v, 0.0) * w
-        den += ok * w
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-6, num / den, np.nan).astype(np.float32)
-
-
 class Sampler:
     """Draws sequences from one scene's maps; built once, then :meth:`draw` per batch.
 
@@ -292,9 +262,9 @@ class Sampler:
         else:
             xy, group = self._drive_positions(n, rng)
             points = xy.reshape(-1, 2)                                          # [n*R, 2]
-        corners = _corners(self.grid, points)
-        weights = [w for _, _, w in corners]
-        true_rsrp = _blend([self.rsrp[i, j] for i, j, _ in corners], weights)  # [M, nc]
+        rows, cols, weights = self.grid.corners(points)                        # [4, M] each
+        true_rsrp = blend_corners([self.rsrp[i, j] for i, j in zip(rows, cols, strict=True)],
+                                  weights)                                     # [M, nc]
         true_rsrp = np.broadcast_to(true_rsrp.reshape(n, -1, nc), (n, r, nc))  # [n, R, nc]
         # apply_reporting draws noise per key independently, so reporting RSRP for all cells
         # first and the other features for the listed cells after is the same model.
@@ -312,7 +282,8 @@ class Sampler:
             listed = order.reshape(len(points), -1)                            # [M, S]
             flat = self.stack.reshape(-1, len(self.others))                    # [H*W*nc, F-]
             width = self.grid.width
-            true = _blend([flat[((i * width + j) * nc)[:, None] + listed] for i, j, _ in corners], weights)
+            true = blend_corners([flat[((i * width + j) * nc)[:, None] + listed]
+                                  for i, j in zip(rows, cols, strict=True)], weights)
             true = true.reshape(n, r, k, len(self.others))                     # [n, R, K, F-]
             no_floor = dataclasses.replace(cfg.reporting, rsrp_floor_dbm=None)  # listed cells passed it
             reported = apply_reporting({f: true[..., q] for q, f in enumerate(self.others)}, no_floor, rng)

@@ -48,7 +48,7 @@ from twin.io import atomic_store
 
 __all__ = [
     "SCHEMA_VERSION", "SPLIT_NAMES", "CorpusWriter", "Corpus", "open_corpus",
-    "sample_array_specs",
+    "sample_array_specs", "moment_sums", "mean_std",
 ]
 
 SCHEMA_VERSION = 1
@@ -308,6 +308,31 @@ class CorpusWriter:
             self.close()
 
 
+def moment_sums(values: np.ndarray, valid: np.ndarray, axis: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray,
+                                                                                   np.ndarray]:
+    """Count, sum and sum of squares of ``values`` where ``valid`` (and finite), reduced over ``axis`` (float64)."""
+    ok = valid & np.isfinite(values)
+    v = np.where(ok, values.astype(np.float64), 0.0)
+    return ok.sum(axis=axis).astype(np.float64), v.sum(axis=axis), (v**2).sum(axis=axis)
+
+
+def mean_std(count: np.ndarray, total: np.ndarray, total_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one statistics rule of feature and map normalization: mean and standard deviation from moment sums.
+
+    Divides by ``n`` (the population variance, not ``n - 1``): the statistics describe the
+    data a model is normalized with, and sums of several corpora pool exactly (counts,
+    sums and sums of squares add up). Where ``n == 0`` the mean is 0; where ``n < 2`` or
+    the deviation is below ``1e-6 * max(1, |mean|)`` (a constant feature) it is 1, so
+    ``(value - mean) / std`` stays finite.
+    """
+    count, total, total_sq = (np.asarray(a, np.float64) for a in (count, total, total_sq))
+    n = np.maximum(count, 1.0)
+    mean = np.where(count > 0, total / n, 0.0)
+    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
+    std = np.where((count > 1) & (std > 1e-6 * np.maximum(1.0, np.abs(mean))), std, 1.0)
+    return mean, std
+
+
 def compute_statistics(root: Any, feature_names: Sequence[str], split_schemes: Sequence[str],
                        block: int = 65536) -> dict[str, Any]:
     """Feature means / standard deviations over real events of the training part, and counts.
@@ -333,15 +358,11 @@ def compute_statistics(root: Any, feature_names: Sequence[str], split_schemes: S
                 counts[scheme][name] += int((split == code).sum())
             if k == 0:
                 use = split == 0
-        valid = mask[use][..., None] & np.isfinite(feats[use])
-        values = np.where(valid, feats[use], 0.0)
-        total += values.sum(axis=(0, 1))
-        total_sq += (values**2).sum(axis=(0, 1))
-        count += valid.sum(axis=(0, 1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-        var = np.where(count > 1, total_sq / np.maximum(count, 1) - mean**2, 1.0)
-    std = np.sqrt(np.maximum(var, 1e-12))
+        n_b, s_b, sq_b = moment_sums(feats[use], mask[use][..., None], axis=(0, 1))
+        count += n_b
+        total += s_b
+        total_sq += sq_b
+    mean, std = mean_std(count, total, total_sq)
     return {
         "stats": {"feature_mean": mean.tolist(), "feature_std": std.tolist(),
                   "feature_count": count.astype(int).tolist()},

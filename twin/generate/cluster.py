@@ -37,6 +37,9 @@ class ClusterSpec:
         rescheduled by Dask (up to ``distributed.scheduler.allowed-failures``).
     memory, queue, account, walltime, job_extra_directives, job_script_prologue, local_directory
         dask-jobqueue options of one job (one worker per job).
+    log_directory : str or None
+        Where batch jobs write their output files (dask-jobqueue's ``log_directory``);
+        None leaves them in the submitting directory, as ``sbatch`` does.
     """
 
     kind: Literal["local", "slurm", "pbs"] = "local"
@@ -51,7 +54,7 @@ class ClusterSpec:
     job_extra_directives: tuple[str, ...] = ()
     job_script_prologue: tuple[str, ...] = ()
     local_directory: str | None = None
-
+    log_directory: str | None = None
 
 
 def start_cluster(spec: ClusterSpec | None = None, workers: int | None = None, scheduler: str | None = None,
@@ -96,7 +99,7 @@ def batch_cluster(spec: ClusterSpec, kind: str) -> Any:
     dask_jobqueue = jobqueue(kind)
     common = {"cores": spec.threads_per_worker, "processes": 1, "memory": spec.memory, "queue": spec.queue,
               "account": spec.account, "walltime": spec.walltime, "local_directory": spec.local_directory,
-              "job_script_prologue": list(spec.job_script_prologue),
+              "job_script_prologue": list(spec.job_script_prologue), "log_directory": spec.log_directory,
               "worker_extra_args": ["--resources", f"GPU={gpus}"] if gpus else []}
     extra = list(spec.job_extra_directives)
     if kind == "slurm":

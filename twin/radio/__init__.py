@@ -17,7 +17,7 @@ _LAZY = {
     **dict.fromkeys(["deploy", "deploy_to_file", "DeployConfig", "STRATEGIES"], "twin.radio.deployment"),
     **dict.fromkeys(["trace", "Tracer", "TraceConfig"], "twin.radio.tracer"),
     **dict.fromkeys(["compute_metrics", "apply_reporting", "MetricConfig", "ReportingConfig"], "twin.radio.metrics"),
-    **dict.fromkeys(["open_maps", "write_maps", "show_map", "evaluate_points", "sample_finite", "RadioMaps"],
+    **dict.fromkeys(["open_maps", "write_maps", "show_map", "evaluate_points", "RadioMaps"],
                     "twin.radio.maps"),
 }
 

@@ -1,8 +1,9 @@
 """The radio-map store written by ``twin trace`` (Zarr v3), its reader, point sampling and pictures.
 
-Layout (``schema_version`` 1, DESIGN.md "Radio maps")::
+Layout (``schema_version`` :data:`MAPS_SCHEMA_VERSION`, DESIGN.md "Radio maps"); written only
+by :func:`write_maps`, read by :func:`open_maps`::
 
-    maps.zarr/        attrs: schema_version=1, kind="twin-maps", complete, cell_ids, grid,
+    maps.zarr/        attrs: schema_version, kind=MAPS_KIND ("twin-maps"), complete, cell_ids, grid,
                              frame, scene, sites (the BS table as records), trace_config,
                              metric_config, arrays (name -> unit), notes
       path_gain_db    (cell, y, x) float32  dB, NaN where no ray arrived
@@ -29,10 +30,12 @@ from twin.errors import InputError, StoreNotFoundError
 from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
-__all__ = ["MAPS_SCHEMA_VERSION", "UNITS", "RadioMaps", "write_maps", "open_maps",
-           "evaluate_points", "sample_finite", "show_map"]
+__all__ = ["MAPS_SCHEMA_VERSION", "MAPS_KIND", "UNITS", "RadioMaps", "write_maps", "open_maps",
+           "evaluate_points", "show_map"]
 
+#: ``schema_version`` and ``kind`` of the store's attributes; :func:`open_maps` reads only these.
 MAPS_SCHEMA_VERSION = 1
+MAPS_KIND = "twin-maps"
 UNITS = {"path_gain_db": "dB", "rsrp_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB", "snr_db": "dB",
          "cell_rssi_dbm": "dBm", "rssi_dbm": "dBm", "serving_cell": "index", "bler": "1",
          "throughput_bps": "bit/s"}
@@ -76,7 +79,7 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
     with atomic_store(out, overwrite=overwrite) as url:
         root = zarr.open_group(url, mode="w", zarr_format=3)
         root.attrs.update({
-            "schema_version": MAPS_SCHEMA_VERSION, "kind": "twin-maps", "complete": False,
+            "schema_version": MAPS_SCHEMA_VERSION, "kind": MAPS_KIND, "complete": False,
             "cell_ids": [int(c) for c in sites["cell_id"]], "grid": grid.to_dict(),
             "frame": scene.frame.to_dict(), "scene": str(getattr(scene, "path", "")),
             "sites": _records(sites), "trace_config": _config_dict(trace_config),
@@ -216,8 +219,8 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
         raise StoreNotFoundError(f"{url}: no radio-map store here; make one with `twin trace`") from err
     attrs = io.attrs(root)
-    if attrs.get("kind") != "twin-maps":
-        raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r})")
+    if attrs.get("kind") != MAPS_KIND:
+        raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r}, expected {MAPS_KIND!r})")
     if attrs.get("schema_version") != MAPS_SCHEMA_VERSION:
         raise InputError(f"{url}: schema_version {attrs.get('schema_version')}, this toolkit reads "
                          f"{MAPS_SCHEMA_VERSION}; trace again")
@@ -242,27 +245,15 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
                      sites=pd.DataFrame(attrs["sites"]), attrs=attrs, units=dict(attrs["arrays"]))
 
 
-def sample_finite(grid: Grid, values: np.ndarray, xy_m: np.ndarray) -> np.ndarray:
-    """Bilinear samples ``(..., N)`` of ``values`` ``(..., H, W)`` that skip NaN neighbours.
-
-    The weights of the finite neighbours among the four are renormalized; a point is
-    NaN only when all four are. Radio maps are Monte-Carlo estimates whose shadowed
-    cells may have caught no ray: one empty cell should not blank its neighbourhood.
-    """
-    finite = np.isfinite(values)
-    num = grid.sample(np.where(finite, values, 0.0), xy_m)
-    den = grid.sample(finite.astype(np.float64), xy_m)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-9, num / den, np.nan)
-
-
 def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name: str = "path_gain_db",
                     skip_nan: bool = True) -> np.ndarray:
     """Bilinear samples of a map at points ``(N, 2)`` [scene m]: ``(n_cells, N)`` or ``(N,)``.
 
     Points outside the grid raise :class:`InputError`. With ``skip_nan`` (default)
-    NaN cells are left out of the interpolation (:func:`sample_finite`); without it
-    they propagate to their neighbourhood (:meth:`twin.geo.Grid.sample`).
+    NaN cells are left out of the interpolation by the rule of
+    :func:`twin.geo.blend_corners` (radio maps are Monte-Carlo estimates whose shadowed
+    cells may have caught no ray: one empty cell should not blank its neighbourhood);
+    without it they propagate to their neighbourhood (:meth:`twin.geo.Grid.sample`).
     ``serving_cell`` is read from the cell holding each point.
     """
     if not isinstance(maps, RadioMaps):
@@ -276,7 +267,7 @@ def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name:
     if name == "serving_cell":
         i, j, _ = maps.grid.index_of(xy_m)
         return values[i, j]
-    sampled = sample_finite(maps.grid, values, xy_m) if skip_nan else maps.grid.sample(values, xy_m)
+    sampled = maps.grid.sample(values, xy_m, skip_nan=skip_nan)
     return sampled.astype(np.float32)
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 _LAZY = {
     **dict.fromkeys(["build_scene", "build_tiles", "scene_config", "load_twin_scene", "SceneConfig", "TwinScene",
-                     "SCENE_SCHEMA_VERSION", "LAYER_NAMES"], "twin.scene.build"),
+                     "SCENE_SCHEMA_VERSION", "SCENE_KIND", "LAYERS_KIND", "LAYER_NAMES", "LAYER_UNITS",
+                     "write_scene_files"], "twin.scene.build"),
     **dict.fromkeys(["read_osm", "OsmData"], "twin.scene.osm"),
     **dict.fromkeys(["estimate_heights", "HeightConfig"], "twin.scene.heights"),
     **dict.fromkeys(["assign_materials", "MaterialConfig"], "twin.scene.materials"),

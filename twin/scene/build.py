@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
@@ -24,13 +24,23 @@ from twin.io import atomic_dir, check_output
 from twin.scene.extrude import ExtrudeConfig
 from twin.scene.heights import HeightConfig
 from twin.scene.materials import MaterialConfig
-from twin.scene.osm import OsmData, read_osm
 
-__all__ = ["SCENE_SCHEMA_VERSION", "TwinScene", "load_twin_scene", "LAYER_NAMES", "SceneConfig",
-           "build_scene", "build_tiles", "scene_config"]
+if TYPE_CHECKING:  # geopandas only where OSM is read: opening a built scene needs none
+    from twin.scene.osm import OsmData
 
+__all__ = ["SCENE_SCHEMA_VERSION", "SCENE_KIND", "LAYERS_KIND", "TwinScene", "load_twin_scene", "LAYER_NAMES",
+           "LAYER_UNITS", "SceneConfig", "build_scene", "build_tiles", "scene_config", "write_scene_files"]
+
+#: ``schema_version`` of ``scene.json`` and ``layers.zarr``; :func:`load_twin_scene` reads only this one.
 SCENE_SCHEMA_VERSION = 1
+#: ``kind`` of ``scene.json`` and of the ``layers.zarr`` group attributes.
+SCENE_KIND = "twin-scene"
+LAYERS_KIND = "twin-layers"
 LAYER_NAMES = ("building_mask", "building_height_m", "road_mask")
+#: Unit and on-disk dtype of each GIS layer.
+LAYER_UNITS = {"building_mask": "1", "building_height_m": "m", "road_mask": "1"}
+_LAYER_DTYPES = {"building_mask": np.uint8, "building_height_m": np.float32, "road_mask": np.uint8}
+_META_KEYS = ("schema_version", "kind", "name", "frame", "bbox_lonlat", "extent_m", "grid")
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,13 @@ class TwinScene:
 
         url = str(self.path / "layers.zarr")
         group = zarr.open_group(url, mode="r")
+        kind, version = group.attrs.get("kind"), group.attrs.get("schema_version")
+        if kind != LAYERS_KIND:
+            raise InputError(f"{url}: not a scene's GIS layers (kind={kind!r}, expected {LAYERS_KIND!r}); "
+                             "rebuild the scene")
+        if version != SCENE_SCHEMA_VERSION:
+            raise InputError(f"{url}: schema_version {version}, this toolkit reads {SCENE_SCHEMA_VERSION}; "
+                             "rebuild the scene")
         return {name: io.read(group, name, url) for name in LAYER_NAMES}
 
     def buildings(self) -> Any:
@@ -122,8 +139,8 @@ def load_twin_scene(path: str | os.PathLike) -> TwinScene:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"{meta_file}: not valid JSON ({err})") from err
-    if meta.get("kind") != "twin-scene":
-        raise InputError(f"{meta_file}: not a twin scene (kind={meta.get('kind')!r})")
+    if meta.get("kind") != SCENE_KIND:
+        raise InputError(f"{meta_file}: not a twin scene (kind={meta.get('kind')!r}, expected {SCENE_KIND!r})")
     if meta.get("schema_version") != SCENE_SCHEMA_VERSION:
         raise InputError(f"{meta_file}: schema_version {meta.get('schema_version')}, "
                          f"this toolkit reads {SCENE_SCHEMA_VERSION}; rebuild the scene")
@@ -200,14 +217,76 @@ def _project(frame: SceneFrame, gdf: Any) -> Any:
     return projected.set_geometry(projected.geometry.translate(-e0, -n0))
 
 
-def _write_layers(path: Path, grid: Grid, layers: dict[str, np.ndarray]) -> None:
+def write_scene_files(directory: str | os.PathLike, *, name: str, frame: SceneFrame, grid: Grid,
+                      extent_m: tuple[float, float, float, float], layers: dict[str, np.ndarray],
+                      buildings: Any, roads: Any, bbox_lonlat: tuple[float, float, float, float] | None = None,
+                      meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the data files of a scene directory (``docs/formats.md``); the one writer of the format.
+
+    Writes ``scene.json``, ``layers.zarr``, ``buildings.parquet`` and ``roads.parquet``
+    into ``directory``, an existing folder: normally the temporary one of
+    :func:`twin.io.atomic_dir`, where the caller also writes the geometry
+    (``scene.xml``, ``meshes/``) and ``config.yaml``. Returns the ``scene.json`` content.
+
+    Parameters
+    ----------
+    name, frame, grid : the scene's name, metric frame and raster grid.
+    extent_m : ``(x_min, y_min, x_max, y_max)``
+        The requested area in scene metres.
+    layers : dict
+        :data:`LAYER_NAMES` to ``(height, width)`` arrays on ``grid`` (stored as uint8
+        masks and float32 heights [m]).
+    buildings, roads : GeoDataFrame
+        Footprints (columns ``height_m``, ``material``) and highway LineStrings (column
+        ``highway``) in scene metres; stored in the frame's CRS.
+    bbox_lonlat : ``(W, S, E, N)`` degrees, optional
+        Default: the corners of ``extent_m``.
+    meta : dict, optional
+        Further ``scene.json`` keys (``counts``, ``height_sources``, ``materials``,
+        ``source`` ...). ``counts`` defaults to the numbers of buildings and roads.
+
+    Raises :class:`InputError` naming the layer, column or key that does not fit.
+    """
     import zarr
 
-    group = zarr.open_group(str(path), mode="w")
-    group.attrs.update({"schema_version": SCENE_SCHEMA_VERSION, "kind": "twin-layers", "grid": grid.to_dict(),
-                        "units": {"building_mask": "1", "building_height_m": "m", "road_mask": "1"}})
-    for name in LAYER_NAMES:
-        group.create_array(name, data=layers[name], dimension_names=("y", "x"))
+    out = Path(directory)
+    extra = dict(meta or {})
+    owned = [k for k in _META_KEYS if k in extra]
+    if owned:
+        raise InputError(f"scene.json: keys {owned} are written by write_scene_files itself, not by 'meta'")
+    if sorted(layers) != sorted(LAYER_NAMES):
+        raise InputError(f"layers.zarr: layers {sorted(layers)}, expected {sorted(LAYER_NAMES)}")
+    for key in LAYER_NAMES:
+        if np.shape(layers[key]) != grid.shape:
+            raise InputError(f"layers.zarr: {key!r} has shape {np.shape(layers[key])}, expected the grid's "
+                             f"(height, width) {grid.shape}")
+    for what, table, columns in (("buildings.parquet", buildings, ("height_m", "material")),
+                                 ("roads.parquet", roads, ("highway",))):
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise InputError(f"{what}: missing column(s) {', '.join(missing)}")
+    if bbox_lonlat is None:
+        lon, lat = frame.to_lonlat(np.array([extent_m[0], extent_m[2]]), np.array([extent_m[1], extent_m[3]]))
+        bbox_lonlat = (float(lon[0]), float(lat[0]), float(lon[1]), float(lat[1]))
+
+    group = zarr.open_group(str(out / "layers.zarr"), mode="w", zarr_format=3)
+    group.attrs.update({"schema_version": SCENE_SCHEMA_VERSION, "kind": LAYERS_KIND, "grid": grid.to_dict(),
+                        "units": dict(LAYER_UNITS)})
+    for key in LAYER_NAMES:
+        group.create_array(key, data=np.asarray(layers[key], _LAYER_DTYPES[key]), dimension_names=("y", "x"))
+
+    e0, n0 = frame.origin_projected_m
+    for file, table in (("buildings.parquet", buildings), ("roads.parquet", roads)):
+        stored = table.set_geometry(table.geometry.translate(e0, n0)).set_crs(frame.crs, allow_override=True)
+        stored.to_parquet(out / file)
+
+    content = {
+        "schema_version": SCENE_SCHEMA_VERSION, "kind": SCENE_KIND, "name": name, "frame": frame.to_dict(),
+        "bbox_lonlat": [float(v) for v in bbox_lonlat], "extent_m": [float(v) for v in extent_m],
+        "grid": grid.to_dict(), "counts": {"buildings": len(buildings), "roads": len(roads)},
+    } | extra
+    (out / "scene.json").write_text(json.dumps(content, indent=2))
+    return content
 
 
 def _build(osm: OsmData, frame: SceneFrame, extent_m: tuple[float, float, float, float], out: Path,
@@ -256,21 +335,17 @@ def _build(osm: OsmData, frame: SceneFrame, extent_m: tuple[float, float, float,
         warnings.warn(message, stacklevel=3)
         warnings_list.append(message)
 
-    e0, n0 = frame.origin_projected_m
     built = gpd.GeoDataFrame({
         "osm_id": buildings["osm_id"].to_numpy()[kept],
         "building": buildings["building"].to_numpy()[kept],
         "height_m": height_m[kept], "min_height_m": min_height_m[kept],
         "height_source": sources[kept], "material": np.asarray(materials, dtype=object)[kept],
-    }, geometry=gpd.GeoSeries(footprints).translate(e0, n0), crs=frame.crs)
-    roads_out = roads.set_geometry(roads.geometry.translate(e0, n0)).set_crs(frame.crs, allow_override=True)
+    }, geometry=gpd.GeoSeries(footprints))
 
     shape_materials = {f"buildings-{m}": m for m in sorted(meshes)}
     shape_materials["ground"] = config.materials.ground
     meta = {
-        "schema_version": SCENE_SCHEMA_VERSION, "kind": "twin-scene", "name": name,
-        "frame": frame.to_dict(), "bbox_lonlat": list(osm.bbox), "extent_m": list(extent_m),
-        "grid": grid.to_dict(), "ground_z_m": 0.0,
+        "ground_z_m": 0.0,
         "counts": {
             "buildings_read": len(buildings), "buildings_built": len(rows),
             "buildings_repaired": report.repaired,
@@ -289,11 +364,9 @@ def _build(osm: OsmData, frame: SceneFrame, extent_m: tuple[float, float, float,
             merge_meshes(parts).export(tmp / "meshes" / f"buildings-{material}.ply")
         ground_plane(x_min - margin, y_min - margin, x_max + margin, y_max + margin).export(tmp / "meshes" / "ground.ply")
         (tmp / "scene.xml").write_text(_scene_xml(shape_materials, DEFAULT_THICKNESS_M))
-        _write_layers(tmp / "layers.zarr", grid, layers)
-        built.to_parquet(tmp / "buildings.parquet")
-        roads_out.to_parquet(tmp / "roads.parquet")
         dump_yaml(config, tmp / "config.yaml")
-        (tmp / "scene.json").write_text(json.dumps(meta, indent=2))
+        write_scene_files(tmp, name=name, frame=frame, grid=grid, extent_m=extent_m, layers=layers,
+                          buildings=built, roads=roads, bbox_lonlat=osm.bbox, meta=meta)
     return load_twin_scene(out)
 
 
@@ -326,6 +399,8 @@ def build_scene(out: str | os.PathLike, osm_file: str | os.PathLike | None = Non
     check_output(out, overwrite)
     if bbox is not None:
         validate_bbox(bbox, max_area_km2=config.max_area_km2)
+    from twin.scene.osm import read_osm
+
     osm = read_osm(osm_file, bbox)
     west, south, east, north = validate_bbox(osm.bbox, max_area_km2=config.max_area_km2)
     frame = SceneFrame.from_lonlat((west + east) / 2, (south + north) / 2)
@@ -343,6 +418,8 @@ def build_tiles(scene: TwinScene, osm: OsmData, config: SceneConfig) -> list[Twi
     Tiles share the parent's frame, so positions in them are in the same scene metres.
     """
     from shapely.geometry import box
+
+    from twin.scene.osm import OsmData
 
     size = float(config.tile_size_m or 0)
     if size <= 0:
@@ -370,8 +447,7 @@ def build_tiles(scene: TwinScene, osm: OsmData, config: SceneConfig) -> list[Twi
 
 
 def scene_config(path: str | os.PathLike | None = None, **overrides: Any) -> SceneConfig:
-    """A :class:`SceneConfig` from YAML (or defaults) with non-None ``overrides`` applied."""
-    from twin.config import load_yaml
+    """A :class:`SceneConfig` from YAML (or defaults) with non-None ``overrides`` applied (:func:`twin.config.resolve_config`)."""
+    from twin.config import resolve_config
 
-    config = load_yaml(SceneConfig, path) if path else SceneConfig()
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    return resolve_config(SceneConfig, path, None, **overrides)

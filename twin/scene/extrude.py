@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import shapely
-import trimesh
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from twin.errors import collect
+
+if TYPE_CHECKING:  # trimesh (with scipy and networkx) only where meshes are made: tracing needs none
+    import trimesh
 
 __all__ = ["ExtrudeConfig", "RepairReport", "repair_footprint", "extrude_footprint", "ground_plane",
            "merge_meshes"]
@@ -101,6 +103,8 @@ def repair_footprint(geometry: BaseGeometry | None, config: ExtrudeConfig, repor
 
 def extrude_footprint(polygon: Polygon, min_height_m: float, height_m: float) -> trimesh.Trimesh:
     """A watertight prism from ``min_height_m`` to ``height_m`` over ``polygon`` (holes kept)."""
+    import trimesh
+
     mesh = trimesh.creation.extrude_polygon(polygon, height_m - min_height_m)
     if min_height_m:
         mesh.apply_translation([0.0, 0.0, min_height_m])
@@ -109,6 +113,8 @@ def extrude_footprint(polygon: Polygon, min_height_m: float, height_m: float) ->
 
 def ground_plane(x_min: float, y_min: float, x_max: float, y_max: float, z_m: float = 0.0) -> trimesh.Trimesh:
     """Two triangles covering the rectangle at height ``z_m``, normal pointing up (+z)."""
+    import trimesh
+
     vertices = np.array([[x_min, y_min, z_m], [x_max, y_min, z_m], [x_max, y_max, z_m], [x_min, y_max, z_m]])
     faces = np.array([[0, 1, 2], [0, 2, 3]])
     return trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
@@ -116,5 +122,7 @@ def ground_plane(x_min: float, y_min: float, x_max: float, y_max: float, z_m: fl
 
 def merge_meshes(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
     """One mesh holding all ``meshes`` (each stays a closed component)."""
+    import trimesh
+
     # trimesh types the result as any Geometry; Trimesh inputs concatenate to a Trimesh.
     return cast(trimesh.Trimesh, trimesh.util.concatenate(meshes))

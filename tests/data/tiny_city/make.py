@@ -1,17 +1,17 @@
 """A tiny synthetic city for sampling tests and benchmarks: a scene directory and its maps.zarr.
 
-The scene follows ``docs/formats.md`` (scene.json, layers.zarr, buildings.parquet,
-roads.parquet; no meshes, which sampling does not read). The radio maps follow the
-maps.zarr contract of DESIGN.md (as ``twin.radio.maps.write_maps`` writes it) and are computed in closed form: 3GPP UMa-like
-log-distance path loss ``128.1 + 37.6 log10(d_km)`` from a few cells, then RSRP per
-resource element, RSSI over the carrier, RSRQ, SINR and SNR from their definitions.
+The scene is written by the library's writer ``twin.scene.build.write_scene_files``
+(scene.json, layers.zarr, buildings.parquet, roads.parquet; no meshes, which sampling does
+not read), the radio maps by ``twin.radio.maps.write_maps``. The maps are computed in
+closed form: 3GPP UMa-like log-distance path loss ``128.1 + 37.6 log10(d_km)`` from a few
+cells, then RSRP per resource element, RSSI over the carrier, RSRQ, SINR and SNR from their
+definitions.
 
 Run ``python -m tests.data.tiny_city.make OUT`` to write ``OUT/scene`` and ``OUT/maps.zarr``.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -24,9 +24,6 @@ N_RB = 50                     # 10 MHz LTE carrier
 N_SC = 12 * N_RB              # resource elements per OFDM symbol over the carrier
 NOISE_RE_DBM = -174 + 10 * np.log10(15e3) + 7.0   # thermal noise per RE with a 7 dB noise figure
 TX_POWER_DBM = 43.0
-UNITS = {"path_gain_db": "dB", "rsrp_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB", "snr_db": "dB",
-         "cell_rssi_dbm": "dBm", "rssi_dbm": "dBm", "serving_cell": "index", "bler": "1",
-         "throughput_bps": "bit/s"}
 
 
 def streets(width_m: float, height_m: float, block_m: float) -> list[tuple[str, list[tuple[float, float]]]]:
@@ -71,23 +68,21 @@ def make_scene(out: str | Path, width_m: float = 240.0, height_m: float = 200.0,
     """Write a scene directory (no meshes) and return its path."""
     import geopandas as gpd
     import shapely
-    import zarr
     from shapely.geometry import LineString, box
 
+    from twin.io import atomic_dir
+    from twin.scene.build import write_scene_files
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     grid = Grid(0.0, 0.0, cell_size_m, int(round(width_m / cell_size_m)), int(round(height_m / cell_size_m)))
-    e0, n0 = FRAME.origin_projected_m
     roads = streets(width_m, height_m, block_m)
     blds = buildings(width_m, height_m, block_m)
     road_gdf = gpd.GeoDataFrame(
         {"highway": ["residential"] * len(roads), "name": [n or None for n, _ in roads]},
-        geometry=[LineString([(x + e0, y + n0) for x, y in pts]) for _, pts in roads], crs=FRAME.crs)
+        geometry=[LineString(pts) for _, pts in roads])
     bld_gdf = gpd.GeoDataFrame(
         {"height_m": [b[4] for b in blds], "material": ["concrete"] * len(blds)},
-        geometry=[box(b[0] + e0, b[1] + n0, b[2] + e0, b[3] + n0) for b in blds], crs=FRAME.crs)
-    road_gdf.to_parquet(out / "roads.parquet")
-    bld_gdf.to_parquet(out / "buildings.parquet")
+        geometry=[box(b[0], b[1], b[2], b[3]) for b in blds])
 
     centers = grid.centers_m()
     cx, cy = centers[..., 0], centers[..., 1]
@@ -102,19 +97,44 @@ def make_scene(out: str | Path, width_m: float = 240.0, height_m: float = 200.0,
         line = LineString(pts)
         near = shapely.contains_xy(line.buffer(4.0), cx, cy)
         road[near] = 1
-    layers = zarr.open_group(str(out / "layers.zarr"), mode="w")
-    layers.attrs.update({"schema_version": 1, "grid": grid.to_dict()})
-    for name, data in (("building_mask", mask), ("building_height_m", height), ("road_mask", road)):
-        layers.create_array(name, data=data, dimension_names=("y", "x"))
-    meta = {
-        "schema_version": 1, "kind": "twin-scene", "name": "tiny-city", "frame": FRAME.to_dict(),
-        "bbox_lonlat": [float(v) for v in (*FRAME.to_lonlat(0, 0), *FRAME.to_lonlat(width_m, height_m))],
-        "extent_m": [0.0, 0.0, width_m, height_m], "grid": grid.to_dict(),
-        "counts": {"buildings": len(blds), "roads": len(roads)}, "height_sources": {"synthetic": len(blds)},
-        "materials": {"concrete": len(blds)}, "source": "tests/data/tiny_city/make.py",
-    }
-    (out / "scene.json").write_text(json.dumps(meta, indent=2))
+    with atomic_dir(out) as tmp:
+        write_scene_files(
+            tmp, name="tiny-city", frame=FRAME, grid=grid, extent_m=(0.0, 0.0, width_m, height_m),
+            layers={"building_mask": mask, "building_height_m": height, "road_mask": road},
+            buildings=bld_gdf, roads=road_gdf,
+            meta={"height_sources": {"synthetic": len(blds)}, "materials": {"concrete": len(blds)},
+                  "source": "tests/data/tiny_city/make.py"})
     return out
+
+
+def write_osm_geojson(path: str | Path, width_m: float = 240.0, height_m: float = 200.0,
+                      block_m: float = 100.0) -> tuple[Path, tuple[float, float, float, float]]:
+    """The tiny city as OSM-like GeoJSON, the input of ``twin build-scene --osm-file``.
+
+    Buildings carry ``building`` and a ``height`` tag (the heights of :func:`buildings`),
+    streets ``highway=residential`` and their ``name``. Returns the file and the city's
+    ``(W, S, E, N)`` box in degrees (``--bbox``).
+    """
+    import json
+
+    def lonlat(points: list[tuple[float, float]]) -> list[list[float]]:
+        lon, lat = FRAME.to_lonlat([x for x, _ in points], [y for _, y in points])
+        return [[float(a), float(b)] for a, b in zip(lon, lat, strict=True)]
+
+    features = []
+    for k, (x0, y0, x1, y1, h) in enumerate(buildings(width_m, height_m, block_m)):
+        xa, xb, ya, yb = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+        ring = [(xa, ya), (xb, ya), (xb, yb), (xa, yb), (xa, ya)]
+        features.append({"type": "Feature", "properties": {"building": "yes", "height": f"{h:.1f} m", "osm_id": k + 1},
+                         "geometry": {"type": "Polygon", "coordinates": [lonlat(ring)]}})
+    for k, (name, pts) in enumerate(streets(width_m, height_m, block_m)):
+        props = {"highway": "residential", "osm_id": 1000 + k} | ({"name": name} if name else {})
+        features.append({"type": "Feature", "properties": props,
+                         "geometry": {"type": "LineString", "coordinates": lonlat(pts)}})
+    path = Path(path)
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    (w, s), (e, n) = lonlat([(0.0, 0.0), (width_m, height_m)])
+    return path, (w, s, e, n)
 
 
 def default_sites(width_m: float, height_m: float) -> np.ndarray:
@@ -155,32 +175,24 @@ def radio_fields(grid: Grid, sites_xy_m: np.ndarray, building_mask: np.ndarray) 
 def make_maps(scene_dir: str | Path, out: str | Path, sites_xy_m: np.ndarray | None = None,
               grid: Grid | None = None) -> Path:
     """Write ``maps.zarr`` for a scene made by :func:`make_scene` (``grid`` overrides the scene grid)."""
-    import zarr
+    import pandas as pd
 
-    meta = json.loads((Path(scene_dir) / "scene.json").read_text())
-    scene_grid = Grid.from_dict(meta["grid"])
-    grid = grid or scene_grid
-    mask = zarr.open_group(str(Path(scene_dir) / "layers.zarr"), mode="r")["building_mask"][:]
+    from twin.radio.maps import write_maps
+    from twin.scene.build import load_twin_scene
+
+    scene = load_twin_scene(scene_dir)
+    grid = grid or scene.grid
+    mask = scene.layers["building_mask"]
     if mask.shape != grid.shape:
         mask = np.zeros(grid.shape, np.uint8)
-    x1, y1 = meta["extent_m"][2:]
+    x1, y1 = scene.extent_m[2:]
     sites = default_sites(x1, y1) if sites_xy_m is None else np.asarray(sites_xy_m, float)
-    fields = radio_fields(grid, sites, mask)
     cell_ids = [101 + 10 * k for k in range(len(sites))]
-    group = zarr.open_group(str(out), mode="w")
-    group.attrs.update({
-        "schema_version": 1, "kind": "twin-maps", "complete": True, "cell_ids": cell_ids,
-        "grid": grid.to_dict(), "frame": meta["frame"], "scene": str(scene_dir),
-        "arrays": {name: UNITS[name] for name in fields},
-        "sites": [{"bs_id": f"site{k}", "cell_id": c, "x_m": float(x), "y_m": float(y), "height_m": 25.0,
-                   "azimuth_deg": 0.0, "tilt_deg": 0.0, "power_dbm": TX_POWER_DBM, "frequency_hz": 2.6e9,
-                   "bandwidth_hz": 10e6, "pattern": "iso"}
-                  for k, (c, (x, y)) in enumerate(zip(cell_ids, sites, strict=True))],
-    })
-    for name, data in fields.items():
-        dims = ("cell", "y", "x") if data.ndim == 3 else ("y", "x")
-        group.create_array(name, data=data, dimension_names=dims, attributes={"units": UNITS[name]})
-    return Path(out)
+    table = pd.DataFrame([{"bs_id": f"site{k}", "cell_id": c, "x_m": float(x), "y_m": float(y), "height_m": 25.0,
+                           "azimuth_deg": 0.0, "tilt_deg": 0.0, "power_dbm": TX_POWER_DBM, "frequency_hz": 2.6e9,
+                           "bandwidth_hz": 10e6, "pattern": "iso"}
+                          for k, (c, (x, y)) in enumerate(zip(cell_ids, sites, strict=True))])
+    return write_maps(out, grid, scene, table, radio_fields(grid, sites, mask))
 
 
 if __name__ == "__main__":
