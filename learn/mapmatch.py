@@ -261,16 +261,19 @@ def fill_holes(maps: np.ndarray, passes: int = 1) -> np.ndarray:
 
 
 def pixel_mask_of(scene: Any, prior: str) -> np.ndarray | None:
-    """Allowed pixels ``(H, W)`` of a corpus scene under ``prior`` (road, outdoor, none)."""
+    """Allowed pixels ``(H, W)`` of a corpus scene under ``prior`` (road, outdoor, none).
+
+    A scene without the layer a prior needs falls back to the next weaker one (road ->
+    outdoor -> none); ``None`` means every pixel.
+    """
     if prior == "none":
         return None
     if prior not in PIXEL_PRIORS:
         raise InputError(f"map matching: pixel prior '{prior}' is not one of {', '.join(PIXEL_PRIORS)}")
     names = list(scene.semantic_channels)
     need = "road_mask" if prior == "road" else "building_mask"
-    if need not in names:
-        raise InputError(f"scene {scene.name}: pixel prior '{prior}' needs the semantic layer {need}; "
-                         f"has {', '.join(names) or 'none'}")
+    if need not in names:  # a scene without that layer: the next weaker prior (road -> outdoor -> none)
+        return pixel_mask_of(scene, "outdoor") if prior == "road" else None
     layer = np.asarray(scene.semantic_maps[names.index(need)])
     mask = layer > 0.5 if prior == "road" else layer < 0.5
     return mask if mask.any() else None

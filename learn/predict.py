@@ -283,12 +283,13 @@ def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | 
         raise InputError(f"{out}: predictions are written as .parquet or .csv")
     if (ckpt is None) == (baseline is None):
         raise InputError("give exactly one of a checkpoint (--ckpt) or a baseline (--baseline mapmatch)")
+    ckpt_dict = load_checkpoint(ckpt) if ckpt is not None else None  # a broken checkpoint fails first
     corpus = open_corpus(data)
     crop_prior = resolve_prior(prior).for_corpus(corpus)
     indices = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
     table: dict[str, Any]
-    if ckpt is not None:
-        method = PosteriorMethod(load_checkpoint(ckpt), os.fspath(ckpt), refine_cfg)
+    if ckpt is not None and ckpt_dict is not None:
+        method = PosteriorMethod(ckpt_dict, os.fspath(ckpt), refine_cfg)
         loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers, crop_prior)
         res = predict_batches(method.model, loader, method.refine_cfg, method.point, device=method.device,
                               keep_mixtures=n_plots if plot_dir else 0,
