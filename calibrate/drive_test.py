@@ -39,11 +39,11 @@ import numpy as np
 import pandas as pd
 
 from twin.errors import InputError
-from twin.tables import read_point_table
+from twin.tables import DRIVE_TEST_METRICS, canonical_drive_test, read_point_table
 
 __all__ = ["METRICS", "RANGES", "DriveTest", "read_drive_test", "clean_drive_test", "write_drive_test"]
 
-METRICS = ("rssi_dbm", "rsrp_dbm", "rsrq_db", "sinr_db")
+METRICS = DRIVE_TEST_METRICS
 #: Plausible reported ranges (NR TS 38.133 report mappings; RSSI, which licensed bands do not
 #: report, from the thermal floor of a narrow carrier to a UE next to a mast).
 RANGES: dict[str, tuple[float, float]] = {
@@ -52,15 +52,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "rsrq_db": (-43.0, 20.0),
     "sinr_db": (-23.0, 40.0),
 }
-_ALIASES = {
-    "rssi": "rssi_dbm", "rsrp": "rsrp_dbm", "rsrq": "rsrq_db", "sinr": "sinr_db",
-    "nrsrp": "rsrp_dbm", "nrsrq": "rsrq_db", "nsinr": "sinr_db",
-    "latitude": "lat", "longitude": "lon", "lng": "lon", "long": "lon",
-    "uelatitude": "lat", "uelongitude": "lon",
-    "x": "x_m", "y": "y_m", "cell": "cell_id", "cellid": "cell_id", "pci": "cell_id",
-    "timestamp": "time", "t": "time",
-}
-_MW = {"rssi_mw": "rssi_dbm", "rsrp_mw": "rsrp_dbm"}
 
 
 @dataclass
@@ -107,11 +98,6 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":")[0]
 
 
-def _canonical(name: str) -> str:
-    key = str(name).strip().lower().replace(" ", "_")
-    return _ALIASES.get(key.replace("_", ""), _ALIASES.get(key, key))
-
-
 def _numeric(col: pd.Series) -> pd.Series:
     return pd.to_numeric(col, errors="coerce").astype(np.float64)
 
@@ -145,31 +131,9 @@ def clean_drive_test(raw: pd.DataFrame, scene: Any, bs_table: pd.DataFrame | Non
                      metric: str | None = None, outlier_db: float = 20.0, neighbours: int = 8,
                      what: str = "drive test") -> DriveTest:
     """Check, clean and project a drive-test table (already read into a DataFrame)."""
-    df = raw.rename(columns={c: _canonical(c) for c in raw.columns}).reset_index(drop=True)
-    dup_cols = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-    if dup_cols:
-        raise InputError(f"{what}: columns {', '.join(dup_cols)} appear twice (after matching aliases such as "
-                         "RSSI -> rssi_dbm); keep one of each")
-    notes: list[str] = []
-    problems: list[str] = []
-    for mw, dbm in _MW.items():
-        if mw in df.columns:
-            if dbm in df.columns:
-                problems.append(f"both {mw!r} and {dbm!r} given; keep one")
-                continue
-            v = _numeric(df[mw])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                df[dbm] = np.where(v > 0, 10.0 * np.log10(v), np.nan)
-            df = df.drop(columns=mw)
-            notes.append(f"{mw} converted to {dbm} (10 log10 of milliwatts)")
-    if "cell_id" not in df.columns:
-        problems.append(f"missing column 'cell_id' (columns: {', '.join(map(str, raw.columns))})")
+    df, notes, problems = canonical_drive_test(raw, what)  # the one reader's aliases and mW rules
     has_ll, has_xy = {"lon", "lat"} <= set(df.columns), {"x_m", "y_m"} <= set(df.columns)
-    if not (has_ll or has_xy):
-        problems.append("missing position columns: give 'lon', 'lat' (WGS84) or 'x_m', 'y_m' (scene metres)")
     present = [m for m in METRICS if m in df.columns]
-    if not present:
-        problems.append(f"no measurement column; give any of {', '.join(METRICS)}")
     want = _metric_column(metric) if metric else None
     if want and want not in df.columns and not problems:
         problems.append(f"no {want!r} column for --metric {metric} (measurements: {', '.join(present)})")

@@ -27,6 +27,23 @@ def main() -> None:
 _SPLITS = "learn.importers:SplitConfig"
 
 
+def _prior_options(func):
+    for opt in reversed([
+        click.option("--prior", type=click.Choice(["auto", "serving-cell", "coarse", "whole", "truth"]),
+                     default="auto", show_default=True,
+                     help="Where crop-based methods search: the strongest cell's site, the mode of a coarse "
+                          "whole-scene map matching, the whole scene (WkNN, mapmatch), or truth (the seeds' "
+                          "protocol, not deployable); auto: coarse where the corpus has per-cell maps, else "
+                          "serving-cell."),
+        click.option("--reports", type=click.Choice(["last", "all"]), default="last", show_default=True,
+                     help="mapmatch: the last report only, or every report tempered by their count."),
+        click.option("--pixel-prior", type=click.Choice(["road", "outdoor", "none"]), default="road",
+                     show_default=True, help="mapmatch: pixels searched (semantic layers of the scene)."),
+    ]):
+        func = opt(func)
+    return func
+
+
 def _split_options(func):
     for opt in reversed([
         config_option(_SPLITS, "--seed", type=int, help="Random seed of the splits."),
@@ -153,34 +170,44 @@ def import_powder_cmd(directory, out, seed, test_frac, val_frac, block_m, known_
 @click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
 @click.option("--split", default="random", show_default=True,
               help="Split scheme: random, spatial (or another of the corpus, e.g. published_grid).")
-@click.option("--baseline", type=click.Choice(["wknn", "knn-square"]), help="A baseline fitted on the train part.")
+@click.option("--baseline", type=click.Choice(["wknn", "knn-square", "mapmatch", "prior-only"]),
+              help="A baseline: wknn/knn-square fitted on the train part; mapmatch (physics map matching, "
+                   "no training); prior-only (the crop centre alone).")
 @click.option("--ckpt", type=click.Path(dir_okay=False), help="A checkpoint (heatmap, posterior ...).")
 @click.option("--k", type=int, help="Baselines: neighbours (default 3).")
 @click.option("--features", help="Baselines: comma-separated feature names (default all).")
 @click.option("--fill", help="Baselines: value of cells not heard, or 'min' (default).")
 @click.option("--coverage-weight", type=float, help="Baselines: weight of cells not in common (default 10).")
-@click.option("--crop-size-m", type=float, help="knn-square: side of the square [m] (default 600).")
+@click.option("--crop-size-m", type=float, help="knn-square, mapmatch, prior-only: side of the square [m] (default 600).")
+@_prior_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write error CDF and error map PNGs here.")
 @clean_errors
-def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, crop_size_m, as_json, plot_dir):
+def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, crop_size_m, prior, reports,
+             pixel_prior, as_json, plot_dir):
     """Evaluate a baseline or a checkpoint on a split's test part (known / unknown streets apart).
 
     \b
     Example:
       learn eval --data out/rome_crop.zarr --split spatial --baseline knn-square --json
       learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap/best.pt --plot out/eval
+      learn eval --data out/demo/corpus.zarr --split spatial --baseline mapmatch --prior whole
+
+    Every figure names its prior (JSON field "prior"); --prior truth is the seeds' protocol
+    (the crop placed around the true position), for comparison with published figures only.
     """
     from learn.evaluate import evaluate_named
 
-    options = {}
-    if baseline is not None:
+    options: dict = {}
+    if baseline in ("wknn", "knn-square"):
         fill_value = None if fill is None else (fill if fill == "min" else float(fill))
         options = {"k": k, "features": features.split(",") if features else None, "fill": fill_value,
                    "coverage_weight": coverage_weight}
-        if baseline == "knn-square":
-            options["crop_size_m"] = crop_size_m
-    result = evaluate_named(data, split, baseline, ckpt, **options)
+    if baseline in ("knn-square", "mapmatch", "prior-only"):
+        options["crop_size_m"] = crop_size_m
+    if baseline == "mapmatch":
+        options |= {"reports": reports, "pixel_prior": pixel_prior}
+    result = evaluate_named(data, split, baseline, ckpt, prior=prior, **options)
     if plot_dir:
         from learn.plot import plot_evaluation
 
@@ -308,30 +335,106 @@ def finetune_cmd(init, data, config, out, epochs, max_steps, batch_size, lr, num
 
 
 @main.command("predict")
-@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="A posterior checkpoint.")
-@click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
+@click.option("--ckpt", type=click.Path(dir_okay=False), help="A posterior checkpoint.")
+@click.option("--baseline", type=click.Choice(["mapmatch", "prior-only"]),
+              help="Instead of a checkpoint: physics map matching, or the prior's crop centre alone.")
+@click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr), with or without positions.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="predictions.parquet or .csv.")
 @click.option("--split", help="Only this split scheme's PART (default: every sample).")
 @click.option("--part", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@_prior_options
+@click.option("--crop-size-m", type=float, help="mapmatch, prior-only: side of the square [m] (default 600).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write posterior heatmap PNGs here.")
 @click.option("--n-plots", type=int, default=8, show_default=True)
 @click.option("--refine/--no-refine", default=True, show_default=True, help="MAP refinement (Algorithm 1).")
 @overwrite_option
 @clean_errors
-def predict_cmd(ckpt, data, out, split, part, plot_dir, n_plots, refine, overwrite):
-    """Predict positions, uncertainties and refined positions for a corpus.
+def predict_cmd(ckpt, baseline, data, out, split, part, prior, reports, pixel_prior, crop_size_m, plot_dir, n_plots,
+                refine, overwrite):
+    """Localize a corpus: positions (scene x/y and lon/lat), spread, prior, times and source rows.
+
+    Works on corpora without positions (`learn import drive-test` of reports without
+    lon/lat); where the truth is known it is only used to add error columns afterwards.
 
     \b
     Example:
       learn predict --ckpt runs/pre/best.pt --data out/synth.zarr --split random --out pred.parquet --plot plots/
+      learn predict --baseline mapmatch --prior whole --data out/unlabeled.zarr --out pred.csv
     """
     from learn.predict import predict
     from learn.refine import RefineConfig
 
     refine_cfg = None if refine else RefineConfig(steps=0, threshold=0.0)
-    path, summary = predict(ckpt, data, out, split, part, plot_dir, n_plots, refine_cfg, overwrite)
+    options = {"crop_size_m": crop_size_m}
+    if baseline == "mapmatch":
+        options |= {"reports": reports, "pixel_prior": pixel_prior}
+    path, summary = predict(ckpt, data, out, split, part, plot_dir, n_plots, refine_cfg, overwrite, prior=prior,
+                            baseline=baseline, baseline_options={k: v for k, v in options.items() if v is not None})
     extra = f", median error {summary['median_m']:.1f} m" if "median_m" in summary else ""
-    click.echo(f"wrote {path}: {int(summary['n'])} predictions{extra}")
+    click.echo(f"wrote {path}: {int(summary['n'])} predictions (prior {summary['prior_label']}){extra}")
+
+
+@main.group("export")
+def export_group() -> None:
+    """Write corpus samples in the drive-test format.
+
+    \b
+    Example:
+      learn export drive-test --data out/demo/corpus.zarr --split spatial --out drive.csv --truth truth.csv
+    """
+
+
+@export_group.command("drive-test")
+@click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Drive test to write (.csv), no positions.")
+@click.option("--truth", "truth_out", required=True, type=click.Path(dir_okay=False),
+              help="The true positions per report time (.csv), kept apart.")
+@click.option("--split", help="Only this split scheme's PART (default: every sample).")
+@click.option("--part", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--n", "n_samples", type=int, help="At most this many samples (the first of the selection).")
+@overwrite_option
+@clean_errors
+def export_drive_test_cmd(data, out, truth_out, split, part, n_samples, overwrite):
+    """Write samples as a drive test without lon/lat (time, cell_id, features) and their truth apart.
+
+    \b
+    Example:
+      learn export drive-test --data out/demo/corpus.zarr --split spatial --n 200 \\
+          --out out/demo/unlabeled.csv --truth out/demo/unlabeled_truth.csv
+    """
+    import numpy as np
+
+    from learn.importers import export_drive_test
+    from twin.corpus.store import open_corpus
+
+    corpus = open_corpus(data)
+    idx = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
+    if n_samples is not None:
+        idx = idx[:n_samples]
+    path, truth_path, n = export_drive_test(corpus, out, truth_out, idx, overwrite=overwrite)
+    click.echo(f"wrote {path}: {n} rows of {len(idx)} samples, no positions; their truth in {truth_path}")
+
+
+@main.command("show-predictions")
+@click.argument("predictions", type=click.Path(dir_okay=False))
+@click.option("--truth", required=True, type=click.Path(dir_okay=False), help="CSV with time, x_m, y_m.")
+@click.option("--data", required=True, type=click.Path(), help="The corpus predicted (its scene is drawn).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
+@overwrite_option
+@clean_errors
+def show_predictions_cmd(predictions, truth, data, out, overwrite):
+    """Draw `learn predict`'s positions beside the truth (read only here, after prediction).
+
+    \b
+    Example:
+      learn show-predictions out/demo/unlabeled_pred.csv --truth out/demo/unlabeled_truth.csv \\
+          --data out/demo/unlabeled.zarr --out out/demo/unlabeled_pred.png
+    """
+    from learn.plot import plot_predictions_vs_truth
+
+    path, stats = plot_predictions_vs_truth(predictions, truth, data, out, overwrite)
+    click.echo(f"wrote {path}: {int(stats['n'])} predictions against the truth, median error "
+               f"{stats['median_m']:.1f} m, mean {stats['mean_m']:.1f} m")
 
 
 if __name__ == "__main__":  # python -m cli.learn ..., torchrun -m cli.learn pretrain ...

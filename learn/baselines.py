@@ -15,9 +15,11 @@
   The estimate is the mean of the ``k`` nearest references' positions weighted by
   ``1 / (d + eps)``.
 * :class:`KnnSquareBaseline` — the same, with the search restricted to the references
-  inside the sample's evaluation crop (seed 004's "k-NN in the square",
-  :func:`learn.data.crops.eval_crop_origins`), falling back to the crop centre when the crop
-  holds none.
+  inside the sample's crop (seed 004's "k-NN in the square"), placed by the run's prior
+  (:mod:`learn.priors`; the seeds placed it around the truth, ``--prior truth``), falling
+  back to the crop centre when the crop holds none.
+* ``mapmatch`` (:mod:`learn.mapmatch`) — physics map matching, no training data;
+  ``prior-only`` (:class:`learn.priors.PriorOnly`) — the crop centre alone.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from learn.data.crops import eval_crop_origins
 from learn.methods import Predictions
 from twin.corpus.store import Corpus
 from twin.errors import InputError
@@ -82,6 +83,7 @@ class WknnBaseline:
     coverage_weight: float = 10.0
     eps: float = 1e-6
     name: str = "wknn"
+    searches_whole = True  # the prior it runs under is always "whole"
 
     def _dense(self, cells: list[np.ndarray], feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         n, c, f = len(cells), len(self.vocab_), len(self.feature_idx_)
@@ -149,35 +151,54 @@ class WknnBaseline:
         xy = (w[..., None] * self.ref_xy_[nearest]).sum(1) / np.maximum(total, 1e-300)
         return xy, found
 
-    def predict(self, corpus: Corpus, indices: np.ndarray) -> Predictions:
+    def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:
+        """WkNN searches the whole area whatever ``prior`` says (its prior is ``whole``)."""
         xy, _ = self._weighted(self.distances(corpus, indices))
         return Predictions(xy_m=xy)
 
 
 @dataclass
 class KnnSquareBaseline(WknnBaseline):
-    """k-NN restricted to the sample's evaluation crop; the crop centre when it holds no reference."""
+    """k-NN restricted to the sample's crop (placed by the prior); the crop centre when it holds no reference."""
 
     crop_size_m: float = 600.0
-    crop_seed: int = 0
     name: str = "knn-square"
+    searches_whole = False
 
-    def predict(self, corpus: Corpus, indices: np.ndarray) -> Predictions:
+    def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:
+        from learn.priors import resolve_prior
+
         indices = np.asarray(indices, np.int64)
-        truth = corpus.batch(indices, ["position_xy_m"])["position_xy_m"]
-        origin = eval_crop_origins(indices, truth, self.crop_size_m, seed=self.crop_seed)
+        centres = resolve_prior(prior).centres_m(corpus, indices, self.crop_size_m)
+        d = self.distances(corpus, indices)
+        if centres is None:  # whole: the whole area, i.e. WkNN
+            return Predictions(xy_m=self._weighted(d)[0])
+        origin = centres - self.crop_size_m / 2
         rel = self.ref_xy_[None] - origin[:, None]  # [N, M, 2]
-        inside = ((rel >= 0) & (rel <= self.crop_size_m)).all(-1)
-        xy, found = self._weighted(self.distances(corpus, indices), inside)
-        centre = origin + self.crop_size_m / 2
-        return Predictions(xy_m=np.where(found[:, None], xy, centre))
+        inside = np.asarray(((rel >= 0) & (rel <= self.crop_size_m)).all(-1))
+        xy, found = self._weighted(d, inside)
+        return Predictions(xy_m=np.where(found[:, None], xy, centres))
 
 
-BASELINES = {"wknn": WknnBaseline, "knn-square": KnnSquareBaseline}
+def _mapmatch(**options: Any) -> Any:
+    from learn.mapmatch import MapMatchBaseline
+
+    return MapMatchBaseline(**options)
 
 
-def make_baseline(name: str, **options: Any) -> WknnBaseline:
-    """A baseline by name (``wknn``, ``knn-square``) with keyword options (``None`` ones ignored)."""
+def _prior_only(**options: Any) -> Any:
+    from learn.priors import PriorOnly
+
+    return PriorOnly(**options)
+
+
+BASELINES: dict[str, Any] = {"wknn": WknnBaseline, "knn-square": KnnSquareBaseline, "mapmatch": _mapmatch,
+                             "prior-only": _prior_only}
+
+
+def make_baseline(name: str, **options: Any) -> Any:
+    """A baseline by name (``wknn``, ``knn-square``, ``mapmatch``, ``prior-only``) with keyword options
+    (``None`` ones ignored)."""
     if name not in BASELINES:
         raise InputError(f"unknown baseline '{name}'; choose one of {', '.join(BASELINES)}")
     return BASELINES[name](**{k: v for k, v in options.items() if v is not None})

@@ -21,6 +21,7 @@ import numpy as np
 
 from learn.methods import Method, Predictions
 from learn.metrics import error_summary, position_errors_m
+from learn.priors import PRIORS, CropPrior, resolve_prior
 from learn.splits import known_street_mask
 from twin import io
 from twin.corpus.store import SPLIT_NAMES, Corpus, open_corpus
@@ -45,16 +46,20 @@ class EvalResult:
     known: np.ndarray
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     method_obj: Any = None  # the method itself: learn.plot asks it for its own pictures (plot_extra)
+    prior: str = "auto"   # the crop prior the method ran under (learn.priors)
+    prior_label: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The overall metrics at top level (``mean_m, median_m, p90_m, rmse_m, n`` ...) plus parts."""
         return {**self.parts["all"], "method": self.method, "data": self.data, "split": self.split,
+                "prior": self.prior, "prior_label": self.prior_label,
                 "parts": {k: v for k, v in self.parts.items() if k != "all"}}
 
     def table(self) -> str:
         """A plain-text table: one row per part."""
         head = f"{'part':<8}{'n':>7}{'mean_m':>10}{'median_m':>10}{'p90_m':>10}{'rmse_m':>10}"
-        rows = [f"{self.method} on {self.data} (split {self.split}, test part)", head]
+        rows = [f"{self.method} on {self.data} (split {self.split}, test part; prior {self.prior_label or self.prior})",
+                head]
         for name, m in self.parts.items():
             if m["n"] == 0:
                 rows.append(f"{name:<8}{0:>7}{'-':>10}{'-':>10}{'-':>10}{'-':>10}")
@@ -73,12 +78,16 @@ def _summary(p: Predictions, errors: np.ndarray, truth: np.ndarray) -> dict[str,
 
 
 def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "random", part: str = "test",
-             fit: bool = True) -> EvalResult:
+             fit: bool = True, prior: CropPrior | str | None = None) -> EvalResult:
     """Fit ``method`` on the split's train part (when it has ``fit``), judge it on ``part``.
 
-    Raises :class:`InputError` naming the corpus when the split is unknown or a part is empty.
+    ``prior`` (:mod:`learn.priors`; default truth-free ``auto``) places the crops of
+    crop-based methods; the truth is read only to score, after prediction, and a truth
+    outside the crop counts with its full error. Raises :class:`InputError` naming the
+    corpus when the split is unknown or a part is empty.
     """
     corpus = data if isinstance(data, Corpus) else open_corpus(data)
+    crop_prior = resolve_prior(prior).for_corpus(corpus)
     if split not in corpus.split_schemes:
         raise InputError(f"{corpus.url}: no split '{split}'; has {', '.join(corpus.split_schemes)}")
     labels = io.read(corpus.samples, f"split_{split}", corpus.url)
@@ -88,29 +97,34 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
         raise InputError(f"{corpus.url}: split '{split}' has no '{part}' samples")
     if fit and hasattr(method, "fit"):
         method.fit(corpus, train)
-    pred = method.predict(corpus, test)
+    pred = method.predict(corpus, test, prior=crop_prior)
     truth = corpus.batch(test, ["position_xy_m"])["position_xy_m"].astype(np.float64)
+    if not np.isfinite(truth).all():
+        raise InputError(f"{corpus.url}: {int((~np.isfinite(truth).all(1)).sum())} test samples have no true "
+                         "position to score against; use `learn predict` to localize unlabeled data")
     if np.shape(pred.xy_m) != truth.shape:
         raise InputError(f"method {method.name}: predicted shape {np.shape(pred.xy_m)}, expected {truth.shape}")
     errors = position_errors_m(pred.xy_m, truth)
     groups = io.read(corpus.samples, "group_id", corpus.url)
     known = known_street_mask(groups, labels, test)
+    used = PRIORS[2] if getattr(method, "searches_whole", False) else crop_prior.name
     result = EvalResult(getattr(method, "name", type(method).__name__), corpus.url, split, test, truth, pred,
-                        errors, known, method_obj=method)
+                        errors, known, method_obj=method, prior=used, prior_label=resolve_prior(used).label)
     for name, sel in (("all", np.ones(len(test), bool)), ("known", known), ("unknown", ~known)):
         result.parts[name] = _summary(pred.take(sel), errors[sel], truth[sel])
     return result
 
 
 def evaluate_named(data: str | os.PathLike, split: str = "random", baseline: str | None = None,
-                   ckpt: str | os.PathLike | None = None, **options: Any) -> EvalResult:
-    """:func:`evaluate` a baseline by name (fitted here) or a checkpoint (exactly one of them)."""
+                   ckpt: str | os.PathLike | None = None, prior: CropPrior | str | None = None,
+                   **options: Any) -> EvalResult:
+    """:func:`evaluate` a baseline by name (fitted here) or a checkpoint (exactly one of them) under ``prior``."""
     if baseline is not None and ckpt is None:
         from learn.baselines import make_baseline
 
-        return evaluate(data, make_baseline(baseline, **options), split)
+        return evaluate(data, make_baseline(baseline, **options), split, prior=prior)
     if ckpt is not None and baseline is None:
         from learn.registry import load_method
 
-        return evaluate(data, load_method(ckpt), split, fit=False)
+        return evaluate(data, load_method(ckpt), split, fit=False, prior=prior)
     raise InputError("give exactly one of a baseline name (--baseline) or a checkpoint (--ckpt)")

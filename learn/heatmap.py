@@ -46,7 +46,7 @@ from learn.data.loader import make_loader
 from learn.methods import Predictions
 from learn.registry import register_checkpoint_kind
 from twin.config import from_dict
-from twin.corpus.store import Corpus
+from twin.corpus.store import Corpus, open_corpus
 from twin.errors import CheckpointError, InputError
 
 __all__ = ["HeatmapConfig", "HeatmapNet", "HeatmapOutput", "KIND", "unpatch", "gaussian_targets",
@@ -236,15 +236,20 @@ class HeatmapMethod:
         self.data_state = data_state
         self.batch_size = batch_size
 
-    def dataset(self, corpus: Corpus | str, indices: np.ndarray) -> CorpusDataset:
-        url = corpus.url if isinstance(corpus, Corpus) else os.fspath(corpus)
+    def dataset(self, corpus: Corpus | str, indices: np.ndarray, prior: Any = None) -> CorpusDataset:
+        from learn.priors import crop_origins_m
+
+        corpus = corpus if isinstance(corpus, Corpus) else open_corpus(corpus)
         st = self.data_state
-        return CorpusDataset([url], [np.asarray(indices, np.int64)], DataConfig.from_dict(st["data_config"]),
-                             training=False, normalization=st["normalization"], cell_vocab=st["cell_vocab"])
+        cfg = DataConfig.from_dict(st["data_config"])
+        origins = crop_origins_m(prior, corpus, np.asarray(indices, np.int64), cfg.crop_size_m, "the heatmap model")
+        return CorpusDataset([corpus.url], [np.asarray(indices, np.int64)], cfg, training=False,
+                             normalization=st["normalization"], cell_vocab=st["cell_vocab"], crop_origins_m=origins)
 
     @torch.no_grad()
-    def predict(self, corpus: Corpus, indices: np.ndarray) -> Predictions:
-        loader = make_loader(self.dataset(corpus, indices), batch_size=self.batch_size)
+    def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:
+        """MAP pixel of the heatmap over the crop ``prior`` placed (default truth-free)."""
+        loader = make_loader(self.dataset(corpus, indices, prior), batch_size=self.batch_size)
         out = [decode_argmax(self.model.logits(b), b["crop_origin_m"], b["crop_size_m"]) for b in loader]
         return Predictions(xy_m=torch.cat(out).numpy() if out else np.zeros((0, 2)))
 

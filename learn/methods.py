@@ -8,7 +8,7 @@ model return :class:`Predictions`; :func:`learn.evaluate.evaluate` judges any
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -50,4 +50,7 @@ class Predictions:
 class Method(Protocol):
     name: str
 
-    def predict(self, corpus: Corpus, indices: np.ndarray) -> Predictions: ...
+    def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:
+        """Positions of samples ``indices``; crop-based methods search the crop ``prior``
+        (:class:`learn.priors.CropPrior`, default truth-free) places."""
+        ...

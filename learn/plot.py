@@ -9,7 +9,7 @@ import numpy as np
 
 from learn.evaluate import EvalResult
 
-__all__ = ["plot_evaluation", "plot_training_curve"]
+__all__ = ["plot_evaluation", "plot_training_curve", "plot_predictions_vs_truth"]
 
 
 def plot_training_curve(history: dict[str, list[float]], path: str | os.PathLike, title: str) -> Path:
@@ -92,3 +92,64 @@ def plot_evaluation(result: EvalResult, out_dir: str | os.PathLike) -> list[Path
     if extra is not None:  # e.g. the posterior model's heatmaps (seed 000 Fig. 4)
         paths += extra(out)
     return paths
+
+
+def plot_predictions_vs_truth(predictions: str | os.PathLike, truth: str | os.PathLike, data: str | os.PathLike,
+                              out: str | os.PathLike, overwrite: bool = False) -> tuple[Path, dict[str, float]]:
+    """A PNG of ``learn predict``'s positions beside the true ones (read here only, after prediction).
+
+    ``predictions``: the predict table (``x_m, y_m, last_time_s``); ``truth``: a CSV with
+    ``time, x_m, y_m`` (e.g. :func:`learn.importers.export_drive_test`'s), joined on the
+    sample's last time; ``data``: the corpus, whose scene's roads and buildings are drawn.
+    Returns the path and ``{"n", "median_m", "mean_m"}``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from twin.corpus.store import open_corpus
+    from twin.errors import InputError
+    from twin.io import atomic_file
+
+    pred = pd.read_parquet(predictions) if str(predictions).endswith(".parquet") else pd.read_csv(predictions)
+    true = pd.read_csv(truth)
+    for what, table, need in ((predictions, pred, ("x_m", "y_m", "last_time_s")), (truth, true, ("time", "x_m", "y_m"))):
+        missing = [c for c in need if c not in table.columns]
+        if missing:
+            raise InputError(f"{what}: missing column(s) {', '.join(missing)}")
+    joined = pred.merge(true.rename(columns={"time": "last_time_s", "x_m": "true_x", "y_m": "true_y"})
+                        [["last_time_s", "true_x", "true_y"]], on="last_time_s", how="left")
+    err = np.hypot(joined["x_m"] - joined["true_x"], joined["y_m"] - joined["true_y"]).to_numpy()
+    ok = np.isfinite(err)
+    if not ok.any():
+        raise InputError(f"{truth}: no time matches a prediction's last_time_s in {predictions}")
+    scene = open_corpus(data).scene(0)
+    x0, y0, x1, y1 = scene.grid.extent_m
+    fig, ax = plt.subplots(figsize=(7.0, 7.0 * (y1 - y0) / max(x1 - x0, 1e-9) + 0.6))
+    names = list(scene.semantic_channels)
+    for layer, cmap, alpha in (("building_mask", "Greys", 0.45), ("road_mask", "Blues", 0.25)):
+        if layer in names:
+            img = np.asarray(scene.semantic_maps[names.index(layer)])
+            ax.imshow(np.ma.masked_less(img, 0.5), origin="lower", extent=(x0, x1, y0, y1), cmap=cmap,
+                      alpha=alpha, vmin=0, vmax=1.5)
+    j = joined[ok]
+    ax.plot(np.stack([j["true_x"], j["x_m"]]), np.stack([j["true_y"], j["y_m"]]), color="0.4", lw=0.6, alpha=0.6)
+    ax.scatter(j["true_x"], j["true_y"], s=12, color="red", label="truth (never seen by predict)", zorder=3)
+    ax.scatter(j["x_m"], j["y_m"], s=12, color="tab:cyan", edgecolor="k", linewidth=0.3, label="predicted", zorder=4)
+    prior = str(pred["prior"].iloc[0]) if "prior" in pred.columns and len(pred) else "?"
+    stats = {"n": float(ok.sum()), "median_m": float(np.median(err[ok])), "mean_m": float(np.mean(err[ok]))}
+    ax.set_title(f"{int(stats['n'])} localized reports (prior {prior}): median {stats['median_m']:.0f} m, "
+                 f"mean {stats['mean_m']:.0f} m")
+    ax.set_xlabel("x [m] (east)")
+    ax.set_ylabel("y [m] (north)")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_file(out, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return out, stats

@@ -22,7 +22,7 @@ from learn.model import ModelConfig, PosteriorModel
 from learn.refine import RefineConfig, refine
 from twin.config import from_dict
 
-__all__ = ["PosteriorMethod", "load_posterior", "predict_batches", "predict", "plot_posteriors"]
+__all__ = ["PosteriorMethod", "load_posterior", "predict_batches", "predict", "plot_posteriors", "sample_context"]
 
 
 def load_posterior(ckpt: dict[str, Any] | str | os.PathLike, device: str | torch.device = "cpu"
@@ -78,11 +78,14 @@ def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Ten
         within, between = mix.covariance()
         cols["std_m"].append((torch.sqrt((within + between).diagonal(dim1=1, dim2=2).sum(1) / 2) * size)
                              .cpu().numpy())
-        if "target_xy" in batch:
+        if "target_xy" in batch:  # scoring only; NaN where the truth is unknown
             target = batch["target_xy"].float()
-            nll = -mix.log_prob(target).double() + 2 * torch.log(size)  # per unit crop area -> per m²
-            cols["nll"].append(nll.cpu().numpy())
-            cols["hdr_level"].append(mix.hdr_level(target, hdr_draws, gen).cpu().numpy())
+            known = torch.isfinite(target).all(1)
+            safe = torch.where(known[:, None], target, 0.5)
+            nll = -mix.log_prob(safe).double() + 2 * torch.log(size)  # per unit crop area -> per m²
+            cols["nll"].append(torch.where(known, nll, torch.nan).cpu().numpy())
+            level = mix.hdr_level(safe, hdr_draws, gen).double()
+            cols["hdr_level"].append(torch.where(known, level, torch.nan).cpu().numpy())
             cols["truth_xy_m"].append(to_m(target))
         if refine_cfg is not None:
             res = refine(mix, batch, refine_cfg)
@@ -151,16 +154,22 @@ def plot_posteriors(mixtures: list[dict[str, Any]], out_dir: str | os.PathLike, 
     return paths
 
 
-def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch_size: int, num_workers: int):
-    """Evaluation batches of ``corpus`` at ``indices`` with the checkpoint's vocabulary and crops."""
+def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch_size: int, num_workers: int,
+                   prior: Any = None):
+    """Evaluation batches of ``corpus`` at ``indices`` with the checkpoint's vocabulary, crops placed by ``prior``."""
     from torch.utils.data import DataLoader
 
+    from learn.data.dataset import as_data_config
     from learn.data.loader import eval_dataset
+    from learn.priors import crop_origins_m
+
+    size = as_data_config(ckpt["configs"]["data"]).crop_size_m
+    origins = crop_origins_m(prior, corpus, np.asarray(indices, np.int64), size, "the posterior model")
 
     # The checkpoint's normalization (and feature order, map channels): inputs as in training,
     # also when judging the model zero-shot on another corpus.
     ds = eval_dataset(corpus, indices, ckpt["configs"]["data"], cell_vocab=ckpt.get("cell_vocab"),
-                      data_info=ckpt.get("data_info") or None)
+                      data_info=ckpt.get("data_info") or None, crop_origins_m=origins)
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
@@ -195,10 +204,11 @@ class PosteriorMethod:
         """Posterior heatmaps of the first ``n_plots`` samples of the last :meth:`predict`."""
         return plot_posteriors(self.last["mixtures"], out_dir) if self.last else []
 
-    def predict(self, corpus: Any, indices: np.ndarray):
+    def predict(self, corpus: Any, indices: np.ndarray, prior: Any = None):
+        """Posterior over the crop ``prior`` placed (default truth-free, :mod:`learn.priors`)."""
         from learn.methods import Predictions
 
-        loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers)
+        loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers, prior)
         res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device,
                               keep_mixtures=self.n_plots, background_channel=_background_channel(self.ckpt),
                               progress=True)
@@ -217,15 +227,53 @@ def _load_method(ckpt: dict[str, Any], path: str) -> PosteriorMethod:
     return PosteriorMethod(ckpt, path)
 
 
-def predict(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
-            part: str = "test", plot_dir: str | os.PathLike | None = None, n_plots: int = 8,
-            refine_cfg: RefineConfig | None = None, overwrite: bool = False) -> tuple[Path, dict[str, float]]:
-    """Predict every sample of ``data`` (or one split ``part``) and write ``out`` (.parquet or .csv).
+SOURCES_GROUP = "sources"  # optional corpus group: per-sample source rows and times of an import
 
-    Returns the path and a summary (``n``, ``median_m`` when the truth is known, ``refined``).
+
+def sample_context(corpus: Any, indices: np.ndarray, xy_m: np.ndarray) -> dict[str, np.ndarray]:
+    """Columns that tie predictions to their input: lon/lat of ``xy_m`` ``(N, 2)`` (scene frame) and, for an
+    imported drive test, each sample's first and last time [s] and source rows (``first_row``, ``last_row``,
+    ``rows``: the 0-based data rows of the file, ``;``-separated)."""
+    from twin import io
+
+    indices = np.asarray(indices, np.int64)
+    scenes = corpus.batch(indices, ["scene_index"])["scene_index"].astype(np.int64)
+    lon = np.full(len(indices), np.nan)
+    lat = np.full(len(indices), np.nan)
+    for sc in np.unique(scenes):
+        frame = corpus.scene(int(sc)).frame
+        sel = scenes == sc
+        if frame is not None:
+            lon[sel], lat[sel] = frame.to_lonlat(xy_m[sel, 0], xy_m[sel, 1])
+    cols: dict[str, np.ndarray] = {"lon": lon, "lat": lat}
+    if SOURCES_GROUP in set(corpus.root.group_keys()):
+        g = io.group(corpus.root, SOURCES_GROUP, corpus.url)
+        for name in ("first_time_s", "last_time_s", "first_row", "last_row"):
+            cols[name] = io.read(g, name, corpus.url)[indices]
+        offsets, rows = io.read(g, "row_offsets", corpus.url), io.read(g, "rows", corpus.url)
+        cols["rows"] = np.array([";".join(str(int(r)) for r in rows[offsets[i]:offsets[i + 1]]) for i in indices],
+                                dtype=object)
+    return cols
+
+
+def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
+            part: str = "test", plot_dir: str | os.PathLike | None = None, n_plots: int = 8,
+            refine_cfg: RefineConfig | None = None, overwrite: bool = False, prior: Any = None,
+            baseline: str | None = None, baseline_options: dict[str, Any] | None = None
+            ) -> tuple[Path, dict[str, Any]]:
+    """Localize every sample of ``data`` (or one split ``part``) and write ``out`` (.parquet or .csv).
+
+    The method is the posterior checkpoint ``ckpt`` or ``baseline`` (``mapmatch`` or
+    ``prior-only``: they need no training data); crops are placed by ``prior``
+    (:mod:`learn.priors`, default truth-free). Rows: ``index, x_m, y_m, lon, lat, std_m``
+    (the posterior's spread [m]), ``prior`` and, for imported drive tests, the times and
+    source rows of each sample (:func:`sample_context`). Where the corpus knows the truth it
+    is read after prediction, only to add ``true_x_m, true_y_m, error_m``. Returns the path
+    and a summary (``n``, ``prior``, ``median_m`` when the truth is known).
     """
     import pandas as pd
 
+    from learn.priors import resolve_prior
     from twin.corpus.store import open_corpus
     from twin.errors import InputError
     from twin.io import atomic_file
@@ -233,29 +281,58 @@ def predict(ckpt: str | os.PathLike, data: str | os.PathLike, out: str | os.Path
     out = Path(out)
     if out.suffix not in (".parquet", ".csv"):
         raise InputError(f"{out}: predictions are written as .parquet or .csv")
-    method = PosteriorMethod(load_checkpoint(ckpt), os.fspath(ckpt), refine_cfg)
+    if (ckpt is None) == (baseline is None):
+        raise InputError("give exactly one of a checkpoint (--ckpt) or a baseline (--baseline mapmatch)")
+    ckpt_dict = load_checkpoint(ckpt) if ckpt is not None else None  # a broken checkpoint fails first
     corpus = open_corpus(data)
+    crop_prior = resolve_prior(prior).for_corpus(corpus)
     indices = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
-    loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers)
-    res = predict_batches(method.model, loader, method.refine_cfg, method.point, device=method.device,
-                          keep_mixtures=n_plots if plot_dir else 0, background_channel=_background_channel(method.ckpt),
-                          progress=True)
-    table = {"index": res["index"], "x_m": res["xy_m"][:, 0], "y_m": res["xy_m"][:, 1],
-             "mean_x_m": res["mean_xy_m"][:, 0], "mean_y_m": res["mean_xy_m"][:, 1],
-             "std_m": res["std_m"], "max_weight": res["max_weight"]}
-    if res["refined_xy_m"] is not None:
-        table |= {"refined_x_m": res["refined_xy_m"][:, 0], "refined_y_m": res["refined_xy_m"][:, 1],
-                  "refined": res["refined"]}
-    summary: dict[str, float] = {"n": float(len(res["index"]))}
-    if res["truth_xy_m"] is not None:
-        err = np.linalg.norm(res["xy_m"] - res["truth_xy_m"], axis=1)
-        table |= {"true_x_m": res["truth_xy_m"][:, 0], "true_y_m": res["truth_xy_m"][:, 1], "error_m": err,
-                  "nll": res["nll"], "hdr_level": res["hdr_level"]}
-        summary["median_m"] = float(np.median(err))
+    table: dict[str, Any]
+    if ckpt is not None and ckpt_dict is not None:
+        method = PosteriorMethod(ckpt_dict, os.fspath(ckpt), refine_cfg)
+        loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers, crop_prior)
+        res = predict_batches(method.model, loader, method.refine_cfg, method.point, device=method.device,
+                              keep_mixtures=n_plots if plot_dir else 0,
+                              background_channel=_background_channel(method.ckpt), progress=True)
+        xy = res["xy_m"]
+        table = {"index": res["index"], "x_m": xy[:, 0], "y_m": xy[:, 1]}
+        table |= sample_context(corpus, res["index"], xy)
+        table |= {"mean_x_m": res["mean_xy_m"][:, 0], "mean_y_m": res["mean_xy_m"][:, 1], "std_m": res["std_m"],
+                  "max_weight": res["max_weight"]}
+        if res["refined_xy_m"] is not None:
+            table |= {"refined_x_m": res["refined_xy_m"][:, 0], "refined_y_m": res["refined_xy_m"][:, 1],
+                      "refined": res["refined"]}
+        truth = res["truth_xy_m"]
+        scores = {"nll": res["nll"], "hdr_level": res["hdr_level"]}
+    else:
+        from learn.baselines import make_baseline
+
+        if baseline not in ("mapmatch", "prior-only"):
+            raise InputError(f"learn predict: baseline '{baseline}' needs training data; use mapmatch or prior-only "
+                             "(or `learn eval` for the k-NN baselines)")
+        bm = make_baseline(baseline, **(baseline_options or {}), **({"n_plots": n_plots} if baseline == "mapmatch"
+                                                                    else {}))
+        pred = bm.predict(corpus, indices, prior=crop_prior)
+        xy = np.asarray(pred.xy_m, np.float64)
+        table = {"index": indices, "x_m": xy[:, 0], "y_m": xy[:, 1], **sample_context(corpus, indices, xy)}
+        table["std_m"] = getattr(bm, "std_m_", np.full(len(indices), np.nan))
+        truth, scores = None, {}
+        if plot_dir and baseline == "mapmatch":
+            bm.plot_extra(plot_dir)
+    table["prior"] = np.full(len(xy), crop_prior.name, dtype=object)
+    summary: dict[str, Any] = {"n": len(xy), "prior": crop_prior.name, "prior_label": crop_prior.label}
+    # Scoring, after prediction: the truth where the corpus has it.
+    if truth is None:
+        truth = corpus.batch(indices, ["position_xy_m"])["position_xy_m"].astype(np.float64)
+    known = np.isfinite(truth).all(1)
+    if known.any():
+        err = np.where(known, np.linalg.norm(xy - np.where(known[:, None], truth, 0.0), axis=1), np.nan)
+        table |= {"true_x_m": truth[:, 0], "true_y_m": truth[:, 1], "error_m": err, **scores}
+        summary["median_m"] = float(np.median(err[known]))
     frame = pd.DataFrame(table)
     with atomic_file(out, overwrite=overwrite) as tmp:
         frame.to_parquet(tmp, index=False) if out.suffix == ".parquet" else frame.to_csv(tmp, index=False)
-    if plot_dir:
+    if plot_dir and ckpt is not None:
         plot_posteriors(res["mixtures"], plot_dir)
     return out, summary
 

@@ -48,6 +48,17 @@ $BIN/learn eval --data "$OUT/corpus.zarr" --split spatial --ckpt "$OUT/model/bes
 $BIN/learn predict --ckpt "$OUT/model/best.pt" --data "$OUT/corpus.zarr" --split spatial --part test \
     --out "$OUT/predictions.parquet" --plot "$OUT/posterior-png" --n-plots 8 --overwrite
 
+step "9. localize a drive test WITHOUT positions: export reports (no lon/lat), import, learn predict, picture"
+# The truth of these reports goes to a separate file that only the last (plotting) step reads.
+$BIN/learn export drive-test --data "$OUT/corpus.zarr" --split spatial --part test --n 300 \
+    --out "$OUT/unlabeled.csv" --truth "$OUT/unlabeled_truth.csv" --overwrite
+$BIN/learn import drive-test "$OUT/unlabeled.csv" --bs-file "$OUT/bs.csv" --scene "$OUT/scene" \
+    --maps "$OUT/maps.zarr" --out "$OUT/unlabeled.zarr" --overwrite
+$BIN/learn predict --baseline mapmatch --data "$OUT/unlabeled.zarr" --out "$OUT/unlabeled_pred.csv" \
+    --plot "$OUT/unlabeled-png" --n-plots 4 --overwrite
+$BIN/learn show-predictions "$OUT/unlabeled_pred.csv" --truth "$OUT/unlabeled_truth.csv" \
+    --data "$OUT/unlabeled.zarr" --out "$OUT/unlabeled_pred.png" --overwrite
+
 cat <<TXT
 
 Demo outputs in $OUT:
@@ -59,6 +70,8 @@ Demo outputs in $OUT:
   calibrated: $OUT/cal_bs_calibrated.csv, report in $OUT/calibration/ (report.md, convergence and scatter PNGs)
   model:     $OUT/model/         (best.pt, last.pt, metrics.csv, tb/ for TensorBoard)
   predicted: $OUT/predictions.parquet
+  localized: $OUT/unlabeled_pred.csv (a drive test without positions: x/y, lon/lat, spread, prior,
+             times and source rows of $OUT/unlabeled.csv), beside its truth in $OUT/unlabeled_pred.png
   pictures:  $OUT/scene.png, $OUT/maps-rsrp/*.png, $OUT/maps-sinr/*.png,
              $OUT/calibration/*.png (convergence, simulated vs measured),
              $OUT/eval-png/ (error CDF, error map, posterior heatmaps of test samples),

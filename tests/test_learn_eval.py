@@ -85,7 +85,7 @@ def test_wknn_recovers_noise_free_grid_exactly(tmp_path):
 def test_knn_square_falls_back_to_crop_centre(tmp_path):
     corpus = _grid_corpus(tmp_path / "g.zarr")
     base = KnnSquareBaseline(k=1, crop_size_m=1.0)  # squares too small to hold another sample
-    result = evaluate(corpus, base, "spatial")
+    result = evaluate(corpus, base, "spatial", prior="truth")  # the seeds' crops around the truth
     from learn.data.crops import eval_crop_origins
 
     centre = eval_crop_origins(result.indices, result.truth_xy_m, 1.0) + 0.5

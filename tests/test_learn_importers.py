@@ -263,7 +263,7 @@ def test_drive_test_generated_bad_rows(tmp_path):
 def test_drive_test_bad_input(tmp_path):
     lon, lat = _lonlat([0.0], [0.0])
     drive, bs = _drive(tmp_path, [{"time": 0, "lon": lon[0], "lat": lat[0], "rsrp_dbm": -80.0}])
-    with pytest.raises(InputError, match=r"drive\.csv: missing column\(s\) 'cell_id'"):
+    with pytest.raises(InputError, match=r"drive\.csv: missing column 'cell_id'"):
         import_drive_test(drive, bs, tmp_path / "o.zarr")
     drive, bs = _drive(tmp_path, [{"time": 0, "lon": lon[0], "lat": lat[0], "cell_id": 11, "rsrp_dbm": 1e-11}])
     with pytest.raises(InputError, match=r"drive\.csv, column 'rsrp_dbm'.*wrong units"):

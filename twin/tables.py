@@ -3,6 +3,11 @@
 BS files (``twin.radio.sites``), drive tests (``calibrate``, ``learn import drive-test``)
 are tables of points; GeoJSON Point geometries and GeoParquet points become ``lon``,
 ``lat`` columns in WGS84 degrees.
+
+:func:`read_drive_test_table` is the one drive-test reader of ``calibrate`` and ``learn``:
+column names matched case-insensitively with aliases (``RSSI`` -> ``rssi_dbm``,
+``latitude`` -> ``lat``, ``timestamp`` -> ``time`` ...), ``rssi_mw`` / ``rsrp_mw``
+converted to dBm, positions required or optional (reports to localize have none).
 """
 
 from __future__ import annotations
@@ -11,11 +16,82 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from twin.errors import InputError, StoreNotFoundError, collect
 
-__all__ = ["read_point_table", "TABLE_SUFFIXES"]
+__all__ = ["read_point_table", "TABLE_SUFFIXES", "DRIVE_TEST_METRICS", "canonical_column",
+           "canonical_drive_test", "read_drive_test_table"]
+
+#: Measurement columns of a drive test (DESIGN.md, "Drive test").
+DRIVE_TEST_METRICS = ("rssi_dbm", "rsrp_dbm", "rsrq_db", "sinr_db")
+_ALIASES = {
+    "rssi": "rssi_dbm", "rsrp": "rsrp_dbm", "rsrq": "rsrq_db", "sinr": "sinr_db",
+    "nrsrp": "rsrp_dbm", "nrsrq": "rsrq_db", "nsinr": "sinr_db",
+    "latitude": "lat", "longitude": "lon", "lng": "lon", "long": "lon",
+    "uelatitude": "lat", "uelongitude": "lon",
+    "x": "x_m", "y": "y_m", "cell": "cell_id", "cellid": "cell_id", "pci": "cell_id",
+    "timestamp": "time", "t": "time",
+}
+_MW = {"rssi_mw": "rssi_dbm", "rsrp_mw": "rsrp_dbm"}
+
+
+def canonical_column(name: str) -> str:
+    """A drive-test column's canonical name (lower case, aliases resolved): ``"RSSI"`` -> ``"rssi_dbm"``."""
+    key = str(name).strip().lower().replace(" ", "_")
+    return _ALIASES.get(key.replace("_", ""), _ALIASES.get(key, key))
+
+
+def canonical_drive_test(raw: pd.DataFrame, what: str = "drive test", positions: str = "required"
+                         ) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Rename a drive test's columns to canonical names and convert milliwatt powers to dBm.
+
+    Returns the table (index reset; row ``k`` is data row ``k`` of the file), notes on
+    conversions, and the whole-file problems found (for one :class:`InputError`):
+    duplicate columns after aliasing, both mW and dBm of one power, no ``cell_id``, no
+    measurement column, and, with ``positions="required"``, no ``lon, lat`` nor ``x_m, y_m``.
+    """
+    df = raw.rename(columns={c: canonical_column(c) for c in raw.columns}).reset_index(drop=True)
+    dup_cols = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if dup_cols:
+        raise InputError(f"{what}: columns {', '.join(dup_cols)} appear twice (after matching aliases such as "
+                         "RSSI -> rssi_dbm); keep one of each")
+    notes: list[str] = []
+    problems: list[str] = []
+    for mw, dbm in _MW.items():
+        if mw in df.columns:
+            if dbm in df.columns:
+                problems.append(f"both {mw!r} and {dbm!r} given; keep one")
+                continue
+            v = pd.to_numeric(df[mw], errors="coerce").astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                df[dbm] = np.where(v > 0, 10.0 * np.log10(v), np.nan)
+            df = df.drop(columns=mw)
+            notes.append(f"{mw} converted to {dbm} (10 log10 of milliwatts)")
+    if "cell_id" not in df.columns:
+        problems.append(f"missing column 'cell_id' (columns: {', '.join(map(str, raw.columns))})")
+    has_position = {"lon", "lat"} <= set(df.columns) or {"x_m", "y_m"} <= set(df.columns)
+    if positions == "required" and not has_position:
+        problems.append("missing position columns: give 'lon', 'lat' (WGS84) or 'x_m', 'y_m' (scene metres)")
+    if not any(m in df.columns for m in DRIVE_TEST_METRICS):
+        problems.append(f"no measurement column; give any of {', '.join(DRIVE_TEST_METRICS)}")
+    return df, notes, problems
+
+
+def read_drive_test_table(path: str | os.PathLike, positions: str = "required") -> tuple[pd.DataFrame, list[str]]:
+    """Read a drive test (CSV / Parquet / GeoJSON) with canonical columns (:func:`canonical_drive_test`).
+
+    ``positions``: ``"required"`` or ``"optional"`` (reports without lon/lat, to localize).
+    Raises one :class:`InputError` naming the file and every whole-file problem.
+    """
+    raw = read_point_table(path, "drive-test", expected="time, lon, lat, cell_id, rsrp_dbm ...")
+    df, notes, problems = canonical_drive_test(raw, str(path), positions)
+    if len(df) == 0:
+        problems.append("no rows")
+    if problems:
+        raise InputError(f"{path}: " + "; ".join(problems))
+    return df, notes
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".geoparquet", ".geojson", ".json")
 

@@ -173,6 +173,10 @@ class CorpusDataset(torch.utils.data.Dataset):
     config : DataConfig
     training : bool
         Random crop offsets (per ``(seed, epoch, corpus, index)``) instead of evaluation crops.
+    crop_origins_m : array ``(N, 2)``, optional
+        Evaluation: the crops' south-west corners [scene m], one per dataset item, as a
+        truth-free prior placed them (:func:`learn.priors.crop_origins_m`); without it the
+        truth-centred crops of :func:`learn.data.crops.eval_crop_origins` (``--prior truth``).
     normalization, cell_vocab : optional
         From a checkpoint (:meth:`state`); computed from the corpora when omitted.
     """
@@ -180,13 +184,15 @@ class CorpusDataset(torch.utils.data.Dataset):
     def __init__(self, corpora: Sequence[str | os.PathLike], indices: Sequence[np.ndarray] | None = None,
                  config: DataConfig | None = None, training: bool = False, seed: int = 0,
                  normalization: Normalization | dict | None = None, cell_vocab: CellVocab | Sequence[str] | None = None,
-                 stats_scenes: int = 16, cache_scenes: int = 16, preload_mb: float = 512.0):
+                 stats_scenes: int = 16, cache_scenes: int = 16, preload_mb: float = 512.0,
+                 crop_origins_m: np.ndarray | None = None):
         if isinstance(corpora, (str, os.PathLike)):
             corpora = [corpora]
         self.urls = [os.fspath(u) for u in corpora]
         if not self.urls:
             raise InputError("dataset: no corpus given")
         self.config = config or DataConfig()
+        self.crop_origins_m = None if crop_origins_m is None else np.asarray(crop_origins_m, np.float64).reshape(-1, 2)
         self.training = bool(training)
         self.seed = int(seed)
         self.epoch = 0
@@ -231,6 +237,8 @@ class CorpusDataset(torch.utils.data.Dataset):
                                1.0).astype(np.float32)
         self._m_mean = np.asarray(normalization.map_mean, np.float32)
         self._m_std = np.where(np.asarray(normalization.map_std) > 0, normalization.map_std, 1.0).astype(np.float32)
+        if self.crop_origins_m is not None and len(self.crop_origins_m) != len(self.items):
+            raise InputError(f"dataset: {len(self.crop_origins_m)} crop origins for {len(self.items)} samples")
         self._reset()
 
     # -- per-process state (never shared across fork) ---------------------------------
@@ -321,6 +329,8 @@ class CorpusDataset(torch.utils.data.Dataset):
                     random_crop_origins(xy[j], cfg.crop_size_m,
                                         np.random.default_rng([self.seed, self.epoch, int(k), int(idx[j])]),
                                         cfg.max_offset_frac) for j in range(len(idx))])
+            elif self.crop_origins_m is not None:  # placed by a prior (learn.priors)
+                origins = self.crop_origins_m[pos[sel]]
             else:
                 origins = eval_crop_origins(idx, xy, cfg.crop_size_m, cfg.max_offset_frac, cfg.crop_seed)
             for j, p in enumerate(sel):

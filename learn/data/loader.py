@@ -84,11 +84,12 @@ def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, spl
 
 def eval_dataset(corpus: Corpus | str | os.PathLike, indices: np.ndarray, data_config: Any,
                  cell_vocab: CellVocab | Sequence[str] | None = None, normalization: Normalization | dict | None = None,
-                 data_info: dict[str, Any] | None = None) -> CorpusDataset:
+                 data_info: dict[str, Any] | None = None, crop_origins_m: np.ndarray | None = None) -> CorpusDataset:
     """An evaluation dataset (deterministic crops) of ``corpus`` at ``indices`` for a trained model.
 
     Pass the checkpoint's ``cell_vocab`` and its ``data_info`` (or ``normalization``) so that the
     inputs are normalized as in training; without them the corpus's own statistics are used.
+    ``crop_origins_m`` ``(N, 2)``: the crops a prior placed (:func:`learn.priors.crop_origins_m`).
     """
     url = corpus.url if isinstance(corpus, Corpus) else os.fspath(corpus)
     if normalization is None and data_info and data_info.get("normalization"):
@@ -96,4 +97,4 @@ def eval_dataset(corpus: Corpus | str | os.PathLike, indices: np.ndarray, data_c
     if cell_vocab is None and data_info and data_info.get("cell_vocab") is not None:
         cell_vocab = data_info["cell_vocab"]
     return CorpusDataset([url], [np.asarray(indices, np.int64)], as_data_config(data_config), training=False,
-                         normalization=normalization, cell_vocab=cell_vocab)
+                         normalization=normalization, cell_vocab=cell_vocab, crop_origins_m=crop_origins_m)

@@ -12,9 +12,9 @@ from learn.importers._build import (
            SplitConfig,
            write_measurements,
 )
-from learn.importers.drive_test import import_drive_test
+from learn.importers.drive_test import export_drive_test, import_drive_test
 from learn.importers.powder import import_powder
 from learn.importers.rome import import_rome_crop, import_rome_nbiot
 
 __all__ = ["ImportReport", "Measurements", "SceneSpec", "SplitConfig", "write_measurements",
-           "import_rome_nbiot", "import_rome_crop", "import_powder", "import_drive_test"]
+           "import_rome_nbiot", "import_rome_crop", "import_powder", "import_drive_test", "export_drive_test"]

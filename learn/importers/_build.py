@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from learn.splits import random_split, spatial_split
-from twin.corpus.store import Corpus, CorpusWriter
+from twin.corpus.store import SPLIT_NAMES, Corpus, CorpusWriter
 from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
 
@@ -196,7 +196,7 @@ def _samples(meas: Measurements, window_s: float, max_events: int | None, report
 
 
 def _grid_for(spec: SceneSpec, xy_m: np.ndarray) -> Grid:
-    pts = [xy_m]
+    pts = [xy_m[np.isfinite(xy_m).all(1)]]
     if len(spec.cell_xy_m):
         finite = np.all(np.isfinite(spec.cell_xy_m), axis=1)
         pts.append(spec.cell_xy_m[finite])
@@ -210,11 +210,15 @@ def write_measurements(meas: Measurements, out: str | os.PathLike, scene: SceneS
                        report: ImportReport, splits: SplitConfig = DEFAULT_SPLITS,
                        extra_splits: dict[str, np.ndarray] | None = None, window_s: float = 0.0,
                        max_events: int | None = None, attrs: dict[str, Any] | None = None,
-                       overwrite: bool = False) -> Corpus:
+                       overwrite: bool = False, point_rows: list[np.ndarray] | None = None) -> Corpus:
     """Write one sample per point (its window's events), the splits and the scene; return the corpus.
 
     ``extra_splits`` adds split schemes given as labels ``(P,)`` (e.g. published test sets).
-    Points whose window holds no event are dropped and counted.
+    Points whose window holds no event are dropped and counted. Points without a position
+    (NaN: reports to localize) are all ``test`` under the spatial split, group -1.
+    ``point_rows`` (per point, its source rows) adds the ``sources`` group read by
+    :func:`learn.predict.sample_context`: per sample ``first_time_s``, ``last_time_s``,
+    ``first_row``, ``last_row`` and its rows (``rows`` flat, ``row_offsets`` ``(N + 1,)``).
     """
     has_event = np.zeros(len(meas.point_xy_m), bool)
     has_event[meas.event_point] = True
@@ -226,6 +230,7 @@ def write_measurements(meas: Measurements, out: str | os.PathLike, scene: SceneS
         meas = Measurements(meas.point_xy_m[keep], meas.point_time_s[keep], meas.point_sequence[keep],
                             remap[meas.event_point], meas.event_cell, meas.event_features)
         extra_splits = {k: v[keep] for k, v in (extra_splits or {}).items()}
+        point_rows = None if point_rows is None else [point_rows[k] for k in keep]
     if len(meas.point_xy_m) == 0:
         raise InputError(f"{report.source}: no valid measurement left after cleaning\n{report.summary()}")
     arrays, t_max = _samples(meas, window_s, max_events, report)
@@ -233,8 +238,13 @@ def write_measurements(meas: Measurements, out: str | os.PathLike, scene: SceneS
     n = len(meas.point_xy_m)
     arrays["scene_index"] = np.zeros(n, np.int32)
     arrays["split_random"] = random_split(n, splits.seed, splits.test_frac, splits.val_frac)
-    labels, blocks = spatial_split(meas.point_xy_m, splits.block_m, splits.seed, splits.test_frac,
-                                   splits.val_frac, splits.known_test_frac, (grid.x0_m, grid.y0_m))
+    located = np.isfinite(meas.point_xy_m).all(1)
+    labels = np.full(n, SPLIT_NAMES.index("test"), np.uint8)
+    blocks = np.full(n, -1, np.int64)
+    if located.any():
+        labels[located], blocks[located] = spatial_split(
+            meas.point_xy_m[located], splits.block_m, splits.seed, splits.test_frac, splits.val_frac,
+            splits.known_test_frac, (grid.x0_m, grid.y0_m))
     arrays["split_spatial"] = labels
     arrays["group_id"] = blocks
     schemes = ["random", "spatial", *(extra_splits or {})]
@@ -251,8 +261,25 @@ def write_measurements(meas: Measurements, out: str | os.PathLike, scene: SceneS
                          semantic_channels=scene.semantic_channels, cell_id=scene.cell_id,
                          cell_xy_m=scene.cell_xy_m, cell_maps=scene.cell_maps)
         writer.append(arrays)
+        if point_rows is not None:
+            _write_sources(writer.root, meas, point_rows, window_s)
         return writer.close({"import_report": report.to_dict(), "spatial_block_m": splits.block_m,
                              **(attrs or {})})
+
+
+def _write_sources(root: Any, meas: Measurements, point_rows: list[np.ndarray], window_s: float) -> None:
+    """The ``sources`` group: per sample its times and source rows (see :func:`write_measurements`)."""
+    windows = _windows(meas, window_s)
+    rows = [np.unique(np.concatenate([point_rows[p] for p in w])) for w in windows]
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    g = root.create_group("sources")
+    values = {"first_time_s": np.array([meas.point_time_s[w].min() for w in windows], np.float64),
+              "last_time_s": np.array([meas.point_time_s[w].max() for w in windows], np.float64),
+              "first_row": np.array([r.min() for r in rows], np.int64),
+              "last_row": np.array([r.max() for r in rows], np.int64),
+              "row_offsets": offsets, "rows": np.concatenate(rows).astype(np.int64)}
+    for name, v in values.items():
+        g.create_array(name, shape=v.shape, dtype=v.dtype)[...] = v
 
 
 def clean_feature_values(features: np.ndarray, names: Sequence[str], report: ImportReport,

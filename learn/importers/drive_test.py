@@ -2,7 +2,13 @@
 
 The drive test is long format, one row per point and cell: ``time, lon, lat, cell_id``
 and any of ``rssi_dbm, rsrp_dbm, rsrq_db, sinr_db`` (CSV, Parquet or GeoJSON; GeoJSON
-points may carry lon/lat as geometry). ``time`` is seconds (numeric) or a date-time.
+points may carry lon/lat as geometry), read by the one drive-test reader
+(:func:`twin.tables.read_drive_test_table`: aliases such as ``RSSI`` or ``latitude``,
+``rsrp_mw`` converted). ``time`` is seconds (numeric) or a date-time. Without ``lon, lat``
+(reports to localize) the positions are NaN, the corpus attribute ``positions`` is
+``"unknown"``, ``--scene`` is required (frame, grid, layers) and every sample is ``test``
+under the spatial split; ``learn predict`` localizes them and joins back through the
+corpus's ``sources`` (per sample its times and 1-based source rows).
 The BS file gives the cells' site positions (``cell_id`` and ``lon, lat`` or scene
 ``x, y``). Points are grouped into sequences where the time gap exceeds ``gap_s``; a
 sample is one point with the events of its sequence's last ``window_s`` seconds.
@@ -33,12 +39,12 @@ from learn.importers._build import (
 from twin.corpus.store import Corpus
 from twin.errors import InputError
 from twin.geo import SceneFrame
-from twin.tables import read_point_table
+from twin.tables import read_drive_test_table
 
 if TYPE_CHECKING:  # pandas is imported where used: it is slow to import
     import pandas as pd
 
-__all__ = ["import_drive_test", "read_bs_positions", "DRIVE_TEST_FEATURES"]
+__all__ = ["import_drive_test", "export_drive_test", "read_bs_positions", "DRIVE_TEST_FEATURES"]
 
 DRIVE_TEST_FEATURES = {"rsrp_dbm": "dBm", "rssi_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB"}
 _REQUIRED = ("time", "lon", "lat", "cell_id")
@@ -150,28 +156,33 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
     if maps is not None and scene_dir is None:
         raise InputError(f"{maps}: radio maps need their scene (--scene DIR) for the grid and frame")
     report = ImportReport(source=str(path))
-    table = read_point_table(path, "drive-test", expected="time, lon, lat, cell_id, rsrp_dbm ...")
-    if len(table.columns) and len(table) == 0:
-        raise InputError(f"{path}: no rows")
-    missing = [c for c in _REQUIRED if c not in table.columns]
+    table, notes = read_drive_test_table(path, positions="optional")
+    report.notes.extend(notes)
+    missing = [c for c in ("time", "cell_id") if c not in table.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} "
                          f"(expected {', '.join(_REQUIRED)} and any of {', '.join(DRIVE_TEST_FEATURES)})")
+    located = {"lon", "lat"} <= set(table.columns)
+    if not located and scene_dir is None:
+        raise InputError(f"{path}: no lon/lat columns (reports to localize): give --scene DIR (and --maps "
+                         "MAPS.zarr) for the frame and the cells' maps")
     feature_names = [c for c in DRIVE_TEST_FEATURES if c in table.columns]
-    if not feature_names:
-        units_hint = [c for c in table.columns if c.lower() in ("rsrp", "rssi", "rsrq", "sinr", "rsrp_mw", "rssi_w")]
-        raise InputError(f"{path}: no feature column; expected any of {', '.join(DRIVE_TEST_FEATURES)}"
-                         + (f" (found {', '.join(units_hint)}: name columns with their units)" if units_hint else ""))
     report.rows_read = len(table)
     import pandas as pd
 
-    lon = pd.to_numeric(table["lon"], errors="coerce").to_numpy(np.float64)
-    lat = pd.to_numeric(table["lat"], errors="coerce").to_numpy(np.float64)
-    finite = np.isfinite(lon) & np.isfinite(lat)
-    if finite.any() and (np.abs(lat[finite]) > 90).mean() > 0.5:
-        raise InputError(f"{path}, column 'lat': values such as {lat[finite][0]:g} are not degrees "
-                         "(expected WGS84 lon/lat; projected metres belong in the BS file's x, y)")
-    bad_pos = ~finite | (np.abs(lat) > 90) | (np.abs(lon) > 180)
+    n_rows = len(table)
+    if located:
+        lon = pd.to_numeric(table["lon"], errors="coerce").to_numpy(np.float64)
+        lat = pd.to_numeric(table["lat"], errors="coerce").to_numpy(np.float64)
+        finite = np.isfinite(lon) & np.isfinite(lat)
+        if finite.any() and (np.abs(lat[finite]) > 90).mean() > 0.5:
+            raise InputError(f"{path}, column 'lat': values such as {lat[finite][0]:g} are not degrees "
+                             "(expected WGS84 lon/lat; projected metres belong in the BS file's x, y)")
+        bad_pos = ~finite | (np.abs(lat) > 90) | (np.abs(lon) > 180)
+    else:
+        lon = lat = np.full(n_rows, np.nan)
+        bad_pos = np.zeros(n_rows, bool)
+        report.notes.append(f"{path}: no lon/lat: positions unknown (NaN), samples to localize")
     cell = pd.to_numeric(table["cell_id"], errors="coerce").to_numpy(np.float64)
     bad_cell = ~np.isfinite(cell)
     time_s = _time_seconds(table["time"], path)
@@ -181,7 +192,8 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
     report.drop("rows without a valid lon/lat", bad_pos.sum())
     report.drop("rows without a cell_id", (bad_cell & ~bad_pos).sum())
     keep = ~bad_pos & ~bad_cell
-    frame = SceneFrame.from_lonlat(float(np.mean(lon[keep])), float(np.mean(lat[keep]))) if keep.any() else None
+    frame = SceneFrame.from_lonlat(float(np.mean(lon[keep])), float(np.mean(lat[keep]))) if located and keep.any() \
+        else None
     scene_kw: dict = {}
     if scene_dir is not None:
         from twin.scene.build import load_twin_scene
@@ -192,6 +204,15 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
     bs_ids, bs_xy = read_bs_positions(bs_file, frame)
     cell = np.where(bad_cell, -1, cell).astype(np.int64)
     unknown = keep & ~np.isin(cell, bs_ids)
+    if unknown.any():
+        absent = sorted(set(cell[unknown].tolist()))
+        if unknown.sum() == keep.sum():
+            raise InputError(f"{bs_file}: none of the drive test's cells are in this BS file (the reports of "
+                             f"{path.name} name cell_id {', '.join(map(str, absent[:10]))}"
+                             f"{' ...' if len(absent) > 10 else ''}; the BS file has "
+                             f"{', '.join(map(str, bs_ids[:10].tolist()))}{' ...' if len(bs_ids) > 10 else ''})")
+        report.notes.append(f"{bs_file}: no site for cell_id {', '.join(map(str, absent[:20]))}"
+                            f"{' ...' if len(absent) > 20 else ''}")
     report.drop(f"rows of cells not in {Path(bs_file).name}", unknown.sum())
     keep &= ~unknown
     no_rf = keep & ~np.isfinite(features).any(axis=1)
@@ -199,16 +220,25 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
     keep &= ~no_rf
     if not keep.any():
         raise InputError(f"{path}: no valid row left\n{report.summary()}")
+    source_row = np.flatnonzero(keep) + 1  # 1-based data rows of the file (header excluded)
     lon, lat, cell, time_s, features = lon[keep], lat[keep], cell[keep], time_s[keep], features[keep]
-    # A point is one (time, position); rows repeating a (point, cell) pair are merged.
-    lonlat, pos_index = unique_points(lat, lon)
+    # A point is one (time, position) (one time without positions); rows repeating a (point, cell) are merged.
+    if located:
+        lonlat, pos_index = unique_points(lat, lon)
+    else:
+        lonlat, pos_index = np.full((1, 2), np.nan), np.zeros(len(time_s), np.int64)
     keys = np.stack([time_s, pos_index.astype(np.float64)], 1)
     point_keys, point = np.unique(keys, axis=0, return_inverse=True)
     point = point.reshape(-1)
+    order_rows = np.argsort(point, kind="stable")
+    point_rows = np.split(source_row[order_rows], np.cumsum(np.bincount(point, minlength=len(point_keys)))[:-1])
     point, cell, features = merge_duplicate_events(point, cell, features, report)
     p_time = point_keys[:, 0]
     p_lonlat = lonlat[point_keys[:, 1].astype(np.int64)]
-    x, y = frame.to_scene(p_lonlat[:, 0], p_lonlat[:, 1])
+    if located:
+        x, y = frame.to_scene(p_lonlat[:, 0], p_lonlat[:, 1])
+    else:
+        x = y = np.full(len(p_time), np.nan)
     order = np.argsort(p_time, kind="stable")
     gaps = np.diff(p_time[order]) > gap_s
     sequence = np.empty(len(p_time), np.int64)
@@ -224,7 +254,55 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
     meas = Measurements(np.stack([x, y], 1), p_time, sequence, point, cell, features)
     corpus = write_measurements(
         meas, out, spec, feature_names, [DRIVE_TEST_FEATURES[c] for c in feature_names], report, splits,
-        window_s=window_s, max_events=max_events, overwrite=overwrite,
-        attrs={"dataset": "drive-test", "gap_s": gap_s, "bs_file": str(bs_file),
+        window_s=window_s, max_events=max_events, overwrite=overwrite, point_rows=point_rows,
+        attrs={"dataset": "drive-test", "gap_s": gap_s, "bs_file": str(bs_file), "source": str(path),
+               "positions": "known" if located else "unknown",
                "scene_dir": str(scene_dir) if scene_dir else None, "maps": str(maps) if maps else None})
     return corpus, report
+
+
+def export_drive_test(data: str | os.PathLike | Corpus, out: str | os.PathLike, truth_out: str | os.PathLike,
+                      indices: np.ndarray | None = None, gap_s: float = 60.0, overwrite: bool = False
+                      ) -> tuple[Path, Path, int]:
+    """Write samples of a corpus as a drive test **without positions**, and their truth apart.
+
+    ``out`` (CSV) has one row per event: ``time`` (seconds; each sample's reports keep
+    their spacing, samples are ``gap_s`` apart so that they import as separate sequences),
+    ``cell_id`` and the corpus's drive-test features (no lon/lat). ``truth_out`` (CSV) has
+    per report instant ``time, x_m, y_m, lon, lat`` (the UE's true position), for scoring or
+    pictures *after* localization. Returns both paths and the number of rows.
+    """
+    import pandas as pd
+
+    from twin.corpus.store import open_corpus
+    from twin.io import atomic_file
+
+    corpus = data if isinstance(data, Corpus) else open_corpus(data)
+    idx = np.arange(len(corpus)) if indices is None else np.asarray(indices, np.int64)
+    feats = [f for f in corpus.feature_names if f in DRIVE_TEST_FEATURES]
+    if not feats:
+        raise InputError(f"{corpus.url}: no drive-test feature ({', '.join(DRIVE_TEST_FEATURES)}) to export")
+    take = [corpus.feature_names.index(f) for f in feats]
+    b = corpus.batch(idx, ["cell_id", "features", "mask", "time_s", "event_xy_m", "scene_index"])
+    rows, truth = [], []
+    start = 0.0
+    for i in range(len(idx)):
+        m = b["mask"][i].astype(bool)
+        if not m.any():
+            continue
+        t = start + b["time_s"][i][m].astype(np.float64)
+        for tt, c, f in zip(t, b["cell_id"][i][m], b["features"][i][m][:, take], strict=True):
+            rows.append({"time": round(float(tt), 3), "cell_id": int(c),
+                         **{n: float(v) for n, v in zip(feats, f, strict=True)}})
+        frame = corpus.scene(int(b["scene_index"][i])).frame
+        for tt in np.unique(t):
+            xy = b["event_xy_m"][i][m][t == tt][0].astype(np.float64)
+            lon, lat = frame.to_lonlat(xy[0], xy[1]) if frame is not None else (np.nan, np.nan)
+            truth.append({"time": round(float(tt), 3), "x_m": xy[0], "y_m": xy[1], "lon": float(lon),
+                          "lat": float(lat)})
+        start = float(t.max()) + gap_s
+    out, truth_out = Path(out), Path(truth_out)
+    for path, table in ((out, rows), (truth_out, truth)):
+        with atomic_file(path, overwrite=overwrite) as tmp:
+            pd.DataFrame(table).to_csv(tmp, index=False)
+    return out, truth_out, len(rows)
