@@ -37,7 +37,7 @@ import pandas as pd
 
 from calibrate.drive_test import DriveTest, read_drive_test
 from calibrate.objective import OBJECTIVES, CellPoints, Evaluation, SiteObjective
-from calibrate.space import SearchSpace, make_estimator
+from calibrate.space import PROFILE_STEP, SearchSpace, make_estimator
 from twin.errors import InputError
 
 __all__ = ["CalibrationConfig", "SiteFit", "CalibrationResult", "fit_site", "plan_sites", "calibrate"]
@@ -270,8 +270,6 @@ def _warm_start(estimator: Any) -> Any:
     return callback
 
 
-# Profile steps per parameter (in its unit): the uncertainty probe around the result.
-PROFILE_STEP = {"x": 5.0, "y": 5.0, "h": 5.0, "azimuth": 10.0, "tilt": 2.0, "power": 2.0}
 # A profile is flat (the parameter not identifiable) when no step raises the loss by this much.
 FLAT_TOL = {"spearman": 0.01, "rmse": 0.1, "huber": 0.1, "combined": 0.02}
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from calibrate.space import PROFILE_STEP
 from twin.config import to_dict
 
 __all__ = ["write_report", "report_dict", "report_markdown", "plot_convergence", "plot_scatter",
@@ -118,8 +119,6 @@ def report_markdown(result: Any) -> str:
 
 
 def _step(p: str) -> str:
-    from calibrate.fit import PROFILE_STEP
-
     return f"{PROFILE_STEP[p]:g}"
 
 

@@ -43,8 +43,11 @@ from skopt.learning.gaussian_process.kernels import Kernel
 
 from twin.errors import InputError
 
-__all__ = ["PARAMS", "DEFAULT_BOUNDS", "SearchSpace", "CircularMatern", "parse_params",
+__all__ = ["PARAMS", "DEFAULT_BOUNDS", "PROFILE_STEP", "SearchSpace", "CircularMatern", "parse_params",
            "parse_bounds", "make_estimator"]
+
+#: Profile steps per parameter (in its unit): the uncertainty probe around the result.
+PROFILE_STEP = {"x": 5.0, "y": 5.0, "h": 5.0, "azimuth": 10.0, "tilt": 2.0, "power": 2.0}
 
 PARAMS = ("x", "y", "h", "azimuth", "tilt", "power")
 DEFAULT_PARAMS = ("x", "y", "h", "azimuth")

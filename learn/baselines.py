@@ -18,23 +18,27 @@
   inside the sample's crop (seed 004's "k-NN in the square"), placed by the run's prior
   (:mod:`learn.priors`; the seeds placed it around the truth, ``--prior truth``), falling
   back to the crop centre when the crop holds none.
-* ``mapmatch`` (:mod:`learn.mapmatch`) — physics map matching, no training data;
+* :class:`MapMatchBaseline` — physics map matching (:mod:`learn.mapmatch`), no training data;
   ``prior-only`` (:class:`learn.priors.PriorOnly`) — the crop centre alone.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from learn.mapmatch import corpus_events, feature_sigmas, plot_match, scene_matcher
 from learn.methods import Predictions
+from learn.priors import resolve_prior
 from twin.corpus.store import Corpus
 from twin.errors import InputError
 
-__all__ = ["WknnBaseline", "KnnSquareBaseline", "fingerprints", "BASELINES", "make_baseline"]
+__all__ = ["WknnBaseline", "KnnSquareBaseline", "MapMatchBaseline", "fingerprints", "BASELINES", "make_baseline"]
 
 
 def fingerprints(corpus: Corpus, indices: np.ndarray, feature_idx: Sequence[int]
@@ -166,8 +170,6 @@ class KnnSquareBaseline(WknnBaseline):
     searches_whole = False
 
     def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:
-        from learn.priors import resolve_prior
-
         indices = np.asarray(indices, np.int64)
         centres = resolve_prior(prior).centres_m(corpus, indices, self.crop_size_m)
         d = self.distances(corpus, indices)
@@ -180,10 +182,69 @@ class KnnSquareBaseline(WknnBaseline):
         return Predictions(xy_m=np.where(found[:, None], xy, centres))
 
 
-def _mapmatch(**options: Any) -> Any:
-    from learn.mapmatch import MapMatchBaseline
+@dataclass
+class MapMatchBaseline:
+    """Map matching (:mod:`learn.mapmatch`) as a method of the shared harness (needs no training data).
 
-    return MapMatchBaseline(**options)
+    Parameters
+    ----------
+    reports : "last" or "all"
+        Events used (see the module docstring).
+    pixel_prior : "road", "outdoor" or "none"
+        Pixels searched (semantic layers of the corpus scene).
+    crop_size_m : float
+        Side of the search square a crop prior centres (``--prior``); ``whole`` searches the scene.
+    fill_passes : int
+        Passes of :func:`learn.mapmatch.fill_holes` over the cell maps.
+    n_plots : int
+        Posteriors kept for :meth:`plot_extra`.
+    """
+
+    reports: str = "last"
+    pixel_prior: str = "road"
+    crop_size_m: float = 600.0
+    fill_passes: int = 1
+    n_plots: int = 8
+    name: str = "mapmatch"
+
+    def sigma_of(self, corpus: Corpus) -> np.ndarray:
+        return feature_sigmas(corpus.feature_names, corpus.attrs.get("config"), corpus.stats.get("feature_std"))
+
+    def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:
+        indices = np.asarray(indices, np.int64)
+        prior = resolve_prior(prior)
+        centres = prior.centres_m(corpus, indices, self.crop_size_m)
+        events, temper, scenes = corpus_events(corpus, indices, self.reports)
+        sigma = self.sigma_of(corpus)
+        xy = np.full((len(indices), 2), np.nan)
+        std = np.full(len(indices), np.nan)
+        self.last_: list[dict[str, Any]] = []
+        for s in np.unique(scenes):
+            sel = np.flatnonzero(scenes == s)
+            m = scene_matcher(corpus, int(s), sigma, self.pixel_prior, fill_passes=self.fill_passes)
+            region = None
+            if centres is not None:
+                c = centres[sel]
+                half = self.crop_size_m / 2
+                region = ((np.abs(m.x_m[None] - c[:, :1]) <= half) & (np.abs(m.y_m[None] - c[:, 1:]) <= half))
+            res = m.match([events[i] for i in sel], temper[sel], region, keep=max(0, self.n_plots - len(self.last_)))
+            xy[sel], std[sel] = res.xy_m, res.std_m
+            for j, post in enumerate(res.posteriors):
+                self.last_.append({"index": int(indices[sel[j]]), "posterior": post, "grid": m.grid,
+                                   "xy_m": res.xy_m[j], "centre_m": None if centres is None else centres[sel[j]]})
+        # No heard cell with a map (or no allowed pixel): the prior's centre, else the scene centre.
+        missing = ~np.isfinite(xy).all(1)
+        if missing.any():
+            mid = {int(s): corpus.scene(int(s)).grid.center_m for s in np.unique(scenes[missing])}
+            fallback = centres if centres is not None else np.array(
+                [mid.get(int(s), (np.nan, np.nan)) for s in scenes], np.float64)
+            xy[missing] = fallback[missing]
+        self.std_m_ = std
+        return Predictions(xy_m=xy)
+
+    def plot_extra(self, out_dir: str | os.PathLike) -> list[Path]:
+        """Posterior heatmaps of the first ``n_plots`` samples of the last :meth:`predict`."""
+        return [plot_match(m, out_dir) for m in getattr(self, "last_", [])]
 
 
 def _prior_only(**options: Any) -> Any:
@@ -192,7 +253,7 @@ def _prior_only(**options: Any) -> Any:
     return PriorOnly(**options)
 
 
-BASELINES: dict[str, Any] = {"wknn": WknnBaseline, "knn-square": KnnSquareBaseline, "mapmatch": _mapmatch,
+BASELINES: dict[str, Any] = {"wknn": WknnBaseline, "knn-square": KnnSquareBaseline, "mapmatch": MapMatchBaseline,
                              "prior-only": _prior_only}
 
 

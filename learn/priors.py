@@ -152,11 +152,9 @@ class CropPrior:
         return self._cache[key]
 
     def _coarse(self, corpus: Corpus, indices: np.ndarray) -> np.ndarray:
-        from learn.mapmatch import MapMatchBaseline
+        from learn.mapmatch import corpus_events, feature_sigmas, scene_matcher
 
-        mm = MapMatchBaseline(pixel_prior=self.pixel_prior, n_plots=0)
-        sigma = mm.sigma_of(corpus)
-        from learn.mapmatch import corpus_events, scene_matcher
+        sigma = feature_sigmas(corpus.feature_names, corpus.attrs.get("config"), corpus.stats.get("feature_std"))
 
         events, temper, scenes = corpus_events(corpus, indices, "last")
         out = np.full((len(indices), 2), np.nan)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from learn.baselines import KnnSquareBaseline
+from learn.baselines import KnnSquareBaseline, MapMatchBaseline
 from learn.evaluate import evaluate
 from learn.importers import Measurements, SceneSpec, SplitConfig, write_measurements
 from learn.importers._build import ImportReport
-from learn.mapmatch import MapMatchBaseline, MapMatcher, feature_sigmas
+from learn.mapmatch import MapMatcher, feature_sigmas
 from learn.priors import CropPrior, PriorOnly, serving_sites
 from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
