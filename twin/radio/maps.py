@@ -10,6 +10,10 @@ Layout (``schema_version`` 1, DESIGN.md "Radio maps")::
       rssi_dbm, bler, throughput_bps                      (y, x) float32
       serving_cell    (y, x) int16  index into cell_ids, -1 where no cell is received
 
+Float arrays have fill value NaN and ``serving_cell`` -1, every chunk carries a CRC32C
+checksum, and the root records each array's chunk files (``chunks_written``), checked at
+every open (``twin.io``).
+
 The first axis follows ``cell_ids`` (the BS table's order). Row ``i`` grows north,
 column ``j`` east, on ``grid`` (``twin.geo.Grid``).
 """
@@ -25,7 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin.errors import InputError, StoreNotFoundError
+from twin import io
+from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
@@ -88,23 +93,26 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
             data = arr if np.issubdtype(arr.dtype, np.integer) else arr.astype(np.float32)
             root.create_array(name, data=data, chunks=(1, *grid.shape) if per_cell else grid.shape,
                               dimension_names=("cell", "y", "x") if per_cell else ("y", "x"),
-                              attributes={"units": UNITS.get(name, "")})
+                              attributes={"units": UNITS.get(name, "")}, compressors=io.compressors(),
+                              fill_value=io.fill_value(data.dtype))
+        io.seal(root)
         root.attrs["complete"] = True
+        io.consolidate(url)
     return Path(os.fspath(out))
 
 
 class _LazyArrays(Mapping[str, np.ndarray]):
     """The store's arrays by name, each read on first access and kept."""
 
-    def __init__(self, group: Any, names: list[str]):
-        self._group, self._names = group, names
+    def __init__(self, group: Any, names: list[str], where: str):
+        self._group, self._names, self._where = group, names, where
         self._cache: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._names:
             raise KeyError(name)
         if name not in self._cache:
-            self._cache[name] = self._group[name][...]
+            self._cache[name] = np.asarray(io.array(self._group, name, self._where)[...])
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -206,15 +214,8 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
 
     Arrays are read lazily; :class:`InputError` names the store and the attribute at fault.
     """
-    import zarr
-
-    from twin import io
-
     url = os.fspath(path)
-    try:
-        root = zarr.open_group(url, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-        raise StoreNotFoundError(f"{url}: no radio-map store here; make one with `twin trace`") from err
+    root = io.open_group(url, missing=f"{url}: no radio-map store here; make one with `twin trace`")
     attrs = io.attrs(root)
     if attrs.get("kind") != "twin-maps":
         raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r})")
@@ -223,6 +224,7 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
                          f"{MAPS_SCHEMA_VERSION}; trace again")
     if not attrs.get("complete", False):
         raise InputError(f"{url}: incomplete store (its writer did not finish); trace again")
+    io.verify(root, url)
     for key in ("grid", "cell_ids", "arrays", "sites"):
         if key not in attrs:
             raise InputError(f"{url}: radio maps lack the attribute '{key}'")
@@ -238,7 +240,7 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
                              f"({len(cell_ids)}, {grid.height}, {grid.width}) or ({grid.height}, {grid.width}) "
                              "from 'cell_ids' and 'grid'")
     frame = SceneFrame.from_dict(attrs["frame"]) if attrs.get("frame") else None
-    return RadioMaps(url=url, arrays=_LazyArrays(root, names), grid=grid, frame=frame, cell_ids=cell_ids,
+    return RadioMaps(url=url, arrays=_LazyArrays(root, names, url), grid=grid, frame=frame, cell_ids=cell_ids,
                      sites=pd.DataFrame(attrs["sites"]), attrs=attrs, units=dict(attrs["arrays"]))
 
 

@@ -71,12 +71,11 @@ class TwinScene:
     @cached_property
     def layers(self) -> dict[str, np.ndarray]:
         """GIS layers ``(height, width)`` on :attr:`grid`: building mask, building height [m], road mask."""
-        import zarr
-
         from twin import io
 
         url = str(self.path / "layers.zarr")
-        group = zarr.open_group(url, mode="r")
+        group = io.open_group(url, missing=f"{url}: no GIS layers here; build the scene again")
+        io.verify(group, url)
         return {name: io.read(group, name, url) for name in LAYER_NAMES}
 
     def buildings(self) -> Any:
@@ -203,11 +202,17 @@ def _project(frame: SceneFrame, gdf: Any) -> Any:
 def _write_layers(path: Path, grid: Grid, layers: dict[str, np.ndarray]) -> None:
     import zarr
 
+    from twin import io
+
     group = zarr.open_group(str(path), mode="w")
     group.attrs.update({"schema_version": SCENE_SCHEMA_VERSION, "kind": "twin-layers", "grid": grid.to_dict(),
                         "units": {"building_mask": "1", "building_height_m": "m", "road_mask": "1"}})
     for name in LAYER_NAMES:
-        group.create_array(name, data=layers[name], dimension_names=("y", "x"))
+        data = np.asarray(layers[name])
+        group.create_array(name, data=data, dimension_names=("y", "x"), compressors=io.compressors(),
+                           fill_value=io.fill_value(data.dtype))
+    io.seal(group)
+    io.consolidate(str(path))
 
 
 def _build(osm: OsmData, frame: SceneFrame, extent_m: tuple[float, float, float, float], out: Path,

@@ -1,0 +1,173 @@
+"""The hostile-input battery: damaged stores, racing writers, bad options and configs.
+
+Each test feeds one hostile input a new user could produce (a deleted chunk, a flipped bit,
+two writers on one output, an interrupted run ...) and asserts a clear error naming the
+file, row or field, or that the good output is preserved.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.data.tiny_city.make import default_sites, make_scene, radio_fields
+from twin import io
+from twin.corpus.store import CorpusWriter, open_corpus, sample_array_specs
+from twin.errors import InputError, TwinError
+from twin.geo import Grid, SceneFrame
+from twin.radio.maps import open_maps, write_maps
+from twin.scene.build import load_twin_scene
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """A tiny scene and its maps written by the toolkit's own writer (sealed, checksummed)."""
+    import pandas as pd
+    import zarr
+
+    root = tmp_path_factory.mktemp("hostile_city")
+    scene_dir = make_scene(root / "scene")
+    scene = load_twin_scene(scene_dir)
+    mask = zarr.open_group(str(scene_dir / "layers.zarr"), mode="r")["building_mask"][:]
+    x1, y1 = scene.extent_m[2:]
+    xy = default_sites(x1, y1)
+    fields = radio_fields(scene.grid, xy, mask)
+    sites = pd.DataFrame({"bs_id": [f"s{k}" for k in range(len(xy))], "cell_id": [101 + 10 * k for k in range(len(xy))],
+                          "x_m": xy[:, 0], "y_m": xy[:, 1], "height_m": 25.0, "azimuth_deg": 0.0})
+    maps = write_maps(root / "maps.zarr", scene.grid, scene, sites, fields)
+    return scene, maps, root
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _corpus(url: Path, n: int = 40, chunk: int = 16) -> Path:
+    rng = np.random.default_rng(0)
+    writer = CorpusWriter(url, ["rsrp_dbm"], ["dBm"], max_events=4, chunk_samples=chunk)
+    writer.add_scene("s", Grid(0, 0, 4, 8, 6), SceneFrame.from_lonlat(24.9, 60.1))
+    samples = {}
+    for name, (trailing, dtype, _, _) in sample_array_specs(4, 1).items():
+        samples[name] = (rng.normal(size=(n, *trailing)) * 10).astype(dtype)
+    samples["mask"] = np.ones((n, 4), bool)
+    samples["scene_index"] = np.zeros(n, np.int32)
+    samples["split_random"] = (np.arange(n) % 3).astype(np.uint8)
+    samples["split_spatial"] = (np.arange(n) % 3).astype(np.uint8)
+    writer.append(samples)
+    writer.close()
+    return url
+
+
+# ---- 1. missing chunks, bit flips, corrupt metadata -------------------------------------------------
+
+def test_missing_map_chunk_is_refused_naming_the_array(city, tmp_path):
+    _, maps, _ = city
+    m = _copy(maps, tmp_path / "m.zarr")
+    (m / "rsrp_dbm" / "c" / "3" / "0" / "0").unlink()
+    with pytest.raises(InputError, match=r"m\.zarr: array 'rsrp_dbm' is incomplete: 3 of its 4 chunk files.*"
+                                         r"missing rsrp_dbm/c/3/0/0"):
+        open_maps(m)
+
+
+def test_cli_sample_refuses_maps_with_a_missing_chunk(city, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.twin import main
+
+    scene, maps, _ = city
+    m = _copy(maps, tmp_path / "m.zarr")
+    (m / "rsrp_dbm" / "c" / "3" / "0" / "0").unlink()
+    result = CliRunner().invoke(main, ["sample", "--scene", str(scene.path), "--maps", str(m),
+                                       "--out", str(tmp_path / "c.zarr"), "--n", "50"])
+    assert result.exit_code == 2, result.output
+    assert "array 'rsrp_dbm' is incomplete" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "c.zarr").exists()
+
+
+@pytest.mark.parametrize("array", ["features", "cell_id", "position_xy_m", "split_spatial"])
+def test_missing_corpus_chunk_is_refused_naming_the_array(tmp_path, array):
+    url = _corpus(tmp_path / "c.zarr")
+    chunk = next((url / "samples" / array / "c").rglob("*"))
+    while chunk.is_dir():
+        chunk = next(chunk.iterdir())
+    chunk.unlink()
+    with pytest.raises(InputError, match=rf"c\.zarr: array 'samples/{array}' is incomplete"):
+        open_corpus(url)
+
+
+def test_fill_values_mark_missing_data(tmp_path):
+    url = _corpus(tmp_path / "c.zarr")
+    corpus = open_corpus(url)
+    assert np.isnan(corpus.samples["features"].fill_value)
+    assert np.isnan(corpus.samples["time_s"].fill_value)
+    assert corpus.samples["split_spatial"].fill_value == 255  # not 'train'
+    assert corpus.samples["scene_index"].fill_value == -1
+
+
+def test_bit_flip_in_a_chunk_is_an_error_naming_the_chunk_file(city, tmp_path):
+    _, maps, _ = city
+    m = _copy(maps, tmp_path / "m.zarr")
+    chunk = m / "rsrp_dbm" / "c" / "2" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    chunk.write_bytes(bytes(data))
+    opened = open_maps(m)  # metadata and chunk count are fine
+    with pytest.raises(InputError, match=r"m\.zarr/rsrp_dbm/c/2/0/0: chunk is corrupt"):
+        opened["rsrp_dbm"]
+
+
+def test_bit_flip_in_a_corpus_chunk_is_an_error(tmp_path):
+    url = _corpus(tmp_path / "c.zarr")
+    chunk = url / "samples" / "features" / "c" / "1" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[-8] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    corpus = open_corpus(url)
+    with pytest.raises(InputError, match=r"samples/features/c/1/0/0: chunk is corrupt"):
+        corpus.batch(slice(0, 40), ["features"])
+
+
+def test_corrupt_zarr_json_names_the_file(city, tmp_path):
+    _, maps, _ = city
+    m = _copy(maps, tmp_path / "m.zarr")
+    (m / "zarr.json").write_text('{"zarr_format": 3, "node_type": "gr')
+    with pytest.raises(InputError, match=r"m\.zarr/zarr\.json: corrupt Zarr metadata"):
+        open_maps(m)
+    c = _corpus(tmp_path / "c.zarr")
+    (c / "zarr.json").write_bytes(b"\x00\xff garbage")
+    with pytest.raises(InputError, match=r"c\.zarr/zarr\.json: corrupt Zarr metadata"):
+        open_corpus(c)
+
+
+def test_corrupt_layers_chunk_names_the_scene_store(city, tmp_path):
+    scene, _, _ = city
+    from twin.scene.build import _write_layers
+
+    layers = scene.layers
+    d = tmp_path / "scene"
+    _write_layers(d / "layers.zarr", scene.grid, layers)
+    (d / "layers.zarr" / "road_mask" / "c" / "0" / "0").unlink()
+    import zarr
+
+    with pytest.raises(InputError, match=r"layers\.zarr: array 'road_mask' is incomplete"):
+        io.verify(zarr.open_group(str(d / "layers.zarr"), mode="r"), d / "layers.zarr")
+
+
+def test_xarray_opens_maps_without_warning(city):
+    xr = pytest.importorskip("xarray", reason="xarray is not installed")
+    _, maps, _ = city
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(str(maps))
+    assert ds["rsrp_dbm"].dims == ("cell", "y", "x")
+    assert set(ds.data_vars) >= {"rsrp_dbm", "serving_cell"}
+
+
+def test_errors_are_twin_errors():
+    assert issubclass(InputError, TwinError)
