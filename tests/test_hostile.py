@@ -171,3 +171,71 @@ def test_xarray_opens_maps_without_warning(city):
 
 def test_errors_are_twin_errors():
     assert issubclass(InputError, TwinError)
+
+
+# ---- 2. two writers on one output; leftovers of killed writers --------------------------------------
+
+def test_second_writer_of_one_output_fails_naming_the_path(tmp_path):
+    from twin.errors import OutputExistsError
+
+    out = tmp_path / "x.zarr"
+    first = CorpusWriter(out, ["rsrp_dbm"], ["dBm"], max_events=4)
+    with pytest.raises(OutputExistsError, match=r"x\.zarr is being written by another process"):
+        CorpusWriter(out, ["rsrp_dbm"], ["dBm"], max_events=4, overwrite=True)
+    first.add_scene("s", Grid(0, 0, 4, 8, 6))
+    first.close()
+    assert open_corpus(out).n_scenes == 1  # the first writer's output survives
+    assert not (tmp_path / ".x.zarr.lock").exists()
+
+
+def test_output_that_appeared_meanwhile_is_not_replaced(tmp_path):
+    from twin.errors import OutputExistsError
+
+    out = tmp_path / "bs.csv"
+    with pytest.raises(OutputExistsError, match=r"bs\.csv appeared while this output was being written"):
+        with io.atomic_file(out) as tmp:
+            tmp.write_text("mine\n")
+            out.write_text("theirs\n")  # another tool, not going through the lock
+    assert out.read_text() == "theirs\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["bs.csv"]
+
+
+def test_lock_of_a_killed_writer_does_not_block_and_its_partials_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "maps.zarr"
+    code = ("import os, sys; from twin import io\n"
+            "with io.atomic_dir(sys.argv[1]) as tmp:\n"
+            "    (tmp / 'half').write_text('x'); os._exit(9)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=Path(__file__).parents[1])
+    assert proc.returncode == 9
+    left = [p.name for p in tmp_path.iterdir()]
+    assert any(n.startswith(".maps.zarr.partial-") for n in left), left
+    other = tmp_path / ".other.zarr.partial-keep"
+    other.mkdir()
+    with io.atomic_dir(out) as tmp:
+        (tmp / "done").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.zarr.partial-keep", "maps.zarr"]
+    assert (out / "done").read_text() == "ok"
+
+
+def test_two_cli_writers_one_wins_the_other_names_the_output(city, tmp_path):
+    import subprocess
+    import sys
+
+    scene, maps, _ = city
+    out = tmp_path / "x.zarr"
+    base = [sys.executable, "-m", "cli.twin", "sample", "--scene", str(scene.path), "--maps", str(maps),
+            "--out", str(out)]
+    cwd = Path(__file__).parents[1]
+    a = subprocess.Popen([*base, "--n", "3000", "--seed", "1"], cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    b = subprocess.Popen([*base, "--n", "3000", "--seed", "2", "--mode", "drive"], cwd=cwd,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    results = [(p.wait(timeout=300), p.stdout.read() if p.stdout else "") for p in (a, b)]
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    loser = next(text for rc, text in results if rc == 2)
+    assert "x.zarr" in loser and "Traceback" not in loser
+    assert len(open_corpus(out)) == 3000

@@ -4,6 +4,14 @@
 of the toolkit goes through :func:`atomic_dir`, :func:`atomic_file` or
 :func:`atomic_store`, so that a failure never leaves a half-written output behind.
 
+**One writer per output**: those writers hold :func:`output_lock` on the target (an
+exclusive ``flock`` on ``.<name>.lock`` beside it, released by the kernel when the writer
+dies) from start to final rename. A second writer of the same output fails at once with
+:class:`~twin.errors.OutputExistsError` naming the path; and the final rename refuses a
+target that appeared meanwhile unless ``overwrite``. Once it holds the lock, a writer
+removes the ``.<name>.partial-*`` and ``.<name>.old-*`` siblings that killed writers of
+the same target left (their writer is dead: it would hold the lock otherwise).
+
 **Zarr access**: zarr types ``group[name]`` as ``Array | Group`` and attribute values as
 JSON unions; :func:`array`, :func:`group`, :func:`read` and :func:`attrs` narrow a member
 once, raising :class:`~twin.errors.InputError` naming the store and the member when a
@@ -38,9 +46,64 @@ from twin.errors import InputError, OutputExistsError, StoreNotFoundError
 if TYPE_CHECKING:  # zarr is imported on first use: writers of plain files do not need it
     import zarr
 
-__all__ = ["atomic_dir", "atomic_file", "atomic_store", "check_output", "is_local",
+__all__ = ["atomic_dir", "atomic_file", "atomic_store", "check_output", "is_local", "output_lock",
            "array", "group", "read", "attrs", "CHUNKS_ATTR", "compressors", "fill_value",
            "open_group", "seal", "verify", "consolidate", "CheckedArray"]
+
+
+LOCK_SUFFIX = ".lock"
+
+
+def _lock_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}{LOCK_SUFFIX}")
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on the output ``path`` (local paths) for the block.
+
+    The lock is a non-blocking ``flock`` on ``.<name>.lock`` in the target's folder: the
+    kernel releases it when its process exits, so a killed writer never leaves a stale
+    lock. A second holder raises :class:`OutputExistsError` naming ``path``. Leftover
+    temporary siblings of killed writers of ``path`` are removed once the lock is held.
+    """
+    import fcntl
+
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    lock = _lock_path(final)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputExistsError(final, reason=f"{final} is being written by another process "
+                                                  f"(it holds {lock}); wait for it to finish") from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # else the previous holder removed the file between our open and flock: retry
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {os.uname().nodename}\n".encode())
+        _remove_leftovers(final)
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _remove_leftovers(final: Path) -> None:
+    for pattern in (f".{final.name}.partial-*", f".{final.name}.old-*"):
+        for left in final.parent.glob(pattern):
+            if left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink(missing_ok=True)
 
 
 def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -57,7 +120,10 @@ def _umask() -> int:
     return mask
 
 
-def _replace(tmp: Path, final: Path) -> None:
+def _replace(tmp: Path, final: Path, overwrite: bool = True) -> None:
+    if not overwrite and (final.exists() or final.is_symlink()):
+        raise OutputExistsError(final, reason=f"{final} appeared while this output was being written; "
+                                              "pass --overwrite (overwrite=True) to replace it")
     if final.exists() or final.is_symlink():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
@@ -74,35 +140,46 @@ def _replace(tmp: Path, final: Path) -> None:
 def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``path`` when the block succeeds.
 
-    On an exception the temporary directory is removed and ``path`` is untouched.
+    On an exception the temporary directory is removed and ``path`` is untouched. The
+    target is locked for the block (:func:`output_lock`).
     """
     final = check_output(path, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output should not be
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _replace(tmp, final)
+    with output_lock(final):
+        check_output(final, overwrite)  # it may have been written while we waited for the lock
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output should not be
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            _replace(tmp, final, overwrite)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary file path that replaces ``path`` when the block succeeds."""
+    """Yield a temporary file path that replaces ``path`` when the block succeeds (target locked)."""
     final = check_output(path, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.partial-", suffix=final.suffix, dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    tmp.chmod(0o666 & ~_umask())
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _replace(tmp, final)
+    with output_lock(final):
+        check_output(final, overwrite)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.partial-", suffix=final.suffix, dir=final.parent)
+        os.close(fd)
+        tmp = Path(name)
+        tmp.chmod(0o666 & ~_umask())
+        try:
+            yield tmp
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:
+            _replace(tmp, final, overwrite)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def is_local(url: str | os.PathLike) -> bool:

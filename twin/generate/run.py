@@ -30,6 +30,7 @@ from twin.generate.plan import (
     region_extent,
 )
 from twin.generate.shards import PartialStore, run_shard, shard_region
+from twin.io import is_local, output_lock
 
 __all__ = ["generate", "GenerateSummary"]
 
@@ -210,9 +211,6 @@ def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None,
     GenerateSummary
         Check ``complete``; failed shards are listed and a rerun with ``resume`` computes them.
     """
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     echo = echo or (lambda _: None)
     plan = plan if isinstance(plan, GeneratePlan) else load_plan(plan)
@@ -221,6 +219,16 @@ def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None,
     check_plan(plan, overwrite=overwrite, resume=resume)
     if scheduler is None and plan.cluster.kind != "local":
         jobqueue(plan.cluster.kind)  # before anything is written
+    lock = output_lock(plan.output.removeprefix("file://")) if is_local(plan.output) else contextlib.nullcontext()
+    with lock:  # one run per output: a second one fails at once naming the output
+        return _generate(plan, workers, scheduler, resume, overwrite, progress, echo, t0)
+
+
+def _generate(plan: GeneratePlan, workers: int | None, scheduler: str | None, resume: bool, overwrite: bool,
+              progress: bool, echo: Callable[[str], None], t0: float) -> GenerateSummary:
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
     osm, frame, shards, bs_table = _prepare(plan)
     partial = PartialStore(plan.output)
     n_total = len(shards) * plan.ue_per_patch
