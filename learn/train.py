@@ -10,6 +10,7 @@ the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -33,6 +34,7 @@ from learn.refine import RefineConfig
 from learn.schedule import ScheduleConfig, wsd_lr
 from twin.config import dump_yaml, from_dict, load_yaml, to_dict
 from twin.errors import InputError, OutputExistsError, collect
+from twin.io import atomic_dir
 
 __all__ = ["TrainConfig", "DataOptions", "RunConfig", "TrainResult", "load_run_config", "PRESETS",
            "pretrain", "finetune", "train", "build_model", "EpochSampler", "to_device", "set_threads"]
@@ -310,125 +312,131 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         init_data = from_dict(DataOptions, ckpt_init["configs"]["data"], f"{init} data config")
         config = dataclasses.replace(config, model=init_model, data=dataclasses.replace(
             config.data, crop_px=init_data.crop_px, crop_size_m=init_data.crop_size_m))
-    tc = config.train
-    _seed_everything(tc.seed + rank)
-    if device.type == "cpu":
-        set_threads(tc.threads)
+    # --overwrite of an existing run: the new run is built in a hidden sibling and replaces
+    # the old one only when it finishes; an interrupted run leaves the old one whole.
+    swap = rank == 0 and overwrite and not resume and out.is_dir() and any(out.iterdir())
+    with contextlib.ExitStack() as stack:
+        run = stack.enter_context(atomic_dir(out, overwrite=True)) if swap else out
+        last = run / "last.pt"
+        tc = config.train
+        _seed_everything(tc.seed + rank)
+        if device.type == "cpu":
+            set_threads(tc.threads)
 
-    if datasets is None:
-        from learn.data.loader import build_training_data
+        if datasets is None:
+            from learn.data.loader import build_training_data
 
-        init_norm = (ckpt_init.get("data_info") or {}).get("normalization") if ckpt_init is not None else None
-        datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,
-                                       normalization=init_norm)
-    train_set, val_set, info = datasets
-    model = build_model(config.model, info, config.data).to(device)
-    config = dataclasses.replace(config, model=model.cfg)  # saved with the data-dependent sizes
-    vocab = list(info.get("cell_vocab", []))
-    if ckpt_init is not None and init is not None:
-        load_model_state(model, ckpt_init["model"], init, skip=("radio.tokens.cell.",))
-        _remap_cells(model, ckpt_init["model"], ckpt_init.get("cell_vocab", []), vocab)
-    opt = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
-    step, start_epoch, best_val = 0, 0, math.inf
-    if ckpt_resume is not None:
-        load_model_state(model, ckpt_resume["model"], last)
-        opt.load_state_dict(ckpt_resume["optimizer"])
-        step, start_epoch = int(ckpt_resume["step"]), int(ckpt_resume["epoch"])
-        best_val = float(ckpt_resume.get("best_val", math.inf))
-    ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                           else None) if world > 1 else model)
+            init_norm = (ckpt_init.get("data_info") or {}).get("normalization") if ckpt_init is not None else None
+            datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,
+                                           normalization=init_norm)
+        train_set, val_set, info = datasets
+        model = build_model(config.model, info, config.data).to(device)
+        config = dataclasses.replace(config, model=model.cfg)  # saved with the data-dependent sizes
+        vocab = list(info.get("cell_vocab", []))
+        if ckpt_init is not None and init is not None:
+            load_model_state(model, ckpt_init["model"], init, skip=("radio.tokens.cell.",))
+            _remap_cells(model, ckpt_init["model"], ckpt_init.get("cell_vocab", []), vocab)
+        opt = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr, betas=(0.9, 0.95))
+        step, start_epoch, best_val = 0, 0, math.inf
+        if ckpt_resume is not None:
+            load_model_state(model, ckpt_resume["model"], last)
+            opt.load_state_dict(ckpt_resume["optimizer"])
+            step, start_epoch = int(ckpt_resume["step"]), int(ckpt_resume["epoch"])
+            best_val = float(ckpt_resume.get("best_val", math.inf))
+        ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                               else None) if world > 1 else model)
 
-    if not isinstance(train_set, Sized):
-        raise InputError("train: the training dataset has no length (a map-style Dataset with __len__ is needed)")
-    per_rank = math.ceil(len(train_set) / world)
-    steps_per_epoch = max(per_rank // tc.batch_size, 1)
-    # max_steps stops a run early without changing its schedule, so resuming continues it exactly.
-    sched = ScheduleConfig(tc.lr, tc.warmup_frac, tc.decay_frac, tc.min_lr, steps_per_epoch * tc.epochs)
-    total = sched.total_steps if tc.max_steps is None else min(sched.total_steps, tc.max_steps)
-    use_amp = tc.amp and device.type == "cuda"
+        if not isinstance(train_set, Sized):
+            raise InputError("train: the training dataset has no length (a map-style Dataset with __len__ is needed)")
+        per_rank = math.ceil(len(train_set) / world)
+        steps_per_epoch = max(per_rank // tc.batch_size, 1)
+        # max_steps stops a run early without changing its schedule, so resuming continues it exactly.
+        sched = ScheduleConfig(tc.lr, tc.warmup_frac, tc.decay_frac, tc.min_lr, steps_per_epoch * tc.epochs)
+        total = sched.total_steps if tc.max_steps is None else min(sched.total_steps, tc.max_steps)
+        use_amp = tc.amp and device.type == "cuda"
 
-    log: _RunLog | None = None  # rank 0 only
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_yaml(config, out / "config.yaml")
-        log = _RunLog(out, resume)
+        log: _RunLog | None = None  # rank 0 only
+        if rank == 0:
+            run.mkdir(parents=True, exist_ok=True)
+            dump_yaml(config, run / "config.yaml")
+            log = _RunLog(run, resume)
 
-    def state(epoch: int) -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "configs": to_dict(config),
-                "step": step, "epoch": epoch, "best_val": best_val, "cell_vocab": vocab,
-                "data_info": info.get("data_info", {}), "rng": {"torch": torch.get_rng_state()}}
+        def state(epoch: int) -> dict[str, Any]:
+            return {"model": model.state_dict(), "optimizer": opt.state_dict(), "configs": to_dict(config),
+                    "step": step, "epoch": epoch, "best_val": best_val, "cell_vocab": vocab,
+                    "data_info": info.get("data_info", {}), "rng": {"torch": torch.get_rng_state()}}
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress or rank != 0)
-    t_start, n_seen, t_other = time.perf_counter(), 0, 0.0  # t_other: validation and checkpoints
-    epoch = start_epoch
-    done = step >= total
-    while not done and epoch < tc.epochs:
-        skip = step - epoch * steps_per_epoch
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)  # new random crops each epoch (workers are re-created per epoch)
-        sampler = EpochSampler(len(train_set), tc.seed, epoch, rank, world, start=max(skip, 0) * tc.batch_size)
-        loader = DataLoader(train_set, batch_size=tc.batch_size, sampler=sampler, drop_last=True,
-                            num_workers=tc.num_workers, worker_init_fn=_worker_init,
-                            pin_memory=device.type == "cuda", persistent_workers=False)
-        ddp_model.train()
-        for batch in loader:
-            batch = to_device(batch, device)
-            lr = wsd_lr(step, sched)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out_, loss = ddp_model(batch, batch["target_xy"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            step += 1
-            n_seen += batch["target_xy"].shape[0] * world
-            bar.update(1)
-            if log is not None and (step % tc.log_every == 0 or step == total):
-                rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
-                parts = {k: float(v.detach().mean()) for k, v in out_.parts.items()}
-                log.row([step, epoch, lr, loss.item(), parts.get("coarse", ""), parts.get("fine", ""),
-                         parts.get("phys", ""), "", "", round(rate, 2)])
-                log.scalar("train/loss", loss.item(), step)
-                log.scalar("train/lr", lr, step)
-                for k, v in parts.items():
-                    log.scalar(f"train/{k}", v, step)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if rank == 0 and tc.checkpoint_every and step % tc.checkpoint_every == 0:
+        bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress or rank != 0)
+        t_start, n_seen, t_other = time.perf_counter(), 0, 0.0  # t_other: validation and checkpoints
+        epoch = start_epoch
+        done = step >= total
+        while not done and epoch < tc.epochs:
+            skip = step - epoch * steps_per_epoch
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)  # new random crops each epoch (workers are re-created per epoch)
+            sampler = EpochSampler(len(train_set), tc.seed, epoch, rank, world, start=max(skip, 0) * tc.batch_size)
+            loader = DataLoader(train_set, batch_size=tc.batch_size, sampler=sampler, drop_last=True,
+                                num_workers=tc.num_workers, worker_init_fn=_worker_init,
+                                pin_memory=device.type == "cuda", persistent_workers=False)
+            ddp_model.train()
+            for batch in loader:
+                batch = to_device(batch, device)
+                lr = wsd_lr(step, sched)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    out_, loss = ddp_model(batch, batch["target_xy"])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if tc.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                opt.step()
+                step += 1
+                n_seen += batch["target_xy"].shape[0] * world
+                bar.update(1)
+                if log is not None and (step % tc.log_every == 0 or step == total):
+                    rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
+                    parts = {k: float(v.detach().mean()) for k, v in out_.parts.items()}
+                    log.row([step, epoch, lr, loss.item(), parts.get("coarse", ""), parts.get("fine", ""),
+                             parts.get("phys", ""), "", "", round(rate, 2)])
+                    log.scalar("train/loss", loss.item(), step)
+                    log.scalar("train/lr", lr, step)
+                    for k, v in parts.items():
+                        log.scalar(f"train/{k}", v, step)
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
+                if rank == 0 and tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                    save_checkpoint(last, state(epoch))
+                if step >= total:
+                    done = True
+                    break
+            if not done or step % steps_per_epoch == 0:  # a whole epoch was seen
+                epoch += 1
+            t_pause = time.perf_counter()
+            if log is not None:
+                val_loss, val_med = (_validate(model, val_set, tc, device, use_amp)
+                                     if val_set is not None and tc.val_batches else (math.nan, math.nan))
+                if not math.isnan(val_loss):
+                    log.scalar("val/loss", val_loss, step)
+                    log.scalar("val/median_m", val_med, step)
+                    log.row([step, epoch, "", "", "", "", "", val_loss, val_med, ""])
+                improved = not math.isnan(val_loss) and val_loss < best_val
+                if improved:
+                    best_val = val_loss
                 save_checkpoint(last, state(epoch))
-            if step >= total:
-                done = True
-                break
-        if not done or step % steps_per_epoch == 0:  # a whole epoch was seen
-            epoch += 1
-        t_pause = time.perf_counter()
+                if improved or val_set is None or not tc.val_batches:
+                    save_checkpoint(run / "best.pt", state(epoch))
+            t_other += time.perf_counter() - t_pause
+        bar.close()
+        rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
         if log is not None:
-            val_loss, val_med = (_validate(model, val_set, tc, device, use_amp)
-                                 if val_set is not None and tc.val_batches else (math.nan, math.nan))
-            if not math.isnan(val_loss):
-                log.scalar("val/loss", val_loss, step)
-                log.scalar("val/median_m", val_med, step)
-                log.row([step, epoch, "", "", "", "", "", val_loss, val_med, ""])
-            improved = not math.isnan(val_loss) and val_loss < best_val
-            if improved:
-                best_val = val_loss
-            save_checkpoint(last, state(epoch))
-            if improved or val_set is None or not tc.val_batches:
-                save_checkpoint(out / "best.pt", state(epoch))
-        t_other += time.perf_counter() - t_pause
-    bar.close()
-    rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
-    if log is not None:
-        if not (out / "best.pt").exists():
-            save_checkpoint(out / "best.pt", state(epoch))
-        log.close()
-    if world > 1:
-        dist.barrier()
-    return TrainResult(out, out / "best.pt", step, epoch, best_val, rate)
+            if not (run / "best.pt").exists():
+                save_checkpoint(run / "best.pt", state(epoch))
+            log.close()
+        if world > 1:
+            dist.barrier()
+        return TrainResult(out, out / "best.pt", step, epoch, best_val, rate)
 
 
 @torch.no_grad()

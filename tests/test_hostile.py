@@ -239,3 +239,74 @@ def test_two_cli_writers_one_wins_the_other_names_the_output(city, tmp_path):
     loser = next(text for rc, text in results if rc == 2)
     assert "x.zarr" in loser and "Traceback" not in loser
     assert len(open_corpus(out)) == 3000
+
+
+# ---- 3. learn pretrain: --overwrite interrupted, bad options and configs ----------------------------
+
+def _run_files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_interrupted_overwrite_keeps_the_old_run_whole(tmp_path):
+    from learn.train import load_run_config, train
+    from tests.learn_batch import SyntheticDataset, synthetic_info
+
+    def config(**kw):
+        return load_run_config("small", {"data": {"crop_px": 32}, "train": {
+            "num_workers": 0, "batch_size": 8, "log_every": 1, "val_batches": 1, **kw}})
+
+    class Dies(SyntheticDataset):
+        def __getitem__(self, i):
+            if self.calls == 12:
+                raise KeyboardInterrupt  # Ctrl-C in the second epoch, after a checkpoint
+            self.calls += 1
+            return super().__getitem__(i)
+
+    ds = SyntheticDataset(16, s=32)
+    run = tmp_path / "model"
+    train([], config(epochs=1, val_batches=0), run, datasets=(ds, None, synthetic_info()), progress=False)
+    before = _run_files(run)
+    assert {"best.pt", "last.pt", "metrics.csv", "config.yaml"} <= set(before)
+    dies = Dies(16, s=32)
+    dies.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        train([], config(epochs=3, checkpoint_every=1), run, datasets=(dies, None, synthetic_info()),
+              overwrite=True, progress=False)
+    assert _run_files(run) == before  # old best.pt, last.pt, metrics.csv and config.yaml, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no half-built run left
+    res = train([], config(epochs=1, val_batches=0), run, datasets=(ds, None, synthetic_info()), overwrite=True,
+                progress=False)
+    after = _run_files(run)
+    assert res.steps == 2 and after["metrics.csv"] != before["metrics.csv"] and after["best.pt"] != before["best.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+@pytest.mark.parametrize(("option", "field"), [(["--epochs", "0"], "epochs: 0 must be >= 1"),
+                                                (["--max-steps", "0"], "max_steps: 0 must be >= 1"),
+                                                (["--lr", "-1"], "lr: -1.0 must be >= 0"),
+                                                (["--batch-size", "0"], "batch_size: 0 must be >= 1")])
+def test_pretrain_refuses_bad_options_naming_them(tmp_path, option, field):
+    from click.testing import CliRunner
+
+    from cli.learn import main
+
+    url = _corpus(tmp_path / "c.zarr")
+    result = CliRunner().invoke(main, ["pretrain", "--data", str(url), "--config", "small",
+                                       "--out", str(tmp_path / "m"), *option])
+    assert result.exit_code == 2 and field in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_pretrain_refuses_an_invalid_model_config_naming_the_file(tmp_path):
+    from click.testing import CliRunner
+
+    from cli.learn import main
+
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("data: {crop_px: 100}\n")
+    url = _corpus(tmp_path / "c.zarr")
+    result = CliRunner().invoke(main, ["pretrain", "--data", str(url), "--config", str(cfg),
+                                       "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "bad.yaml: data.crop_px: 100" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
