@@ -100,7 +100,7 @@ def _config(cls: type, path: str | None, section: str, flags: dict[str, Any]) ->
 @click.option("--scene", "scene_dir", required=True, type=click.Path(file_okay=False), help="Scene directory.")
 @click.option("--strategy", required=True, type=click.Choice(["file", "grid", "random", "dense"]))
 @click.option("--bs-file", type=click.Path(dir_okay=False), help="Input BS file (strategy 'file').")
-@click.option("--count", type=int, help="Number of sites (grid, random; extra sites for dense).  [default: 10]")
+@click.option("--count", type=int, help="Number of sites, exactly (dense: at least --min-visible per tile).  [default: 10]")
 @click.option("--min-spacing", "min_spacing_m", type=float, help="Minimum site spacing [m].  [default: 50]")
 @click.option("--height-m", type=float, help="Antenna height above the ground [m].  [default: 40]")
 @click.option("--rooftop", is_flag=True, default=None, help="Sites on roofs: roof height plus --mast-m.")
@@ -129,7 +129,7 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
 
     \b
     Example:
-      twin deploy --scene out/helsinki --strategy dense --count 12 --out out/bs.csv
+      twin deploy --scene out/helsinki --strategy dense --count 72 --out out/bs.csv
     """
     from twin.radio.deployment import DeployConfig, deploy_to_file
 

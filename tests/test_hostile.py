@@ -310,3 +310,83 @@ def test_pretrain_refuses_an_invalid_model_config_naming_the_file(tmp_path):
                                        "--out", str(tmp_path / "m")])
     assert result.exit_code == 2 and "bad.yaml: data.crop_px: 100" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# ---- 4. maps of another scene, duplicate YAML keys, dense count, README's import --------------------
+
+def test_sample_refuses_maps_traced_on_another_scene_with_the_same_grid(city, tmp_path):
+    from twin.corpus.sampler import SampleConfig, sample
+
+    scene, maps, _ = city
+    other = load_twin_scene(make_scene(tmp_path / "other", block_m=80.0))  # same 240 x 200 m grid
+    assert other.grid == scene.grid and other.scene_id != scene.scene_id
+    with pytest.raises(InputError, match=r"maps\.zarr: traced on another scene \(attribute 'scene_id'"):
+        sample(other, str(maps), SampleConfig(n=20), tmp_path / "c.zarr")
+    assert not (tmp_path / "c.zarr").exists()
+    assert open_maps(maps).attrs["scene_id"] == scene.scene_id
+
+
+def test_duplicate_keys_in_a_plan_are_refused_naming_the_line(tmp_path):
+    from twin.generate.plan import load_plan
+
+    plan = Path(__file__).parents[1] / "scenes" / "generate_plan.yaml"
+    text = plan.read_text()
+    assert "\n  rows: " in text
+    bad = tmp_path / "plan.yaml"
+    bad.write_text(text.replace("\n  rows: ", "\n  rows: 1\n  rows: ", 1))
+    with pytest.raises(InputError, match=r"plan\.yaml: not valid YAML: duplicate key 'rows' \(line \d+; first at line"):
+        load_plan(bad)
+
+
+def test_duplicate_keys_in_any_config_are_refused(tmp_path):
+    from learn.train import load_run_config
+    from twin.config import load_yaml
+    from twin.corpus.sampler import SampleConfig
+
+    cfg = tmp_path / "sample.yaml"
+    cfg.write_text("n: 100\nmode: drive\nn: 300\n")
+    with pytest.raises(InputError, match=r"sample\.yaml: not valid YAML: duplicate key 'n' \(line 3; first at line 1\)"):
+        load_yaml(SampleConfig, cfg)
+    run = tmp_path / "run.yaml"
+    run.write_text("train:\n  lr: 0.001\n  epochs: 2\n  lr: 0.1\n")
+    with pytest.raises(InputError, match=r"run\.yaml: not valid YAML: duplicate key 'lr'"):
+        load_run_config(str(run))
+
+
+def test_dense_deploy_never_exceeds_count(city):
+    from twin.radio.deployment import deploy
+
+    scene, _, _ = city  # 240 x 200 m: 2 x 2 tiles of 150 m for crop_m 300
+    with pytest.raises(InputError, match=r"count: 6 sites cannot give min_visible=3 .* 4 tiles.*--count 12"):
+        deploy(scene, "dense", count=6, crop_m=300, min_spacing_m=10, cluster_radius_m=40)
+    table = deploy(scene, "dense", count=13, crop_m=300, min_spacing_m=10, cluster_radius_m=40, sectors=1)
+    assert table["bs_id"].nunique() == 13
+
+
+def test_import_reads_a_bs_file_written_by_deploy_without_scene(city, tmp_path):
+    import pandas as pd
+
+    from learn.importers import import_drive_test
+    from twin.radio.deployment import deploy_to_file
+
+    scene, _, _ = city
+    bs = tmp_path / "bs.csv"
+    table = deploy_to_file(scene, "grid", bs, count=2, sectors=1, min_spacing_m=10)
+    written = pd.read_csv(bs)
+    assert {"lon", "lat", "x_m", "y_m"} <= set(written.columns)  # both pairs, x_m/y_m in the scene's frame
+    # a drive test around the first site, away from the scene origin: its own frame differs
+    ue_x, ue_y = np.array([30.0, 40.0, 50.0, 60.0]), np.array([5.0, 5.0, 5.0, 5.0])
+    lon, lat = scene.frame.to_lonlat(ue_x + float(table["x_m"][0]), ue_y + float(table["y_m"][0]))
+    rows = pd.DataFrame({"time": np.arange(4.0), "lon": lon, "lat": lat, "cell_id": int(table["cell_id"][0]),
+                         "rsrp_dbm": [-80.0, -82.0, -84.0, -86.0]})
+    rows.to_csv(tmp_path / "drive.csv", index=False)
+    corpus, _ = import_drive_test(tmp_path / "drive.csv", bs, tmp_path / "real.zarr")
+    grid_site = corpus.scene(0).cell_xy_m[0]
+    ue = corpus.batch(slice(None))["position_xy_m"]
+    # site-to-UE offsets are the scene's, whatever frame the corpus uses
+    offsets = np.sort(ue[:, 0] - grid_site[0])
+    np.testing.assert_allclose(offsets, [30, 40, 50, 60], atol=0.5)
+    only_xy = tmp_path / "bs_xy.csv"
+    written.drop(columns=["lon", "lat"]).to_csv(only_xy, index=False)
+    with pytest.raises(InputError, match=r"bs_xy\.csv: positions are x_m, y_m in the frame of the scene"):
+        import_drive_test(tmp_path / "drive.csv", only_xy, tmp_path / "real2.zarr")

@@ -34,7 +34,7 @@ from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
-__all__ = ["MAPS_SCHEMA_VERSION", "UNITS", "RadioMaps", "write_maps", "open_maps",
+__all__ = ["MAPS_SCHEMA_VERSION", "UNITS", "RadioMaps", "write_maps", "open_maps", "check_maps_scene",
            "evaluate_points", "sample_finite", "show_map"]
 
 MAPS_SCHEMA_VERSION = 1
@@ -84,6 +84,7 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
             "schema_version": MAPS_SCHEMA_VERSION, "kind": "twin-maps", "complete": False,
             "cell_ids": [int(c) for c in sites["cell_id"]], "grid": grid.to_dict(),
             "frame": scene.frame.to_dict(), "scene": str(getattr(scene, "path", "")),
+            "scene_id": getattr(scene, "scene_id", None),
             "sites": _records(sites), "trace_config": _config_dict(trace_config),
             "metric_config": _config_dict(metric_config),
             "arrays": {k: UNITS.get(k, "") for k in arrays}, "notes": list(notes or []),
@@ -242,6 +243,28 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
     frame = SceneFrame.from_dict(attrs["frame"]) if attrs.get("frame") else None
     return RadioMaps(url=url, arrays=_LazyArrays(root, names, url), grid=grid, frame=frame, cell_ids=cell_ids,
                      sites=pd.DataFrame(attrs["sites"]), attrs=attrs, units=dict(attrs["arrays"]))
+
+
+def check_maps_scene(maps: RadioMaps, scene: Any) -> None:
+    """Refuse radio maps traced on another scene than ``scene`` (a :class:`~twin.scene.build.TwinScene`).
+
+    The grids must agree, and the maps' ``scene_id`` (the fingerprint of the scene they were
+    traced on) must be the scene's; maps written before ``scene_id`` existed are compared by
+    their frame. Raises :class:`InputError` naming the store and the attribute.
+    """
+    where = f"scene {getattr(scene, 'path', '')}"
+    if maps.grid != scene.grid:
+        raise InputError(f"{maps.url}: attribute 'grid' {maps.grid.to_dict()} does not match the scene grid "
+                         f"{scene.grid.to_dict()} ({where}, scene.json 'grid'); trace the maps on this scene")
+    traced_on = maps.attrs.get("scene_id")
+    scene_id = getattr(scene, "scene_id", None)
+    if traced_on and scene_id and traced_on != scene_id:
+        raise InputError(f"{maps.url}: traced on another scene (attribute 'scene_id' {traced_on}, "
+                         f"attribute 'scene' {maps.attrs.get('scene')!r}) than {where} (scene_id {scene_id}); "
+                         "trace the maps on this scene")
+    if not traced_on and maps.frame is not None and maps.frame != scene.frame:
+        raise InputError(f"{maps.url}: attribute 'frame' {maps.frame.to_dict()} is not the frame of {where} "
+                         f"{scene.frame.to_dict()}; trace the maps on this scene")
 
 
 def sample_finite(grid: Grid, values: np.ndarray, xy_m: np.ndarray) -> np.ndarray:

@@ -68,6 +68,15 @@ class TwinScene:
         x0, y0, x1, y1 = self.meta["extent_m"]
         return float(x0), float(y0), float(x1), float(y1)
 
+    @property
+    def scene_id(self) -> str:
+        """A fingerprint of ``scene.json`` (area, frame, grid, counts, materials; not the source path):
+        radio maps record it and ``twin sample`` refuses maps traced on another scene."""
+        import hashlib
+
+        content = {k: v for k, v in self.meta.items() if k not in ("source", "warnings")}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
     @cached_property
     def layers(self) -> dict[str, np.ndarray]:
         """GIS layers ``(height, width)`` on :attr:`grid`: building mask, building height [m], road mask."""
