@@ -390,3 +390,56 @@ def test_import_reads_a_bs_file_written_by_deploy_without_scene(city, tmp_path):
     written.drop(columns=["lon", "lat"]).to_csv(only_xy, index=False)
     with pytest.raises(InputError, match=r"bs_xy\.csv: positions are x_m, y_m in the frame of the scene"):
         import_drive_test(tmp_path / "drive.csv", only_xy, tmp_path / "real2.zarr")
+
+
+# ---- 5. tracebacks: bad --out, huge grids, unreachable scheduler -------------------------------------
+
+def test_out_under_a_regular_file_is_refused_before_reading_osm(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import twin.scene.build as build
+    from cli.twin import main
+
+    def no_read(*_a, **_k):
+        raise AssertionError("the OSM file was read before the output was checked")
+
+    monkeypatch.setattr(build, "read_osm", no_read)
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, ["build-scene", "--out", str(tmp_path / "file" / "scene")])
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path / 'file' / 'scene'}: cannot write here: {tmp_path / 'file'} is a file" in result.output
+
+
+def test_unwritable_folder_is_named(tmp_path, monkeypatch):
+    # running as root ignores permissions: fake the check's answer and the kernel's refusal
+    monkeypatch.setattr(io.os, "access", lambda *_a, **_k: False)
+    with pytest.raises(InputError, match=r"bs\.csv: cannot write here: the folder .* is not writable"):
+        io.check_output(tmp_path / "ro" / "bs.csv", overwrite=False)
+
+
+def test_huge_grid_is_refused_naming_the_cell_size():
+    from twin.geo import MAX_GRID_CELLS, Grid
+
+    with pytest.raises(InputError, match=r"cell_size_m 0\.001 gives 1063000 x 1697000 .* use a cell size of at "
+                                         r"least 0\.13\d* m \(--cell-size\)"):
+        Grid.covering(-531.5, -848.5, 531.5, 848.5, 0.001)
+    assert Grid.covering(-531.5, -848.5, 531.5, 848.5, 0.2).width * 8485 <= MAX_GRID_CELLS
+
+
+def test_unreachable_scheduler_fails_before_overwrite_deletes_the_partial_run(tmp_path):
+    import dask
+
+    from twin.errors import EngineError
+    from twin.generate.run import generate
+
+    plan = Path(__file__).parents[1] / "scenes" / "generate_plan.yaml"
+    out = tmp_path / "g.zarr"
+    text = plan.read_text().replace("output: out/helsinki_corpus.zarr", f"output: {out}")
+    (tmp_path / "plan.yaml").write_text(text)
+    partial = tmp_path / "g.zarr.partial"
+    partial.mkdir()
+    (partial / "plan.json").write_text("{}")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
+            pytest.raises(EngineError, match=r"--scheduler tcp://127\.0\.0\.1:9: cannot connect"):
+        generate(tmp_path / "plan.yaml", scheduler="tcp://127.0.0.1:9", overwrite=True)
+    assert (partial / "plan.json").exists()

@@ -46,7 +46,7 @@ from twin.errors import InputError, OutputExistsError, StoreNotFoundError
 if TYPE_CHECKING:  # zarr is imported on first use: writers of plain files do not need it
     import zarr
 
-__all__ = ["atomic_dir", "atomic_file", "atomic_store", "check_output", "is_local", "output_lock",
+__all__ = ["atomic_dir", "atomic_file", "atomic_store", "check_output", "check_writable", "is_local", "output_lock",
            "array", "group", "read", "attrs", "CHUNKS_ATTR", "compressors", "fill_value",
            "open_group", "seal", "verify", "consolidate", "CheckedArray"]
 
@@ -70,10 +70,13 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
     import fcntl
 
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _mkdir(final.parent, final)
     lock = _lock_path(final)
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as err:
+            raise InputError(f"{final}: cannot write here: {err.strerror or err} ({lock})") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -107,11 +110,36 @@ def _remove_leftovers(final: Path) -> None:
 
 
 def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Return ``path`` as a Path; raise :class:`OutputExistsError` if it exists and not ``overwrite``."""
+    """Return ``path`` as a Path; raise :class:`OutputExistsError` if it exists and not ``overwrite``,
+    :class:`InputError` if it cannot be written (under a regular file, in a read-only folder).
+
+    Writers call it before any long work, so a bad ``--out`` fails first.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(path)
+    check_writable(path)
     return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise :class:`InputError` naming ``path`` when it cannot be created: its nearest existing
+    ancestor is not a folder, or is a folder this process may not write into."""
+    path = Path(path)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{path}: cannot write here: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write here: the folder {parent} is not writable")
+
+
+def _mkdir(folder: Path, target: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{target}: cannot write here: {err.strerror or err} ({err.filename or folder})") from err
 
 
 def _umask() -> int:
