@@ -92,7 +92,7 @@ def show_scene_cmd(scene_dir, out, overwrite):
 @click.option("--scene", "scene_dir", required=True, type=click.Path(file_okay=False), help="Scene directory.")
 @click.option("--strategy", required=True, type=click.Choice(["file", "grid", "random", "dense"]))
 @click.option("--bs-file", type=click.Path(dir_okay=False), help="Input BS file (strategy 'file').")
-@config_option("twin.radio.deployment:DeployConfig", "--count", type=int, help="Number of sites (grid, random; extra sites for dense).")
+@config_option("twin.radio.deployment:DeployConfig", "--count", type=int, help="Number of sites, exactly (dense: at least --min-visible per tile).")
 @config_option("twin.radio.deployment:DeployConfig", "--min-spacing", "min_spacing_m", type=float, help="Minimum site spacing [m].")
 @config_option("twin.radio.deployment:DeployConfig", "--height-m", type=float, help="Antenna height above the ground [m].")
 @click.option("--rooftop", is_flag=True, default=None, help="Sites on roofs: roof height plus --mast-m.")
@@ -122,7 +122,7 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
 
     \b
     Example:
-      twin deploy --scene out/helsinki --strategy dense --count 12 --out out/bs.csv
+      twin deploy --scene out/helsinki --strategy dense --count 72 --out out/bs.csv
     """
     from twin.config import resolve_config
     from twin.radio.deployment import DeployConfig, deploy_to_file

@@ -154,7 +154,7 @@ def fit_heatmap(data: str | os.PathLike, split: str, out_dir: str | os.PathLike,
                           "n_train": len(train_idx),
                           "init_weights": os.fspath(init_weights) if init_weights else ""}}
     res = fit(model, train_ds, val_ds, cfg, out, kind=KIND, info=info, resume_ckpt=ckpt_resume, progress=progress,
-              device=device, desc="heatmap")
+              device=device, desc="heatmap", overwrite=overwrite)
     has_val = len(val_idx) > 0 and tc.val_batches != 0
     best = float(res.best_val) if has_val and np.isfinite(res.best_val) else None
     if best is not None and tc.select_on != "val_mean_m":  # report the error of the kept epoch either way

@@ -40,6 +40,7 @@ from learn.refine import RefineConfig
 from learn.schedule import ScheduleConfig, wsd_lr
 from twin.config import dump_yaml, from_dict, resolve_config, to_dict
 from twin.errors import InputError, OutputExistsError, collect
+from twin.io import atomic_dir
 
 __all__ = ["TrainConfig", "RunConfig", "TrainResult", "load_run_config", "PRESETS", "fit", "prepare_run",
            "pretrain", "finetune", "train", "build_model", "EpochSampler", "to_device", "set_threads"]
@@ -361,12 +362,13 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         load_model_state(model, ckpt_init["model"], init, skip=("radio.tokens.cell.",))
         _remap_cells(model, ckpt_init["model"], ckpt_init.get("cell_vocab", []), vocab)
     return fit(model, train_set, val_set, config, out, kind=KIND, info=info, resume_ckpt=ckpt_resume,
-               progress=progress, device=device)
+               progress=progress, device=device, overwrite=overwrite)
 
 
 def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, config: Any, out_dir: str | os.PathLike,
         *, kind: str, info: dict[str, Any], resume_ckpt: dict[str, Any] | None = None, progress: bool = True,
-        device: torch.device | None = None, desc: str = "train") -> TrainResult:
+        device: torch.device | None = None, desc: str = "train", overwrite: bool = False,
+        _title: str | None = None) -> TrainResult:
     """Train ``model`` (``forward(batch, targets) -> (output, loss)``) into the run directory ``out_dir``.
 
     ``config`` is the run's config dataclass: its ``train`` field is the :class:`TrainConfig`;
@@ -376,11 +378,20 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
     optimizer, the step and the history. The caller builds the model after
     :func:`prepare_run` (seeds, threads, resume file). Writes ``config.yaml``,
     ``metrics.csv``, ``tb/``, ``last.pt``, ``best.pt`` and ``curve.png``.
+
+    ``overwrite`` of a used run directory (not resuming) builds the new run in a hidden
+    sibling that replaces the old one only when training finishes: an interrupted run
+    leaves the old one whole.
     """
     tc: TrainConfig = config.train
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     device = device or next(model.parameters()).device
     out = Path(out_dir)
+    if rank == 0 and overwrite and resume_ckpt is None and out.is_dir() and any(out.iterdir()):
+        with atomic_dir(out, overwrite=True) as run:
+            res = fit(model, train_set, val_set, config, run, kind=kind, info=info, progress=progress,
+                      device=device, desc=desc, _title=f"{kind} on {out.name}")
+        return dataclasses.replace(res, out_dir=out, checkpoint=out / res.checkpoint.name)
     last = out / "last.pt"
     model = model.to(device)
     vocab = list(info.get("cell_vocab", []))
@@ -503,7 +514,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         log.close()
         from learn.plot import plot_training_curve
 
-        plot_training_curve(history, out / "curve.png", f"{kind} on {out.name}")
+        plot_training_curve(history, out / "curve.png", _title or f"{kind} on {out.name}")
     if world > 1:
         dist.barrier()
     return TrainResult(out, out / "best.pt", step, epoch, best_val, rate, best_epoch, history)

@@ -132,13 +132,16 @@ def test_grid_and_random_counts_spacing_sectors(scene):
 
 
 def test_dense_sees_three_sites_in_every_600m_crop(scene):
-    t = deploy(scene, "dense", seed=2, crop_m=300, min_visible=3, min_spacing_m=20, cluster_radius_m=40)
+    t = deploy(scene, "dense", seed=2, count=48, crop_m=300, min_visible=3, min_spacing_m=20, cluster_radius_m=40)
     xy = _site_xy(t)
     checks = np.random.default_rng(0).uniform(-250, 250, size=(400, 2))
     inside = (np.abs(xy[None, :, 0] - checks[:, None, 0]) <= 150) & (np.abs(xy[None, :, 1] - checks[:, None, 1]) <= 150)
     assert inside.sum(axis=1).min() >= 3
-    # the default 600 m crop on this 500 m scene: 4 tiles of 300 m, 3 sites each
-    assert deploy(scene, "dense", seed=1)["bs_id"].nunique() == 12
+    # the default 600 m crop on this 500 m scene: 4 tiles of 300 m, 3 sites each; never more than count
+    assert deploy(scene, "dense", seed=1, count=12)["bs_id"].nunique() == 12
+    assert deploy(scene, "dense", seed=1, count=14)["bs_id"].nunique() == 14
+    with pytest.raises(InputError, match=r"count: 10 sites cannot give min_visible=3 .* 4 tiles.*--count 12"):
+        deploy(scene, "dense", seed=1)
 
 
 def test_rooftop_sites_stand_on_roofs(scene):

@@ -13,7 +13,7 @@ import yaml
 
 from twin.errors import InputError, StoreNotFoundError
 
-__all__ = ["from_dict", "load_yaml", "to_dict", "dump_yaml", "resolve_config", "field_default"]
+__all__ = ["from_dict", "load_yaml", "read_yaml", "to_dict", "dump_yaml", "resolve_config", "field_default"]
 
 T = TypeVar("T")
 
@@ -99,15 +99,48 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         raise InputError(f"{source}: {text}") from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (YAML 1.2 forbids it;
+    PyYAML would keep the last one silently)."""
+
+
+def _strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {line}; first at line {seen[key]})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def read_yaml(path: str | os.PathLike, what: str = "config") -> Any:
+    """Parse a YAML file strictly (duplicate keys refused); errors name the file and the line.
+
+    The one YAML reader of the toolkit: every config and plan goes through it.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as err:
+        raise StoreNotFoundError(f"{path}: no such {what} file") from err
+    except (IsADirectoryError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a YAML {what} file ({err})") from err
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not valid YAML: {err}") from err
+
+
 def load_yaml(cls: type[T], path: str | os.PathLike, section: str | None = None) -> T:
     """Load ``cls`` from a YAML file (optionally one top-level ``section`` of it)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as err:
-        raise StoreNotFoundError(f"{path}: no such config file") from err
-    except yaml.YAMLError as err:
-        raise InputError(f"{path}: not valid YAML: {err}") from err
+    data = read_yaml(path) or {}
     if section is not None:
         data = data.get(section, {}) if isinstance(data, dict) else data
     return from_dict(cls, data, f"{path}" + (f" [{section}]" if section else ""))

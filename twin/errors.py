@@ -37,9 +37,12 @@ class StoreNotFoundError(TwinError, FileNotFoundError):
 class OutputExistsError(TwinError, FileExistsError):
     """The output exists and ``overwrite`` was not given."""
 
-    def __init__(self, path: object):
-        super().__init__(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    def __init__(self, path: object, reason: str | None = None):
+        super().__init__(reason or f"{path} exists; pass --overwrite (overwrite=True) to replace it")
         self.path = path
+
+    def __reduce__(self) -> tuple:  # keep the message across processes (Dask workers)
+        return (type(self), (self.path, str(self)))
 
 
 class EngineError(TwinError, RuntimeError):

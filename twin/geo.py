@@ -21,7 +21,7 @@ from pyproj.database import query_utm_crs_info
 
 from twin.errors import InputError
 
-__all__ = ["SceneFrame", "Grid", "utm_crs_for", "validate_bbox", "blend_corners", "MIN_FINITE_WEIGHT"]
+__all__ = ["SceneFrame", "Grid", "utm_crs_for", "validate_bbox", "MAX_GRID_CELLS", "blend_corners", "MIN_FINITE_WEIGHT"]
 
 #: The NaN rule of bilinear sampling (:func:`blend_corners`, :meth:`Grid.sample`): a point
 #: is NaN only when its finite corners carry less than this share of the bilinear weight.
@@ -180,6 +180,20 @@ class SceneFrame:
                    origin_lat=float(data["origin_lat"]))
 
 
+MAX_GRID_CELLS = 100_000_000
+"""The largest grid (width x height cells) any layer or map may have: 400 MB per float32
+layer. Larger areas are split into tiles or patches (``tile_size_m``, ``twin generate``)."""
+
+
+def _check_grid_size(width: int, height: int, cell_size_m: float) -> None:
+    cells = int(width) * int(height)
+    if cells > MAX_GRID_CELLS:
+        side_m = math.sqrt(cells / MAX_GRID_CELLS) * cell_size_m
+        raise InputError(f"grid: cell_size_m {cell_size_m:g} gives {width} x {height} = {cells:.3g} cells, above "
+                         f"the limit of {MAX_GRID_CELLS:,} (twin.geo.MAX_GRID_CELLS); use a cell size of at least "
+                         f"{side_m:.3g} m (--cell-size) or a smaller area")
+
+
 @dataclass(frozen=True)
 class Grid:
     """A north-up raster in scene metres, shared by GIS layers and radio maps.
@@ -203,6 +217,7 @@ class Grid:
     def __post_init__(self) -> None:
         if not (self.cell_size_m > 0 and self.width > 0 and self.height > 0):
             raise InputError(f"grid: cell_size_m, width and height must be positive, got {self}")
+        _check_grid_size(self.width, self.height, self.cell_size_m)
 
     @classmethod
     def covering(cls, x_min_m: float, y_min_m: float, x_max_m: float, y_max_m: float,
@@ -212,6 +227,7 @@ class Grid:
             raise InputError(f"cell_size_m must be positive, got {cell_size_m}")
         width = max(1, math.ceil((x_max_m - x_min_m) / cell_size_m - 1e-9))
         height = max(1, math.ceil((y_max_m - y_min_m) / cell_size_m - 1e-9))
+        _check_grid_size(width, height, cell_size_m)
         cx, cy = (x_min_m + x_max_m) / 2, (y_min_m + y_max_m) / 2
         return cls(cx - width * cell_size_m / 2, cy - height * cell_size_m / 2,
                    float(cell_size_m), width, height)

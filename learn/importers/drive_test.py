@@ -50,11 +50,15 @@ DRIVE_TEST_FEATURES = {"rsrp_dbm": "dBm", "rssi_dbm": "dBm", "rsrq_db": "dB", "s
 _REQUIRED = ("time", "lon", "lat", "cell_id")
 
 
-def read_bs_positions(path: str | os.PathLike, frame: SceneFrame) -> tuple[np.ndarray, np.ndarray]:
-    """``(cell_id (n,), xy_m (n, 2))`` from a BS file of DESIGN.md's format (:func:`twin.radio.sites.read_bs_file`)."""
+def read_bs_positions(path: str | os.PathLike, frame: SceneFrame, frame_of_xy: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``(cell_id (n,), xy_m (n, 2))`` from a BS file of DESIGN.md's format (:func:`twin.radio.sites.read_bs_file`).
+
+    ``frame_of_xy=False`` when ``frame`` is the drive test's own (no scene): lon/lat give the positions.
+    """
     from twin.radio.sites import read_bs_file
 
-    table = read_bs_file(path, frame=frame, on_building=None)
+    table = read_bs_file(path, frame=frame, on_building=None, frame_of_xy=frame_of_xy)
     return table["cell_id"].to_numpy(np.int64), table[["x_m", "y_m"]].to_numpy(np.float64)
 
 
@@ -201,7 +205,7 @@ def import_drive_test(path: str | os.PathLike, bs_file: str | os.PathLike, out: 
         frame = load_twin_scene(scene_dir).frame
     if frame is None:
         raise InputError(f"{path}: no row with a valid position\n{report.summary()}")
-    bs_ids, bs_xy = read_bs_positions(bs_file, frame)
+    bs_ids, bs_xy = read_bs_positions(bs_file, frame, frame_of_xy=scene_dir is not None)
     cell = np.where(bad_cell, -1, cell).astype(np.int64)
     unknown = keep & ~np.isin(cell, bs_ids)
     if unknown.any():

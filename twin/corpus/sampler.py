@@ -42,7 +42,7 @@ from twin.corpus.store import Corpus, CorpusWriter
 from twin.errors import InputError
 from twin.geo import blend_corners
 from twin.io import check_output, is_local
-from twin.radio.maps import RadioMaps, open_maps
+from twin.radio.maps import RadioMaps, check_maps_scene, open_maps
 from twin.radio.metrics import ReportingConfig, apply_reporting
 
 __all__ = ["SampleConfig", "Sampler", "sample", "scene_channels", "add_corpus_scene",
@@ -179,10 +179,7 @@ class Sampler:
         self.maps = maps if isinstance(maps, RadioMaps) else open_maps(maps)
         self.config = config
         self.grid = scene.grid
-        if self.maps.grid != self.grid:
-            raise InputError(f"{self.maps.url}: attribute 'grid' {self.maps.grid.to_dict()} does not match "
-                             f"the scene grid {self.grid.to_dict()} (scene.json 'grid'); "
-                             "trace the maps on this scene")
+        check_maps_scene(self.maps, scene)
         available = self.maps.feature_names()
         unknown = [f for f in config.features if f not in available]
         if unknown:
@@ -355,9 +352,7 @@ def scene_channels(scene: Any, maps: RadioMaps | None, features: list[str] | tup
     }
     if maps is None:
         return out
-    if maps.grid != scene.grid:
-        raise InputError(f"{maps.url}: attribute 'grid' {maps.grid.to_dict()} does not match the scene grid "
-                         f"{scene.grid.to_dict()} (scene.json 'grid'); trace the maps on this scene")
+    check_maps_scene(maps, scene)
     rsrp = maps.per_cell("rsrp_dbm")                                            # [n, H, W]
     received = np.isfinite(rsrp)
     serving = np.argmax(np.where(received, rsrp, -np.inf), axis=0)             # [H, W]

@@ -32,17 +32,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
 
 from twin import io
-from twin.errors import InputError, StoreNotFoundError
+from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
@@ -53,21 +51,24 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 SPLIT_NAMES = ("train", "val", "test")
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+_NO_PART = 255  # split fill value: a sample in no part (a chunk never written reads as no part, not as train)
 
 
 def sample_array_specs(max_events: int, n_features: int) -> dict[str, tuple[tuple[int, ...], str, tuple[str, ...], Any]]:
-    """Per-sample arrays: name -> (trailing shape, dtype, dimension names, fill value)."""
+    """Per-sample arrays: name -> (trailing shape, dtype, dimension names, fill value).
+
+    Fill values are what an unwritten chunk reads as: NaN or -1 where a value can be missing.
+    """
     t, f = max_events, n_features
     return {
         "position_xy_m": ((2,), "float32", ("sample", "xy"), np.nan),
         "event_xy_m": ((t, 2), "float32", ("sample", "event", "xy"), np.nan),
         "cell_id": ((t,), "int64", ("sample", "event"), -1),
         "beam_id": ((t,), "int32", ("sample", "event"), -1),
-        "time_s": ((t,), "float32", ("sample", "event"), 0.0),
+        "time_s": ((t,), "float32", ("sample", "event"), np.nan),
         "features": ((t, f), "float32", ("sample", "event", "feature"), np.nan),
         "mask": ((t,), "bool", ("sample", "event"), False),
-        "scene_index": ((), "int32", ("sample",), 0),
+        "scene_index": ((), "int32", ("sample",), -1),
         "group_id": ((), "int64", ("sample",), -1),
     }
 
@@ -143,11 +144,11 @@ class CorpusWriter:
         self._arrays: dict[str, Any] = {}
         all_specs = dict(self._specs)
         for scheme in self.split_schemes:
-            all_specs[f"split_{scheme}"] = ((), "uint8", ("sample",), 0)
+            all_specs[f"split_{scheme}"] = ((), "uint8", ("sample",), _NO_PART)
         for name, (trailing, dtype, dims, fill) in all_specs.items():
             self._arrays[name] = samples.create_array(
                 name, shape=(n0, *trailing), chunks=(self.chunk_samples, *trailing), dtype=dtype,
-                dimension_names=dims, fill_value=fill, compressors=_COMPRESSOR,
+                dimension_names=dims, fill_value=fill, compressors=io.compressors(),
             )
         self._n_written = 0 if n_samples is None else n0
         self._buffer: list[dict[str, np.ndarray]] = []
@@ -163,7 +164,7 @@ class CorpusWriter:
         """
         self = cls.__new__(cls)
         self.url = os.fspath(url)
-        self.root = zarr.open_group(self.url, mode="r+")
+        self.root = io.open_group(self.url, mode="r+")
         attrs = io.attrs(self.root)
         if attrs.get("kind") != "twin-corpus":
             raise InputError(f"{self.url}: not a twin corpus (attribute kind={attrs.get('kind')!r})")
@@ -209,12 +210,13 @@ class CorpusWriter:
                 raise InputError(f"scene '{name}': {key} has shape {data.shape}, expected "
                                  f"({len(channels)}, {grid.height}, {grid.width})")
             group.create_array(key, data=data, chunks=(1, *grid.shape), dimension_names=(dim, "y", "x"),
-                               compressors=_COMPRESSOR)
+                               compressors=io.compressors(), fill_value=np.nan)
         ids = np.asarray(cell_id if cell_id is not None else [], np.int64)
         xy = np.asarray(cell_xy_m if cell_xy_m is not None else np.zeros((0, 2)), np.float32).reshape(-1, 2)
         if len(ids) != len(xy):
             raise InputError(f"scene '{name}': {len(ids)} cell ids but {len(xy)} cell positions")
-        group.create_array("cell_id", data=ids, dimension_names=("cell",))
+        group.create_array("cell_id", data=ids, dimension_names=("cell",), compressors=io.compressors(),
+                           fill_value=-1)
         f = len(self.feature_names)
         per_cell = (np.zeros((len(ids), f, 0, 0), np.float32) if cell_maps is None
                     else np.asarray(cell_maps, np.float32))
@@ -226,8 +228,9 @@ class CorpusWriter:
         # names, so that xarray.open_zarr opens the scene group without size conflicts.
         dims = ("cell", "feature", "y", "x") if per_cell.size else ("cell", "feature", "no_y", "no_x")
         group.create_array("cell_maps", data=per_cell, chunks=chunks, dimension_names=dims,
-                           compressors=_COMPRESSOR)
-        group.create_array("cell_xy_m", data=xy, dimension_names=("cell", "xy"))
+                           compressors=io.compressors(), fill_value=np.nan)
+        group.create_array("cell_xy_m", data=xy, dimension_names=("cell", "xy"), compressors=io.compressors(),
+                           fill_value=np.nan)
         if index is None:
             self.n_scenes += 1
             return self.n_scenes - 1
@@ -276,12 +279,11 @@ class CorpusWriter:
         try:
             self._flush(whole_chunks_only=False)
             self.root.attrs.update({**compute_statistics(self.root, self.feature_names, self.split_schemes),
-                                    **(extra_attrs or {}), "complete": True})
-            with warnings.catch_warnings():
-                # Consolidated metadata is a zarr-python extension to v3; it saves one request
-                # per array when the corpus lives on object storage, so we write it knowingly.
-                warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-                zarr.consolidate_metadata(self._build_url)
+                                    **(extra_attrs or {})})
+            io.seal(self.root)
+            self.root.attrs["complete"] = True
+            # Consolidated metadata saves one request per array on object storage.
+            io.consolidate(self._build_url)
         except BaseException as err:
             self._ctx.__exit__(type(err), err, err.__traceback__)
             self._closed = True
@@ -391,10 +393,7 @@ class Corpus:
 
     def __init__(self, url: str | os.PathLike):
         self.url = os.fspath(url)
-        try:
-            self.root = zarr.open_group(self.url, mode="r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-            raise StoreNotFoundError(f"{self.url}: no corpus here (not a Zarr group)") from err
+        self.root = io.open_group(self.url, missing=f"{self.url}: no corpus here (not a Zarr group)")
         attrs = io.attrs(self.root)
         if attrs.get("kind") != "twin-corpus":
             raise InputError(f"{self.url}: not a twin corpus (attribute kind={attrs.get('kind')!r})")
@@ -403,6 +402,7 @@ class Corpus:
             raise InputError(f"{self.url}: corpus schema_version {version}, this toolkit reads {SCHEMA_VERSION}")
         if not attrs.get("complete", False):
             raise InputError(f"{self.url}: corpus is incomplete (its writer did not finish)")
+        io.verify(self.root, self.url)
         self.attrs = attrs
         self.samples = io.group(self.root, "samples", self.url)
 
@@ -430,7 +430,7 @@ class Corpus:
     def n_scenes(self) -> int:
         return len(list(io.group(self.root, "scenes", self.url).group_keys()))
 
-    def _array(self, name: str) -> zarr.Array:
+    def _array(self, name: str) -> io.CheckedArray:
         return io.array(self.samples, name, self.url)
 
     def __len__(self) -> int:

@@ -71,7 +71,12 @@ def start_cluster(spec: ClusterSpec | None = None, workers: int | None = None, s
     spec = spec or ClusterSpec()
     gpus = spec.gpus_per_worker
     if scheduler:
-        return Client(scheduler), None
+        try:
+            return Client(scheduler), None
+        except (OSError, TimeoutError) as err:
+            raise EngineError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there "
+                              f"({type(err).__name__}: {err}); start one (dask scheduler) or drop --scheduler "
+                              "to run on a local cluster") from None
     kind = kind or spec.kind
     if kind == "local":
         n = workers or spec.workers or os.cpu_count() or 1

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from twin.config import from_dict, to_dict
+from twin.config import from_dict, read_yaml, to_dict
 from twin.corpus.sampler import SampleConfig
-from twin.errors import InputError, StoreNotFoundError, collect
+from twin.errors import InputError, collect
 from twin.generate.cluster import ClusterSpec
 from twin.generate.randomize import RandomizeSpec
 from twin.radio.deployment import STRATEGIES, DeployConfig
@@ -168,12 +167,7 @@ def load_plan(path: str | os.PathLike, output: str | None = None) -> GeneratePla
     :func:`check_plan` (files, bbox, strategy, output).
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise StoreNotFoundError(f"{path}: no such plan file") from None
-    except yaml.YAMLError as err:
-        raise InputError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml(path, "plan")
     if output is not None and isinstance(raw, dict):
         raw["output"] = output
     return plan_from_dict(raw, str(path))

@@ -30,6 +30,7 @@ from twin.generate.plan import (
     region_extent,
 )
 from twin.generate.shards import PartialStore, run_shard, shard_region
+from twin.io import is_local, output_lock
 
 __all__ = ["generate", "GenerateSummary"]
 
@@ -210,9 +211,6 @@ def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None,
     GenerateSummary
         Check ``complete``; failed shards are listed and a rerun with ``resume`` computes them.
     """
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     echo = echo or (lambda _: None)
     plan = plan if isinstance(plan, GeneratePlan) else load_plan(plan)
@@ -221,6 +219,29 @@ def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None,
     check_plan(plan, overwrite=overwrite, resume=resume)
     if scheduler is None and plan.cluster.kind != "local":
         jobqueue(plan.cluster.kind)  # before anything is written
+    lock = output_lock(plan.output.removeprefix("file://")) if is_local(plan.output) else contextlib.nullcontext()
+    with lock:  # one run per output: a second one fails at once naming the output
+        return _generate(plan, workers, scheduler, resume, overwrite, progress, echo, t0)
+
+
+def _generate(plan: GeneratePlan, workers: int | None, scheduler: str | None, resume: bool, overwrite: bool,
+              progress: bool, echo: Callable[[str], None], t0: float) -> GenerateSummary:
+    # Join a running scheduler first: an unreachable one fails before anything is deleted.
+    joined = start_cluster(plan.cluster, workers, scheduler) if scheduler else None
+    try:
+        return _generate_joined(plan, workers, scheduler, resume, overwrite, progress, echo, t0, joined)
+    finally:
+        if joined is not None:
+            with contextlib.suppress(Exception):
+                joined[0].close()
+
+
+def _generate_joined(plan: GeneratePlan, workers: int | None, scheduler: str | None, resume: bool,
+                     overwrite: bool, progress: bool, echo: Callable[[str], None], t0: float,
+                     joined: tuple[Any, Any] | None) -> GenerateSummary:
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
     osm, frame, shards, bs_table = _prepare(plan)
     partial = PartialStore(plan.output)
     n_total = len(shards) * plan.ue_per_patch
@@ -231,7 +252,7 @@ def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None,
                               samples_total=n_total)
     if todo:
         _run_shards(plan, todo, osm, frame, bs_table, partial, summary, workers, scheduler, progress, echo,
-                    as_completed, tqdm)
+                    as_completed, tqdm, joined)
     if len(partial.done()) == len(shards):
         _finalize(plan, partial, shards, overwrite, summary)
     summary.wall_s = time.perf_counter() - t0
@@ -240,9 +261,10 @@ def generate(plan: GeneratePlan | str | os.PathLike, workers: int | None = None,
 
 def _run_shards(plan: GeneratePlan, todo: list[Shard], osm: Any, frame: Any, bs_table: Any,
                 partial: PartialStore, summary: GenerateSummary, workers: int | None, scheduler: str | None,
-                progress: bool, echo: Callable[[str], None], as_completed: Any, tqdm: Any) -> None:
+                progress: bool, echo: Callable[[str], None], as_completed: Any, tqdm: Any,
+                joined: tuple[Any, Any] | None = None) -> None:
     margin = plan.scene.ground_margin_m
-    client, cluster = start_cluster(plan.cluster, workers, scheduler, None, len(todo))
+    client, cluster = joined or start_cluster(plan.cluster, workers, scheduler, None, len(todo))
     try:
         summary.workers = len(client.scheduler_info()["workers"])
         summary.dashboard = client.dashboard_link if (has_bokeh() or cluster is None) else None

@@ -5,7 +5,7 @@ Strategies (seed 004, §4.2-4.3):
 - ``file``: real sites from a BS file (Dataset B), checked against the scene.
 - ``grid``: ``count`` sites on a regular lattice over the scene.
 - ``random``: ``count`` sites drawn uniformly with a minimum spacing (Dataset C).
-- ``dense``: sites concentrated in clusters, at least ``min_visible`` of them in every
+- ``dense``: ``count`` sites concentrated in clusters, at least ``min_visible`` of them in every
   tile of side ``crop_m / 2``. A ``crop_m`` square centred anywhere in the scene holds
   the whole tile its centre falls in, so every such crop sees ``min_visible`` sites
   (Dataset C's denser variant: "≥ 3 BS visibility per 600 m crop").
@@ -40,8 +40,8 @@ class DeployConfig:
     Attributes
     ----------
     count : int
-        Number of sites (``grid``, ``random``; for ``dense`` the minimum is
-        ``min_visible`` per tile and ``count`` may ask for more).
+        Number of sites, exactly (for ``dense`` at least ``min_visible`` per tile:
+        a smaller count is refused with the count needed; the rest go to random tiles).
     min_spacing_m : float
         Smallest distance between two sites [m].
     margin_m : float
@@ -157,7 +157,12 @@ def _dense_sites(scene: Any, cfg: DeployConfig, pool: np.ndarray, rng: np.random
     nx, ny = math.ceil((x1 - x0) / tile - 1e-9), math.ceil((y1 - y0) / tile - 1e-9)
     n_tiles = nx * ny
     per_tile = np.full(n_tiles, cfg.min_visible)
-    extra = max(0, cfg.count - int(per_tile.sum()))
+    need = int(per_tile.sum())
+    if cfg.count < need:  # never place more sites than asked
+        raise InputError(f"deploy dense: count: {cfg.count} sites cannot give min_visible={cfg.min_visible} sites "
+                         f"in each of the {n_tiles} tiles ({nx} x {ny} tiles of {tile:g} m = crop_m / 2): that "
+                         f"needs {need} sites; pass --count {need} (or more), lower --min-visible or raise --crop-m")
+    extra = cfg.count - need
     per_tile += np.bincount(rng.integers(0, n_tiles, size=extra), minlength=n_tiles)
     taken: list[np.ndarray] = []
     for t in range(n_tiles):

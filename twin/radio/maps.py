@@ -13,6 +13,10 @@ by :func:`write_maps`, read by :func:`open_maps`::
       coverage        (cell, y, x) uint8  1 ray-traced, 2 filled from outdoor neighbours, 0 NaN
                       (twin.radio.coverage); attrs["coverage"]: per cell its rays and counts
 
+Float arrays have fill value NaN and ``serving_cell`` -1, every chunk carries a CRC32C
+checksum, and the root records each array's chunk files (``chunks_written``), checked at
+every open (``twin.io``).
+
 The first axis follows ``cell_ids`` (the BS table's order). Row ``i`` grows north,
 column ``j`` east, on ``grid`` (``twin.geo.Grid``).
 """
@@ -28,12 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin.errors import InputError, StoreNotFoundError
+from twin import io
+from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
 __all__ = ["MAPS_SCHEMA_VERSION", "MAPS_KIND", "UNITS", "RadioMaps", "write_maps", "open_maps",
-           "evaluate_points", "show_map"]
+           "check_maps_scene", "evaluate_points", "show_map"]
 
 #: ``schema_version`` and ``kind`` of the store's attributes; :func:`open_maps` reads only these.
 MAPS_SCHEMA_VERSION = 1
@@ -88,6 +93,7 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
             "schema_version": MAPS_SCHEMA_VERSION, "kind": MAPS_KIND, "complete": False,
             "cell_ids": [int(c) for c in sites["cell_id"]], "grid": grid.to_dict(),
             "frame": scene.frame.to_dict(), "scene": str(getattr(scene, "path", "")),
+            "scene_id": getattr(scene, "scene_id", None),
             "sites": _records(sites), "trace_config": _config_dict(trace_config),
             "metric_config": _config_dict(metric_config),
             "arrays": {k: UNITS.get(k, "") for k in arrays}, "notes": list(notes or []),
@@ -98,23 +104,26 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
             data = arr if np.issubdtype(arr.dtype, np.integer) else arr.astype(np.float32)
             root.create_array(name, data=data, chunks=(1, *grid.shape) if per_cell else grid.shape,
                               dimension_names=("cell", "y", "x") if per_cell else ("y", "x"),
-                              attributes={"units": UNITS.get(name, "")})
+                              attributes={"units": UNITS.get(name, "")}, compressors=io.compressors(),
+                              fill_value=io.fill_value(data.dtype))
+        io.seal(root)
         root.attrs["complete"] = True
+        io.consolidate(url)
     return Path(os.fspath(out))
 
 
 class _LazyArrays(Mapping[str, np.ndarray]):
     """The store's arrays by name, each read on first access and kept."""
 
-    def __init__(self, group: Any, names: list[str]):
-        self._group, self._names = group, names
+    def __init__(self, group: Any, names: list[str], where: str):
+        self._group, self._names, self._where = group, names, where
         self._cache: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._names:
             raise KeyError(name)
         if name not in self._cache:
-            self._cache[name] = self._group[name][...]
+            self._cache[name] = np.asarray(io.array(self._group, name, self._where)[...])
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -216,15 +225,8 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
 
     Arrays are read lazily; :class:`InputError` names the store and the attribute at fault.
     """
-    import zarr
-
-    from twin import io
-
     url = os.fspath(path)
-    try:
-        root = zarr.open_group(url, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-        raise StoreNotFoundError(f"{url}: no radio-map store here; make one with `twin trace`") from err
+    root = io.open_group(url, missing=f"{url}: no radio-map store here; make one with `twin trace`")
     attrs = io.attrs(root)
     if attrs.get("kind") != MAPS_KIND:
         raise InputError(f"{url}: not a radio-map store (kind={attrs.get('kind')!r}, expected {MAPS_KIND!r})")
@@ -233,6 +235,7 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
                          f"{MAPS_SCHEMA_VERSION}; trace again")
     if not attrs.get("complete", False):
         raise InputError(f"{url}: incomplete store (its writer did not finish); trace again")
+    io.verify(root, url)
     for key in ("grid", "cell_ids", "arrays", "sites"):
         if key not in attrs:
             raise InputError(f"{url}: radio maps lack the attribute '{key}'")
@@ -248,8 +251,30 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
                              f"({len(cell_ids)}, {grid.height}, {grid.width}) or ({grid.height}, {grid.width}) "
                              "from 'cell_ids' and 'grid'")
     frame = SceneFrame.from_dict(attrs["frame"]) if attrs.get("frame") else None
-    return RadioMaps(url=url, arrays=_LazyArrays(root, names), grid=grid, frame=frame, cell_ids=cell_ids,
+    return RadioMaps(url=url, arrays=_LazyArrays(root, names, url), grid=grid, frame=frame, cell_ids=cell_ids,
                      sites=pd.DataFrame(attrs["sites"]), attrs=attrs, units=dict(attrs["arrays"]))
+
+
+def check_maps_scene(maps: RadioMaps, scene: Any) -> None:
+    """Refuse radio maps traced on another scene than ``scene`` (a :class:`~twin.scene.build.TwinScene`).
+
+    The grids must agree, and the maps' ``scene_id`` (the fingerprint of the scene they were
+    traced on) must be the scene's; maps written before ``scene_id`` existed are compared by
+    their frame. Raises :class:`InputError` naming the store and the attribute.
+    """
+    where = f"scene {getattr(scene, 'path', '')}"
+    if maps.grid != scene.grid:
+        raise InputError(f"{maps.url}: attribute 'grid' {maps.grid.to_dict()} does not match the scene grid "
+                         f"{scene.grid.to_dict()} ({where}, scene.json 'grid'); trace the maps on this scene")
+    traced_on = maps.attrs.get("scene_id")
+    scene_id = getattr(scene, "scene_id", None)
+    if traced_on and scene_id and traced_on != scene_id:
+        raise InputError(f"{maps.url}: traced on another scene (attribute 'scene_id' {traced_on}, "
+                         f"attribute 'scene' {maps.attrs.get('scene')!r}) than {where} (scene_id {scene_id}); "
+                         "trace the maps on this scene")
+    if not traced_on and maps.frame is not None and maps.frame != scene.frame:
+        raise InputError(f"{maps.url}: attribute 'frame' {maps.frame.to_dict()} is not the frame of {where} "
+                         f"{scene.frame.to_dict()}; trace the maps on this scene")
 
 
 def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name: str = "path_gain_db",

@@ -178,12 +178,23 @@ def validate_sites(raw: pd.DataFrame, what: str = "BS table") -> pd.DataFrame:
     return out[order]
 
 
-def _resolve_positions(table: pd.DataFrame, scene: Any, what: str, frame: SceneFrame | None = None) -> pd.DataFrame:
-    """Fill ``x_m, y_m`` from ``lon, lat`` (or back) through the scene's frame; check they agree."""
+def _resolve_positions(table: pd.DataFrame, scene: Any, what: str, frame: SceneFrame | None = None,
+                       frame_of_xy: bool = True) -> pd.DataFrame:
+    """Fill ``x_m, y_m`` from ``lon, lat`` (or back) through the scene's frame; check they agree.
+
+    ``frame_of_xy=False``: ``frame`` is not the one the file's ``x_m, y_m`` were written in
+    (a drive test's own frame, no scene): positions come from ``lon, lat`` alone, and a
+    file with only ``x_m, y_m`` is refused.
+    """
     table = table.copy()
     has_xy = "x_m" in table.columns and table["x_m"].notna().all()
     has_ll = "lon" in table.columns and table["lon"].notna().all()
     frame = scene.frame if scene is not None else frame
+    if scene is None and frame is not None and not frame_of_xy:
+        if not has_ll:
+            raise InputError(f"{what}: positions are x_m, y_m in the frame of the scene the file was made for; "
+                             "pass that scene (--scene DIR) or give columns 'lon, lat'")
+        has_xy = False  # the x_m, y_m of another scene's frame: recomputed from lon, lat
     if frame is None:
         if not has_xy:
             raise InputError(f"{what}: positions are lon/lat; a scene is needed to place them in scene metres")
@@ -240,7 +251,7 @@ def sites_from_records(records: list[dict[str, Any]], scene: Any = None, what: s
 
 
 def read_bs_file(path: str | os.PathLike, scene: Any = None, on_building: str | None = "rooftop",
-                 mast_m: float = 3.0, frame: SceneFrame | None = None) -> pd.DataFrame:
+                 mast_m: float = 3.0, frame: SceneFrame | None = None, frame_of_xy: bool = True) -> pd.DataFrame:
     """Read a BS file (``.csv``, ``.geojson`` or ``.json``) into a validated table.
 
     Parameters
@@ -257,6 +268,10 @@ def read_bs_file(path: str | os.PathLike, scene: Any = None, on_building: str | 
         Mast above a roof for ``on_building="rooftop"`` [m].
     frame : SceneFrame, optional
         The frame for lon/lat positions when there is no scene (e.g. a drive test's own).
+    frame_of_xy : bool
+        Whether ``frame`` is the one the file's ``x_m, y_m`` are in. False (a drive test's
+        own frame): ``lon, lat`` alone give the positions, as a file written by
+        ``twin deploy`` holds both pairs, its ``x_m, y_m`` in its scene's frame.
 
     Returns
     -------
@@ -268,7 +283,7 @@ def read_bs_file(path: str | os.PathLike, scene: Any = None, on_building: str | 
         raise StoreNotFoundError(f"{path}: no such BS file")
     raw = read_point_table(path, "BS", expected="bs_id, cell_id, lon, lat ...", as_strings=True)
     table = validate_sites(raw, str(path))
-    table = _resolve_positions(table, scene, str(path), frame)
+    table = _resolve_positions(table, scene, str(path), frame, frame_of_xy)
     if scene is not None and on_building is not None:
         table = place_sites(table, scene, on_building, mast_m, what=str(path))
     return table

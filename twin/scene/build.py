@@ -78,15 +78,23 @@ class TwinScene:
         x0, y0, x1, y1 = self.meta["extent_m"]
         return float(x0), float(y0), float(x1), float(y1)
 
+    @property
+    def scene_id(self) -> str:
+        """A fingerprint of ``scene.json`` (area, frame, grid, counts, materials; not the source path):
+        radio maps record it and ``twin sample`` refuses maps traced on another scene."""
+        import hashlib
+
+        content = {k: v for k, v in self.meta.items() if k not in ("source", "warnings")}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
     @cached_property
     def layers(self) -> dict[str, np.ndarray]:
         """GIS layers ``(height, width)`` on :attr:`grid`: building mask, building height [m], road mask."""
-        import zarr
-
         from twin import io
 
         url = str(self.path / "layers.zarr")
-        group = zarr.open_group(url, mode="r")
+        group = io.open_group(url, missing=f"{url}: no GIS layers here; build the scene again")
+        io.verify(group, url)
         kind, version = group.attrs.get("kind"), group.attrs.get("schema_version")
         if kind != LAYERS_KIND:
             raise InputError(f"{url}: not a scene's GIS layers (kind={kind!r}, expected {LAYERS_KIND!r}); "
@@ -279,11 +287,18 @@ def write_scene_files(directory: str | os.PathLike, *, name: str, frame: SceneFr
         lon, lat = frame.to_lonlat(np.array([extent_m[0], extent_m[2]]), np.array([extent_m[1], extent_m[3]]))
         bbox_lonlat = (float(lon[0]), float(lat[0]), float(lon[1]), float(lat[1]))
 
-    group = zarr.open_group(str(out / "layers.zarr"), mode="w", zarr_format=3)
+    from twin import io
+
+    layers_url = str(out / "layers.zarr")
+    group = zarr.open_group(layers_url, mode="w", zarr_format=3)
     group.attrs.update({"schema_version": SCENE_SCHEMA_VERSION, "kind": LAYERS_KIND, "grid": grid.to_dict(),
                         "units": dict(LAYER_UNITS)})
     for key in LAYER_NAMES:
-        group.create_array(key, data=np.asarray(layers[key], _LAYER_DTYPES[key]), dimension_names=("y", "x"))
+        data = np.asarray(layers[key], _LAYER_DTYPES[key])
+        group.create_array(key, data=data, dimension_names=("y", "x"), compressors=io.compressors(),
+                           fill_value=io.fill_value(data.dtype))
+    io.seal(group)
+    io.consolidate(layers_url)
 
     e0, n0 = frame.origin_projected_m
     for file, table in (("buildings.parquet", buildings), ("roads.parquet", roads)):
