@@ -153,7 +153,7 @@ def test_corrupt_layers_chunk_names_the_scene_store(city, tmp_path):
     shutil.copytree(scene.path, d)
     (d / "layers.zarr" / "road_mask" / "c" / "0" / "0").unlink()
     with pytest.raises(InputError, match=r"layers\.zarr: array 'road_mask' is incomplete"):
-        load_twin_scene(d).layers
+        _ = load_twin_scene(d).layers
 
 
 def test_xarray_opens_maps_without_warning(city):
