@@ -93,7 +93,11 @@ def _corpus(path, maps=True, positions=True, noise_db=0.0, seed=0):
     root = zarr.open_group(str(path), mode="r+")  # the same corpus with the positions removed
     root["samples/position_xy_m"][...] = np.nan
     root["samples/event_xy_m"][...] = np.nan
+    from twin import io
     from twin.corpus.store import open_corpus
+
+    io.seal(root)  # all-NaN chunks are not stored: record the store as it now is
+    io.consolidate(str(path))
 
     return open_corpus(path)
 
