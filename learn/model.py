@@ -27,8 +27,9 @@ __all__ = ["ModelConfig", "PosteriorModel", "PosteriorOutput", "RadioEncoder", "
 class ModelConfig:
     """Model sizes and switches; defaults are the paper's Table 1.
 
-    The data-dependent sizes (``n_features``, ``n_cells``, ``map_channels``) are filled
-    from the corpus by the trainer and saved in the checkpoint.
+    The data-dependent sizes (``n_features``, ``n_cells``, ``map_channels``,
+    ``likelihood_channels``) are filled from the corpus and the data config by the trainer
+    and saved in the checkpoint.
     """
 
     # data-dependent (set from the corpus)
@@ -36,6 +37,7 @@ class ModelConfig:
     n_cells: int = 1024          # cell vocabulary size (index 0 = padding/unknown)
     n_beams: int = 257           # beam vocabulary (0 = none, else beam_id + 1)
     map_channels: int = 10       # radio + semantic channels of ``maps`` (map_valid is added)
+    likelihood_channels: int = 0  # channels of ``lik_maps`` beside them (DataConfig.likelihood: 2, else 0)
     crop_px: int = 256           # Table 1: 256 x 256 map, ~1 km² at ~4 m/px
     # radio encoder (Table 1: d_r=256, L=4, H=8)
     radio_encoder: Literal["transformer", "set_transformer"] = "transformer"
@@ -81,8 +83,12 @@ class ModelConfig:
                 problems.append(f"{name}: {value!r} must be an integer >= 1")
         if problems:  # the checks below divide by these
             collect(problems, "model config")
-        if self.map_channels < 0:
-            problems.append(f"map_channels: {self.map_channels} must be >= 0")
+        for name in ("map_channels", "likelihood_channels"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                problems.append(f"{name}: {getattr(self, name)!r} must be an integer >= 0")
+        if self.likelihood_channels and not self.use_map:
+            problems.append(f"likelihood_channels: {self.likelihood_channels} needs use_map (the likelihood channels "
+                            "feed the map encoder)")
         for dim, heads in (("d_radio", "radio_heads"), ("d_map", "map_heads"), ("d_fusion", "fusion_heads")):
             if getattr(self, dim) % getattr(self, heads):
                 problems.append(f"{dim}: {getattr(self, dim)} is not a multiple of {heads} {getattr(self, heads)}")
@@ -240,7 +246,7 @@ class SetRadioEncoder(nn.Module):
 
 
 class MapViT(nn.Module):
-    """Standard ViT over the early-fused map channels (+ the ``map_valid`` channel).
+    """Standard ViT over the early-fused map channels (+ the ``map_valid`` channel, + the likelihood channels).
 
     Returns the tokens ``S`` ``(B, 1 + N, d_m)``: the [CLS] token then the patch tokens.
     """
@@ -250,7 +256,7 @@ class MapViT(nn.Module):
         if cfg.crop_px % cfg.patch_size:
             raise InputError(f"model config: crop_px {cfg.crop_px} is not a multiple of patch_size {cfg.patch_size}")
         n = (cfg.crop_px // cfg.patch_size) ** 2
-        self.patch = nn.Conv2d(cfg.map_channels + 1, cfg.d_map, cfg.patch_size, cfg.patch_size)
+        self.patch = nn.Conv2d(cfg.map_channels + 1 + cfg.likelihood_channels, cfg.d_map, cfg.patch_size, cfg.patch_size)
         self.pos = nn.Parameter(torch.randn(1, 1 + n, cfg.d_map) * 0.02)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.d_map))
         layer = nn.TransformerEncoderLayer(cfg.d_map, cfg.map_heads, 4 * cfg.d_map, cfg.dropout,
@@ -316,7 +322,15 @@ class PosteriorModel(nn.Module):
         z_r = self.radio(batch)  # [B, d_r]
         if self.map is None:
             return self.no_map(z_r)
-        maps = torch.cat([batch["maps"].float(), batch["map_valid"].float()], dim=1)  # [B, C+1, S, S]
+        parts = [batch["maps"].float(), batch["map_valid"].float()]  # [B, C, S, S], [B, 1, S, S]
+        if self.cfg.likelihood_channels:
+            lik = batch.get("lik_maps")
+            if lik is None or lik.shape[1] != self.cfg.likelihood_channels:
+                raise InputError(f"posterior model: expects {self.cfg.likelihood_channels} likelihood channels "
+                                 f"(lik_maps), the batch has {0 if lik is None else lik.shape[1]} (build the data "
+                                 "with data.likelihood as the model was trained)")
+            parts.append(lik.float())  # [B, L, S, S]
+        maps = torch.cat(parts, dim=1)  # [B, C+1+L, S, S]
         return self.fusion(z_r, self.map(maps))
 
     def forward(self, batch: dict[str, torch.Tensor], targets: torch.Tensor | None = None
