@@ -138,6 +138,32 @@ def test_switch_changes_the_inputs_and_the_model(city):
         ModelConfig(use_map=False, likelihood_channels=2)
 
 
+def test_training_crops_placed_by_the_prior(city):
+    """``train_crops: coarse``: the training crops are the coarse prior's where they hold the truth."""
+    from learn.data import build_training_data
+    from learn.priors import crop_origins_m
+
+    _, url = city
+    corpus = open_corpus(url)
+    with pytest.raises(InputError, match="train_crops"):
+        DataConfig(train_crops="truth")
+    cfg = DataConfig(crop_size_m=256.0, crop_px=32, max_cells=4, train_crops="coarse")
+    train_ds, _, _ = build_training_data([url], cfg, "spatial")
+    idx = corpus.split_indices("spatial", "train")
+    placed = crop_origins_m("coarse", corpus, idx, 256.0, "test")
+    truth = corpus.batch(idx, ["position_xy_m"])["position_xy_m"].astype(np.float64)
+    holds = (((truth - placed) / 256.0 > 0) & ((truth - placed) / 256.0 < 1)).all(1)
+    assert holds.mean() > 0.5
+    random_ds, _, _ = build_training_data([url], dataclasses.replace(cfg, train_crops="random"), "spatial")
+    for i in range(12):
+        got = train_ds[i]["crop_origin_m"].numpy()
+        if holds[i]:
+            np.testing.assert_allclose(got, placed[i], atol=1e-3)
+        else:  # outside its prior crop: the random crop of the same (seed, epoch, index)
+            np.testing.assert_allclose(got, random_ds[i]["crop_origin_m"].numpy(), atol=1e-3)
+    assert not np.allclose(random_ds[0]["crop_origin_m"].numpy(), placed[0], atol=1.0)
+
+
 def _steps_to_fit(batches: list[dict[str, torch.Tensor]], fixed: dict[str, torch.Tensor], likelihood: bool,
                  cfg: RunConfig, info: dict, target_m: float, max_steps: int) -> int:
     """AdamW steps (seed 0, lr 1e-3) over ``batches`` in turn until the median error of the posterior mean on

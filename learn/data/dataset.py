@@ -96,6 +96,8 @@ BATCH_KEYS = ("cell_index", "beam_index", "time_s", "features", "feature_valid",
               "crop_size_m", "position_xy_m", "scene_index", "index", "corpus_index")
 
 
+TRAIN_CROPS = ("random", "auto", "coarse", "serving-cell")
+
 _SAMPLE_ARRAYS = ("position_xy_m", "cell_id", "beam_id", "time_s", "features", "mask", "scene_index")
 
 
@@ -127,6 +129,12 @@ class DataConfig:
         matching's residual energy of the sequence's own report on every crop pixel, for the
         map encoder (the model's ``likelihood_channels`` follow it). Off by default: measured
         on the demo corpus in docs/benchmarks.md (§ Likelihood channels).
+    train_crops : str
+        Where training crops lie: ``"random"`` (the truth offset uniformly by up to
+        ``max_offset_frac``), or a truth-free prior (``auto``, ``coarse``, ``serving-cell``:
+        :mod:`learn.priors`) placing them as evaluation will, so that the truth's offset
+        from the centre has the distribution the model meets at inference (a sample whose
+        truth falls outside its prior crop gets a random one).
     """
 
     crop_size_m: float = 600.0
@@ -135,9 +143,12 @@ class DataConfig:
     max_offset_frac: float = 0.35
     crop_seed: int = 0
     likelihood: bool = False
+    train_crops: str = "random"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.train_crops not in TRAIN_CROPS:
+            problems.append(f"train_crops: {self.train_crops!r} is not one of {', '.join(TRAIN_CROPS)}")
         if not self.crop_size_m > 0:
             problems.append(f"crop_size_m: {self.crop_size_m} must be > 0")
         if self.crop_px < 1:
@@ -152,7 +163,8 @@ class DataConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"crop_size_m": float(self.crop_size_m), "crop_px": int(self.crop_px),
                 "max_cells": int(self.max_cells), "max_offset_frac": float(self.max_offset_frac),
-                "crop_seed": int(self.crop_seed), "likelihood": bool(self.likelihood)}
+                "crop_seed": int(self.crop_seed), "likelihood": bool(self.likelihood),
+                "train_crops": str(self.train_crops)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataConfig:
@@ -189,6 +201,8 @@ class CorpusDataset(torch.utils.data.Dataset):
         Evaluation: the crops' south-west corners [scene m], one per dataset item, as a
         truth-free prior placed them (:func:`learn.priors.crop_origins_m`); without it the
         truth-centred crops of :func:`learn.data.crops.eval_crop_origins` (``--prior truth``).
+        Training (``DataConfig.train_crops`` a prior): the prior's crops of the items; an item
+        whose truth lies outside its crop gets a random one.
     normalization, cell_vocab : optional
         From a checkpoint (:meth:`state`); computed from the corpora when omitted.
     """
@@ -357,6 +371,11 @@ class CorpusDataset(torch.utils.data.Dataset):
                     random_crop_origins(xy[j], cfg.crop_size_m,
                                         np.random.default_rng([self.seed, self.epoch, int(k), int(idx[j])]),
                                         cfg.max_offset_frac) for j in range(len(idx))])
+                if self.crop_origins_m is not None:  # the prior's crops where they hold the truth
+                    placed = self.crop_origins_m[pos[sel]]
+                    rel = (xy - placed) / cfg.crop_size_m
+                    holds = ((rel > 0) & (rel < 1)).all(axis=1)
+                    origins = np.where(holds[:, None], placed, origins)
             elif self.crop_origins_m is not None:  # placed by a prior (learn.priors)
                 origins = self.crop_origins_m[pos[sel]]
             else:
