@@ -374,7 +374,7 @@ class CorpusDataset(torch.utils.data.Dataset):
                 if self.crop_origins_m is not None:  # the prior's crops where they hold the truth
                     placed = self.crop_origins_m[pos[sel]]
                     rel = (xy - placed) / cfg.crop_size_m
-                    holds = ((rel > 0) & (rel < 1)).all(axis=1)
+                    holds = np.asarray(((rel > 0) & (rel < 1)).all(axis=1))
                     origins = np.where(holds[:, None], placed, origins)
             elif self.crop_origins_m is not None:  # placed by a prior (learn.priors)
                 origins = self.crop_origins_m[pos[sel]]
