@@ -20,7 +20,7 @@ from learn.losses import coarse_loss, mixture_nll, physics_energy
 from twin.errors import InputError, collect
 
 __all__ = ["ModelConfig", "PosteriorModel", "PosteriorOutput", "RadioEncoder", "SetRadioEncoder",
-           "MapViT", "Fusion", "time_embedding", "normalized_relative_time"]
+           "MapViT", "Fusion", "DenseCoarseHead", "time_embedding", "normalized_relative_time"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class ModelConfig:
     # heads (Table 1: G=32, top-K=5)
     grid_size: int = 32
     top_k: int = 5               # 1 = the "single Gaussian" ablation
+    # "mlp": the paper's coarse head, one MLP on the pooled z_f (Eq. 11); "dense": each coarse
+    # cell's logit from its own patch token of the map encoder and z_f (DenseCoarseHead)
+    coarse_head: Literal["mlp", "dense"] = "mlp"
     d_cell: int = 64
     head_hidden: int = 512
     use_cell_embedding: bool = True
@@ -99,6 +102,11 @@ class ModelConfig:
             problems.append(f"top_k: {self.top_k} exceeds the grid's {self.grid_size**2} cells")
         if self.radio_encoder not in ("transformer", "set_transformer"):
             problems.append(f"radio_encoder: {self.radio_encoder!r} must be 'transformer' or 'set_transformer'")
+        if self.coarse_head not in ("mlp", "dense"):
+            problems.append(f"coarse_head: {self.coarse_head!r} must be 'mlp' or 'dense'")
+        if self.coarse_head == "dense" and (not self.use_map or self.use_e2_equivariant):
+            problems.append("coarse_head: 'dense' reads the patch tokens of the standard map encoder "
+                            "(use_map true, use_e2_equivariant false)")
         if self.phys_point not in ("mean", "map"):
             problems.append(f"phys_point: {self.phys_point!r} must be 'mean' or 'map'")
         if not 0 <= self.dropout < 1:
@@ -291,6 +299,32 @@ class Fusion(nn.Module):
         return z_f + self.mlp(self.norm(z_f))
 
 
+class DenseCoarseHead(nn.Module):
+    """Coarse logits ``(B, G*G)`` cell by cell: ``u_c = MLP([s_p(c) || z_f])`` (``coarse_head: dense``).
+
+    ``s_p`` is the map encoder's token of the patch holding cell ``c``; each patch token gives the
+    ``r x r`` cells it covers (``r = G / (S / patch)``, an integer), so the map's location
+    information reaches the logits without passing through the pooled ``z_f`` alone.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        side = cfg.crop_px // cfg.patch_size
+        if side < 1 or cfg.grid_size % side:
+            raise InputError(f"model config: coarse_head 'dense' needs grid_size ({cfg.grid_size}) to be a multiple "
+                             f"of the patches per side (crop_px {cfg.crop_px} / patch_size {cfg.patch_size} = {side})")
+        self.side, self.r, self.g = side, cfg.grid_size // side, cfg.grid_size
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_map + cfg.d_fusion, cfg.head_hidden), nn.GELU(),
+                                 nn.Linear(cfg.head_hidden, self.r * self.r))
+
+    def forward(self, tokens: torch.Tensor, z_f: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, 1:]  # [B, N, d_m], patch (row north, column east) row-major
+        b, n, _ = patches.shape
+        u = self.mlp(torch.cat([patches, z_f[:, None].expand(b, n, z_f.shape[-1])], dim=-1))  # [B, N, r*r]
+        u = u.view(b, self.side, self.side, self.r, self.r).permute(0, 1, 3, 2, 4)  # [B, pi, ri, pj, rj]
+        return u.reshape(b, self.g * self.g)  # cell (pi r + ri) G + (pj r + rj)
+
+
 class PosteriorModel(nn.Module):
     """Radio encoder + map encoder + fusion + coarse/fine heads (Fig. 2)."""
 
@@ -313,15 +347,20 @@ class PosteriorModel(nn.Module):
             self.map = None
             self.no_map = nn.Sequential(nn.Linear(cfg.d_radio, cfg.d_fusion), nn.GELU(),
                                         nn.Linear(cfg.d_fusion, cfg.d_fusion))
-        self.coarse = CoarseHead(cfg.d_fusion, cfg.grid_size, cfg.head_hidden)
+        self.coarse: nn.Module = (DenseCoarseHead(cfg) if cfg.coarse_head == "dense"
+                                  else CoarseHead(cfg.d_fusion, cfg.grid_size, cfg.head_hidden))
         self.fine = FineHead(cfg.d_fusion, cfg.grid_size, cfg.d_cell, cfg.head_hidden,
                              cfg.use_cell_embedding, cfg.sigma_min_cells)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The fused representation ``z_f`` ``(B, d_f)``."""
+        return self._encode(batch)[0]
+
+    def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``z_f`` ``(B, d_f)`` and the map tokens ``(B, 1 + N, d_m)`` (None without a map)."""
         z_r = self.radio(batch)  # [B, d_r]
         if self.map is None:
-            return self.no_map(z_r)
+            return self.no_map(z_r), None
         parts = [batch["maps"].float(), batch["map_valid"].float()]  # [B, C, S, S], [B, 1, S, S]
         if self.cfg.likelihood_channels:
             lik = batch.get("lik_maps")
@@ -331,14 +370,15 @@ class PosteriorModel(nn.Module):
                                  "with data.likelihood as the model was trained)")
             parts.append(lik.float())  # [B, L, S, S]
         maps = torch.cat(parts, dim=1)  # [B, C+1+L, S, S]
-        return self.fusion(z_r, self.map(maps))
+        tokens = self.map(maps)
+        return self.fusion(z_r, tokens), tokens
 
     def forward(self, batch: dict[str, torch.Tensor], targets: torch.Tensor | None = None
                 ) -> tuple[PosteriorOutput, torch.Tensor | None]:
         """Posterior for ``batch``; the loss of Eq. 24 when ``targets`` ``(B, 2)`` (crop coordinates) is given."""
         cfg = self.cfg
-        z_f = self.encode(batch)
-        logits = self.coarse(z_f)  # [B, G*G]
+        z_f, tokens = self._encode(batch)
+        logits = self.coarse(tokens, z_f) if isinstance(self.coarse, DenseCoarseHead) else self.coarse(z_f)  # [B, G*G]
         mixture = top_k_mixture(logits, self.fine, z_f, cfg.top_k)
         point = mixture.mean() if cfg.phys_point == "mean" else mixture.map_component()
         out = PosteriorOutput(logits, mixture, point)
