@@ -40,7 +40,7 @@ from learn.refine import RefineConfig
 from learn.schedule import ScheduleConfig, wsd_lr
 from twin.config import dump_yaml, from_dict, resolve_config, to_dict
 from twin.errors import InputError, OutputExistsError, collect
-from twin.io import atomic_dir
+from twin.io import atomic_dir, check_ours
 
 __all__ = ["TrainConfig", "RunConfig", "TrainResult", "load_run_config", "PRESETS", "fit", "prepare_run",
            "pretrain", "finetune", "train", "build_model", "EpochSampler", "to_device", "set_threads"]
@@ -305,6 +305,8 @@ def prepare_run(out_dir: str | os.PathLike, tc: TrainConfig, resume: bool, overw
         raise InputError(f"{out}: a file; the run's output is a directory (best.pt, last.pt, metrics.csv ...)")
     if rank == 0 and not resume and not overwrite and out.exists() and any(out.iterdir()):
         raise OutputExistsError(out)
+    if rank == 0 and overwrite and not resume:
+        check_ours(out, "run")  # --overwrite replaces a training run, not any folder
     if resume and not last.is_file():
         raise InputError(f"{out}: nothing to resume (no last.pt); drop --resume to start a new run")
     _seed_everything(tc.seed + rank)
@@ -388,7 +390,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
     device = device or next(model.parameters()).device
     out = Path(out_dir)
     if rank == 0 and overwrite and resume_ckpt is None and out.is_dir() and any(out.iterdir()):
-        with atomic_dir(out, overwrite=True) as run:
+        with atomic_dir(out, overwrite=True, kind="run") as run:
             res = fit(model, train_set, val_set, config, run, kind=kind, info=info, progress=progress,
                       device=device, desc=desc, _title=f"{kind} on {out.name}")
         return dataclasses.replace(res, out_dir=out, checkpoint=out / res.checkpoint.name)
