@@ -672,3 +672,17 @@ def test_config_weights_mismatch_names_the_checkpoint_file(tmp_path):
     result = CliRunner().invoke(main, ["eval", "--data", str(url), "--ckpt", str(ckpt)])
     assert result.exit_code == 2, result.output
     assert f"{ckpt}: weights do not match the model config" in result.output, result.output
+
+
+def test_second_training_run_into_one_directory_fails_naming_it(tmp_path):
+    from learn.train import load_run_config, train
+    from tests.learn_batch import SyntheticDataset, synthetic_info
+    from twin.errors import OutputExistsError
+
+    run = tmp_path / "model"
+    config = load_run_config("small", {"data": {"crop_px": 32}, "train": {"num_workers": 0, "batch_size": 8,
+                                                                          "epochs": 1, "val_batches": 0}})
+    with io.output_lock(run):  # another process training into it
+        with pytest.raises(OutputExistsError, match=r"model is being written by another process"):
+            train([], config, run, datasets=(SyntheticDataset(8, s=32), None, synthetic_info()), progress=False)
+    assert not (run / "config.yaml").exists()
