@@ -499,6 +499,13 @@ def test_overwrite_replaces_our_own_output_and_empty_folders(city, tmp_path):
         (tmp / "scene.json").write_text("{}")
     io.check_ours(scene.path, "scene")
     io.check_ours(tmp_path / "nothing-here", "run")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("mine: 1\n")  # a config alone is not a training run
+    with pytest.raises(OutputExistsError, match=r"project does not look like a training run folder"):
+        io.check_ours(project, "run")
+    (project / "metrics.csv").write_text("step,loss\n")  # a run killed before its first checkpoint
+    io.check_ours(project, "run")
 
 
 def test_overwrite_of_foreign_folders_by_the_writers(city, tmp_path, monkeypatch):

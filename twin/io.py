@@ -114,12 +114,11 @@ OutputKind = Literal["file", "scene", "maps", "corpus", "run", "report", "pictur
 """What a writer writes, for :func:`check_ours`: ``--overwrite`` replaces only that."""
 
 _ZARR_KINDS = {"maps": "twin-maps", "corpus": "twin-corpus"}
-_RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "best.pt")
 _REPORT_FILES = ("report.json", "check.json")
 _WHAT = {"scene": "a scene folder (scene.json of kind 'twin-scene')",
          "maps": "a maps store (zarr.json of kind 'twin-maps')",
          "corpus": "a corpus store (zarr.json of kind 'twin-corpus')",
-         "run": f"a training run folder ({', '.join(_RUN_FILES)})",
+         "run": "a training run folder (last.pt or best.pt, or config.yaml with metrics.csv)",
          "report": f"a report folder ({' or '.join(_REPORT_FILES)})",
          "pictures": "a folder of PNG pictures (nothing else in it)",
          "any": "an output of this toolkit"}
@@ -143,8 +142,9 @@ def _is_ours(path: Path, kind: OutputKind) -> bool:
         return _json_kind(path / "scene.json", attributes=False) == "twin-scene"
     if kind in _ZARR_KINDS:
         return _json_kind(path / "zarr.json", attributes=True) == _ZARR_KINDS[kind]
-    if kind == "run":
-        return any((path / name).is_file() for name in _RUN_FILES)
+    if kind == "run":  # a checkpoint, or a run killed before its first one (config.yaml with metrics.csv)
+        return any((path / name).is_file() for name in ("last.pt", "best.pt")) or \
+            all((path / name).is_file() for name in ("config.yaml", "metrics.csv"))
     if kind == "report":
         return any((path / name).is_file() for name in _REPORT_FILES)
     if kind == "pictures":
@@ -159,9 +159,11 @@ def check_ours(path: str | os.PathLike, kind: OutputKind = "any") -> None:
     a ``"file"`` writer never replaces a folder; a folder writer replaces an empty folder
     or one of its ``kind``: ``"scene"`` has a ``scene.json`` of kind ``twin-scene``;
     ``"maps"`` / ``"corpus"`` a root ``zarr.json`` whose attribute ``kind`` is
-    ``twin-maps`` / ``twin-corpus``; ``"run"`` one of ``config.yaml``, ``metrics.csv``,
-    ``last.pt``, ``best.pt``; ``"report"`` a ``report.json`` or ``check.json``;
-    ``"pictures"`` only ``.png`` files; ``"any"`` any of those. A missing ``path`` passes.
+    ``twin-maps`` / ``twin-corpus``; ``"run"`` a ``last.pt`` or ``best.pt`` (or, killed
+    before its first checkpoint, ``config.yaml`` with ``metrics.csv``); ``"report"`` a
+    ``report.json`` or ``check.json``; ``"pictures"`` only ``.png`` files; ``"any"`` any
+    of those. A missing ``path`` passes. These files decide: what a user added inside
+    such an output is replaced with it.
     """
     path = Path(path)
     if kind == "file":
