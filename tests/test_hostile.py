@@ -693,3 +693,28 @@ def test_second_training_run_into_one_directory_fails_naming_it(tmp_path):
         with pytest.raises(OutputExistsError, match=r"model is being written by another process"):
             train([], config, run, datasets=(SyntheticDataset(8, s=32), None, synthetic_info()), progress=False)
     assert not (run / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("content", ["random", "schema7"])
+def test_bad_checkpoint_is_a_clear_error_in_eval_predict_and_finetune(tmp_path, content):
+    import os
+
+    import torch
+    from click.testing import CliRunner
+
+    from cli.learn import main
+
+    ckpt = tmp_path / "bad.pt"
+    if content == "random":
+        ckpt.write_bytes(os.urandom(4096))
+        want = f"{ckpt}: corrupted or not a torch checkpoint"
+    else:
+        torch.save({"kind": "posterior", "schema_version": 7, "model": {}, "configs": {}, "step": 0}, ckpt)
+        want = f"{ckpt}: checkpoint schema_version 7, this toolkit reads 2"
+    url = str(_corpus(tmp_path / "c.zarr"))
+    for args in (["eval", "--data", url, "--ckpt", str(ckpt)],
+                 ["predict", "--ckpt", str(ckpt), "--data", url, "--out", str(tmp_path / "p.csv")],
+                 ["finetune", "--data", url, "--init", str(ckpt), "--out", str(tmp_path / "ft")]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and want in result.output, (args[0], result.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "c.zarr"]
