@@ -651,9 +651,15 @@ def test_n_zero_is_refused(city, tmp_path):
     assert result.exit_code == 2 and "n: 0 must be at least 1" in result.output, result.output
     assert not (tmp_path / "c.zarr").exists()
     url = _corpus(tmp_path / "real.zarr")
-    result = CliRunner().invoke(learn_main, ["export", "drive-test", "--data", str(url), "--n", "0",
-                                             "--out", str(tmp_path / "u.csv"), "--truth", str(tmp_path / "t.csv")])
-    assert result.exit_code == 2 and f"{url}: no samples to export" in result.output, result.output
+    export = ["export", "drive-test", "--data", str(url), "--out", str(tmp_path / "u.csv"),
+              "--truth", str(tmp_path / "t.csv")]
+    for n in ("0", "-5"):  # -5 would silently drop the last five samples
+        result = CliRunner().invoke(learn_main, [*export, "--n", n])
+        assert result.exit_code == 2 and f"--n: {n} must be at least 1" in result.output, result.output
+    from learn.importers import export_drive_test
+
+    with pytest.raises(InputError, match=rf"{url}: no samples to export"):
+        export_drive_test(url, tmp_path / "u.csv", tmp_path / "t.csv", np.array([], np.int64))
     assert not (tmp_path / "u.csv").exists()
     with pytest.raises(InputError, match=r"max_points: 0 must be at least 1"):
         simulate_drive_test(scene.path, None, max_points=0)
