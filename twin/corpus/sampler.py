@@ -20,6 +20,11 @@ Modes:
   constant speed drawn from ``speed_mps``; it starts uniformly along the roads and
   turns at random at crossings, never onto a street of another split.
 
+Beams: with maps traced with SSB beams (``twin trace --beams N``) every listed cell's
+beams are measured too (beam maps, interpolated, with the RSRP noise); the strongest is
+the event's ``beam_id`` and its L1-RSRP the optional feature ``beam_rsrp_dbm``. Without
+beam maps ``beam_id`` is -1.
+
 The truth ``position_xy_m`` is the UE's position at the last real event.
 Splits: ``spatial`` assigns whole streets (``group_id``) to train/val/test by
 length; ``random`` assigns samples independently. Both follow ``seed``.
@@ -81,7 +86,8 @@ class SampleConfig:
         ``T``, events per sequence (padded).
     features : tuple of str
         Per-event features, names of maps.zarr arrays (``rsrp_dbm``, ``rsrq_db``, ``rssi_dbm``,
-        ``sinr_db``, ``snr_db``, ``path_gain_db``; UE-level ``(H, W)`` ones are the same for every cell).
+        ``sinr_db``, ``snr_db``, ``path_gain_db``; UE-level ``(H, W)`` ones are the same for every cell;
+        ``beam_rsrp_dbm``, maps with beams only: the L1-RSRP of the event's serving beam).
     max_cells : int
         Cells listed per measurement report, strongest first (LTE reports up to 8 neighbours).
     n_reports : int
