@@ -18,7 +18,7 @@ from twin.radio.beams import (
 )
 from twin.radio.maps import evaluate_points, open_maps, write_maps
 from twin.radio.metrics import ReportingConfig
-from twin.radio.tracer import TraceConfig, Tracer, trace
+from twin.radio.tracer import TraceConfig, Tracer, sionna_orientation, trace
 from twin.scene.build import load_twin_scene
 
 N_BEAMS = 8
@@ -94,6 +94,18 @@ def test_beam_maps_tile_the_sector_in_free_space(free_tracer):
         assert np.argmin(np.abs(np.sin(np.radians(peak)) - np.sin(np.radians(steer)))) == b, (b, peak)
         if 0 < b < N_BEAMS - 1:  # inner beams within 4°; the element pattern pulls the outer two inwards
             assert abs(peak - steer[b]) < 4.0, (b, peak)
+    # each beam over the cell is the array factor of the line-of-sight departure direction,
+    # taken in the antenna's tilted frame (Sionna's R = Rz(alpha) Ry(beta))
+    alpha, beta, _ = sionna_orientation(site["azimuth_deg"], site["tilt_deg"])
+    rz = np.array([[np.cos(alpha), -np.sin(alpha), 0], [np.sin(alpha), np.cos(alpha), 0], [0, 0, 1]])
+    ry = np.array([[np.cos(beta), 0, np.sin(beta)], [0, 1, 0], [-np.sin(beta), 0, np.cos(beta)]])
+    d = np.concatenate([c - [site["x_m"], site["y_m"]], np.full((*r.shape, 1), 1.5 - site["height_m"])], -1)
+    local = (d / np.linalg.norm(d, axis=-1, keepdims=True)) @ (rz @ ry)     # R^T d
+    predicted_db = 10 * np.log10(array_power_gain(N_BEAMS, -np.degrees(np.arcsin(local[..., 1]))))
+    for b in range(N_BEAMS):
+        near_peak = sector & (predicted_db[b] > 10 * np.log10(N_BEAMS) - 6)
+        err = (beams[b] - cell - predicted_db[b])[near_peak]
+        assert near_peak.sum() > 30 and np.median(np.abs(err)) < 0.15, (b, np.median(np.abs(err)))
     # same rays: the beams' mean is the cell's map; the best beam carries the array gain
     mean_db = 10 * np.log10(np.mean(10 ** (beams / 10), axis=0))
     ok = np.isfinite(cell)
