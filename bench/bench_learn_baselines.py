@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from learn.baselines import make_baseline
 from learn.evaluate import evaluate
 from learn.importers import SplitConfig, import_powder, import_rome_crop, import_rome_nbiot
+from learn.registry import make_baseline
 
 _DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

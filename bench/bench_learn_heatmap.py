@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
-from learn.baselines import make_baseline
 from learn.evaluate import evaluate
 from learn.heatmap_train import fit_heatmap
 from learn.importers import import_rome_crop
-from learn.registry import load_method
+from learn.registry import load_method, make_baseline
 
 
 def _pair(m: dict) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from learn.baselines import make_baseline
 from learn.evaluate import evaluate
 from learn.priors import CropPrior
+from learn.registry import make_baseline
 from twin.corpus.store import open_corpus
 
 

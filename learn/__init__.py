@@ -22,13 +22,14 @@ _LAZY = {
                      "SplitConfig", "ImportReport"], "learn.importers"),
     **dict.fromkeys(["EvalResult", "evaluate_named"], "learn.evaluate"),
     **dict.fromkeys(["Predictions", "Method"], "learn.methods"),
-    **dict.fromkeys(["make_baseline", "WknnBaseline", "KnnSquareBaseline"], "learn.baselines"),
+    **dict.fromkeys(["WknnBaseline", "KnnSquareBaseline", "MapMatchBaseline"], "learn.baselines"),
     **dict.fromkeys(["fit_heatmap", "HeatmapRunConfig", "load_heatmap_config"], "learn.heatmap_train"),
     **dict.fromkeys(["pretrain", "finetune", "fit", "build_model", "TrainConfig", "RunConfig",
                      "load_run_config"], "learn.train"),
     **dict.fromkeys(["CorpusDataset", "DataConfig", "make_loader"], "learn.data"),
     **dict.fromkeys(["PosteriorModel"], "learn.model"),
-    **dict.fromkeys(["load_method", "register_checkpoint_kind"], "learn.registry"),
+    **dict.fromkeys(["load_method", "register_checkpoint_kind", "make_baseline", "register_baseline"],
+                    "learn.registry"),
 }
 
 __all__ = list(_LAZY)

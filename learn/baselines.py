@@ -35,10 +35,11 @@ import numpy as np
 from learn.mapmatch import corpus_events, feature_sigmas, plot_match, scene_matcher
 from learn.methods import Predictions
 from learn.priors import resolve_prior
+from learn.registry import register_baseline
 from twin.corpus.store import Corpus
 from twin.errors import InputError
 
-__all__ = ["WknnBaseline", "KnnSquareBaseline", "MapMatchBaseline", "fingerprints", "BASELINES", "make_baseline"]
+__all__ = ["WknnBaseline", "KnnSquareBaseline", "MapMatchBaseline", "fingerprints"]
 
 
 def fingerprints(corpus: Corpus, indices: np.ndarray, feature_idx: Sequence[int]
@@ -63,6 +64,7 @@ def fingerprints(corpus: Corpus, indices: np.ndarray, feature_idx: Sequence[int]
     return cells_out, feats_out
 
 
+@register_baseline("wknn")
 @dataclass
 class WknnBaseline:
     """Weighted k-NN multicell fingerprinting.
@@ -161,6 +163,7 @@ class WknnBaseline:
         return Predictions(xy_m=xy)
 
 
+@register_baseline("knn-square")
 @dataclass
 class KnnSquareBaseline(WknnBaseline):
     """k-NN restricted to the sample's crop (placed by the prior); the crop centre when it holds no reference."""
@@ -182,6 +185,7 @@ class KnnSquareBaseline(WknnBaseline):
         return Predictions(xy_m=np.where(found[:, None], xy, centres))
 
 
+@register_baseline("mapmatch")
 @dataclass
 class MapMatchBaseline:
     """Map matching (:mod:`learn.mapmatch`) as a method of the shared harness (needs no training data).
@@ -245,21 +249,3 @@ class MapMatchBaseline:
     def plot_extra(self, out_dir: str | os.PathLike) -> list[Path]:
         """Posterior heatmaps of the first ``n_plots`` samples of the last :meth:`predict`."""
         return [plot_match(m, out_dir) for m in getattr(self, "last_", [])]
-
-
-def _prior_only(**options: Any) -> Any:
-    from learn.priors import PriorOnly
-
-    return PriorOnly(**options)
-
-
-BASELINES: dict[str, Any] = {"wknn": WknnBaseline, "knn-square": KnnSquareBaseline, "mapmatch": MapMatchBaseline,
-                             "prior-only": _prior_only}
-
-
-def make_baseline(name: str, **options: Any) -> Any:
-    """A baseline by name (``wknn``, ``knn-square``, ``mapmatch``, ``prior-only``) with keyword options
-    (``None`` ones ignored)."""
-    if name not in BASELINES:
-        raise InputError(f"unknown baseline '{name}'; choose one of {', '.join(BASELINES)}")
-    return BASELINES[name](**{k: v for k, v in options.items() if v is not None})

@@ -120,7 +120,7 @@ def evaluate_named(data: str | os.PathLike, split: str = "random", baseline: str
                    **options: Any) -> EvalResult:
     """:func:`evaluate` a baseline by name (fitted here) or a checkpoint (exactly one of them) under ``prior``."""
     if baseline is not None and ckpt is None:
-        from learn.baselines import make_baseline
+        from learn.registry import make_baseline
 
         return evaluate(data, make_baseline(baseline, **options), split, prior=prior)
     if ckpt is not None and baseline is None:

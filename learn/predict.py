@@ -305,7 +305,7 @@ def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | 
         truth = res["truth_xy_m"]
         scores = {"nll": res["nll"], "hdr_level": res["hdr_level"]}
     else:
-        from learn.baselines import make_baseline
+        from learn.registry import make_baseline
 
         if baseline not in ("mapmatch", "prior-only"):
             raise InputError(f"learn predict: baseline '{baseline}' needs training data; use mapmatch or prior-only "

@@ -33,6 +33,7 @@ import numpy as np
 
 from learn.data.crops import eval_crop_origins
 from learn.methods import Predictions
+from learn.registry import register_baseline
 from twin.corpus.store import Corpus
 from twin.errors import InputError
 
@@ -189,6 +190,7 @@ def crop_origins_m(prior: CropPrior | str | None, corpus: Corpus, indices: np.nd
     return centres - crop_size_m / 2
 
 
+@register_baseline("prior-only")
 @dataclass
 class PriorOnly:
     """The prior alone as a method: always answers the crop centre (``whole``: the scene centre)."""

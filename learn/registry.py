@@ -1,4 +1,7 @@
-"""Methods by name: baselines, and checkpoints by their ``kind``.
+"""Methods by name: baselines, and checkpoints by their ``kind`` (registered as timm registers models).
+
+A baseline class registers itself with ``@register_baseline("name")``; :func:`make_baseline`
+builds one by name (its module is imported on first need, see ``_BASELINE_PROVIDERS``).
 
 A checkpoint is a dict saved with ``torch.save`` (``{kind, model, optimizer, configs,
 step, schema_version, cell_vocab, ...}``). :func:`load_method` reads its ``kind`` and
@@ -12,11 +15,14 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from twin.errors import CheckpointError
+from twin.errors import CheckpointError, InputError
 
-__all__ = ["register_checkpoint_kind", "load_method", "checkpoint_kinds"]
+__all__ = ["register_checkpoint_kind", "load_method", "checkpoint_kinds", "register_baseline", "make_baseline",
+           "baseline_names"]
+
+T = TypeVar("T")
 
 _LOADERS: dict[str, Callable[[dict[str, Any], str], Any]] = {}
 # kind -> module that registers it when imported.
@@ -51,3 +57,33 @@ def load_method(path: str | os.PathLike) -> Any:
     if kind not in _LOADERS:
         raise CheckpointError(f"{path}: unknown checkpoint kind '{kind}'; known: {', '.join(checkpoint_kinds())}")
     return _LOADERS[kind](ckpt, os.fspath(path))
+
+
+_BASELINES: dict[str, Callable[..., Any]] = {}
+# baseline name -> module that registers it when imported.
+_BASELINE_PROVIDERS = {"wknn": "learn.baselines", "knn-square": "learn.baselines", "mapmatch": "learn.baselines",
+                       "prior-only": "learn.priors"}
+
+
+def register_baseline(name: str) -> Callable[[T], T]:
+    """Class decorator: register a baseline (``predict(corpus, indices, prior=None) -> Predictions``,
+    optionally ``fit(corpus, train_indices)``) under ``name``."""
+    def register(cls: T) -> T:
+        _BASELINES[name] = cls  # type: ignore[assignment]
+        return cls
+    return register
+
+
+def baseline_names() -> list[str]:
+    """Every baseline name, in the order of ``_BASELINE_PROVIDERS`` then registration."""
+    return list(dict.fromkeys([*_BASELINE_PROVIDERS, *_BASELINES]))
+
+
+def make_baseline(name: str, **options: Any) -> Any:
+    """A baseline by name (``wknn``, ``knn-square``, ``mapmatch``, ``prior-only``) with keyword options
+    (``None`` ones ignored)."""
+    if name not in _BASELINES and name in _BASELINE_PROVIDERS:
+        importlib.import_module(_BASELINE_PROVIDERS[name])
+    if name not in _BASELINES:
+        raise InputError(f"unknown baseline '{name}'; choose one of {', '.join(baseline_names())}")
+    return _BASELINES[name](**{k: v for k, v in options.items() if v is not None})

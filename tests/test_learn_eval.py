@@ -154,3 +154,20 @@ def test_cli_import_and_eval(tmp_path):
     assert res.exit_code == 2 and "exactly one of" in res.output
     res = runner.invoke(main, ["import", "rome-crop", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x.zarr")])
     assert res.exit_code == 2 and "nope.csv" in res.output
+
+
+def test_baselines_are_registered_by_name_and_the_cli_offers_each():
+    from learn.baselines import MapMatchBaseline
+    from learn.priors import PriorOnly
+    from learn.registry import baseline_names, make_baseline
+
+    kinds = {"wknn": WknnBaseline, "knn-square": KnnSquareBaseline, "mapmatch": MapMatchBaseline,
+             "prior-only": PriorOnly}
+    for name, cls in kinds.items():
+        assert type(make_baseline(name)) is cls
+    assert make_baseline("wknn", k=3, fill=None).k == 3  # None options keep the default
+    assert baseline_names() == list(kinds)
+    option = next(p for p in main.commands["eval"].params if p.name == "baseline")
+    assert list(option.type.choices) == baseline_names()
+    with pytest.raises(InputError, match="unknown baseline 'nope'; choose one of wknn, knn-square"):
+        make_baseline("nope")
