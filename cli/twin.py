@@ -208,22 +208,24 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
 @click.argument("maps", type=click.Path(exists=True))
 @click.option("--metric", default="path_gain_db", show_default=True, help="Array of the store to draw.")
 @click.option("--cell", "cells", type=int, multiple=True, help="Cell id(s) to draw (default all).")
+@click.option("--beam", type=int, help="For a beam array (beam_rsrp_dbm ...): this SSB beam, not the best one.")
 @click.option("--scene", "scene_dir", type=click.Path(file_okay=False),
               help="Scene for the footprints (default: the store's).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder of PNGs.")
 @overwrite_option
 @clean_errors
-def show_map_cmd(maps: str, metric: str, cells: tuple[int, ...], scene_dir: str | None, out: str,
+def show_map_cmd(maps: str, metric: str, cells: tuple[int, ...], beam: int | None, scene_dir: str | None, out: str,
                  overwrite: bool) -> None:
     """Draw a metric map (per cell and best cell) with BS markers over the building footprints.
 
     \b
     Example:
       twin show-map out/maps.zarr --metric rsrp_dbm --out out/maps-png
+      twin show-map out/maps-beams.zarr --metric beam_rsrp_dbm --beam 2 --out out/beam2-png
     """
     from twin.radio.maps import show_map
 
-    written = show_map(maps, out, metric, list(cells) or None, scene_dir, overwrite=overwrite)
+    written = show_map(maps, out, metric, list(cells) or None, scene_dir, overwrite=overwrite, beam=beam)
     click.echo(f"{Path(out)}: {len(written)} picture(s)")
 
 

@@ -214,3 +214,18 @@ def test_trace_cli_documents_beams():
 
     out = CliRunner().invoke(main, ["trace", "--help"]).output
     assert "--beams" in out and "--beams 8" in out
+
+
+def test_show_map_draws_one_beam_or_the_best(city, tmp_path):
+    from twin.radio.maps import show_map
+
+    _, maps, root = city
+    best = show_map(maps.url, tmp_path / "best", "beam_rsrp_dbm", cells=[2], scene=root / "scene")
+    one = show_map(maps.url, tmp_path / "one", "beam_rsrp_dbm", cells=[2], scene=root / "scene", beam=3)
+    assert [p.name for p in best] == ["beam_rsrp_dbm-cell2.png", "beam_rsrp_dbm-max.png"]
+    assert [p.name for p in one] == ["beam_rsrp_dbm-beam3-cell2.png", "beam_rsrp_dbm-beam3-max.png"]
+    assert all(p.stat().st_size > 1000 for p in best + one)
+    with pytest.raises(InputError, match="no beam 8"):
+        show_map(maps.url, tmp_path / "bad", "beam_rsrp_dbm", beam=8)
+    with pytest.raises(InputError, match="per-beam metric"):
+        show_map(maps.url, tmp_path / "bad2", "rsrp_dbm", beam=0)

@@ -348,11 +348,14 @@ def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name:
 
 
 def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = "path_gain_db",
-             cells: list[int] | None = None, scene: Any = None, overwrite: bool = False) -> list[Path]:
+             cells: list[int] | None = None, scene: Any = None, overwrite: bool = False,
+             beam: int | None = None) -> list[Path]:
     """PNG pictures of a metric with BS markers over the building footprints.
 
     A per-cell metric gives one picture per cell in ``cells`` (default all) and the
     best-cell envelope (``<metric>-max.png``); an ``(H, W)`` metric gives one picture.
+    A per-beam metric (:data:`BEAM_ARRAYS`) is drawn as each cell's best beam, or as
+    SSB beam ``beam`` (``<metric>-beam<k>-cell<id>.png``).
     ``scene`` (TwinScene or directory) defaults to the store's ``scene`` attribute;
     without footprints the maps are drawn alone. Returns the written paths.
     """
@@ -365,7 +368,17 @@ def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = 
     from twin.scene.build import TwinScene, load_twin_scene
 
     rm = open_maps(maps)
-    values = rm.per_cell(metric) if metric in BEAM_ARRAYS else rm[metric]  # beams: the best beam's
+    stem_metric = metric
+    if beam is not None:
+        if metric not in BEAM_ARRAYS:
+            raise InputError(f"show-map: --beam needs a per-beam metric ({', '.join(sorted(BEAM_ARRAYS))}), "
+                             f"not {metric!r}")
+        beams = rm.beams(metric)
+        if not 0 <= beam < rm.n_beams:
+            raise InputError(f"{rm.url}: no beam {beam}; the maps have beams 0 to {rm.n_beams - 1}")
+        values, stem_metric = np.asarray(beams[:, beam]), f"{metric}-beam{beam}"
+    else:
+        values = rm.per_cell(metric) if metric in BEAM_ARRAYS else rm[metric]  # beams: the best beam's
     if scene is None and rm.attrs.get("scene") and Path(rm.attrs["scene"], "scene.json").is_file():
         scene = rm.attrs["scene"]
     if scene is not None and not isinstance(scene, TwinScene):
@@ -375,10 +388,10 @@ def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = 
     if values.ndim == 3:
         wanted = rm.cell_ids if cells is None else [int(c) for c in cells]
         for cid in wanted:
-            pictures.append((f"{metric}-cell{cid}", values[rm.cell_index(cid)], [rm.cell_index(cid)]))
+            pictures.append((f"{stem_metric}-cell{cid}", values[rm.cell_index(cid)], [rm.cell_index(cid)]))
         envelope = np.max(np.where(np.isnan(values), -np.inf, values), axis=0)
         envelope[np.isinf(envelope)] = np.nan
-        pictures.append((f"{metric}-max", envelope, list(range(len(rm.cell_ids)))))
+        pictures.append((f"{stem_metric}-max", envelope, list(range(len(rm.cell_ids)))))
     else:
         pictures.append((metric, values, list(range(len(rm.cell_ids)))))
     x0, y0, x1, y1 = rm.grid.extent_m
@@ -392,8 +405,10 @@ def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = 
                 footprints.boundary.plot(ax=ax, color="white", linewidth=0.6)
             s = rm.sites.iloc[idx]
             ax.scatter(s["x_m"], s["y_m"], marker="^", s=60, c="red", edgecolors="black", zorder=5)
-            for _, row in s.iterrows():
-                az = np.radians(float(row["azimuth_deg"]))
+            for k, (_, row) in zip(idx, s.iterrows(), strict=True):
+                # the boresight, or the drawn beam's steering azimuth
+                az = np.radians(float(row["azimuth_deg"]) if beam is None
+                                else float(rm.attrs["beams"]["azimuth_deg"][k][beam]))
                 ax.annotate("", xy=(row["x_m"] + 25 * np.sin(az), row["y_m"] + 25 * np.cos(az)),
                             xytext=(row["x_m"], row["y_m"]), arrowprops={"arrowstyle": "->", "color": "red"})
             ax.set_xlim(x0, x1)
