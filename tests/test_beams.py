@@ -229,3 +229,16 @@ def test_show_map_draws_one_beam_or_the_best(city, tmp_path):
         show_map(maps.url, tmp_path / "bad", "beam_rsrp_dbm", beam=8)
     with pytest.raises(InputError, match="per-beam metric"):
         show_map(maps.url, tmp_path / "bad2", "rsrp_dbm", beam=0)
+
+
+def test_learning_batches_carry_the_beams(city, tmp_path):
+    """The model's beam embedding gets ``beam_id + 1`` for every real event whose beam is known."""
+    from learn.data import CorpusDataset, DataConfig
+
+    scene, maps, _ = city
+    corpus = sample(scene, maps, SampleConfig(n=16, chunk_samples=16, max_cells=3), tmp_path / "corpus.zarr")
+    item = CorpusDataset([corpus.url], config=DataConfig(crop_size_m=300.0, crop_px=16, max_cells=2))[0]
+    beam_id = np.asarray(corpus.root["samples/beam_id"][0])
+    mask = item["mask"].numpy()
+    np.testing.assert_array_equal(item["beam_index"].numpy(), np.where(mask & (beam_id >= 0), beam_id + 1, 0))
+    assert (item["beam_index"].numpy()[mask] >= 1).all()
