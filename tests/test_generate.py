@@ -514,3 +514,4 @@ def test_plan_with_beams_gives_shards_with_beam_ids(tmp_path):
     assert len(beam) == UE and corpus.attrs["generate"]["shards"]
     assert ((beam[mask] >= 0) & (beam[mask] < 4)).mean() > 0.95 and (beam[~mask] == -1).all()
     assert len(np.unique(beam[mask])) >= 2
+    assert corpus.attrs["sampling"]["n_beams"] == 4
