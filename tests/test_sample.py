@@ -184,6 +184,11 @@ def test_spatial_split_by_street_is_disjoint_and_reproducible(city, mode):
     assert known.sum() == round(0.1 * (street_part == 0).sum())
     assert set(b["group_id"][known]) <= train_streets
     np.testing.assert_array_equal(split[~known], street_part[~known])
+    # Only the labels move: without a known part the same sequences are drawn.
+    plain = Sampler(scene, maps_url, dataclasses.replace(cfg, known_test_frac=0.0)).draw(1500, np.random.default_rng(0))
+    np.testing.assert_array_equal(plain["split_spatial"], street_part)
+    for k in ("features", "position_xy_m", "cell_id", "group_id", "split_random"):
+        np.testing.assert_array_equal(plain[k], b[k])
     if mode == "drive":
         # Every event of a route lies on a street of the route's own part.
         for part in (0, 1, 2):
