@@ -323,6 +323,14 @@ def test_cli_sample_end_to_end(city, tmp_path):
     assert again.exit_code == 2 and "exists" in again.output and "Traceback" not in again.output
     bad = CliRunner().invoke(main, [*args[:-2], "--features", "rsrp_dbm,bogus", "--overwrite"])
     assert bad.exit_code == 2 and "bogus" in bad.output
+    plain = CliRunner().invoke(main, [*args, "--known-test-frac", "0", "--overwrite"])
+    assert plain.exit_code == 0, plain.output
+    corpus = open_corpus(out)
+    b = corpus.batch(slice(None), ["split_spatial", "group_id"])
+    assert corpus.attrs["sampling"]["known_test_frac"] == 0.0
+    np.testing.assert_array_equal(b["split_spatial"], np.asarray(corpus.attrs["sampling"]["street_split"])[b["group_id"]])
+    bad = CliRunner().invoke(main, [*args, "--known-test-frac", "1.5", "--overwrite"])
+    assert bad.exit_code == 2 and "known_test_frac: 1.5 is outside [0, 1)" in bad.output and "Traceback" not in bad.output
 
 
 def test_xarray_opens_a_scene_without_cell_maps(tmp_path):
