@@ -1,4 +1,4 @@
-"""Every method under every prior: `python -m bench.bench_priors [CORPUS] [CKPT] [SPLIT]`.
+"""Every method under every prior: `python -m bench.bench_priors [CORPUS] [CKPT] [SPLIT] [PRIORS]`.
 
 Default: the demo's corpus and posterior model (``make demo``: out/demo/corpus.zarr,
 out/demo/model/best.pt), spatial split. For each prior (the truth-free default ``auto``,
@@ -8,7 +8,7 @@ under ``whole``), with WkNN (whole area) as the reference, and times each run (f
 included: throughput in test samples per second). Prints a Markdown table (docs/benchmarks.md)
 with seed 004's parts beside the whole test part: *known* streets (test samples whose street
 or block holds training samples) and *unknown* streets (held out whole), "-" for an empty part.
-`python -m bench.bench_priors CORPUS CKPT SPLIT PRIORS` runs only the comma-separated PRIORS.
+PRIORS (comma-separated, default all five) runs only those.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ def _row(label: str, inside: str, method: str, r: EvalResult, seconds: float) ->
 def main(corpus_path: str = "out/demo/corpus.zarr", ckpt: str | None = "out/demo/model/best.pt",
          split: str = "spatial", priors: str = ",".join(ALL_PRIORS)) -> None:
     """Print the table for one corpus (``ckpt`` "-" or missing: no model rows) under ``priors`` (comma-separated)."""
+    chosen = [p.strip() for p in priors.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in ALL_PRIORS]
+    if unknown:
+        raise SystemExit(f"unknown prior(s) {', '.join(unknown)}; choose from {', '.join(ALL_PRIORS)}")
     corpus = open_corpus(corpus_path)
     test = corpus.split_indices(split, "test")
     truth = corpus.batch(test, ["position_xy_m"])["position_xy_m"].astype(np.float64)
@@ -65,10 +69,6 @@ def main(corpus_path: str = "out/demo/corpus.zarr", ckpt: str | None = "out/demo
     with_maps = has_cell_maps(corpus)
     if not with_maps:  # no per-cell maps: neither map matching nor the coarse prior
         methods = [m for m in methods if m[0] != "mapmatch"]
-    chosen = [p.strip() for p in priors.split(",") if p.strip()]
-    unknown = [p for p in chosen if p not in ALL_PRIORS]
-    if unknown:
-        raise SystemExit(f"unknown prior(s) {', '.join(unknown)}; choose from {', '.join(ALL_PRIORS)}")
     for name in chosen:
         if name == "coarse" and not with_maps:
             continue
