@@ -255,6 +255,8 @@ def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
 @config_option("twin.corpus.sampler:SampleConfig", "--interval", "report_interval_s", type=float, help="Report period [s].")
 @config_option("twin.corpus.sampler:SampleConfig", "--speed", "speed", field="speed_mps", help="Drive speed range MIN,MAX [m/s].")
 @config_option("twin.corpus.sampler:SampleConfig", "--splits", field="split_fractions", help="Train,val,test road-length shares of the spatial split.")
+@config_option("twin.corpus.sampler:SampleConfig", "--known-test-frac", type=float,
+               help="Spatial split: share of the training streets' samples tested as known streets.")
 @config_option("twin.corpus.sampler:SampleConfig", "--reporting", type=click.Choice(["nr", "lte", "exact"]), default_text="nr",
                help="Reporting realism: NR ranges, LTE ranges, or exact values.")
 @config_option("twin.corpus.sampler:SampleConfig", "--seed", type=int, help="Random seed.")
@@ -264,7 +266,7 @@ def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
 def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str | None, n: int | None,
                    mode: str | None, max_events: int | None, features: str | None, max_cells: int | None,
                    n_reports: int | None, report_interval_s: float | None, speed: str | None,
-                   splits: str | None, reporting: str | None, seed: int | None, chunk_samples: int | None,
+                   splits: str | None, known_test_frac: float | None, reporting: str | None, seed: int | None, chunk_samples: int | None,
                    overwrite: bool) -> None:
     """Sample measurement sequences from a scene and its radio maps into a Zarr corpus.
 
@@ -281,7 +283,7 @@ def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str
         n_reports=n_reports, report_interval_s=report_interval_s, seed=seed, chunk_samples=chunk_samples,
         features=tuple(f.strip() for f in features.split(",")) if features else None,
         speed_mps=_floats(speed, "--speed"), split_fractions=_floats(splits, "--splits"),
-        reporting={"nr": ReportingConfig(), "lte": ReportingConfig.lte(), "exact": ReportingConfig.exact()
+        known_test_frac=known_test_frac, reporting={"nr": ReportingConfig(), "lte": ReportingConfig.lte(), "exact": ReportingConfig.exact()
                    }.get(reporting or ""))
     corpus = sample(scene_dir, maps_url, config, out_url, overwrite=overwrite, progress=True)
     counts = corpus.attrs["counts"]

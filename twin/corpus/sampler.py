@@ -27,7 +27,10 @@ beam maps ``beam_id`` is -1.
 
 The truth ``position_xy_m`` is the UE's position at the last real event.
 Splits: ``spatial`` assigns whole streets (``group_id``) to train/val/test by
-length; ``random`` assigns samples independently. Both follow ``seed``.
+length (their val and test samples are seed 004's *unknown streets*), then moves
+``known_test_frac`` of the training streets' samples to test, drawn per chunk (the
+*known streets*: other sequences on streets that training has seen, as the importers'
+spatial split has); ``random`` assigns samples independently. All follow ``seed``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import Any, Literal
 import numpy as np
 
 from twin.config import to_dict
-from twin.corpus.routes import RoadNetwork
+from twin.corpus.routes import RoadNetwork, hold_out_known
 from twin.corpus.store import Corpus, CorpusWriter
 from twin.errors import InputError
 from twin.geo import blend_corners
@@ -102,6 +105,9 @@ class SampleConfig:
         Probability that a listed event is lost (unreported); it becomes padding.
     split_fractions : (float, float, float)
         Road-length shares of train/val/test streets in the ``spatial`` scheme.
+    known_test_frac : float
+        Share of the training streets' samples moved to test in the ``spatial`` scheme
+        (the known-streets test part; 0 keeps only unknown streets in test).
     random_split_fractions : (float, float, float)
         Sample shares of train/val/test in the ``random`` scheme.
     street_key : str or None
@@ -125,6 +131,7 @@ class SampleConfig:
     min_events: int = 1
     event_drop_prob: float = 0.0
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    known_test_frac: float = 0.1
     random_split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     street_key: str | None = "name"
     seed: int = 0
@@ -153,6 +160,8 @@ class SampleConfig:
             problems.append(f"speed_mps: {self.speed_mps} must satisfy 0 < min <= max")
         if not 0 <= self.event_drop_prob < 1:
             problems.append(f"event_drop_prob: {self.event_drop_prob} is outside [0, 1)")
+        if not 0 <= self.known_test_frac < 1:
+            problems.append(f"known_test_frac: {self.known_test_frac} is outside [0, 1)")
         for name in ("split_fractions", "random_split_fractions"):
             fr = getattr(self, name)
             if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6:
@@ -258,7 +267,9 @@ class Sampler:
                                  "cell(s); lower min_events or check the maps and the sensitivity floor")
             parts.append({k: v[keep] for k, v in batch.items()})
             have += keep.size
-        return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+        out = {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+        out["split_spatial"] = hold_out_known(out["split_spatial"], self.config.known_test_frac, rng)
+        return out
 
     def _draw_once(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         cfg = self.config
@@ -504,7 +515,7 @@ def sample(scene: Any, maps: RadioMaps | str | os.PathLike, config: SampleConfig
         corpus = writer.close({"sampling": {
             "mode": config.mode, "n_reports": config.reports,
             "street_names": roads.group_names,
-            "street_split": roads.group_split.astype(int).tolist(),
+            "street_split": roads.group_split.astype(int).tolist(), "known_test_frac": config.known_test_frac,
             "street_length_m": [round(float(v), 2) for v in roads.group_length_m()],
             "n_beams": sampler.n_beams,
         }})
