@@ -155,6 +155,9 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
 @config_option("twin.radio.tracer:TraceConfig", "--diffuse/--no-diffuse", "diffuse_reflection",
                help="Diffuse scattering (per-material S, K_x, pattern; docs/trace.md).")
 @config_option("twin.radio.tracer:TraceConfig", "--reflection/--no-reflection", "specular_reflection", help="Specular reflection.")
+@config_option("twin.radio.tracer:TraceConfig", "--beams", type=int,
+               help="NR SSB beams per cell, also traced as beam maps (0 none; 4 below 3 GHz, 8 at 3-6 GHz as "
+                    "NR's L_max; costs about N times the rays; docs/trace.md).")
 @click.option("--pattern", type=click.Choice(["tr38901", "iso"]), help="Override the BS file's patterns.")
 @click.option("--extrapolate-materials", is_flag=True,
               help="Extend ITU materials outside their frequency ranges instead of failing.")
@@ -171,6 +174,7 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
     \b
     Example:
       twin trace --scene out/helsinki --bs-file out/bs.csv --out out/maps.zarr --rays-per-pixel 2
+      twin trace --scene out/helsinki --bs-file out/bs.csv --out out/maps-beams.zarr --beams 8
     """
     from twin.config import resolve_config
     from twin.radio.tracer import TraceConfig, trace
@@ -193,6 +197,9 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
                    f"{100 * total['filled_outdoor'] / n:.1f} % filled, {100 * total['unheard_outdoor'] / n:.1f} % "
                    f"none; rays per cell {min(c['samples_per_tx'] for c in cov):,}-"
                    f"{max(c['samples_per_tx'] for c in cov):,}")
+    if maps.n_beams:
+        click.echo(f"SSB beams: {maps.n_beams} per cell (beam_path_gain_db"
+                   f"{', beam_rsrp_dbm' if 'beam_rsrp_dbm' in maps.arrays else ''})")
     for note in maps.attrs.get("notes", []):
         click.echo(f"note: {note}", err=True)
 
@@ -201,22 +208,24 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
 @click.argument("maps", type=click.Path(exists=True))
 @click.option("--metric", default="path_gain_db", show_default=True, help="Array of the store to draw.")
 @click.option("--cell", "cells", type=int, multiple=True, help="Cell id(s) to draw (default all).")
+@click.option("--beam", type=int, help="For a beam array (beam_rsrp_dbm ...): this SSB beam, not the best one.")
 @click.option("--scene", "scene_dir", type=click.Path(file_okay=False),
               help="Scene for the footprints (default: the store's).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder of PNGs.")
 @overwrite_option
 @clean_errors
-def show_map_cmd(maps: str, metric: str, cells: tuple[int, ...], scene_dir: str | None, out: str,
+def show_map_cmd(maps: str, metric: str, cells: tuple[int, ...], beam: int | None, scene_dir: str | None, out: str,
                  overwrite: bool) -> None:
     """Draw a metric map (per cell and best cell) with BS markers over the building footprints.
 
     \b
     Example:
       twin show-map out/maps.zarr --metric rsrp_dbm --out out/maps-png
+      twin show-map out/maps-beams.zarr --metric beam_rsrp_dbm --beam 2 --out out/beam2-png
     """
     from twin.radio.maps import show_map
 
-    written = show_map(maps, out, metric, list(cells) or None, scene_dir, overwrite=overwrite)
+    written = show_map(maps, out, metric, list(cells) or None, scene_dir, overwrite=overwrite, beam=beam)
     click.echo(f"{Path(out)}: {len(written)} picture(s)")
 
 

@@ -506,3 +506,17 @@ def test_a_cancelled_slurm_job_mid_run_gives_the_same_corpus(tmp_path, reference
         summary = generate(slurm_plan(tmp_path, out), workers=2, resume=True, progress=False)
     assert summary.complete and not summary.failures
     assert_same_corpus(reference, out)
+
+
+@pytest.mark.slow
+def test_plan_with_beams_gives_shards_with_beam_ids(tmp_path):
+    out = tmp_path / "corpus.zarr"
+    path = write_plan(tmp_path, tiny_plan(out, patches={"rows": 1, "cols": 1}, trace={"beams": 4}))
+    generate(path, workers=1, progress=False)
+    corpus = open_corpus(out)
+    root = zarr.open_group(str(out), mode="r")
+    beam, mask = np.asarray(root["samples/beam_id"][...]), np.asarray(root["samples/mask"][...])
+    assert len(beam) == UE and corpus.attrs["generate"]["shards"]
+    assert ((beam[mask] >= 0) & (beam[mask] < 4)).mean() > 0.95 and (beam[~mask] == -1).all()
+    assert len(np.unique(beam[mask])) >= 2
+    assert corpus.attrs["sampling"]["n_beams"] == 4
