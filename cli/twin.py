@@ -39,9 +39,11 @@ def main() -> None:
 @click.option("--tile-size", type=float, default=None, help="Also write square tiles of this side [m] under OUT/tiles.")
 @config_option("twin.scene.build:SceneConfig", "--max-area", field="max_area_km2", type=float,
                help="Refuse areas larger than this [km²].")
+@click.option("--allow-empty", is_flag=True, help="Build a ground-only scene when the area holds no building "
+                                                     "(refused by default: the bbox is likely outside the file's data).")
 @overwrite_option
 @clean_errors
-def build_scene_cmd(bbox, osm_file, out, name, config_file, cell_size, tile_size, max_area, overwrite):
+def build_scene_cmd(bbox, osm_file, out, name, config_file, cell_size, tile_size, max_area, allow_empty, overwrite):
     """Build a Sionna-ready 3D scene with GIS layers from an OpenStreetMap area.
 
     Writes OUT/scene.xml + meshes/*.ply (loadable by sionna.rt.load_scene), scene.json,
@@ -56,7 +58,8 @@ def build_scene_cmd(bbox, osm_file, out, name, config_file, cell_size, tile_size
     from twin.scene.build import build_scene, scene_config
 
     config = scene_config(config_file, cell_size_m=cell_size, tile_size_m=tile_size, max_area_km2=max_area)
-    scene = build_scene(out, osm_file=osm_file, bbox=bbox, name=name, config=config, overwrite=overwrite)
+    scene = build_scene(out, osm_file=osm_file, bbox=bbox, name=name, config=config, overwrite=overwrite,
+                        allow_empty=allow_empty)
     counts = scene.meta["counts"]
     dropped = sum(counts["buildings_dropped"].values())
     click.echo(f"scene '{scene.name}' -> {scene.path}")

@@ -140,8 +140,8 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.n < 0:
-            problems.append(f"n: {self.n} is negative")
+        if self.n < 1:
+            problems.append(f"n: {self.n} must be at least 1 (an empty corpus is refused)")
         if self.mode not in ("random", "drive"):
             problems.append(f"mode: {self.mode!r} is not 'random' or 'drive'")
         for name in ("max_events", "max_cells", "min_events", "chunk_samples"):
@@ -484,7 +484,7 @@ def sample(scene: Any, maps: RadioMaps | str | os.PathLike, config: SampleConfig
     from twin.scene.build import TwinScene, load_twin_scene
 
     if is_local(out_url):
-        check_output(os.fspath(out_url).removeprefix("file://"), overwrite)
+        check_output(os.fspath(out_url).removeprefix("file://"), overwrite, "corpus")
     if not isinstance(scene, TwinScene):
         scene = load_twin_scene(scene)
     sampler = Sampler(scene, maps, config)

@@ -100,7 +100,7 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
                              f"{' or '.join(map(str, expected))}"
                              + (" (beam arrays need extra_attrs['beams']['n_beams'] >= 2)" if n_beams < 2 and
                                 name in BEAM_ARRAYS else ""))
-    with atomic_store(out, overwrite=overwrite) as url:
+    with atomic_store(out, overwrite=overwrite, kind="maps") as url:
         root = zarr.open_group(url, mode="w", zarr_format=3)
         root.attrs.update({
             "schema_version": MAPS_SCHEMA_VERSION, "kind": MAPS_KIND, "complete": False,
@@ -396,7 +396,7 @@ def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = 
         pictures.append((metric, values, list(range(len(rm.cell_ids)))))
     x0, y0, x1, y1 = rm.grid.extent_m
     written = []
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, kind="pictures") as tmp:
         for stem, img, idx in pictures:
             fig, ax = plt.subplots(figsize=(7, 6))
             im = ax.imshow(img, origin="lower", extent=(x0, x1, y0, y1), cmap="viridis")

@@ -631,7 +631,7 @@ def trace(scene: TwinScene | str | os.PathLike, sites: Any, out: str | os.PathLi
     from twin.radio.maps import write_maps
 
     if is_local(out):
-        check_output(out, overwrite)
+        check_output(out, overwrite, "maps")
     compute_metrics: Callable[..., dict[str, np.ndarray]] | None = None
     if metrics:  # resolve the metric config before the long part, so that a bad one fails fast
         from twin.radio.metrics import MetricConfig, compute_metrics
