@@ -183,7 +183,7 @@ def check(scene: Any, bs_file: Any, drive_test: Any, *, metric: str = "rssi", k:
     if k < 1:
         raise InputError(f"k: {k} must be >= 1")
     if report_dir is not None:
-        check_output(report_dir, overwrite)
+        check_output(report_dir, overwrite, "report")
     scene = scene if isinstance(scene, TwinScene) else load_twin_scene(scene)
     table = (sites_from_records(bs_file.to_dict(orient="records"), scene) if isinstance(bs_file, pd.DataFrame)
              else read_bs_file(bs_file, scene, on_building=None))
@@ -271,7 +271,7 @@ def write_check_report(result: CheckResult, report_dir: str | os.PathLike, overw
 
     md += [f"| [{c}] | {cell(v)} | {cell(result.knn_street_m.get(c))} |" for c, v in result.knn_m.items()]
     col = "rsrp_dbm" if result.metric == "rsrp" else "rssi_dbm"
-    with atomic_dir(report_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(report_dir, overwrite=overwrite, kind="report") as tmp:
         (tmp / "check.json").write_text(json.dumps(s, indent=1))
         (tmp / "check.md").write_text("\n".join(md) + "\n")
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))

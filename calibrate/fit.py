@@ -628,9 +628,10 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
     t0 = time.perf_counter()
     config = config or CalibrationConfig()
     space = config.space()
-    for path in (out, report_dir):
-        if path is not None:
-            check_output(path, overwrite)  # fail before the long part
+    if out is not None:
+        check_output(out, overwrite, "file")  # fail before the long part
+    if report_dir is not None:
+        check_output(report_dir, overwrite, "report")
     scene = scene if isinstance(scene, TwinScene) else load_twin_scene(scene)
     if isinstance(bs_file, pd.DataFrame):
         table = sites_from_records(bs_file.to_dict(orient="records"), scene)

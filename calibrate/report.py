@@ -206,7 +206,7 @@ def write_report(result: Any, report_dir: str | os.PathLike, overwrite: bool = F
     """Write the report directory of a calibration (atomically); returns its path."""
     from twin.io import atomic_dir
 
-    with atomic_dir(report_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(report_dir, overwrite=overwrite, kind="report") as tmp:
         (tmp / "report.json").write_text(json.dumps(report_dict(result), indent=1))
         (tmp / "report.md").write_text(report_markdown(result))
         result.drive_test.dropped.to_csv(tmp / "dropped_rows.csv", index=False)

@@ -83,6 +83,8 @@ def simulate_drive_test(scene: Any, sites: Any, *, spacing_m: float = 10.0, radi
     from twin.radio.tracer import Tracer
     from twin.scene.build import TwinScene, load_twin_scene
 
+    if max_points is not None and max_points < 1:
+        raise InputError(f"max_points: {max_points} must be at least 1 (an empty drive test is refused)")
     scene = scene if isinstance(scene, TwinScene) else load_twin_scene(scene)
     tracer = tracer or Tracer(scene, trace_config)
     table = tracer.sites(sites)

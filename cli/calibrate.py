@@ -185,7 +185,7 @@ def simulate_cmd(scene_dir, bs_file, out, spacing, radius, sigma, step, max_poin
     from twin.io import check_output
     from twin.radio.tracer import TraceConfig
 
-    check_output(out, overwrite)
+    check_output(out, overwrite, "file")
     rows = simulate_drive_test(scene_dir, bs_file, spacing_m=spacing, radius_m=radius, sigma_db=sigma,
                                step_db=step, max_points=max_points, seed=seed,
                                trace_config=TraceConfig(samples_per_tx=samples_per_tx, cell_size_m=cell_size,

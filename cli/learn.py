@@ -406,7 +406,10 @@ def export_drive_test_cmd(data, out, truth_out, split, part, n_samples, overwrit
 
     from learn.importers import export_drive_test
     from twin.corpus.store import open_corpus
+    from twin.errors import InputError
 
+    if n_samples is not None and n_samples < 1:
+        raise InputError(f"--n: {n_samples} must be at least 1 (an empty drive test is refused)")
     corpus = open_corpus(data)
     idx = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
     if n_samples is not None:

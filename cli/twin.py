@@ -39,9 +39,11 @@ def main() -> None:
 @click.option("--tile-size", type=float, default=None, help="Also write square tiles of this side [m] under OUT/tiles.")
 @config_option("twin.scene.build:SceneConfig", "--max-area", field="max_area_km2", type=float,
                help="Refuse areas larger than this [km²].")
+@click.option("--allow-empty", is_flag=True, help="Build a ground-only scene when the area holds no building "
+                                                     "(refused by default: the bbox is likely outside the file's data).")
 @overwrite_option
 @clean_errors
-def build_scene_cmd(bbox, osm_file, out, name, config_file, cell_size, tile_size, max_area, overwrite):
+def build_scene_cmd(bbox, osm_file, out, name, config_file, cell_size, tile_size, max_area, allow_empty, overwrite):
     """Build a Sionna-ready 3D scene with GIS layers from an OpenStreetMap area.
 
     Writes OUT/scene.xml + meshes/*.ply (loadable by sionna.rt.load_scene), scene.json,
@@ -56,7 +58,8 @@ def build_scene_cmd(bbox, osm_file, out, name, config_file, cell_size, tile_size
     from twin.scene.build import build_scene, scene_config
 
     config = scene_config(config_file, cell_size_m=cell_size, tile_size_m=tile_size, max_area_km2=max_area)
-    scene = build_scene(out, osm_file=osm_file, bbox=bbox, name=name, config=config, overwrite=overwrite)
+    scene = build_scene(out, osm_file=osm_file, bbox=bbox, name=name, config=config, overwrite=overwrite,
+                        allow_empty=allow_empty)
     counts = scene.meta["counts"]
     dropped = sum(counts["buildings_dropped"].values())
     click.echo(f"scene '{scene.name}' -> {scene.path}")
@@ -155,6 +158,9 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
 @config_option("twin.radio.tracer:TraceConfig", "--diffuse/--no-diffuse", "diffuse_reflection",
                help="Diffuse scattering (per-material S, K_x, pattern; docs/trace.md).")
 @config_option("twin.radio.tracer:TraceConfig", "--reflection/--no-reflection", "specular_reflection", help="Specular reflection.")
+@config_option("twin.radio.tracer:TraceConfig", "--beams", type=int,
+               help="NR SSB beams per cell, also traced as beam maps (0 none; 4 below 3 GHz, 8 at 3-6 GHz as "
+                    "NR's L_max; costs about N times the rays; docs/trace.md).")
 @click.option("--pattern", type=click.Choice(["tr38901", "iso"]), help="Override the BS file's patterns.")
 @click.option("--extrapolate-materials", is_flag=True,
               help="Extend ITU materials outside their frequency ranges instead of failing.")
@@ -171,6 +177,7 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
     \b
     Example:
       twin trace --scene out/helsinki --bs-file out/bs.csv --out out/maps.zarr --rays-per-pixel 2
+      twin trace --scene out/helsinki --bs-file out/bs.csv --out out/maps-beams.zarr --beams 8
     """
     from twin.config import resolve_config
     from twin.radio.tracer import TraceConfig, trace
@@ -193,6 +200,9 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
                    f"{100 * total['filled_outdoor'] / n:.1f} % filled, {100 * total['unheard_outdoor'] / n:.1f} % "
                    f"none; rays per cell {min(c['samples_per_tx'] for c in cov):,}-"
                    f"{max(c['samples_per_tx'] for c in cov):,}")
+    if maps.n_beams:
+        click.echo(f"SSB beams: {maps.n_beams} per cell (beam_path_gain_db"
+                   f"{', beam_rsrp_dbm' if 'beam_rsrp_dbm' in maps.arrays else ''})")
     for note in maps.attrs.get("notes", []):
         click.echo(f"note: {note}", err=True)
 
@@ -201,22 +211,24 @@ def trace_cmd(scene_dir: str, bs_file: str, out: str, config_file: str | None, e
 @click.argument("maps", type=click.Path(exists=True))
 @click.option("--metric", default="path_gain_db", show_default=True, help="Array of the store to draw.")
 @click.option("--cell", "cells", type=int, multiple=True, help="Cell id(s) to draw (default all).")
+@click.option("--beam", type=int, help="For a beam array (beam_rsrp_dbm ...): this SSB beam, not the best one.")
 @click.option("--scene", "scene_dir", type=click.Path(file_okay=False),
               help="Scene for the footprints (default: the store's).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder of PNGs.")
 @overwrite_option
 @clean_errors
-def show_map_cmd(maps: str, metric: str, cells: tuple[int, ...], scene_dir: str | None, out: str,
+def show_map_cmd(maps: str, metric: str, cells: tuple[int, ...], beam: int | None, scene_dir: str | None, out: str,
                  overwrite: bool) -> None:
     """Draw a metric map (per cell and best cell) with BS markers over the building footprints.
 
     \b
     Example:
       twin show-map out/maps.zarr --metric rsrp_dbm --out out/maps-png
+      twin show-map out/maps-beams.zarr --metric beam_rsrp_dbm --beam 2 --out out/beam2-png
     """
     from twin.radio.maps import show_map
 
-    written = show_map(maps, out, metric, list(cells) or None, scene_dir, overwrite=overwrite)
+    written = show_map(maps, out, metric, list(cells) or None, scene_dir, overwrite=overwrite, beam=beam)
     click.echo(f"{Path(out)}: {len(written)} picture(s)")
 
 
@@ -246,6 +258,8 @@ def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
 @config_option("twin.corpus.sampler:SampleConfig", "--interval", "report_interval_s", type=float, help="Report period [s].")
 @config_option("twin.corpus.sampler:SampleConfig", "--speed", "speed", field="speed_mps", help="Drive speed range MIN,MAX [m/s].")
 @config_option("twin.corpus.sampler:SampleConfig", "--splits", field="split_fractions", help="Train,val,test road-length shares of the spatial split.")
+@config_option("twin.corpus.sampler:SampleConfig", "--known-test-frac", type=float,
+               help="Spatial split: share of the training streets' samples tested as known streets.")
 @config_option("twin.corpus.sampler:SampleConfig", "--reporting", type=click.Choice(["nr", "lte", "exact"]), default_text="nr",
                help="Reporting realism: NR ranges, LTE ranges, or exact values.")
 @config_option("twin.corpus.sampler:SampleConfig", "--seed", type=int, help="Random seed.")
@@ -255,7 +269,7 @@ def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
 def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str | None, n: int | None,
                    mode: str | None, max_events: int | None, features: str | None, max_cells: int | None,
                    n_reports: int | None, report_interval_s: float | None, speed: str | None,
-                   splits: str | None, reporting: str | None, seed: int | None, chunk_samples: int | None,
+                   splits: str | None, known_test_frac: float | None, reporting: str | None, seed: int | None, chunk_samples: int | None,
                    overwrite: bool) -> None:
     """Sample measurement sequences from a scene and its radio maps into a Zarr corpus.
 
@@ -272,7 +286,7 @@ def sample_command(scene_dir: str, maps_url: str, out_url: str, config_file: str
         n_reports=n_reports, report_interval_s=report_interval_s, seed=seed, chunk_samples=chunk_samples,
         features=tuple(f.strip() for f in features.split(",")) if features else None,
         speed_mps=_floats(speed, "--speed"), split_fractions=_floats(splits, "--splits"),
-        reporting={"nr": ReportingConfig(), "lte": ReportingConfig.lte(), "exact": ReportingConfig.exact()
+        known_test_frac=known_test_frac, reporting={"nr": ReportingConfig(), "lte": ReportingConfig.lte(), "exact": ReportingConfig.exact()
                    }.get(reporting or ""))
     corpus = sample(scene_dir, maps_url, config, out_url, overwrite=overwrite, progress=True)
     counts = corpus.attrs["counts"]

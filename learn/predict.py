@@ -25,10 +25,13 @@ from twin.config import from_dict
 __all__ = ["PosteriorMethod", "load_posterior", "predict_batches", "predict", "plot_posteriors", "sample_context"]
 
 
-def load_posterior(ckpt: dict[str, Any] | str | os.PathLike, device: str | torch.device = "cpu"
-                   ) -> tuple[PosteriorModel, dict[str, Any]]:
-    """The model of a posterior checkpoint (dict or path), in eval mode, and the checkpoint dict."""
-    source = "checkpoint" if isinstance(ckpt, dict) else os.fspath(ckpt)
+def load_posterior(ckpt: dict[str, Any] | str | os.PathLike, device: str | torch.device = "cpu",
+                   path: str | os.PathLike | None = None) -> tuple[PosteriorModel, dict[str, Any]]:
+    """The model of a posterior checkpoint (dict or path), in eval mode, and the checkpoint dict.
+
+    ``path``: the file a dict was read from, named in errors (a config/weights mismatch).
+    """
+    source = os.fspath(path) if path is not None else "checkpoint" if isinstance(ckpt, dict) else os.fspath(ckpt)
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt)
     cfg = from_dict(ModelConfig, ckpt["configs"]["model"], f"{source} model config")
@@ -190,7 +193,7 @@ class PosteriorMethod:
             from learn.train import set_threads
 
             set_threads(int(ckpt["configs"].get("train", {}).get("threads", 1)))
-        self.model, self.ckpt = load_posterior(ckpt, self.device)
+        self.model, self.ckpt = load_posterior(ckpt, self.device, path)
         if refine_cfg is None and "refine" in ckpt["configs"]:
             refine_cfg = from_dict(RefineConfig, ckpt["configs"]["refine"], f"{path} refine config")
         self.refine_cfg = refine_cfg

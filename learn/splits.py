@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from twin.corpus.routes import hold_out_known
 from twin.errors import InputError
 
 __all__ = ["TRAIN", "VAL", "TEST", "random_split", "spatial_split", "block_ids", "known_street_mask"]
@@ -100,11 +101,7 @@ def spatial_split(xy_m: np.ndarray, block_m: float = 200.0, seed: int = 0, test_
             break
         held += counts[k]
     labels[:] = block_label[np.searchsorted(unique, blocks)]
-    train = np.flatnonzero(labels == TRAIN)
-    n_known = round(known_test_frac * len(train))
-    if n_known:
-        labels[rng.choice(train, n_known, replace=False)] = TEST
-    return labels, blocks
+    return hold_out_known(labels, known_test_frac, rng), blocks
 
 
 def known_street_mask(blocks: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ from learn.refine import RefineConfig
 from learn.schedule import ScheduleConfig, wsd_lr
 from twin.config import dump_yaml, from_dict, resolve_config, to_dict
 from twin.errors import InputError, OutputExistsError, collect
-from twin.io import atomic_dir
+from twin.io import atomic_dir, check_ours, output_lock
 
 __all__ = ["TrainConfig", "RunConfig", "TrainResult", "load_run_config", "PRESETS", "fit", "prepare_run",
            "pretrain", "finetune", "train", "build_model", "EpochSampler", "to_device", "set_threads"]
@@ -310,6 +310,8 @@ def prepare_run(out_dir: str | os.PathLike, tc: TrainConfig, resume: bool, overw
         raise InputError(f"{out}: a file; the run's output is a directory (best.pt, last.pt, metrics.csv ...)")
     if rank == 0 and not resume and not overwrite and out.exists() and any(out.iterdir()):
         raise OutputExistsError(out)
+    if rank == 0 and overwrite and not resume:
+        check_ours(out, "run")  # --overwrite replaces a training run, not any folder
     if resume and not last.is_file():
         raise InputError(f"{out}: nothing to resume (no last.pt); drop --resume to start a new run")
     _seed_everything(tc.seed + rank)
@@ -374,7 +376,7 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
 def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, config: Any, out_dir: str | os.PathLike,
         *, kind: str, info: dict[str, Any], resume_ckpt: dict[str, Any] | None = None, progress: bool = True,
         device: torch.device | None = None, desc: str = "train", overwrite: bool = False,
-        _title: str | None = None) -> TrainResult:
+        _title: str | None = None, _locked: bool = False) -> TrainResult:
     """Train ``model`` (``forward(batch, targets) -> (output, loss)``) into the run directory ``out_dir``.
 
     ``config`` is the run's config dataclass: its ``train`` field is the :class:`TrainConfig`;
@@ -387,17 +389,22 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
 
     ``overwrite`` of a used run directory (not resuming) builds the new run in a hidden
     sibling that replaces the old one only when training finishes: an interrupted run
-    leaves the old one whole.
+    leaves the old one whole. Rank 0 holds :func:`twin.io.output_lock` on ``out_dir`` while
+    it trains: a second run into the same directory fails at once, naming it.
     """
     tc: TrainConfig = config.train
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     device = device or next(model.parameters()).device
     out = Path(out_dir)
     if rank == 0 and overwrite and resume_ckpt is None and out.is_dir() and any(out.iterdir()):
-        with atomic_dir(out, overwrite=True) as run:
+        with atomic_dir(out, overwrite=True, kind="run") as run:
             res = fit(model, train_set, val_set, config, run, kind=kind, info=info, progress=progress,
-                      device=device, desc=desc, _title=f"{kind} on {out.name}")
+                      device=device, desc=desc, _title=f"{kind} on {out.name}", _locked=True)
         return dataclasses.replace(res, out_dir=out, checkpoint=out / res.checkpoint.name)
+    if rank == 0 and not _locked:  # one writer per run directory: a second one fails naming it
+        with output_lock(out):
+            return fit(model, train_set, val_set, config, out, kind=kind, info=info, resume_ckpt=resume_ckpt,
+                       progress=progress, device=device, desc=desc, _title=_title, _locked=True)
     last = out / "last.pt"
     model = model.to(device)
     vocab = list(info.get("cell_vocab", []))

@@ -51,15 +51,15 @@ def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
         (tmp / "half").write_text("x")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
-    with atomic_dir(out) as tmp:
-        (tmp / "done").write_text("x")
-    assert (out / "done").exists()
+    with atomic_dir(out, kind="pictures") as tmp:
+        (tmp / "done.png").write_text("x")
+    assert (out / "done.png").exists()
     with pytest.raises(OutputExistsError):
-        with atomic_dir(out):
+        with atomic_dir(out, kind="pictures"):
             pass
-    with atomic_dir(out, overwrite=True) as tmp:
-        (tmp / "new").write_text("y")
-    assert sorted(p.name for p in out.iterdir()) == ["new"]
+    with atomic_dir(out, overwrite=True, kind="pictures") as tmp:  # --overwrite replaces our output of its kind
+        (tmp / "new.png").write_text("y")
+    assert sorted(p.name for p in out.iterdir()) == ["new.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

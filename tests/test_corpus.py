@@ -108,3 +108,24 @@ def test_reader_checks_schema_and_completeness(tmp_path):
         open_corpus(tmp_path / "missing.zarr")
     with pytest.raises(OutputExistsError, match="--overwrite"):
         CorpusWriter(tmp_path / "ok.zarr", ["x"], ["dB"], max_events=5)
+
+
+def test_xarray_and_dask_read_a_corpus_lazily_without_warnings(tmp_path):
+    import warnings
+
+    import dask.array as da
+
+    writer = CorpusWriter(tmp_path / "c.zarr", ["rsrp_dbm", "rsrq_db"], ["dBm", "dB"], max_events=5, chunk_samples=8)
+    writer.add_scene("s", Grid(0, 0, 1, 2, 2))
+    writer.append(make_samples(40, seed=5))
+    corpus = writer.close()
+    expected = corpus.batch(slice(0, 40))["features"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "consolidated metadata not found" fallback
+        ds = xr.open_zarr(str(tmp_path / "c.zarr"), group="samples")
+        assert isinstance(ds["features"].data, da.Array)  # lazy: one dask chunk per Zarr chunk
+        assert ds["features"].data.numblocks[0] == 5
+        np.testing.assert_array_equal(ds["features"].values, expected)
+        lazy = da.from_zarr(zarr.open_group(str(tmp_path / "c.zarr"), mode="r")["samples/features"])
+        assert lazy.chunks[0] == (8,) * 5
+        np.testing.assert_allclose(float(da.nanmean(lazy[..., 0]).compute()), np.nanmean(expected[..., 0]), rtol=1e-6)

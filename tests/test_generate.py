@@ -253,7 +253,12 @@ def test_reference_run_has_expected_counts_per_split(reference):
         assert (batch["group_id"][k * UE:(k + 1) * UE] // GROUP_STRIDE == k).all()
         streets = corpus.root[f"scenes/{k}"].attrs["street_split"]
         local = batch["group_id"][k * UE:(k + 1) * UE] % GROUP_STRIDE
-        np.testing.assert_array_equal(np.asarray(streets)[local], batch["split_spatial"][k * UE:(k + 1) * UE])
+        # a sample has its street's part, except the known-street test samples drawn on training streets
+        street_part, got = np.asarray(streets)[local], batch["split_spatial"][k * UE:(k + 1) * UE]
+        known = (got == 2) & (street_part == 0)
+        np.testing.assert_array_equal(got[~known], street_part[~known])
+        chunk = 10  # the plan's sample.chunk_samples: the known part is drawn per chunk
+        assert known.sum() == sum(round(0.1 * (street_part[c:c + chunk] == 0).sum()) for c in range(0, UE, chunk))
         assert shard["region"] == [k * UE, (k + 1) * UE] and shard["n_cells"] == 2
         assert corpus.scene(k).cell_maps.shape[:2] == (2, 4)
     assert batch["mask"].any(1).all() and np.isfinite(corpus.stats["feature_mean"]).all()
@@ -501,3 +506,17 @@ def test_a_cancelled_slurm_job_mid_run_gives_the_same_corpus(tmp_path, reference
         summary = generate(slurm_plan(tmp_path, out), workers=2, resume=True, progress=False)
     assert summary.complete and not summary.failures
     assert_same_corpus(reference, out)
+
+
+@pytest.mark.slow
+def test_plan_with_beams_gives_shards_with_beam_ids(tmp_path):
+    out = tmp_path / "corpus.zarr"
+    path = write_plan(tmp_path, tiny_plan(out, patches={"rows": 1, "cols": 1}, trace={"beams": 4}))
+    generate(path, workers=1, progress=False)
+    corpus = open_corpus(out)
+    root = zarr.open_group(str(out), mode="r")
+    beam, mask = np.asarray(root["samples/beam_id"][...]), np.asarray(root["samples/mask"][...])
+    assert len(beam) == UE and corpus.attrs["generate"]["shards"]
+    assert ((beam[mask] >= 0) & (beam[mask] < 4)).mean() > 0.95 and (beam[~mask] == -1).all()
+    assert len(np.unique(beam[mask])) >= 2
+    assert corpus.attrs["sampling"]["n_beams"] == 4

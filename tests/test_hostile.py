@@ -440,3 +440,287 @@ def test_unreachable_scheduler_fails_before_overwrite_deletes_the_partial_run(tm
             pytest.raises(EngineError, match=r"--scheduler tcp://127\.0\.0\.1:9: cannot connect"):
         generate(tmp_path / "plan.yaml", scheduler="tcp://127.0.0.1:9", overwrite=True)
     assert (partial / "plan.json").exists()
+
+
+# ---- 6. weak spots: empty areas, foreign folders, angles, CRS, leftovers, n 0, checkpoint names ------
+
+def test_bbox_outside_the_osm_file_is_refused_unless_allow_empty(tmp_path):
+    from click.testing import CliRunner
+
+    from cli.twin import main
+    from tests.data.osm_fixtures import FRAME, write_geojson
+
+    osm = write_geojson(tmp_path / "t.geojson")
+    lon, lat = FRAME.to_lonlat([5000.0, 5200.0], [5000.0, 5200.0])  # 5 km away from the file's buildings
+    bbox = f"{lon[0]},{lat[0]},{lon[1]},{lat[1]}"
+    base = ["build-scene", "--osm-file", str(osm), "--bbox", bbox, "--out", str(tmp_path / "s")]
+    result = CliRunner().invoke(main, base)
+    assert result.exit_code == 2, result.output
+    assert f"{osm}: no buildings in the bbox" in result.output and "--allow-empty" in result.output
+    assert not (tmp_path / "s").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the ground-only warning, asked for
+        result = CliRunner().invoke(main, [*base, "--allow-empty"])
+    assert result.exit_code == 0, result.output
+    assert load_twin_scene(tmp_path / "s").meta["counts"]["buildings_built"] == 0
+
+
+def _foreign(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work\n")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["scene", "maps", "corpus", "run", "report", "pictures", "any"])
+def test_overwrite_refuses_a_folder_that_is_not_our_output(tmp_path, kind):
+    from twin.errors import OutputExistsError
+
+    folder = _foreign(tmp_path / "work")
+    with pytest.raises(OutputExistsError, match=rf"{folder} does not look like .* refusing to --overwrite it"):
+        with io.atomic_dir(folder, overwrite=True, kind=kind) as tmp:
+            (tmp / "x").write_text("new")
+    assert (folder / "thesis.tex").read_text() == "years of work\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+def test_overwrite_replaces_our_own_output_and_empty_folders(city, tmp_path):
+    from twin.errors import OutputExistsError
+
+    scene, maps, _ = city
+    m = _copy(maps, tmp_path / "m.zarr")
+    with io.atomic_store(m, overwrite=True, kind="maps") as url:  # a maps store over a maps store
+        (Path(url) / "zarr.json").write_text("{}")
+    assert (m / "zarr.json").read_text() == "{}"
+    with pytest.raises(OutputExistsError, match=r"c\.zarr does not look like a maps store"):
+        with io.atomic_store(_corpus(tmp_path / "c.zarr"), overwrite=True, kind="maps"):
+            pass  # a corpus is ours, but not a maps store
+    (tmp_path / "empty").mkdir()
+    with io.atomic_dir(tmp_path / "empty", overwrite=True, kind="scene") as tmp:
+        (tmp / "scene.json").write_text("{}")
+    io.check_ours(scene.path, "scene")
+    io.check_ours(tmp_path / "nothing-here", "run")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("mine: 1\n")  # a config alone is not a training run
+    with pytest.raises(OutputExistsError, match=r"project does not look like a training run folder"):
+        io.check_ours(project, "run")
+    (project / "metrics.csv").write_text("step,loss\n")  # a run killed before its first checkpoint
+    io.check_ours(project, "run")
+
+
+def test_overwrite_of_foreign_folders_by_the_writers(city, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import twin.scene.osm as osm
+    from cli.learn import main as learn_main
+    from cli.twin import main as twin_main
+    from twin.errors import OutputExistsError
+    from twin.radio.deployment import deploy_to_file
+    from twin.radio.maps import write_maps
+
+    scene, maps, _ = city
+    folder = _foreign(tmp_path / "work")
+    monkeypatch.setattr(osm, "read_osm", lambda *_a, **_k: pytest.fail("the OSM file was read first"))
+    result = CliRunner().invoke(twin_main, ["build-scene", "--out", str(folder), "--overwrite"])
+    assert result.exit_code == 2 and f"{folder} does not look like a scene folder" in result.output, result.output
+    result = CliRunner().invoke(twin_main, ["sample", "--scene", str(scene.path), "--maps", str(maps),
+                                            "--out", str(folder), "--n", "20", "--overwrite"])
+    assert result.exit_code == 2 and f"{folder} does not look like a corpus store" in result.output, result.output
+    opened = open_maps(maps)
+    with pytest.raises(OutputExistsError, match=rf"{folder} does not look like a maps store"):
+        write_maps(folder, scene.grid, scene, opened.sites, {"path_gain_db": opened["path_gain_db"]}, overwrite=True)
+    result = CliRunner().invoke(learn_main, ["pretrain", "--data", str(_corpus(tmp_path / "c.zarr")), "--config",
+                                             "small", "--out", str(folder), "--overwrite"])
+    assert result.exit_code == 2 and f"{folder} does not look like a training run" in result.output, result.output
+    with pytest.raises(OutputExistsError, match=rf"{folder} is a folder; this output is a file"):
+        deploy_to_file(scene, "grid", folder, count=2, sectors=1, overwrite=True)  # the CLI's click refuses it too
+    assert sorted(p.name for p in folder.iterdir()) == ["thesis.tex"]
+
+
+def test_generate_refuses_to_overwrite_a_foreign_output(tmp_path):
+    from twin.generate.plan import check_plan, load_plan
+
+    folder = _foreign(tmp_path / "g.zarr")
+    plan = load_plan(Path(__file__).parents[1] / "scenes" / "generate_plan.yaml", output=str(folder))
+    with pytest.raises(InputError, match=rf"output: {folder} does not look like a corpus store"):
+        check_plan(plan, overwrite=True)
+
+
+def test_remote_overwrite_refuses_a_foreign_store():
+    import fsspec
+
+    from twin.errors import OutputExistsError
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/hostile/notes.txt", b"keep")
+    with pytest.raises(OutputExistsError, match=r"memory://hostile does not look like a corpus store"):
+        with io.atomic_store("memory://hostile", overwrite=True, kind="corpus"):
+            pass
+    assert fs.cat_file("/hostile/notes.txt") == b"keep"
+    fs.rm("/hostile", recursive=True)
+
+
+def test_azimuth_is_read_modulo_360(tmp_path):
+    from twin.radio.sites import read_bs_file
+
+    bs = tmp_path / "bs.csv"
+    bs.write_text("bs_id,cell_id,x_m,y_m,azimuth_deg\na,1,0,0,720\na,2,0,0,-90\nb,3,5,5,370.5\nb,4,5,5,1e9\n")
+    np.testing.assert_allclose(read_bs_file(bs)["azimuth_deg"], [0.0, 270.0, 10.5, 1e9 % 360])
+    bs.write_text("bs_id,cell_id,x_m,y_m,azimuth_deg\na,1,0,0,inf\n")
+    with pytest.raises(InputError, match=r"(?s)bs\.csv: 1 problem.*row 1, column 'azimuth_deg': inf is not finite"):
+        read_bs_file(bs)
+
+
+def _geojson_bs(path: Path, crs: object, xy: tuple[float, float]) -> Path:
+    import json
+
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": list(xy)},
+         "properties": {"bs_id": "a", "cell_id": 7, "height_m": 30}}]}))
+    return path
+
+
+def test_geojson_declared_crs_is_honoured_or_refused_by_name(tmp_path):
+    from pyproj import Transformer
+
+    from twin.radio.sites import read_bs_file
+
+    e, n = Transformer.from_crs(4326, 3067, always_xy=True).transform(24.9384, 60.1699)  # ETRS-TM35FIN metres
+    projected = _geojson_bs(tmp_path / "tm35.geojson", {"type": "name",
+                                                         "properties": {"name": "urn:ogc:def:crs:EPSG::3067"}}, (e, n))
+    frame = SceneFrame.from_lonlat(24.9384, 60.1699)
+    table = read_bs_file(projected, frame=frame)
+    np.testing.assert_allclose(table[["lon", "lat"]].to_numpy(float)[0], [24.9384, 60.1699], atol=1e-9)
+    np.testing.assert_allclose(table[["x_m", "y_m"]].to_numpy(float)[0], [0.0, 0.0], atol=1e-3)
+    crs84 = _geojson_bs(tmp_path / "crs84.geojson", {"type": "name",
+                                                     "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+                        (24.9384, 60.1699))
+    assert float(read_bs_file(crs84, frame=frame)["lon"][0]) == pytest.approx(24.9384, abs=1e-12)
+    unknown = _geojson_bs(tmp_path / "odd.geojson", {"type": "name", "properties": {"name": "EPSG:99999"}}, (1, 2))
+    with pytest.raises(InputError, match=r"odd\.geojson: member 'crs': unknown CRS 'EPSG:99999'"):
+        read_bs_file(unknown, frame=frame)
+    linked = _geojson_bs(tmp_path / "link.geojson", {"type": "link", "properties": {"href": "http://x/crs"}}, (1, 2))
+    with pytest.raises(InputError, match=r"link\.geojson: member 'crs' .* is not a named CRS"):
+        read_bs_file(linked, frame=frame)
+
+
+def test_geoparquet_in_another_geographic_crs_is_reprojected(tmp_path):
+    gpd = pytest.importorskip("geopandas", reason="geopandas is not installed")
+    from shapely.geometry import Point
+
+    from twin.tables import read_point_table
+
+    # ED50 (EPSG:4230) is geographic but not WGS84: its degrees are some 100 m off in Helsinki
+    wgs84 = gpd.GeoSeries([Point(24.9384, 60.1699)], crs="EPSG:4326")
+    ed50 = wgs84.to_crs("EPSG:4230")
+    assert abs(float(ed50.x[0]) - 24.9384) + abs(float(ed50.y[0]) - 60.1699) > 5e-4
+    gpd.GeoDataFrame({"bs_id": ["a"]}, geometry=ed50).to_parquet(tmp_path / "bs.parquet")
+    table = read_point_table(tmp_path / "bs.parquet")
+    assert float(table["lon"][0]) == pytest.approx(24.9384, abs=1e-6)
+    assert float(table["lat"][0]) == pytest.approx(60.1699, abs=1e-6)
+
+
+def test_leftovers_of_killed_writers_are_removed_by_the_next_writer(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "c.zarr"
+    code = ("import os, sys; from twin.corpus.store import CorpusWriter\n"
+            "w = CorpusWriter(sys.argv[1], ['rsrp_dbm'], ['dBm'], max_events=4); os._exit(9)\n")
+    assert subprocess.run([sys.executable, "-c", code, str(out)], cwd=Path(__file__).parents[1]).returncode == 9
+    (tmp_path / ".c.zarr.old-4242").mkdir()  # a rename interrupted between its two moves
+    (tmp_path / ".bs.csv.partial-x1.csv").write_text("half")  # a killed file writer
+    assert any(p.name.startswith(".c.zarr.partial-") for p in tmp_path.iterdir())
+    _corpus(out)
+    with io.atomic_file(tmp_path / "bs.csv") as tmp:
+        tmp.write_text("bs_id\n")
+    assert sorted(os.listdir(tmp_path)) == ["bs.csv", "c.zarr"]
+
+
+def test_n_zero_is_refused(city, tmp_path):
+    from click.testing import CliRunner
+
+    from calibrate.simulate import simulate_drive_test
+    from cli.learn import main as learn_main
+    from cli.twin import main as twin_main
+
+    scene, maps, _ = city
+    result = CliRunner().invoke(twin_main, ["sample", "--scene", str(scene.path), "--maps", str(maps),
+                                            "--out", str(tmp_path / "c.zarr"), "--n", "0"])
+    assert result.exit_code == 2 and "n: 0 must be at least 1" in result.output, result.output
+    assert not (tmp_path / "c.zarr").exists()
+    url = _corpus(tmp_path / "real.zarr")
+    export = ["export", "drive-test", "--data", str(url), "--out", str(tmp_path / "u.csv"),
+              "--truth", str(tmp_path / "t.csv")]
+    for n in ("0", "-5"):  # -5 would silently drop the last five samples
+        result = CliRunner().invoke(learn_main, [*export, "--n", n])
+        assert result.exit_code == 2 and f"--n: {n} must be at least 1" in result.output, result.output
+    from learn.importers import export_drive_test
+
+    with pytest.raises(InputError, match=rf"{url}: no samples to export"):
+        export_drive_test(url, tmp_path / "u.csv", tmp_path / "t.csv", np.array([], np.int64))
+    assert not (tmp_path / "u.csv").exists()
+    with pytest.raises(InputError, match=r"max_points: 0 must be at least 1"):
+        simulate_drive_test(scene.path, None, max_points=0)
+
+
+def test_config_weights_mismatch_names_the_checkpoint_file(tmp_path):
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from cli.learn import main
+    from learn.checkpoint import save_checkpoint
+    from learn.model import ModelConfig, PosteriorModel
+
+    cfg = ModelConfig(n_features=1, n_cells=8, map_channels=2, crop_px=32, d_radio=16, radio_layers=1, radio_heads=2,
+                      d_map=16, map_layers=1, map_heads=2, d_fusion=16, fusion_heads=2, grid_size=4, d_cell=8,
+                      head_hidden=16)
+    model = PosteriorModel(cfg)
+    wrong = dataclasses.asdict(dataclasses.replace(cfg, d_radio=32, radio_heads=4))
+    ckpt = save_checkpoint(tmp_path / "mine.pt", {"model": model.state_dict(), "optimizer": None,
+                                                  "configs": {"model": wrong}, "step": 1})
+    url = _corpus(tmp_path / "c.zarr")
+    result = CliRunner().invoke(main, ["eval", "--data", str(url), "--ckpt", str(ckpt)])
+    assert result.exit_code == 2, result.output
+    assert f"{ckpt}: weights do not match the model config" in result.output, result.output
+
+
+def test_second_training_run_into_one_directory_fails_naming_it(tmp_path):
+    from learn.train import load_run_config, train
+    from tests.learn_batch import SyntheticDataset, synthetic_info
+    from twin.errors import OutputExistsError
+
+    run = tmp_path / "model"
+    config = load_run_config("small", {"data": {"crop_px": 32}, "train": {"num_workers": 0, "batch_size": 8,
+                                                                          "epochs": 1, "val_batches": 0}})
+    with io.output_lock(run):  # another process training into it
+        with pytest.raises(OutputExistsError, match=r"model is being written by another process"):
+            train([], config, run, datasets=(SyntheticDataset(8, s=32), None, synthetic_info()), progress=False)
+    assert not (run / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("content", ["random", "schema7"])
+def test_bad_checkpoint_is_a_clear_error_in_eval_predict_and_finetune(tmp_path, content):
+    import os
+
+    import torch
+    from click.testing import CliRunner
+
+    from cli.learn import main
+
+    ckpt = tmp_path / "bad.pt"
+    if content == "random":
+        ckpt.write_bytes(os.urandom(4096))
+        want = f"{ckpt}: corrupted or not a torch checkpoint"
+    else:
+        torch.save({"kind": "posterior", "schema_version": 7, "model": {}, "configs": {}, "step": 0}, ckpt)
+        want = f"{ckpt}: checkpoint schema_version 7, this toolkit reads 2"
+    url = str(_corpus(tmp_path / "c.zarr"))
+    for args in (["eval", "--data", url, "--ckpt", str(ckpt)],
+                 ["predict", "--ckpt", str(ckpt), "--data", url, "--out", str(tmp_path / "p.csv")],
+                 ["finetune", "--data", url, "--init", str(ckpt), "--out", str(tmp_path / "ft")]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and want in result.output, (args[0], result.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "c.zarr"]

@@ -171,16 +171,29 @@ def test_spatial_split_by_street_is_disjoint_and_reproducible(city, mode):
     names = sampler.roads.group_names
     b = sampler.draw(1500, np.random.default_rng(0))
     split = b["split_spatial"]
+    street_part = sampler.group_split[b["group_id"]]
     assert set(np.unique(split)) == {0, 1, 2}
+    train_streets = set(b["group_id"][split == 0])
+    # Unknown streets: val and test streets hold no training sample.
     for part in (1, 2):
-        held_out = set(b["group_id"][split == part])
-        assert held_out and not held_out & set(b["group_id"][split == 0])
-    np.testing.assert_array_equal(split, sampler.group_split[b["group_id"]])
+        held_out = set(b["group_id"][(split == part) & (street_part == part)])
+        assert held_out and not held_out & train_streets
+    # Known streets: 10 % (the default) of the training streets' samples are test samples,
+    # on streets that training has seen; every other sample has its street's part.
+    known = (split == 2) & (street_part == 0)
+    assert known.sum() == round(0.1 * (street_part == 0).sum())
+    assert set(b["group_id"][known]) <= train_streets
+    np.testing.assert_array_equal(split[~known], street_part[~known])
+    # Only the labels move: without a known part the same sequences are drawn.
+    plain = Sampler(scene, maps_url, dataclasses.replace(cfg, known_test_frac=0.0)).draw(1500, np.random.default_rng(0))
+    np.testing.assert_array_equal(plain["split_spatial"], street_part)
+    for k in ("features", "position_xy_m", "cell_id", "group_id", "split_random"):
+        np.testing.assert_array_equal(plain[k], b[k])
     if mode == "drive":
         # Every event of a route lies on a street of the route's own part.
         for part in (0, 1, 2):
             union = roads_union(scene, set(np.flatnonzero(sampler.group_split == part)), names)
-            xy = b["event_xy_m"][(split == part)[:, None] & b["mask"]]
+            xy = b["event_xy_m"][(street_part == part)[:, None] & b["mask"]]
             assert shapely.distance(union, shapely.points(xy)).max() < 1.0
     else:
         # Random-mode points belong to their nearest street.
@@ -238,6 +251,38 @@ def test_corpus_round_trip(city, tmp_path):
     assert tuple(tb["features"].shape) == (3, 20, 4) and tb["mask"].dtype.is_floating_point is False
 
 
+def test_synthetic_spatial_split_has_known_and_unknown_streets_in_eval(city, tmp_path):
+    """Seed 004's known/unknown table for a twin sample corpus: both parts non-empty, through ``learn eval``."""
+    import json
+
+    from cli.learn import main as learn_main
+
+    scene, maps_url, _ = city
+    corpus = sample(scene, maps_url, SampleConfig(n=800, mode="drive", street_key=None, seed=3, chunk_samples=400),
+                    tmp_path / "c.zarr")
+    assert corpus.attrs["sampling"]["known_test_frac"] == 0.1
+    b = corpus.batch(slice(None), ["split_spatial", "group_id", "position_xy_m"])
+    split, group = b["split_spatial"], b["group_id"]
+    street_part = np.asarray(corpus.attrs["sampling"]["street_split"])[group]
+    train, test = np.flatnonzero(split == 0), np.flatnonzero(split == 2)
+    known = test[street_part[test] == 0]
+    unknown = test[street_part[test] == 2]
+    # Known streets: test samples, none of them a training sample, all on training streets.
+    assert len(known) == round(0.1 * 400 * (street_part[:400] == 0).mean()) + round(0.1 * 400 * (street_part[400:] == 0).mean())
+    assert not set(known) & set(train) and set(group[known]) <= set(group[train])
+    train_xy = {tuple(p) for p in b["position_xy_m"][train]}
+    assert not any(tuple(p) in train_xy for p in b["position_xy_m"][known])
+    # Unknown streets: no training sample on any of them.
+    assert len(unknown) and not set(group[unknown]) & set(group[train])
+    result = CliRunner().invoke(learn_main, ["eval", "--data", str(tmp_path / "c.zarr"), "--split", "spatial",
+                                             "--baseline", "knn-square", "--prior", "truth", "--json"])
+    assert result.exit_code == 0, result.output
+    parts = json.loads(result.output[result.output.index("{"):])["parts"]
+    assert parts["known"]["n"] == len(known) and parts["unknown"]["n"] == len(unknown)
+    # k-NN has training neighbours on known streets only: they are localized better.
+    assert parts["known"]["mean_m"] < parts["unknown"]["mean_m"]
+
+
 def test_bad_inputs_name_the_field(city, tmp_path):
     scene, maps_url, root = city
     other = make_maps(root / "scene", tmp_path / "m.zarr", grid=Grid(0, 0, 4.0, 60, 50))
@@ -250,6 +295,8 @@ def test_bad_inputs_name_the_field(city, tmp_path):
         SampleConfig(speed_mps=(10.0, 5.0))
     with pytest.raises(InputError, match="split_fractions"):
         SampleConfig(split_fractions=(0.5, 0.2, 0.2))
+    with pytest.raises(InputError, match=r"known_test_frac: 1.0 is outside \[0, 1\)"):
+        SampleConfig(known_test_frac=1.0)
     with pytest.raises(InputError, match="not a radio-map store"):
         sample(scene, root / "scene" / "layers.zarr", SampleConfig(n=10), tmp_path / "c.zarr")
     with pytest.raises(InputError, match="not a radio-map store"):
@@ -276,6 +323,14 @@ def test_cli_sample_end_to_end(city, tmp_path):
     assert again.exit_code == 2 and "exists" in again.output and "Traceback" not in again.output
     bad = CliRunner().invoke(main, [*args[:-2], "--features", "rsrp_dbm,bogus", "--overwrite"])
     assert bad.exit_code == 2 and "bogus" in bad.output
+    plain = CliRunner().invoke(main, [*args, "--known-test-frac", "0", "--overwrite"])
+    assert plain.exit_code == 0, plain.output
+    corpus = open_corpus(out)
+    b = corpus.batch(slice(None), ["split_spatial", "group_id"])
+    assert corpus.attrs["sampling"]["known_test_frac"] == 0.0
+    np.testing.assert_array_equal(b["split_spatial"], np.asarray(corpus.attrs["sampling"]["street_split"])[b["group_id"]])
+    bad = CliRunner().invoke(main, [*args, "--known-test-frac", "1.5", "--overwrite"])
+    assert bad.exit_code == 2 and "known_test_frac: 1.5 is outside [0, 1)" in bad.output and "Traceback" not in bad.output
 
 
 def test_xarray_opens_a_scene_without_cell_maps(tmp_path):

@@ -192,7 +192,7 @@ def test_area_with_no_buildings_gives_ground_only_scene(tmp_path):
     far = write_geojson(tmp_path / "t.geojson")
     lon, lat = FRAME.to_lonlat([1000.0, 1200.0], [1000.0, 1200.0])
     with pytest.warns(UserWarning, match="no buildings"):
-        scene = build_scene(tmp_path / "s", osm_file=far, bbox=(lon[0], lat[0], lon[1], lat[1]))
+        scene = build_scene(tmp_path / "s", osm_file=far, bbox=(lon[0], lat[0], lon[1], lat[1]), allow_empty=True)
     assert scene.meta["counts"]["buildings_built"] == 0
     assert sorted(os.listdir(scene.path / "meshes")) == ["ground.ply"]
     assert scene.layers["building_mask"].sum() == 0

@@ -26,7 +26,7 @@ class InputError(TwinError, ValueError):
     """Bad user input: a file, a row, a column or a config field.
 
     Messages name the object at fault, e.g.
-    ``bs.csv row 7, column 'azimuth_deg': 400 is outside [0, 360)``.
+    ``bs.csv: row 7, column 'tilt_deg': 120 is outside [-90, 90]``.
     """
 
 

@@ -46,7 +46,8 @@ from twin.errors import InputError, OutputExistsError, StoreNotFoundError
 if TYPE_CHECKING:  # zarr is imported on first use: writers of plain files do not need it
     import zarr
 
-__all__ = ["atomic_dir", "atomic_file", "atomic_store", "check_output", "check_writable", "is_local", "output_lock",
+__all__ = ["atomic_dir", "atomic_file", "atomic_store", "check_output", "check_ours", "OutputKind", "check_writable",
+           "is_local", "output_lock",
            "array", "group", "read", "attrs", "CHUNKS_ATTR", "compressors", "fill_value",
            "open_group", "seal", "verify", "consolidate", "CheckedArray"]
 
@@ -109,8 +110,81 @@ def _remove_leftovers(final: Path) -> None:
                 left.unlink(missing_ok=True)
 
 
-def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Return ``path`` as a Path; raise :class:`OutputExistsError` if it exists and not ``overwrite``,
+OutputKind = Literal["file", "scene", "maps", "corpus", "run", "report", "pictures", "any"]
+"""What a writer writes, for :func:`check_ours`: ``--overwrite`` replaces only that."""
+
+_ZARR_KINDS = {"maps": "twin-maps", "corpus": "twin-corpus"}
+_REPORT_FILES = ("report.json", "check.json")
+_WHAT = {"scene": "a scene folder (scene.json of kind 'twin-scene')",
+         "maps": "a maps store (zarr.json of kind 'twin-maps')",
+         "corpus": "a corpus store (zarr.json of kind 'twin-corpus')",
+         "run": "a training run folder (last.pt or best.pt, or config.yaml with metrics.csv)",
+         "report": f"a report folder ({' or '.join(_REPORT_FILES)})",
+         "pictures": "a folder of PNG pictures (nothing else in it)",
+         "any": "an output of this toolkit"}
+
+
+def _json_kind(file: Path, attributes: bool) -> str | None:
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    if attributes:
+        data = data.get("attributes") if isinstance(data, dict) else None
+    kind = data.get("kind") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _is_ours(path: Path, kind: OutputKind) -> bool:
+    if kind == "any":
+        return any(_is_ours(path, k) for k in ("scene", "maps", "corpus", "run", "report", "pictures"))
+    if kind == "scene":
+        return _json_kind(path / "scene.json", attributes=False) == "twin-scene"
+    if kind in _ZARR_KINDS:
+        return _json_kind(path / "zarr.json", attributes=True) == _ZARR_KINDS[kind]
+    if kind == "run":  # a checkpoint, or a run killed before its first one (config.yaml with metrics.csv)
+        return any((path / name).is_file() for name in ("last.pt", "best.pt")) or \
+            all((path / name).is_file() for name in ("config.yaml", "metrics.csv"))
+    if kind == "report":
+        return any((path / name).is_file() for name in _REPORT_FILES)
+    if kind == "pictures":
+        return all(p.is_file() and p.suffix.lower() == ".png" for p in path.iterdir())
+    raise ValueError(f"unknown output kind {kind!r}")
+
+
+def check_ours(path: str | os.PathLike, kind: OutputKind = "any") -> None:
+    """Raise :class:`OutputExistsError` naming ``path`` unless replacing it loses nothing but our output.
+
+    ``--overwrite`` deletes the existing target, so it must be what the writer writes:
+    a ``"file"`` writer never replaces a folder; a folder writer replaces an empty folder
+    or one of its ``kind``: ``"scene"`` has a ``scene.json`` of kind ``twin-scene``;
+    ``"maps"`` / ``"corpus"`` a root ``zarr.json`` whose attribute ``kind`` is
+    ``twin-maps`` / ``twin-corpus``; ``"run"`` a ``last.pt`` or ``best.pt`` (or, killed
+    before its first checkpoint, ``config.yaml`` with ``metrics.csv``); ``"report"`` a
+    ``report.json`` or ``check.json``; ``"pictures"`` only ``.png`` files; ``"any"`` any
+    of those. A missing ``path`` passes. These files decide: what a user added inside
+    such an output is replaced with it.
+    """
+    path = Path(path)
+    if kind == "file":
+        if path.is_dir() and not path.is_symlink():
+            raise OutputExistsError(path, reason=f"{path} is a folder; this output is a file: refusing to "
+                                                 "replace the folder (remove it yourself or choose another path)")
+        return
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir():
+        raise OutputExistsError(path, reason=f"{path} is a file; this output is {_WHAT[kind]}: refusing to "
+                                             "replace it (remove it yourself or choose another path)")
+    if not any(path.iterdir()) or _is_ours(path, kind):
+        return
+    raise OutputExistsError(path, reason=f"{path} does not look like {_WHAT[kind]} written by this toolkit: "
+                                         "refusing to --overwrite it (remove it yourself or choose another path)")
+
+
+def check_output(path: str | os.PathLike, overwrite: bool, kind: OutputKind = "any") -> Path:
+    """Return ``path`` as a Path; raise :class:`OutputExistsError` if it exists and not ``overwrite``
+    or, with ``overwrite``, when it is not an output of ``kind`` (:func:`check_ours`);
     :class:`InputError` if it cannot be written (under a regular file, in a read-only folder).
 
     Writers call it before any long work, so a bad ``--out`` fails first.
@@ -118,6 +192,7 @@ def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(path)
+    check_ours(path, kind)
     check_writable(path)
     return path
 
@@ -165,15 +240,16 @@ def _replace(tmp: Path, final: Path, overwrite: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False, kind: OutputKind = "any") -> Iterator[Path]:
     """Yield a temporary directory that replaces ``path`` when the block succeeds.
 
     On an exception the temporary directory is removed and ``path`` is untouched. The
-    target is locked for the block (:func:`output_lock`).
+    target is locked for the block (:func:`output_lock`). ``overwrite`` replaces only an
+    output of ``kind`` (:func:`check_ours`).
     """
-    final = check_output(path, overwrite)
+    final = check_output(path, overwrite, kind)
     with output_lock(final):
-        check_output(final, overwrite)  # it may have been written while we waited for the lock
+        check_output(final, overwrite, kind)  # it may have been written while we waited for the lock
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the output should not be
         try:
@@ -190,10 +266,13 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary file path that replaces ``path`` when the block succeeds (target locked)."""
-    final = check_output(path, overwrite)
+    """Yield a temporary file path that replaces ``path`` when the block succeeds (target locked).
+
+    A folder at ``path`` is never replaced, even with ``overwrite`` (:func:`check_ours`).
+    """
+    final = check_output(path, overwrite, "file")
     with output_lock(final):
-        check_output(final, overwrite)
+        check_output(final, overwrite, "file")
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.partial-", suffix=final.suffix, dir=final.parent)
         os.close(fd)
         tmp = Path(name)
@@ -217,16 +296,18 @@ def is_local(url: str | os.PathLike) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_store(url: str | os.PathLike, overwrite: bool = False) -> Iterator[str]:
+def atomic_store(url: str | os.PathLike, overwrite: bool = False,
+                 kind: Literal["maps", "corpus", "any"] = "any") -> Iterator[str]:
     """Yield where to build a Zarr store that appears at ``url`` only when the block succeeds.
 
     Local paths are built in a temporary sibling and renamed. For remote fsspec URLs,
     where no rename is atomic, the store is written in place and readers rely on the
-    ``complete`` attribute that writers set last.
+    ``complete`` attribute that writers set last. ``overwrite`` replaces only a store of
+    ``kind`` (:func:`check_ours`), remote ones included.
     """
     if is_local(url):
         text = os.fspath(url)
-        with atomic_dir(text.removeprefix("file://"), overwrite=overwrite) as tmp:
+        with atomic_dir(text.removeprefix("file://"), overwrite=overwrite, kind=kind) as tmp:
             yield str(tmp)
     else:
         import fsspec
@@ -235,8 +316,24 @@ def atomic_store(url: str | os.PathLike, overwrite: bool = False) -> Iterator[st
         if fs.exists(path):
             if not overwrite:
                 raise OutputExistsError(url)
+            _check_remote_store(fs, path, os.fspath(url), kind)
             fs.rm(path, recursive=True)
         yield os.fspath(url)
+
+
+def _check_remote_store(fs: Any, path: str, url: str, kind: Literal["maps", "corpus", "any"]) -> None:
+    if not fs.ls(path):
+        return
+    want = set(_ZARR_KINDS.values()) if kind == "any" else {_ZARR_KINDS[kind]}
+    found = None
+    try:
+        meta = json.loads(fs.cat_file(f"{path.rstrip('/')}/zarr.json"))
+        found = (meta.get("attributes") or {}).get("kind") if isinstance(meta, dict) else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    if found not in want:
+        raise OutputExistsError(url, reason=f"{url} does not look like {_WHAT[kind]} written by this toolkit: "
+                                            "refusing to --overwrite it (remove it yourself or choose another URL)")
 
 
 CHUNKS_ATTR = "chunks_written"
@@ -246,8 +343,10 @@ CHUNKS_ATTR = "chunks_written"
 def compressors() -> tuple[Any, ...]:
     """The codecs every array is compressed with: Blosc zstd, then a CRC32C checksum per chunk.
 
-    The checksum costs about 1 % of the read time of a corpus (docs/benchmarks.md) and
-    turns a flipped bit into an error naming the chunk file instead of a wrong value.
+    The checksum costs about 1-2 % of a full read (measured alone: 0.8 % of a corpus's
+    sample arrays, 1.6 % of radio maps; ``bench/bench_checksum.py``, docs/benchmarks.md,
+    "Checksum cost") and turns a flipped bit into an error naming the chunk file instead
+    of a wrong value.
     """
     from zarr.codecs import BloscCodec, Crc32cCodec
 

@@ -2,7 +2,8 @@
 
 BS files (``twin.radio.sites``), drive tests (``calibrate``, ``learn import drive-test``)
 are tables of points; GeoJSON Point geometries and GeoParquet points become ``lon``,
-``lat`` columns in WGS84 degrees.
+``lat`` columns in WGS84 degrees, reprojected from the file's declared CRS (GeoJSON's
+``crs`` member, GeoParquet's ``geo`` metadata) when it is another one.
 
 :func:`read_drive_test_table` is the one drive-test reader of ``calibrate`` and ``learn``:
 column names matched case-insensitively with aliases (``RSSI`` -> ``rssi_dbm``,
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,6 +107,7 @@ def _geojson(path: Path, as_strings: bool) -> pd.DataFrame:
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection" \
             or not isinstance(data.get("features"), list):
         raise InputError(f"{path}: expected a GeoJSON FeatureCollection of Point features")
+    to_lonlat = _geojson_crs(path, data.get("crs"))
     rows, problems = [], []
     for k, feature in enumerate(data["features"]):
         props = dict(feature.get("properties") or {})
@@ -112,10 +116,52 @@ def _geojson(path: Path, as_strings: bool) -> pd.DataFrame:
         if geometry.get("type") != "Point" or len(coords) < 2:
             problems.append(f"feature {k + 1}: geometry must be a Point (lon, lat)")
             continue
+        if to_lonlat is not None:
+            try:
+                x, y = float(coords[0]), float(coords[1])
+            except (TypeError, ValueError):
+                problems.append(f"feature {k + 1}: coordinates {coords[:2]} are not numbers")
+                continue
+            coords = to_lonlat(x, y)
         props["lon"], props["lat"] = coords[0], coords[1]
         rows.append({key: ("" if v is None else str(v)) for key, v in props.items()} if as_strings else props)
     collect(problems, str(path))
     return pd.DataFrame(rows)
+
+
+def _geojson_crs(path: Path, crs: Any) -> Callable[[float, float], tuple[float, float]] | None:
+    """The reprojection to WGS84 lon/lat of a GeoJSON's declared ``crs`` member; None for WGS84 (or none).
+
+    RFC 7946 GeoJSON is WGS84 lon/lat and has no ``crs``; the 2008 format's named CRS
+    (``{"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3067"}}``) is
+    honoured, in the GeoJSON axis order (easting/longitude first). Anything else
+    (a linked CRS, an unknown name) is refused naming the file and the CRS.
+    """
+    if crs is None:
+        return None
+    name = crs.get("properties", {}).get("name") if isinstance(crs, dict) and crs.get("type") == "name" \
+        and isinstance(crs.get("properties"), dict) else None
+    if not isinstance(name, str):
+        raise InputError(f"{path}: member 'crs' {json.dumps(crs)[:120]} is not a named CRS "
+                         '({"type": "name", "properties": {"name": "EPSG:..."}}); give WGS84 lon/lat without \'crs\'')
+    from pyproj import CRS, Transformer
+    from pyproj.exceptions import CRSError
+
+    try:
+        declared = CRS.from_user_input(name)
+    except CRSError as err:
+        raise InputError(f"{path}: member 'crs': unknown CRS {name!r} ({err})") from err
+    if declared.equals(CRS.from_epsg(4326), ignore_axis_order=True):
+        return None
+    if declared.is_geocentric or declared.is_vertical:
+        raise InputError(f"{path}: member 'crs': {name!r} ({declared.name}) is not a horizontal CRS")
+    transformer = Transformer.from_crs(declared, CRS.from_epsg(4326), always_xy=True)
+
+    def to_lonlat(x: float, y: float) -> tuple[float, float]:
+        lon, lat = transformer.transform(x, y)
+        return float(lon), float(lat)
+
+    return to_lonlat
 
 
 def _parquet(path: Path) -> pd.DataFrame:
@@ -127,8 +173,8 @@ def _parquet(path: Path) -> pd.DataFrame:
     import geopandas as gpd
 
     gdf = gpd.read_parquet(path)
-    if gdf.crs is not None and not gdf.crs.is_geographic:
-        gdf = gdf.to_crs("EPSG:4326")
+    if gdf.crs is not None and not gdf.crs.equals("EPSG:4326", ignore_axis_order=True):
+        gdf = gdf.to_crs("EPSG:4326")  # any declared CRS, geographic ones (ETRS89 ...) included
     if len(gdf) and not gdf.geometry.geom_type.eq("Point").all():
         raise InputError(f"{path}: GeoParquet geometries must be Points (lon, lat)")
     table = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))

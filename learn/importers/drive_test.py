@@ -283,6 +283,9 @@ def export_drive_test(data: str | os.PathLike | Corpus, out: str | os.PathLike, 
 
     corpus = data if isinstance(data, Corpus) else open_corpus(data)
     idx = np.arange(len(corpus)) if indices is None else np.asarray(indices, np.int64)
+    if len(idx) == 0:
+        raise InputError(f"{corpus.url}: no samples to export (n 0 or an empty split part); "
+                         "an empty drive test is refused")
     feats = [f for f in corpus.feature_names if f in DRIVE_TEST_FEATURES]
     if not feats:
         raise InputError(f"{corpus.url}: no drive-test feature ({', '.join(DRIVE_TEST_FEATURES)}) to export")

@@ -22,7 +22,7 @@ import numpy as np
 from twin.errors import InputError
 from twin.geo import Grid
 
-__all__ = ["RoadNetwork", "assign_group_splits"]
+__all__ = ["RoadNetwork", "assign_group_splits", "hold_out_known"]
 
 _NODE_TOLERANCE_M = 1e-3
 
@@ -56,6 +56,38 @@ def assign_group_splits(lengths_m: np.ndarray, fractions: Sequence[float], rng: 
         part = int(np.argmax(deficit))
         out[g] = part
         assigned[part] += lengths[g]
+    return out
+
+
+def hold_out_known(labels: np.ndarray, known_test_frac: float, rng: np.random.Generator) -> np.ndarray:
+    """Move a random ``known_test_frac`` of the training samples to test: the known-streets part.
+
+    The spatial split holds out whole groups (streets, blocks): its test part lies on
+    *unknown* streets only. Seed 004 also scores test samples on streets the model has
+    seen; they are drawn here, ``round(known_test_frac * n_train)`` of them without
+    replacement, so they share their group with training samples but are no training
+    sample themselves. The one implementation for synthetic corpora (``twin sample``,
+    ``twin generate``) and imports (:func:`learn.splits.spatial_split`).
+
+    Parameters
+    ----------
+    labels : (N,) uint8
+        Part codes (0 train, 1 val, 2 test); not modified.
+    known_test_frac : float
+        Share of the training samples moved to test, in [0, 1).
+    rng : numpy Generator
+
+    Returns
+    -------
+    (N,) uint8 labels with the known-street test samples set to 2.
+    """
+    if not 0 <= known_test_frac < 1:
+        raise InputError(f"spatial split: known_test_frac {known_test_frac} is outside [0, 1)")
+    out = np.array(labels, np.uint8, copy=True)
+    train = np.flatnonzero(out == 0)
+    n_known = round(known_test_frac * len(train))
+    if n_known:
+        out[rng.choice(train, n_known, replace=False)] = 2
     return out
 
 

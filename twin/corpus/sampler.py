@@ -20,9 +20,17 @@ Modes:
   constant speed drawn from ``speed_mps``; it starts uniformly along the roads and
   turns at random at crossings, never onto a street of another split.
 
+Beams: with maps traced with SSB beams (``twin trace --beams N``) every listed cell's
+beams are measured too (beam maps, interpolated, with the RSRP noise); the strongest is
+the event's ``beam_id`` and its L1-RSRP the optional feature ``beam_rsrp_dbm``. Without
+beam maps ``beam_id`` is -1.
+
 The truth ``position_xy_m`` is the UE's position at the last real event.
 Splits: ``spatial`` assigns whole streets (``group_id``) to train/val/test by
-length; ``random`` assigns samples independently. Both follow ``seed``.
+length (their val and test samples are seed 004's *unknown streets*), then moves
+``known_test_frac`` of the training streets' samples to test, drawn per chunk (the
+*known streets*: other sequences on streets that training has seen, as the importers'
+spatial split has); ``random`` assigns samples independently. All follow ``seed``.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from typing import Any, Literal
 import numpy as np
 
 from twin.config import to_dict
-from twin.corpus.routes import RoadNetwork
+from twin.corpus.routes import RoadNetwork, hold_out_known
 from twin.corpus.store import Corpus, CorpusWriter
 from twin.errors import InputError
 from twin.geo import blend_corners
@@ -81,7 +89,8 @@ class SampleConfig:
         ``T``, events per sequence (padded).
     features : tuple of str
         Per-event features, names of maps.zarr arrays (``rsrp_dbm``, ``rsrq_db``, ``rssi_dbm``,
-        ``sinr_db``, ``snr_db``, ``path_gain_db``; UE-level ``(H, W)`` ones are the same for every cell).
+        ``sinr_db``, ``snr_db``, ``path_gain_db``; UE-level ``(H, W)`` ones are the same for every cell;
+        ``beam_rsrp_dbm``, maps with beams only: the L1-RSRP of the event's serving beam).
     max_cells : int
         Cells listed per measurement report, strongest first (LTE reports up to 8 neighbours).
     n_reports : int
@@ -96,6 +105,9 @@ class SampleConfig:
         Probability that a listed event is lost (unreported); it becomes padding.
     split_fractions : (float, float, float)
         Road-length shares of train/val/test streets in the ``spatial`` scheme.
+    known_test_frac : float
+        Share of the training streets' samples moved to test in the ``spatial`` scheme
+        (the known-streets test part; 0 keeps only unknown streets in test).
     random_split_fractions : (float, float, float)
         Sample shares of train/val/test in the ``random`` scheme.
     street_key : str or None
@@ -119,6 +131,7 @@ class SampleConfig:
     min_events: int = 1
     event_drop_prob: float = 0.0
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    known_test_frac: float = 0.1
     random_split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     street_key: str | None = "name"
     seed: int = 0
@@ -127,8 +140,8 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.n < 0:
-            problems.append(f"n: {self.n} is negative")
+        if self.n < 1:
+            problems.append(f"n: {self.n} must be at least 1 (an empty corpus is refused)")
         if self.mode not in ("random", "drive"):
             problems.append(f"mode: {self.mode!r} is not 'random' or 'drive'")
         for name in ("max_events", "max_cells", "min_events", "chunk_samples"):
@@ -147,6 +160,8 @@ class SampleConfig:
             problems.append(f"speed_mps: {self.speed_mps} must satisfy 0 < min <= max")
         if not 0 <= self.event_drop_prob < 1:
             problems.append(f"event_drop_prob: {self.event_drop_prob} is outside [0, 1)")
+        if not 0 <= self.known_test_frac < 1:
+            problems.append(f"known_test_frac: {self.known_test_frac} is outside [0, 1)")
         for name in ("split_fractions", "random_split_fractions"):
             fr = getattr(self, name)
             if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6:
@@ -188,7 +203,11 @@ class Sampler:
         # RSRP decides detection and order, for every cell; the other features are looked up
         # for the listed cells only. Pixel-major layouts make each lookup one contiguous read.
         self.rsrp = np.ascontiguousarray(self.maps.per_cell("rsrp_dbm").transpose(1, 2, 0))   # [H, W, nc]
-        self.others = [f for f in config.features if f != "rsrp_dbm"]
+        self.others = [f for f in config.features if f not in ("rsrp_dbm", "beam_rsrp_dbm")]
+        # SSB beams (maps traced with --beams): each listed cell's serving beam and its L1-RSRP
+        self.n_beams = self.maps.n_beams if "beam_rsrp_dbm" in self.maps.arrays else 0
+        self.beam_rsrp = (np.ascontiguousarray(np.asarray(self.maps.beams("beam_rsrp_dbm"), np.float32)
+                                               .transpose(2, 3, 0, 1)) if self.n_beams else None)  # [H, W, nc, B]
         self.stack = (np.ascontiguousarray(np.stack([self.maps.per_cell(f) for f in self.others], axis=-1)
                                            .transpose(1, 2, 0, 3)) if self.others else None)  # [H, W, nc, F-]
         self.roads = RoadNetwork.from_roads(scene.roads(), self.grid, config.street_key)
@@ -248,7 +267,9 @@ class Sampler:
                                  "cell(s); lower min_events or check the maps and the sensitivity floor")
             parts.append({k: v[keep] for k, v in batch.items()})
             have += keep.size
-        return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+        out = {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+        out["split_spatial"] = hold_out_known(out["split_spatial"], self.config.known_test_frac, rng)
+        return out
 
     def _draw_once(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         cfg = self.config
@@ -285,6 +306,8 @@ class Sampler:
             no_floor = dataclasses.replace(cfg.reporting, rsrp_floor_dbm=None)  # listed cells passed it
             reported = apply_reporting({f: true[..., q] for q, f in enumerate(self.others)}, no_floor, rng)
             values.update({f: np.asarray(reported[f], np.float32) for f in self.others})
+        if self.beam_rsrp is not None:
+            values["beam_rsrp_dbm"] = np.full(order.shape, np.nan, np.float32)  # set after the split draw
         feats = np.stack([values[f] for f in cfg.features], axis=-1)            # [n, R, K, F]
         # Pack the real events of all reports to the front, in time order, into T slots.
         valid = valid.reshape(n, r * k)
@@ -309,14 +332,48 @@ class Sampler:
         group_id = group[np.arange(n), last_report]
         u = rng.random(n)
         c0, c1 = cfg.random_split_fractions[0], sum(cfg.random_split_fractions[:2])
+        beam_id = np.full((n, t_max), -1, np.int32)
+        if self.beam_rsrp is not None:  # drawn last: corpora of maps without beams stay as they were
+            beam, beam_rsrp = self._serving_beams(order.reshape(len(points), -1), rows, cols, weights, rng)
+            beam_id = np.where(mask, np.take_along_axis(beam.reshape(n, r * k), slot, 1), -1).astype(np.int32)
+            if "beam_rsrp_dbm" in cfg.features:
+                col = cfg.features.index("beam_rsrp_dbm")
+                features[..., col] = np.where(mask, np.take_along_axis(beam_rsrp.reshape(n, r * k), slot, 1),
+                                              np.nan)
         return {
             "position_xy_m": position, "event_xy_m": event_xy, "cell_id": cell_id.astype(np.int64),
-            "beam_id": np.full((n, t_max), -1, np.int32), "time_s": time_s,
+            "beam_id": beam_id, "time_s": time_s,
             "features": features.astype(np.float32), "mask": mask, "scene_index": np.zeros(n, np.int32),
             "group_id": group_id.astype(np.int64),
             "split_spatial": self.group_split[group_id].astype(np.uint8),
             "split_random": np.where(u < c0, 0, np.where(u < c1, 1, 2)).astype(np.uint8),
         }
+
+    def _serving_beams(self, listed: np.ndarray, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Serving SSB beam and its reported L1-RSRP [dBm] of the listed cells ``(M, S)`` at the points.
+
+        The UE measures every SSB beam of a listed cell (the beam maps, bilinearly
+        interpolated, with the reporting noise), reports the strongest beam's index and
+        its L1-RSRP (quantized and clipped as RSRP; the cell already passed the floor).
+        Returns ``(M, S)`` int (-1 where no beam is received) and float32 (NaN there).
+        """
+        assert self.beam_rsrp is not None  # the caller's condition
+        nb, nc, width = self.n_beams, self.n_cells, self.grid.width
+        flat = self.beam_rsrp.reshape(-1, nb)                                 # [H*W*nc, B]
+        true = blend_corners([flat[((i * width + j) * nc)[:, None] + listed]
+                              for i, j in zip(rows, cols, strict=True)], weights)  # [M, S, B]
+        no_floor = dataclasses.replace(self.config.reporting, rsrp_floor_dbm=None)
+        # the choice is made on the UE's raw measurement; only the reported value is quantized
+        measured = apply_reporting({"rsrp_dbm": true}, dataclasses.replace(
+            no_floor, rsrp_step_db=0.0, rsrp_range_dbm=None), rng)["rsrp_dbm"]
+        key = np.where(np.isfinite(measured), measured, -np.inf)
+        beam = np.argmax(key, axis=-1)
+        heard = np.isfinite(key).any(axis=-1)
+        best = np.take_along_axis(np.asarray(measured, np.float64), beam[..., None], -1)[..., 0]
+        reported = apply_reporting({"rsrp_dbm": np.where(heard, best, np.nan)},
+                                   dataclasses.replace(no_floor, rsrp_sigma_db=0.0), rng)["rsrp_dbm"]
+        return np.where(heard, beam, -1), np.where(heard, reported, np.nan).astype(np.float32)
 
     # -- scene-level maps --------------------------------------------------------------------------
 
@@ -427,7 +484,7 @@ def sample(scene: Any, maps: RadioMaps | str | os.PathLike, config: SampleConfig
     from twin.scene.build import TwinScene, load_twin_scene
 
     if is_local(out_url):
-        check_output(os.fspath(out_url).removeprefix("file://"), overwrite)
+        check_output(os.fspath(out_url).removeprefix("file://"), overwrite, "corpus")
     if not isinstance(scene, TwinScene):
         scene = load_twin_scene(scene)
     sampler = Sampler(scene, maps, config)
@@ -458,8 +515,9 @@ def sample(scene: Any, maps: RadioMaps | str | os.PathLike, config: SampleConfig
         corpus = writer.close({"sampling": {
             "mode": config.mode, "n_reports": config.reports,
             "street_names": roads.group_names,
-            "street_split": roads.group_split.astype(int).tolist(),
+            "street_split": roads.group_split.astype(int).tolist(), "known_test_frac": config.known_test_frac,
             "street_length_m": [round(float(v), 2) for v in roads.group_length_m()],
+            "n_beams": sampler.n_beams,
         }})
     except BaseException:
         writer.abort()

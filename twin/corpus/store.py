@@ -128,7 +128,7 @@ class CorpusWriter:
         self.split_schemes = list(split_schemes)
         self.chunk_samples = int(chunk_samples)
         self._specs = sample_array_specs(self.max_events, len(self.feature_names))
-        self._ctx = contextlib.nullcontext(self.url) if in_place else atomic_store(self.url, overwrite=overwrite)
+        self._ctx = contextlib.nullcontext(self.url) if in_place else atomic_store(self.url, overwrite=overwrite, kind="corpus")
         self._build_url = self._ctx.__enter__()
         self._closed = False
         self.root = zarr.open_group(self._build_url, mode="w")

@@ -274,6 +274,9 @@ def check_plan(plan: GeneratePlan, overwrite: bool = False, resume: bool = False
 
 
 def _check_output(output: str, overwrite: bool, resume: bool) -> list[str]:
+    from twin.errors import OutputExistsError
+    from twin.io import check_ours
+
     out = Path(output.removeprefix("file://"))
     if out.exists() and not overwrite:
         if not resume:
@@ -281,6 +284,11 @@ def _check_output(output: str, overwrite: bool, resume: bool) -> list[str]:
         if not Path(f"{out}.partial", "plan.json").exists():
             return [f"output: {out} is complete and no interrupted run is left to resume; "
                     "pass --overwrite to generate it again"]
+    if out.exists() and overwrite:
+        try:
+            check_ours(out, "corpus")
+        except OutputExistsError as err:
+            return [f"output: {err}"]
     parent = out.parent.resolve()
     while not parent.exists():
         parent = parent.parent

@@ -320,7 +320,7 @@ def _finalize(plan: GeneratePlan, partial: PartialStore, shards: list[Shard], ov
                               f"expected [{start}, {stop}]")
     keep = ("shard", "patch", "extent_m", "region", "n_samples", "n_cells", "n_buildings", "warnings", "randomized")
     CorpusWriter.reopen(partial.store).close({
-        "sampling": {"mode": plan.sample.mode, "n_reports": plan.sample.reports,
+        "sampling": {"mode": plan.sample.mode, "n_reports": plan.sample.reports, "n_beams": plan.trace.beams,
                      "streets": "per scene: attributes street_names, street_split, street_length_m"},
         "generate": {
         "plan": plan.name, "n_shards": len(shards), "ue_per_patch": plan.ue_per_patch,

@@ -38,7 +38,7 @@ import numpy as np
 
 from twin.errors import InputError
 from twin.generate.plan import GeneratePlan, Shard, shard_seeds
-from twin.io import _replace, atomic_file, is_local
+from twin.io import _replace, atomic_file, check_ours, is_local
 
 __all__ = ["PartialStore", "run_shard", "shard_region", "FAULT_ENV", "GROUP_STRIDE"]
 
@@ -137,6 +137,7 @@ class PartialStore:
             final = Path(self.output.removeprefix("file://"))
             if final.exists() and not overwrite:
                 raise InputError(f"{final} appeared while generating; pass --overwrite to replace it")
+            check_ours(final, "corpus")
             _replace(Path(self.store), final)
             shutil.rmtree(self.root, ignore_errors=True)
         else:

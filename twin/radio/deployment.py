@@ -267,7 +267,7 @@ def deploy_to_file(scene: Any, strategy: str, out: str | os.PathLike, config: De
     from twin.radio.sites import write_bs_file
     from twin.scene.build import TwinScene, load_twin_scene
 
-    check_output(out, overwrite)
+    check_output(out, overwrite, "file")
     scene = scene if isinstance(scene, TwinScene) else load_twin_scene(scene)
     table = deploy(scene, strategy, config, seed=seed, bs_file=bs_file, **kwargs)
     write_bs_file(table, out, scene, overwrite=overwrite)

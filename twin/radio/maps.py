@@ -12,6 +12,10 @@ by :func:`write_maps`, read by :func:`open_maps`::
       serving_cell    (y, x) int16  index into cell_ids, -1 where no cell is received
       coverage        (cell, y, x) uint8  1 ray-traced, 2 filled from outdoor neighbours, 0 NaN
                       (twin.radio.coverage); attrs["coverage"]: per cell its rays and counts
+      beam_path_gain_db, beam_rsrp_dbm  (cell, beam, y, x) float32  dB, dBm: each SSB beam's map
+      beam_coverage   (cell, beam, y, x) uint8  as ``coverage``, per beam
+                      (only with ``twin trace --beams N``; attrs["beams"]: n_beams, the array,
+                      the codebook, each cell's beam azimuths; twin.radio.beams)
 
 Float arrays have fill value NaN and ``serving_cell`` -1, every chunk carries a CRC32C
 checksum, and the root records each array's chunk files (``chunks_written``), checked at
@@ -37,7 +41,7 @@ from twin.errors import InputError
 from twin.geo import Grid, SceneFrame
 from twin.io import atomic_store
 
-__all__ = ["MAPS_SCHEMA_VERSION", "MAPS_KIND", "UNITS", "RadioMaps", "write_maps", "open_maps",
+__all__ = ["MAPS_SCHEMA_VERSION", "MAPS_KIND", "UNITS", "BEAM_ARRAYS", "RadioMaps", "write_maps", "open_maps",
            "check_maps_scene", "evaluate_points", "show_map"]
 
 #: ``schema_version`` and ``kind`` of the store's attributes; :func:`open_maps` reads only these.
@@ -45,9 +49,12 @@ MAPS_SCHEMA_VERSION = 1
 MAPS_KIND = "twin-maps"
 UNITS = {"path_gain_db": "dB", "rsrp_dbm": "dBm", "rsrq_db": "dB", "sinr_db": "dB", "snr_db": "dB",
          "cell_rssi_dbm": "dBm", "rssi_dbm": "dBm", "serving_cell": "index", "bler": "1",
-         "throughput_bps": "bit/s", "coverage": "flag"}
+         "throughput_bps": "bit/s", "coverage": "flag", "beam_path_gain_db": "dB", "beam_rsrp_dbm": "dBm",
+         "beam_coverage": "flag"}
 #: arrays that describe the maps rather than a measurable quantity: never features
-NOT_FEATURES = frozenset({"serving_cell", "coverage"})
+NOT_FEATURES = frozenset({"serving_cell", "coverage", "beam_coverage", "beam_path_gain_db"})
+#: per-beam arrays ``(cell, beam, y, x)``; as features they are the serving (strongest) beam's value
+BEAM_ARRAYS = frozenset({"beam_path_gain_db", "beam_rsrp_dbm", "beam_coverage"})
 
 
 def _config_dict(cfg: Any) -> Any:
@@ -74,20 +81,26 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
                extra_attrs: dict[str, Any] | None = None) -> Path:
     """Write a radio-map store atomically; see the module docstring for the layout.
 
-    ``arrays`` maps names to ``(n_cells, H, W)`` or ``(H, W)`` arrays on ``grid``; the
-    store must hold ``path_gain_db``. ``extra_attrs`` (JSON-able) are added to the
-    group's attributes (``coverage`` from ``twin trace``).
+    ``arrays`` maps names to ``(n_cells, H, W)`` or ``(H, W)`` arrays on ``grid``, and
+    the :data:`BEAM_ARRAYS` to ``(n_cells, n_beams, H, W)`` with ``n_beams`` from
+    ``extra_attrs["beams"]``; the store must hold ``path_gain_db``. ``extra_attrs``
+    (JSON-able) are added to the group's attributes (``coverage``, ``beams`` from
+    ``twin trace``).
     """
     import zarr
 
     n = len(sites)
     if "path_gain_db" not in arrays:
         raise InputError("radio maps: 'path_gain_db' is required")
+    n_beams = int((extra_attrs or {}).get("beams", {}).get("n_beams", 0))
     for name, arr in arrays.items():
-        if arr.shape not in ((n, *grid.shape), grid.shape):
+        expected = [(n, n_beams, *grid.shape)] if name in BEAM_ARRAYS else [(n, *grid.shape), grid.shape]
+        if arr.shape not in expected or (name in BEAM_ARRAYS and n_beams < 2):
             raise InputError(f"radio maps: {name!r} has shape {arr.shape}, expected "
-                             f"{(n, *grid.shape)} or {grid.shape}")
-    with atomic_store(out, overwrite=overwrite) as url:
+                             f"{' or '.join(map(str, expected))}"
+                             + (" (beam arrays need extra_attrs['beams']['n_beams'] >= 2)" if n_beams < 2 and
+                                name in BEAM_ARRAYS else ""))
+    with atomic_store(out, overwrite=overwrite, kind="maps") as url:
         root = zarr.open_group(url, mode="w", zarr_format=3)
         root.attrs.update({
             "schema_version": MAPS_SCHEMA_VERSION, "kind": MAPS_KIND, "complete": False,
@@ -100,10 +113,10 @@ def write_maps(out: str | os.PathLike, grid: Grid, scene: Any, sites: pd.DataFra
             **(extra_attrs or {}),
         })
         for name, arr in arrays.items():
-            per_cell = arr.ndim == 3
+            dims = {4: ("cell", "beam", "y", "x"), 3: ("cell", "y", "x"), 2: ("y", "x")}[arr.ndim]
             data = arr if np.issubdtype(arr.dtype, np.integer) else arr.astype(np.float32)
-            root.create_array(name, data=data, chunks=(1, *grid.shape) if per_cell else grid.shape,
-                              dimension_names=("cell", "y", "x") if per_cell else ("y", "x"),
+            root.create_array(name, data=data, chunks=(1,) * (arr.ndim - 2) + grid.shape,
+                              dimension_names=dims,
                               attributes={"units": UNITS.get(name, "")}, compressors=io.compressors(),
                               fill_value=io.fill_value(data.dtype))
         io.seal(root)
@@ -141,7 +154,8 @@ class RadioMaps:
     ----------
     url : str
     arrays : mapping of name -> ndarray
-        ``(n_cells, H, W)`` or ``(H, W)`` float32 (``serving_cell`` integer).
+        ``(n_cells, H, W)`` or ``(H, W)`` float32 (``serving_cell`` integer); the
+        :data:`BEAM_ARRAYS` ``(n_cells, n_beams, H, W)``.
     grid : Grid
     frame : SceneFrame or None
     cell_ids : list of int
@@ -171,6 +185,20 @@ class RadioMaps:
         return len(self.cell_ids)
 
     @property
+    def n_beams(self) -> int:
+        """SSB beams per cell (0: the maps were traced without beams)."""
+        return int((self.attrs.get("beams") or {}).get("n_beams", 0))
+
+    def beams(self, name: str = "beam_rsrp_dbm") -> np.ndarray:
+        """A per-beam array ``(n_cells, n_beams, H, W)``; :class:`InputError` if the maps have no beams."""
+        if name not in BEAM_ARRAYS:
+            raise InputError(f"{self.url}: {name!r} is not a per-beam array ({', '.join(sorted(BEAM_ARRAYS))})")
+        if name not in self.arrays:
+            raise InputError(f"{self.url}: radio maps hold no {name!r}; trace them with beams "
+                             "(`twin trace --beams 8`)")
+        return self.arrays[name]
+
+    @property
     def cell_id(self) -> np.ndarray:
         """``cell_ids`` as an int64 array ``(n_cells,)``."""
         return np.asarray(self.cell_ids, np.int64)
@@ -193,16 +221,25 @@ class RadioMaps:
             raise InputError(f"{self.url}: no cell {cell_id}; cells are {self.cell_ids}") from err
 
     def feature_names(self) -> list[str]:
-        """Arrays usable as per-event features (everything but the serving-cell index)."""
+        """Arrays usable as per-event features (not the flags, the serving-cell index, ``cell_*``).
+
+        ``beam_rsrp_dbm`` (maps with beams) is, per event, the L1-RSRP of the cell's serving beam.
+        """
         return sorted(n for n in self.arrays if n not in NOT_FEATURES and not n.startswith("cell_"))
 
     def per_cell(self, name: str) -> np.ndarray:
         """Feature ``name`` as ``(n_cells, H, W)`` float32; an ``(H, W)`` map is repeated for every cell.
 
-        ``rssi_dbm`` reads ``cell_rssi_dbm`` (each cell's own carrier) when the store has it.
+        ``rssi_dbm`` reads ``cell_rssi_dbm`` (each cell's own carrier) when the store has it;
+        a per-beam array gives its strongest beam per pixel (the serving beam's value).
         """
         if name == "rssi_dbm" and "cell_rssi_dbm" in self.arrays:
             name = "cell_rssi_dbm"
+        if name in BEAM_ARRAYS:
+            beams = np.asarray(self.beams(name), np.float32)
+            with np.errstate(all="ignore"):
+                best = np.max(np.where(np.isnan(beams), -np.inf, beams), axis=1)
+            return np.where(np.isneginf(best), np.nan, best).astype(np.float32)
         data = np.asarray(self[name], np.float32)
         if data.shape == self.grid.shape:
             data = np.broadcast_to(data, (self.n_cells, *self.grid.shape))
@@ -244,9 +281,15 @@ def open_maps(path: str | os.PathLike) -> RadioMaps:
     if len(set(cell_ids)) != len(cell_ids):
         raise InputError(f"{url}: attribute 'cell_ids' has duplicates")
     names = list(attrs["arrays"])
+    n_beams = int((attrs.get("beams") or {}).get("n_beams", 0))
     for name in names:
         shape = io.array(root, name, url).shape
-        if shape not in ((len(cell_ids), *grid.shape), grid.shape):
+        if name in BEAM_ARRAYS:
+            if shape != (len(cell_ids), n_beams, *grid.shape) or n_beams < 2:
+                raise InputError(f"{url}: array '{name}' has shape {shape}, expected ({len(cell_ids)}, "
+                                 f"{n_beams}, {grid.height}, {grid.width}) from 'cell_ids', 'beams' "
+                                 "(n_beams >= 2) and 'grid'")
+        elif shape not in ((len(cell_ids), *grid.shape), grid.shape):
             raise InputError(f"{url}: array '{name}' has shape {shape}, expected "
                              f"({len(cell_ids)}, {grid.height}, {grid.width}) or ({grid.height}, {grid.width}) "
                              "from 'cell_ids' and 'grid'")
@@ -279,7 +322,8 @@ def check_maps_scene(maps: RadioMaps, scene: Any) -> None:
 
 def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name: str = "path_gain_db",
                     skip_nan: bool = True) -> np.ndarray:
-    """Bilinear samples of a map at points ``(N, 2)`` [scene m]: ``(n_cells, N)`` or ``(N,)``.
+    """Bilinear samples of a map at points ``(N, 2)`` [scene m]: ``(n_cells, N)`` or ``(N,)``
+    (a per-beam array: ``(n_cells, n_beams, N)``).
 
     Points outside the grid raise :class:`InputError`. With ``skip_nan`` (default)
     NaN cells are left out of the interpolation by the rule of
@@ -304,11 +348,14 @@ def evaluate_points(maps: RadioMaps | str | os.PathLike, xy_m: np.ndarray, name:
 
 
 def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = "path_gain_db",
-             cells: list[int] | None = None, scene: Any = None, overwrite: bool = False) -> list[Path]:
+             cells: list[int] | None = None, scene: Any = None, overwrite: bool = False,
+             beam: int | None = None) -> list[Path]:
     """PNG pictures of a metric with BS markers over the building footprints.
 
     A per-cell metric gives one picture per cell in ``cells`` (default all) and the
     best-cell envelope (``<metric>-max.png``); an ``(H, W)`` metric gives one picture.
+    A per-beam metric (:data:`BEAM_ARRAYS`) is drawn as each cell's best beam, or as
+    SSB beam ``beam`` (``<metric>-beam<k>-cell<id>.png``).
     ``scene`` (TwinScene or directory) defaults to the store's ``scene`` attribute;
     without footprints the maps are drawn alone. Returns the written paths.
     """
@@ -321,7 +368,17 @@ def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = 
     from twin.scene.build import TwinScene, load_twin_scene
 
     rm = open_maps(maps)
-    values = rm[metric]
+    stem_metric = metric
+    if beam is not None:
+        if metric not in BEAM_ARRAYS:
+            raise InputError(f"show-map: --beam needs a per-beam metric ({', '.join(sorted(BEAM_ARRAYS))}), "
+                             f"not {metric!r}")
+        beams = rm.beams(metric)
+        if not 0 <= beam < rm.n_beams:
+            raise InputError(f"{rm.url}: no beam {beam}; the maps have beams 0 to {rm.n_beams - 1}")
+        values, stem_metric = np.asarray(beams[:, beam]), f"{metric}-beam{beam}"
+    else:
+        values = rm.per_cell(metric) if metric in BEAM_ARRAYS else rm[metric]  # beams: the best beam's
     if scene is None and rm.attrs.get("scene") and Path(rm.attrs["scene"], "scene.json").is_file():
         scene = rm.attrs["scene"]
     if scene is not None and not isinstance(scene, TwinScene):
@@ -331,15 +388,15 @@ def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = 
     if values.ndim == 3:
         wanted = rm.cell_ids if cells is None else [int(c) for c in cells]
         for cid in wanted:
-            pictures.append((f"{metric}-cell{cid}", values[rm.cell_index(cid)], [rm.cell_index(cid)]))
+            pictures.append((f"{stem_metric}-cell{cid}", values[rm.cell_index(cid)], [rm.cell_index(cid)]))
         envelope = np.max(np.where(np.isnan(values), -np.inf, values), axis=0)
         envelope[np.isinf(envelope)] = np.nan
-        pictures.append((f"{metric}-max", envelope, list(range(len(rm.cell_ids)))))
+        pictures.append((f"{stem_metric}-max", envelope, list(range(len(rm.cell_ids)))))
     else:
         pictures.append((metric, values, list(range(len(rm.cell_ids)))))
     x0, y0, x1, y1 = rm.grid.extent_m
     written = []
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, kind="pictures") as tmp:
         for stem, img, idx in pictures:
             fig, ax = plt.subplots(figsize=(7, 6))
             im = ax.imshow(img, origin="lower", extent=(x0, x1, y0, y1), cmap="viridis")
@@ -348,8 +405,10 @@ def show_map(maps: str | os.PathLike, out_dir: str | os.PathLike, metric: str = 
                 footprints.boundary.plot(ax=ax, color="white", linewidth=0.6)
             s = rm.sites.iloc[idx]
             ax.scatter(s["x_m"], s["y_m"], marker="^", s=60, c="red", edgecolors="black", zorder=5)
-            for _, row in s.iterrows():
-                az = np.radians(float(row["azimuth_deg"]))
+            for k, (_, row) in zip(idx, s.iterrows(), strict=True):
+                # the boresight, or the drawn beam's steering azimuth
+                az = np.radians(float(row["azimuth_deg"]) if beam is None
+                                else float(rm.attrs["beams"]["azimuth_deg"][k][beam]))
                 ax.annotate("", xy=(row["x_m"] + 25 * np.sin(az), row["y_m"] + 25 * np.cos(az)),
                             xytext=(row["x_m"], row["y_m"]), arrowprops={"arrowstyle": "->", "color": "red"})
             ax.set_xlim(x0, x1)

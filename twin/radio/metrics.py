@@ -36,7 +36,7 @@ import numpy as np
 from twin.errors import InputError
 
 __all__ = [
-    "MetricConfig", "compute_metrics", "link_performance", "noise_power_dbm",
+    "MetricConfig", "compute_metrics", "link_performance", "noise_power_dbm", "re_power_dbm",
     "ReportingConfig", "apply_reporting",
     "PER_CELL_KEYS", "MAP_KEYS", "METRIC_UNITS",
 ]
@@ -220,6 +220,16 @@ def _check_inputs(path_gain_db: Any, power_dbm: Any, frequency_hz: Any) -> tuple
     return pg, power, freq
 
 
+def re_power_dbm(power_dbm: np.ndarray, config: MetricConfig | None = None) -> np.ndarray:
+    """Transmit power per resource element [dBm] ``(n_cells,)``: the carrier power over ``n_re``.
+
+    RSRP is this plus the path gain (the reference signals, SSBs included, are sent at
+    the average energy per resource element).
+    """
+    config = config or MetricConfig()
+    return np.asarray(power_dbm, np.float64) - 10.0 * math.log10(config.n_re)
+
+
 def compute_metrics(path_gain_db: np.ndarray, power_dbm: np.ndarray, frequency_hz: np.ndarray,
                     config: MetricConfig | None = None) -> dict[str, np.ndarray]:
     """Every cell's RSRP/RSSI/RSRQ/SINR/SNR maps and the serving cell's BLER and throughput.
@@ -281,7 +291,7 @@ def compute_metrics(path_gain_db: np.ndarray, power_dbm: np.ndarray, frequency_h
     rssi_mw = config.load * same_carrier_mw + noise_mw
 
     with np.errstate(divide="ignore"):
-        rsrp_dbm = rx_dbm - 10.0 * np.log10(config.n_re)
+        rsrp_dbm = re_power_dbm(power, config)[:, None, None] + pg_filled
         cell_rssi_dbm = 10.0 * np.log10(rssi_mw)
         sinr_db = 10.0 * np.log10(rx_mw / (interference_mw + noise_mw))
         snr_db = rx_dbm - 10.0 * math.log10(noise_mw)

@@ -145,10 +145,7 @@ def validate_sites(raw: pd.DataFrame, what: str = "BS table") -> pd.DataFrame:
                 continue
             lo, hi = _RANGES.get(col, (-math.inf, math.inf))
             if col == "azimuth_deg":
-                if not -360.0 <= f <= 360.0:
-                    problems.append(f"row {k + 1}, column 'azimuth_deg': {f:g} is outside [-360, 360]")
-                    continue
-                f %= 360.0
+                f %= 360.0  # an angle: 720 and -90 are 0 and 270, as documented
             elif not lo <= f <= hi or (col in ("height_m", "frequency_hz", "bandwidth_hz") and f <= lo):
                 problems.append(f"row {k + 1}, column {col!r}: {f:g} is outside the range ({lo:g}, {hi:g}]"
                                 if col in ("height_m", "frequency_hz", "bandwidth_hz")

@@ -92,6 +92,11 @@ class TraceConfig:
         ``PathSolver``'s path budget per transmitter (point evaluation).
     on_building : "rooftop" or "reject"
         Sites whose antenna lies inside a building: lifted to the roof or refused.
+    beams : int
+        NR SSB beams per cell (0, default: none). ``N`` >= 2 also traces each cell as a
+        horizontal ``N``-element λ/2 array with an ``N``-beam DFT codebook tiling its
+        sector (:mod:`twin.radio.beams`), one map per beam: ``N`` times the rays of the
+        cell's own map. 4 (``L_max`` below 3 GHz) or 8 (3-6 GHz) as NR's SSB sweeps.
     """
 
     samples_per_tx: int | None = None
@@ -116,6 +121,7 @@ class TraceConfig:
     pattern: str | None = None
     max_paths_per_src: int = 10**6
     on_building: Literal["rooftop", "reject"] = "rooftop"
+    beams: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -150,6 +156,11 @@ class TraceConfig:
             problems.append(f"scattering: {self.scattering!r} must be 'table' or 'scene'")
         if self.on_building not in ("rooftop", "reject"):
             problems.append(f"on_building: {self.on_building!r} must be 'rooftop' or 'reject'")
+        from twin.radio.beams import MAX_BEAMS
+
+        b = self.beams
+        if isinstance(b, bool) or not isinstance(b, int) or b < 0 or b == 1 or b > MAX_BEAMS:
+            problems.append(f"beams: {b!r} must be 0 (no beams) or an integer from 2 to {MAX_BEAMS}")
         if problems:
             raise InputError("trace config: " + "; ".join(problems))
 
@@ -296,7 +307,7 @@ class Tracer:
         self.notes: list[str] = []
         self._radio_solver = self.rt.RadioMapSolver()
         self._path_solver = self.rt.PathSolver()
-        self._state: tuple[float, float, str] | None = None
+        self._state: tuple[float, float, str, int] | None = None
         self._checked: set[float] = set()
         self.sionna_scene.rx_array = self.rt.PlanarArray(num_rows=1, num_cols=1, pattern="iso",
                                                          polarization="V")
@@ -327,16 +338,18 @@ class Tracer:
             groups.setdefault(key, []).append(k)
         return [(key, np.asarray(idx)) for key, idx in groups.items()]
 
-    def _configure(self, key: tuple[float, float, str]) -> None:
-        if self._state == key:
+    def _configure(self, key: tuple[float, float, str], n_elements: int = 1) -> None:
+        """Carrier and transmit array: ``n_elements`` in a horizontal row, λ/2 apart (1: the sector antenna)."""
+        if self._state == (*key, n_elements):
             return
         frequency_hz, bandwidth_hz, pattern = key
         sc = self.sionna_scene
         sc.frequency = frequency_hz
         # Sionna's own SINR/noise use scene.bandwidth (default 1 MHz): keep it the cells'
         sc.bandwidth = bandwidth_hz
-        sc.tx_array = self.rt.PlanarArray(num_rows=1, num_cols=1, pattern=pattern, polarization="V")
-        self._state = key
+        sc.tx_array = self.rt.PlanarArray(num_rows=1, num_cols=n_elements, horizontal_spacing=0.5,
+                                          pattern=pattern, polarization="V")
+        self._state = (*key, n_elements)
 
     def _set_transmitters(self, rows: pd.DataFrame) -> None:
         sc = self.sionna_scene
@@ -375,20 +388,32 @@ class Tracer:
                     start = k
         return out
 
-    def _radio_map(self, grid: Grid, samples_per_tx: int | None = None) -> Any:
-        """Sionna's ``RadioMap`` of the current transmitters, aligned with ``grid``."""
+    def _radio_map(self, grid: Grid, samples_per_tx: int | None = None,
+                   precoding: np.ndarray | None = None) -> Any:
+        """Sionna's ``RadioMap`` of the current transmitters, aligned with ``grid``.
+
+        ``precoding`` ``(n_tx, n_elements)`` complex: each transmitter's weights on the
+        scene's ``tx_array`` (None: Sionna's default, equal weights).
+        """
         cs = grid.cell_size_m
         cx, cy = grid.center_m
+        extra: dict[str, Any] = {}
+        if precoding is not None:
+            import mitsuba as mi
+
+            extra["precoding_vec"] = (mi.TensorXf(np.ascontiguousarray(precoding.real, np.float32)),
+                                      mi.TensorXf(np.ascontiguousarray(precoding.imag, np.float32)))
         return self._radio_solver(
             self.sionna_scene, center=[cx, cy, self.config.rx_height_m], orientation=[0.0, 0.0, 0.0],
             # half a cell short: Sionna rounds the size up to whole cells, float32 error could add one
             size=[(grid.width - 0.5) * cs, (grid.height - 0.5) * cs], cell_size=[cs, cs],
             samples_per_tx=int(samples_per_tx or self.config.samples_per_tx or self.config.min_samples_per_tx),
-            **self.config.solver_kwargs())
+            **extra, **self.config.solver_kwargs())
 
-    def _solve_map(self, grid: Grid, samples_per_tx: int | None = None) -> np.ndarray:
+    def _solve_map(self, grid: Grid, samples_per_tx: int | None = None,
+                   precoding: np.ndarray | None = None) -> np.ndarray:
         t0 = time.perf_counter()
-        gain = self._radio_map(grid, samples_per_tx).path_gain.numpy()  # [n_tx, H, W] linear
+        gain = self._radio_map(grid, samples_per_tx, precoding).path_gain.numpy()  # [n_tx, H, W] linear
         self.solver_s += time.perf_counter() - t0
         if gain.shape[1:] != grid.shape:
             raise EngineError(f"Sionna returned a {gain.shape[1:]} map for the {grid.shape} grid")
@@ -442,6 +467,61 @@ class Tracer:
         self._set_transmitters(table.iloc[:0])
         out, coverage = fill_holes(out, self.outdoor(grid), grid.cell_size_m, self.config.fill_radius_m)
         return out, coverage, samples
+
+    def beam_maps_with_coverage(self, sites: Any, n_beams: int | None = None, grid: Grid | None = None,
+                                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Path-gain maps of every SSB beam of every cell of ``sites`` (:mod:`twin.radio.beams`).
+
+        Each cell becomes a transmitter with the ``n_beams``-element array, traced once
+        per beam with that beam's precoding vector, in the batches and with the rays and
+        seed of :meth:`radio_maps_with_coverage`: the same ray paths as the cell's own
+        map, so that at every pixel the mean of the beam maps is the cell's map (the
+        codebook is unitary; tested). Holes are filled in the same way.
+
+        Parameters
+        ----------
+        n_beams : int, optional
+            Beams per cell, at least 2; default ``config.beams``.
+
+        Returns
+        -------
+        path_gain_db : ndarray, float32, ``(n_cells, n_beams, H, W)``
+            Path gain [dB] with the beam's antenna gain (element pattern times array
+            factor); NaN where no ray arrived and none was filled.
+        coverage : ndarray, uint8, ``(n_cells, n_beams, H, W)``
+            The flags of :data:`twin.radio.coverage.RECEIVED` / ``FILLED`` / ``NO_VALUE``.
+        """
+        from tqdm.auto import tqdm
+
+        from twin.radio.beams import MAX_BEAMS, precoding_vectors
+        from twin.radio.coverage import fill_holes
+
+        nb = int(n_beams if n_beams is not None else self.config.beams)
+        if not 2 <= nb <= MAX_BEAMS:
+            raise InputError(f"beams: {nb} must be an integer from 2 to {MAX_BEAMS}")
+        table = self.sites(sites)
+        self.check(table)
+        grid = grid or self.grid
+        out = np.full((len(table), nb, *grid.shape), np.nan, dtype=np.float32)
+        samples = self.samples_for(table, grid)
+        codebook = precoding_vectors(nb)                                      # [B, N]
+        bar = tqdm(total=len(table), desc=f"trace {nb} beams", unit="cell", disable=not progress)
+        # The batches, transmitter order, rays and seed of radio_maps_with_coverage, one call per
+        # beam: every beam map then follows the very rays (and random interaction draws) of the
+        # cell's own map, only the antenna weight of each ray differs.
+        for key, idx in self._batches(table, samples):
+            self._configure(key, n_elements=nb)
+            self._set_transmitters(table.iloc[idx])
+            for b in range(nb):
+                gain = self._solve_map(grid, int(samples[idx].max()), np.tile(codebook[b], (len(idx), 1)))
+                with np.errstate(divide="ignore"):
+                    out[idx, b] = np.where(gain > 0, 10.0 * np.log10(gain), np.nan)
+            bar.update(len(idx))
+        bar.close()
+        self._set_transmitters(table.iloc[:0])
+        flat, coverage = fill_holes(out.reshape(-1, *grid.shape), self.outdoor(grid), grid.cell_size_m,
+                                    self.config.fill_radius_m)
+        return flat.reshape(out.shape), coverage.reshape(out.shape)
 
     def outdoor(self, grid: Grid | None = None) -> np.ndarray:
         """Pixels of ``grid`` (default :attr:`grid`) whose centre lies outside every building ``(H, W)``."""
@@ -551,7 +631,7 @@ def trace(scene: TwinScene | str | os.PathLike, sites: Any, out: str | os.PathLi
     from twin.radio.maps import write_maps
 
     if is_local(out):
-        check_output(out, overwrite)
+        check_output(out, overwrite, "maps")
     compute_metrics: Callable[..., dict[str, np.ndarray]] | None = None
     if metrics:  # resolve the metric config before the long part, so that a bad one fails fast
         from twin.radio.metrics import MetricConfig, compute_metrics
@@ -580,6 +660,20 @@ def trace(scene: TwinScene | str | os.PathLike, sites: Any, out: str | os.PathLi
                                       table["frequency_hz"].to_numpy(np.float64), metric_config))
         arrays.setdefault("path_gain_db", path_gain_db)
     arrays["coverage"] = coverage
+    extra: dict[str, Any] = {"coverage": per_cell}
+    if tracer.config.beams:
+        from twin.radio.beams import beam_attrs
+
+        beam_pg, beam_coverage = tracer.beam_maps_with_coverage(table, progress=progress)  # [n, B, H, W]
+        arrays["beam_path_gain_db"] = beam_pg
+        if compute_metrics is not None:
+            from twin.radio.metrics import re_power_dbm
+
+            arrays["beam_rsrp_dbm"] = (beam_pg + re_power_dbm(table["power_dbm"].to_numpy(np.float64),
+                                                              metric_config)[:, None, None, None]
+                                       ).astype(np.float32)
+        arrays["beam_coverage"] = beam_coverage
+        extra["beams"] = beam_attrs(table, tracer.config.beams)
     return write_maps(out, tracer.grid, tracer.scene, table, arrays, trace_config=tracer.config,
                       metric_config=metric_config if metrics else None, notes=tracer.notes,
-                      overwrite=overwrite, extra_attrs={"coverage": per_cell})
+                      overwrite=overwrite, extra_attrs=extra)

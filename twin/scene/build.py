@@ -383,7 +383,7 @@ def _build(osm: OsmData, frame: SceneFrame, extent_m: tuple[float, float, float,
         "source": {"osm": osm.source},
         "warnings": warnings_list,
     }
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="scene") as tmp:
         (tmp / "meshes").mkdir()
         for material, parts in meshes.items():
             merge_meshes(parts).export(tmp / "meshes" / f"buildings-{material}.ply")
@@ -397,7 +397,7 @@ def _build(osm: OsmData, frame: SceneFrame, extent_m: tuple[float, float, float,
 
 def build_scene(out: str | os.PathLike, osm_file: str | os.PathLike | None = None,
                 bbox: tuple[float, float, float, float] | None = None, name: str | None = None,
-                config: SceneConfig | None = None, overwrite: bool = False) -> TwinScene:
+                config: SceneConfig | None = None, overwrite: bool = False, allow_empty: bool = False) -> TwinScene:
     """Build a Sionna-ready scene directory from an OSM area.
 
     Parameters
@@ -412,6 +412,10 @@ def build_scene(out: str | os.PathLike, osm_file: str | os.PathLike | None = Non
     name : str, optional
         Scene name (default: the output directory's name).
     config : SceneConfig, optional
+    allow_empty : bool
+        Build a ground-only scene when the area holds no building. Without it such an area
+        (a bbox outside the file's data, a typo in the bbox) is refused with an
+        :class:`InputError` naming the file and the bbox.
 
     Returns
     -------
@@ -421,12 +425,16 @@ def build_scene(out: str | os.PathLike, osm_file: str | os.PathLike | None = Non
     """
     config = config or SceneConfig()
     out = Path(out)
-    check_output(out, overwrite)
+    check_output(out, overwrite, "scene")
     if bbox is not None:
         validate_bbox(bbox, max_area_km2=config.max_area_km2)
     from twin.scene.osm import read_osm
 
     osm = read_osm(osm_file, bbox)
+    if len(osm.buildings) == 0 and not allow_empty:
+        raise InputError(f"{osm.source}: no buildings in the bbox {_bbox_text(osm.bbox)} ({len(osm.roads)} roads): "
+                         "is the bbox outside the file's data? Pass --allow-empty (allow_empty=True) to build a "
+                         "ground-only scene")
     west, south, east, north = validate_bbox(osm.bbox, max_area_km2=config.max_area_km2)
     frame = SceneFrame.from_lonlat((west + east) / 2, (south + north) / 2)
     xs, ys = frame.to_scene(np.array([west, east, east, west]), np.array([south, south, north, north]))
@@ -435,6 +443,10 @@ def build_scene(out: str | os.PathLike, osm_file: str | os.PathLike | None = Non
     if config.tile_size_m:
         build_tiles(scene, osm, config)
     return scene
+
+
+def _bbox_text(bbox: tuple[float, float, float, float]) -> str:
+    return ",".join(f"{v:.6f}" for v in bbox) + " (W,S,E,N)"
 
 
 def build_tiles(scene: TwinScene, osm: OsmData, config: SceneConfig) -> list[TwinScene]:
