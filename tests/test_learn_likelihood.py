@@ -195,7 +195,7 @@ def test_channels_fit_a_tiny_corpus_in_fewer_steps(city):
     same seed and batches. Measured (seed 0): median below 40 m after 160 steps with the channels, not
     within 200 without (42 m there; the crop centre is ~70 m). On fixed crops alone both memorize the 48
     in ~90-100 steps: the channels help where the model must localize relative to a moving crop.
-    ~90 s on a loaded 2-core CPU."""
+    18 s on the 2-core CPU at low load."""
     root, url = city
     dcfg = DataConfig(crop_size_m=256.0, crop_px=32, max_cells=4, likelihood=True)
     train_ds = CorpusDataset([url], [np.arange(48)], dcfg, training=True)
