@@ -561,18 +561,26 @@ def _fit_task(scene_dir: str, trace_config: Any, cells: pd.DataFrame, points: li
 
 
 def _run(tasks: list[dict[str, Any]], scene_dir: str, trace_config: Any, config: CalibrationConfig,
-         workers: int, scheduler: str | None, progress: bool) -> list[SiteFit]:
+         workers: int, scheduler: str | None, progress: bool, cluster_spec: Any = None) -> list[SiteFit]:
     from tqdm.auto import tqdm
 
-    if scheduler is None and workers <= 1:
+    batch = cluster_spec is not None and cluster_spec.kind != "local"
+    if scheduler is None and workers <= 1 and not batch:
         return [_fit_task(scene_dir, trace_config, config=config, progress=progress, **t) for t in tasks]
     from dask.distributed import as_completed
 
     from twin.generate.cluster import start_cluster
 
-    # The engine of `twin generate`; a given scheduler's workers are set up by whoever started them.
-    threads = None if scheduler else max(1, (os.cpu_count() or 1) // min(workers, len(tasks)))
-    client, cluster = start_cluster(workers=workers, scheduler=scheduler, n_tasks=len(tasks))
+    # The engine of `twin generate`. Workers of a given scheduler are set up by whoever started
+    # them; a batch job's worker has its job's cores (cluster.threads_per_worker).
+    if scheduler:
+        threads = None
+    elif batch:
+        threads = cluster_spec.threads_per_worker
+    else:
+        threads = max(1, (os.cpu_count() or 1) // min(workers, len(tasks)))
+    client, cluster = start_cluster(cluster_spec, workers=workers if workers > 1 or not batch else None,
+                                    scheduler=scheduler, n_tasks=len(tasks))
     try:
         with client:
             futures = {client.submit(_fit_task, scene_dir, trace_config, config=config, engine_threads=threads,
@@ -590,8 +598,8 @@ def _run(tasks: list[dict[str, Any]], scene_dir: str, trace_config: Any, config:
 def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test: str | os.PathLike | DriveTest,
               out: str | os.PathLike | None = None, report_dir: str | os.PathLike | None = None,
               config: CalibrationConfig | None = None, *, trace_config: Any = None, workers: int = 1,
-              scheduler: str | None = None, sites: list[str] | None = None, overwrite: bool = False,
-              progress: bool = False) -> CalibrationResult:
+              scheduler: str | None = None, cluster: Any = None, sites: list[str] | None = None,
+              overwrite: bool = False, progress: bool = False) -> CalibrationResult:
     """Calibrate every site of a BS file against a drive test; write the calibrated file and a report.
 
     Parameters
@@ -614,6 +622,10 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
         Dask worker processes; 1 without ``scheduler`` fits in this process.
     scheduler : str, optional
         Address of a running Dask scheduler.
+    cluster : twin.generate.cluster.ClusterSpec, optional
+        The engine of ``twin generate``: with ``kind`` slurm or pbs the sites run in
+        ``workers`` batch jobs (default ``cluster.workers``, else 1) started through
+        dask-jobqueue, each worker with ``threads_per_worker`` engine threads.
     sites : list of str, optional
         Only these ``bs_id`` (the others are kept as they are, uncalibrated).
 
@@ -664,7 +676,7 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
         mine = (table["bs_id"].astype(str) == bs_id).to_numpy()
         tasks.append({"cells": table[mine].reset_index(drop=True), "points": todo[bs_id],
                       "others": table[~mine].reset_index(drop=True), "seed": config.seed + k})
-    fits = _run(tasks, str(scene.path), trace_cfg, config, workers, scheduler, progress)
+    fits = _run(tasks, str(scene.path), trace_cfg, config, workers, scheduler, progress, cluster)
     by_id = {f.bs_id: f for f in fits}
     results = []
     for bs_id in order:

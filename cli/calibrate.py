@@ -54,14 +54,18 @@ def main() -> None:
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Dask worker processes (sites in parallel); 1 runs in this process.")
 @click.option("--scheduler", default=None, help="Address of a running Dask scheduler.")
+@click.option("--cluster", "cluster_kind", type=click.Choice(["local", "slurm", "pbs"]), default=None,
+              help="Run the sites on a LocalCluster or in SLURM/PBS batch jobs (--workers jobs) through "
+                   "dask-jobqueue, as `twin generate` does; job settings from the config's 'cluster' section.")
 @click.option("--config", "config_file", type=PATH, default=None,
-              help="YAML whose 'calibrate' section holds CalibrationConfig keys; flags override it.")
+              help="YAML whose 'calibrate' section holds CalibrationConfig keys (and 'cluster' the engine's); "
+                   "flags override it.")
 @click.option("--seed", type=int, default=None, help="Random seed of the optimizer (default 0).")
 @overwrite_option
 @clean_errors
 def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_points, metric, objective, height_prior,
             refine_calls, recheck_top, profile_steps, params, bounds, samples_per_tx, cell_size, sites, workers,
-            scheduler, config_file, seed, overwrite):
+            scheduler, cluster_kind, config_file, seed, overwrite):
     """Fit each base station's pose (x, y, height, azimuth ...) to a drive test by GP Bayesian optimization.
 
     Per site, scikit-optimize's gp_minimize with expected improvement minimizes the
@@ -80,7 +84,8 @@ def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_poin
     from dataclasses import replace
 
     from calibrate.fit import CalibrationConfig, calibrate
-    from twin.config import load_yaml
+    from twin.config import load_yaml, resolve_config
+    from twin.generate.cluster import ClusterSpec
 
     cfg = load_yaml(CalibrationConfig, config_file, section="calibrate") if config_file else CalibrationConfig()
     flags = {"calls": calls, "initial_points": initial_points, "metric": metric, "objective": objective,
@@ -94,8 +99,10 @@ def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_poin
         return config_file is None or (source is not None and source.name != "DEFAULT")
 
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None and given(k)})
+    cluster = (resolve_config(ClusterSpec, config_file, section="cluster", kind=cluster_kind)
+               if cluster_kind or config_file else None)
     result = calibrate(scene_dir, bs_file, drive_test, out, report_dir, cfg, workers=workers,
-                       scheduler=scheduler, sites=sites.split(",") if sites else None,
+                       scheduler=scheduler, cluster=cluster, sites=sites.split(",") if sites else None,
                        overwrite=overwrite, progress=True)
     s = result.summary()
     click.echo(f"calibrated {s['fitted']} of {s['sites']} sites in {s['wall_s']:.1f} s "

@@ -199,6 +199,35 @@ def test_dask_workers_give_the_serial_result(case, tmp_path):
     pd.testing.assert_frame_equal(serial.table, parallel.table)
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_calibrate_fit_on_slurm_jobs_gives_the_serial_result(case, tmp_path):
+    """`calibrate fit --cluster slurm --workers 2`: the sites run in two real batch jobs (twin generate's engine)."""
+    from tests.test_generate import needs_slurm, slurm_jobs
+
+    needs_slurm()
+    scene, root, truth, _ = case
+    wrong = truth.assign(azimuth_deg=(truth["azimuth_deg"] + 50.0) % 360.0)
+    wrong.to_csv(tmp_path / "bs.csv", index=False)
+    cfg = CalibrationConfig(calls=5, initial_points=2, params="azimuth", **FAST)
+    serial = calibrate(scene, wrong, root / "dt.csv", config=cfg)
+    (tmp_path / "cfg.yaml").write_text(
+        "calibrate:\n  calls: 5\n  initial_points: 2\n  params: azimuth\n  samples_per_tx: 20000\n"
+        f"  cell_size_m: 10\ncluster:\n  memory: 3GB\n  walltime: '00:20:00'\n  log_directory: {tmp_path / 'logs'}\n")
+    before = set(slurm_jobs(""))
+    result = CliRunner().invoke(main, ["fit", "--scene", str(scene.path), "--bs-file", str(tmp_path / "bs.csv"),
+                                       "--drive-test", str(root / "dt.csv"), "--out", str(tmp_path / "cal.csv"),
+                                       "--report", str(tmp_path / "rep"),
+                                       "--config", str(tmp_path / "cfg.yaml"), "--cluster", "slurm",
+                                       "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "calibrated 2 of 2 sites" in result.output
+    assert list((tmp_path / "logs").glob("*.err")) or list((tmp_path / "logs").glob("*.out"))  # real jobs ran
+    fitted = pd.read_csv(tmp_path / "cal.csv")
+    np.testing.assert_allclose(fitted["azimuth_deg"], serial.table["azimuth_deg"], atol=1e-6)
+    assert set(slurm_jobs("")) <= before  # the jobs are gone once the fit returns
+
+
 def test_profile_warns_when_a_parameter_is_not_identifiable(case, tmp_path):
     """The RMSE's fitted offset absorbs a power offset exactly: power's profile is flat, azimuth's is not."""
     scene, root, truth, _ = case
