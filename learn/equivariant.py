@@ -133,7 +133,7 @@ class E2MapViT(nn.Module):
         self.side = side
         d = cfg.d_map
         self.patch_size = cfg.patch_size
-        self.weight = nn.Parameter(torch.empty(d, cfg.map_channels + 1, cfg.patch_size, cfg.patch_size))
+        self.weight = nn.Parameter(torch.empty(d, cfg.map_channels + 1 + cfg.likelihood_channels, cfg.patch_size, cfg.patch_size))
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
         self.bias = nn.Parameter(torch.zeros(d))
         mul, inv = group_tables()

@@ -50,7 +50,7 @@ from twin.corpus.store import Corpus
 from twin.errors import InputError
 from twin.geo import Grid
 
-__all__ = ["MapMatcher", "MatchResult", "feature_sigmas", "last_report", "PIXEL_PRIORS",
+__all__ = ["MapMatcher", "MatchResult", "feature_sigmas", "last_report", "miss_values", "PIXEL_PRIORS",
            "plot_match"]
 
 PIXEL_PRIORS = ("road", "outdoor", "none")
@@ -100,6 +100,17 @@ def last_report(cell_id: np.ndarray, features: np.ndarray, mask: np.ndarray, tim
     return np.asarray(cell_id)[mask], np.asarray(features, np.float64)[mask]
 
 
+def miss_values(cell_maps: np.ndarray, miss_margin: float = 10.0) -> np.ndarray:
+    """``miss_value_f`` ``(F,)``: the lowest finite value of each feature over ``cell_maps`` ``(n, F, H, W)``
+    minus ``miss_margin`` [feature units] (0 - margin for an all-NaN feature): a heard cell's term where its map is NaN."""
+    maps = np.asarray(cell_maps, np.float32)
+    n, f = maps.shape[:2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature: no lowest value
+        lowest = np.nanmin(maps.reshape(n, f, -1).transpose(1, 0, 2).reshape(f, -1), axis=1)
+    return np.nan_to_num(lowest, nan=0.0) - miss_margin
+
+
 @dataclass
 class MatchResult:
     """Map matching of ``N`` sequences: MAP pixel centres, spread, and (optionally) posteriors."""
@@ -140,10 +151,7 @@ class MapMatcher:
         self.cell_id = np.asarray(cell_id, np.int64)
         self.lookup = {int(c): i for i, c in enumerate(self.cell_id)}
         self.sigma = np.asarray(sigma, np.float64).reshape(f)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN feature: no lowest value
-            lowest = np.nanmin(maps.reshape(n, f, -1).transpose(1, 0, 2).reshape(f, -1), axis=1)
-        self.miss_value = np.nan_to_num(lowest, nan=0.0) - miss_margin                       # (F,)
+        self.miss_value = miss_values(maps, miss_margin)                                       # (F,)
         filled = np.where(np.isfinite(maps), maps, self.miss_value[None, :, None, None].astype(np.float32))
         z = (filled / self.sigma[None, :, None, None].astype(np.float32)).reshape(n * f, h * w)
         self.pixel_mask = (np.ones(h * w, bool) if pixel_mask is None
@@ -178,23 +186,32 @@ class MapMatcher:
                 s2[i] += t * float((zm * zm).sum())
         return s1, cnt, s2
 
+    def energy(self, events: Sequence[tuple[np.ndarray, np.ndarray]], temper: Sequence[float] | np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Residual energy of Eq. 22, ``sum_ef ((m_ef - r_cf(y)) / sigma_f)^2`` ``(N, P')`` at the searched
+        pixels (``= -2 log p``, dimensionless, >= 0 up to float32 rounding), and the number of
+        ``(event, feature)`` terms with a map in it ``(N,)`` (both weighted by ``temper``)."""
+        temper = [1.0] * len(events) if temper is None else temper
+        s1, cnt, s2 = self._design(events, temper)
+        # -2 log p = s2 - 2 s1 . z + cnt . z^2: one float32 GEMM over the searched pixels.
+        w = np.concatenate([cnt, -2.0 * s1], axis=1).astype(np.float32)
+        e = (w @ self.zz)
+        e += s2[:, None].astype(np.float32)
+        return e, cnt.sum(1)
+
     def log_likelihood(self, events: Sequence[tuple[np.ndarray, np.ndarray]], temper: Sequence[float] | np.ndarray | None = None,
                        region: np.ndarray | None = None) -> np.ndarray:
         """Log-likelihood ``(N, P')`` of the searched pixels (:attr:`x_m`, :attr:`y_m`; ``-inf`` outside ``region``).
 
         ``events``: per sequence ``(cell_id (E,), features (E, F))``; ``temper``: per
         sequence weight of its events (default 1); ``region``: bool ``(N, P')`` of allowed pixels.
+        It is ``-energy / 2`` (:meth:`energy`).
         """
-        temper = [1.0] * len(events) if temper is None else temper
-        s1, cnt, s2 = self._design(events, temper)
-        # -2 log p = s2 - 2 s1 . z + cnt . z^2: one float32 GEMM over the searched pixels.
-        w = np.concatenate([cnt, -2.0 * s1], axis=1).astype(np.float32)
-        ll = (w @ self.zz)
-        ll += s2[:, None].astype(np.float32)
+        ll, n_terms = self.energy(events, temper)
         ll *= -0.5
         if region is not None:
             ll[~region] = -np.inf
-        ll[cnt.sum(1) == 0] = -np.inf  # nothing heard that has a map: no estimate
+        ll[n_terms == 0] = -np.inf  # nothing heard that has a map: no estimate
         return ll
 
     def match(self, events: Sequence[tuple[np.ndarray, np.ndarray]], temper: Sequence[float] | np.ndarray | None = None,

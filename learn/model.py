@@ -20,15 +20,16 @@ from learn.losses import coarse_loss, mixture_nll, physics_energy
 from twin.errors import InputError, collect
 
 __all__ = ["ModelConfig", "PosteriorModel", "PosteriorOutput", "RadioEncoder", "SetRadioEncoder",
-           "MapViT", "Fusion", "time_embedding", "normalized_relative_time"]
+           "MapViT", "Fusion", "DenseCoarseHead", "time_embedding", "normalized_relative_time"]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Model sizes and switches; defaults are the paper's Table 1.
 
-    The data-dependent sizes (``n_features``, ``n_cells``, ``map_channels``) are filled
-    from the corpus by the trainer and saved in the checkpoint.
+    The data-dependent sizes (``n_features``, ``n_cells``, ``map_channels``,
+    ``likelihood_channels``) are filled from the corpus and the data config by the trainer
+    and saved in the checkpoint.
     """
 
     # data-dependent (set from the corpus)
@@ -36,6 +37,7 @@ class ModelConfig:
     n_cells: int = 1024          # cell vocabulary size (index 0 = padding/unknown)
     n_beams: int = 257           # beam vocabulary (0 = none, else beam_id + 1)
     map_channels: int = 10       # radio + semantic channels of ``maps`` (map_valid is added)
+    likelihood_channels: int = 0  # channels of ``lik_maps`` beside them (DataConfig.likelihood: 2, else 0)
     crop_px: int = 256           # Table 1: 256 x 256 map, ~1 km² at ~4 m/px
     # radio encoder (Table 1: d_r=256, L=4, H=8)
     radio_encoder: Literal["transformer", "set_transformer"] = "transformer"
@@ -58,6 +60,9 @@ class ModelConfig:
     # heads (Table 1: G=32, top-K=5)
     grid_size: int = 32
     top_k: int = 5               # 1 = the "single Gaussian" ablation
+    # "mlp": the paper's coarse head, one MLP on the pooled z_f (Eq. 11); "dense": each coarse
+    # cell's logit from its own patch token of the map encoder and z_f (DenseCoarseHead)
+    coarse_head: Literal["mlp", "dense"] = "mlp"
     d_cell: int = 64
     head_hidden: int = 512
     use_cell_embedding: bool = True
@@ -81,8 +86,12 @@ class ModelConfig:
                 problems.append(f"{name}: {value!r} must be an integer >= 1")
         if problems:  # the checks below divide by these
             collect(problems, "model config")
-        if self.map_channels < 0:
-            problems.append(f"map_channels: {self.map_channels} must be >= 0")
+        for name in ("map_channels", "likelihood_channels"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                problems.append(f"{name}: {getattr(self, name)!r} must be an integer >= 0")
+        if self.likelihood_channels and not self.use_map:
+            problems.append(f"likelihood_channels: {self.likelihood_channels} needs use_map (the likelihood channels "
+                            "feed the map encoder)")
         for dim, heads in (("d_radio", "radio_heads"), ("d_map", "map_heads"), ("d_fusion", "fusion_heads")):
             if getattr(self, dim) % getattr(self, heads):
                 problems.append(f"{dim}: {getattr(self, dim)} is not a multiple of {heads} {getattr(self, heads)}")
@@ -93,6 +102,11 @@ class ModelConfig:
             problems.append(f"top_k: {self.top_k} exceeds the grid's {self.grid_size**2} cells")
         if self.radio_encoder not in ("transformer", "set_transformer"):
             problems.append(f"radio_encoder: {self.radio_encoder!r} must be 'transformer' or 'set_transformer'")
+        if self.coarse_head not in ("mlp", "dense"):
+            problems.append(f"coarse_head: {self.coarse_head!r} must be 'mlp' or 'dense'")
+        if self.coarse_head == "dense" and (not self.use_map or self.use_e2_equivariant):
+            problems.append("coarse_head: 'dense' reads the patch tokens of the standard map encoder "
+                            "(use_map true, use_e2_equivariant false)")
         if self.phys_point not in ("mean", "map"):
             problems.append(f"phys_point: {self.phys_point!r} must be 'mean' or 'map'")
         if not 0 <= self.dropout < 1:
@@ -240,7 +254,7 @@ class SetRadioEncoder(nn.Module):
 
 
 class MapViT(nn.Module):
-    """Standard ViT over the early-fused map channels (+ the ``map_valid`` channel).
+    """Standard ViT over the early-fused map channels (+ the ``map_valid`` channel, + the likelihood channels).
 
     Returns the tokens ``S`` ``(B, 1 + N, d_m)``: the [CLS] token then the patch tokens.
     """
@@ -250,7 +264,7 @@ class MapViT(nn.Module):
         if cfg.crop_px % cfg.patch_size:
             raise InputError(f"model config: crop_px {cfg.crop_px} is not a multiple of patch_size {cfg.patch_size}")
         n = (cfg.crop_px // cfg.patch_size) ** 2
-        self.patch = nn.Conv2d(cfg.map_channels + 1, cfg.d_map, cfg.patch_size, cfg.patch_size)
+        self.patch = nn.Conv2d(cfg.map_channels + 1 + cfg.likelihood_channels, cfg.d_map, cfg.patch_size, cfg.patch_size)
         self.pos = nn.Parameter(torch.randn(1, 1 + n, cfg.d_map) * 0.02)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.d_map))
         layer = nn.TransformerEncoderLayer(cfg.d_map, cfg.map_heads, 4 * cfg.d_map, cfg.dropout,
@@ -285,6 +299,32 @@ class Fusion(nn.Module):
         return z_f + self.mlp(self.norm(z_f))
 
 
+class DenseCoarseHead(nn.Module):
+    """Coarse logits ``(B, G*G)`` cell by cell: ``u_c = MLP([s_p(c) || z_f])`` (``coarse_head: dense``).
+
+    ``s_p`` is the map encoder's token of the patch holding cell ``c``; each patch token gives the
+    ``r x r`` cells it covers (``r = G / (S / patch)``, an integer), so the map's location
+    information reaches the logits without passing through the pooled ``z_f`` alone.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        side = cfg.crop_px // cfg.patch_size
+        if side < 1 or cfg.grid_size % side:
+            raise InputError(f"model config: coarse_head 'dense' needs grid_size ({cfg.grid_size}) to be a multiple "
+                             f"of the patches per side (crop_px {cfg.crop_px} / patch_size {cfg.patch_size} = {side})")
+        self.side, self.r, self.g = side, cfg.grid_size // side, cfg.grid_size
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_map + cfg.d_fusion, cfg.head_hidden), nn.GELU(),
+                                 nn.Linear(cfg.head_hidden, self.r * self.r))
+
+    def forward(self, tokens: torch.Tensor, z_f: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, 1:]  # [B, N, d_m], patch (row north, column east) row-major
+        b, n, _ = patches.shape
+        u = self.mlp(torch.cat([patches, z_f[:, None].expand(b, n, z_f.shape[-1])], dim=-1))  # [B, N, r*r]
+        u = u.view(b, self.side, self.side, self.r, self.r).permute(0, 1, 3, 2, 4)  # [B, pi, ri, pj, rj]
+        return u.reshape(b, self.g * self.g)  # cell (pi r + ri) G + (pj r + rj)
+
+
 class PosteriorModel(nn.Module):
     """Radio encoder + map encoder + fusion + coarse/fine heads (Fig. 2)."""
 
@@ -307,24 +347,38 @@ class PosteriorModel(nn.Module):
             self.map = None
             self.no_map = nn.Sequential(nn.Linear(cfg.d_radio, cfg.d_fusion), nn.GELU(),
                                         nn.Linear(cfg.d_fusion, cfg.d_fusion))
-        self.coarse = CoarseHead(cfg.d_fusion, cfg.grid_size, cfg.head_hidden)
+        self.coarse: nn.Module = (DenseCoarseHead(cfg) if cfg.coarse_head == "dense"
+                                  else CoarseHead(cfg.d_fusion, cfg.grid_size, cfg.head_hidden))
         self.fine = FineHead(cfg.d_fusion, cfg.grid_size, cfg.d_cell, cfg.head_hidden,
                              cfg.use_cell_embedding, cfg.sigma_min_cells)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The fused representation ``z_f`` ``(B, d_f)``."""
+        return self._encode(batch)[0]
+
+    def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``z_f`` ``(B, d_f)`` and the map tokens ``(B, 1 + N, d_m)`` (None without a map)."""
         z_r = self.radio(batch)  # [B, d_r]
         if self.map is None:
-            return self.no_map(z_r)
-        maps = torch.cat([batch["maps"].float(), batch["map_valid"].float()], dim=1)  # [B, C+1, S, S]
-        return self.fusion(z_r, self.map(maps))
+            return self.no_map(z_r), None
+        parts = [batch["maps"].float(), batch["map_valid"].float()]  # [B, C, S, S], [B, 1, S, S]
+        if self.cfg.likelihood_channels:
+            lik = batch.get("lik_maps")
+            if lik is None or lik.shape[1] != self.cfg.likelihood_channels:
+                raise InputError(f"posterior model: expects {self.cfg.likelihood_channels} likelihood channels "
+                                 f"(lik_maps), the batch has {0 if lik is None else lik.shape[1]} (build the data "
+                                 "with data.likelihood as the model was trained)")
+            parts.append(lik.float())  # [B, L, S, S]
+        maps = torch.cat(parts, dim=1)  # [B, C+1+L, S, S]
+        tokens = self.map(maps)
+        return self.fusion(z_r, tokens), tokens
 
     def forward(self, batch: dict[str, torch.Tensor], targets: torch.Tensor | None = None
                 ) -> tuple[PosteriorOutput, torch.Tensor | None]:
         """Posterior for ``batch``; the loss of Eq. 24 when ``targets`` ``(B, 2)`` (crop coordinates) is given."""
         cfg = self.cfg
-        z_f = self.encode(batch)
-        logits = self.coarse(z_f)  # [B, G*G]
+        z_f, tokens = self._encode(batch)
+        logits = self.coarse(tokens, z_f) if isinstance(self.coarse, DenseCoarseHead) else self.coarse(z_f)  # [B, G*G]
         mixture = top_k_mixture(logits, self.fine, z_f, cfg.top_k)
         point = mixture.mean() if cfg.phys_point == "mean" else mixture.map_component()
         out = PosteriorOutput(logits, mixture, point)

@@ -126,6 +126,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # The model's crop is the data's (build_model): its patches must tile it.
+        if self.data.likelihood and not self.model.use_map:
+            raise InputError("data.likelihood: the likelihood channels feed the map encoder; model.use_map is false")
         if self.model.use_map and self.data.crop_px % self.model.patch_size:
             raise InputError(f"data.crop_px: {self.data.crop_px} is not a multiple of model.patch_size "
                              f"{self.model.patch_size} (the map encoder's patches tile the crop)")
@@ -187,8 +189,11 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def build_model(cfg: ModelConfig, info: dict[str, Any], data: DataConfig) -> PosteriorModel:
     """The model with the data-dependent sizes of ``info`` (from :func:`learn.data` datasets)."""
+    from learn.data.likelihood import LIKELIHOOD_CHANNELS
+
     model_cfg = dataclasses.replace(cfg, n_features=int(info["n_features"]), n_cells=int(info["n_cells"]),
-                                    map_channels=int(info["map_channels"]), crop_px=int(data.crop_px))
+                                    map_channels=int(info["map_channels"]), crop_px=int(data.crop_px),
+                                    likelihood_channels=len(LIKELIHOOD_CHANNELS) if data.likelihood else 0)
     return PosteriorModel(model_cfg)
 
 
@@ -345,7 +350,8 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         init_model = from_dict(ModelConfig, ckpt_init["configs"]["model"], f"{init} model config")
         init_data = from_dict(DataConfig, ckpt_init["configs"]["data"], f"{init} data config")
         config = dataclasses.replace(config, model=init_model, data=dataclasses.replace(
-            config.data, crop_px=init_data.crop_px, crop_size_m=init_data.crop_size_m))
+            config.data, crop_px=init_data.crop_px, crop_size_m=init_data.crop_size_m,
+            likelihood=init_data.likelihood))
     tc = config.train
     rank, world, device, ckpt_resume = prepare_run(out, tc, resume, overwrite, KIND)
 

@@ -209,7 +209,7 @@ def test_tiny_model_overfits_a_twin_sampled_corpus(corpora, tmp_path):
     assert np.median(err) < 20.0, np.median(err)
 
 
-@pytest.mark.parametrize("switch", [{"use_map": False}, {"lambda_phys": 0.0}, {"top_k": 1},
+@pytest.mark.parametrize("switch", [{"use_map": False}, {"lambda_phys": 0.0}, {"top_k": 1}, {"coarse_head": "dense"},
                                     {"use_cell_embedding": False}])
 def test_ablation_switches_train_and_predict_on_a_corpus(corpora, tmp_path, switch):
     """Seed 000's ablations (no map, no physics loss, one Gaussian, no cell embedding) run end to end."""

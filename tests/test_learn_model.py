@@ -256,3 +256,33 @@ def test_e2_map_encoder_is_equivariant():
     model = tiny_model()
     t1, t2 = model.map(x), model.map(transform(x, 1))
     assert not torch.allclose(t1[:, 0], t2[:, 0], atol=1e-3)
+
+
+def test_dense_coarse_head_reads_each_cell_from_its_own_patch():
+    """``coarse_head: dense``: a cell's logit moves with its own patch token only, at the heads' cell layout."""
+    from learn.model import DenseCoarseHead
+    from twin.errors import InputError
+
+    cfg = ModelConfig(**TINY, coarse_head="dense")  # 32 px / patch 8 = 4 patches per side, G = 8: 2 x 2 cells each
+    head = DenseCoarseHead(cfg)
+    torch.manual_seed(0)
+    tokens, z_f = torch.randn(1, 1 + 16, cfg.d_map), torch.randn(1, cfg.d_fusion)
+    base = head(tokens, z_f)
+    moved = tokens.clone()
+    moved[0, 1 + 2 * 4 + 3] += 5.0  # patch row 2 (north), column 3 (east)
+    changed = (head(moved, z_f) - base).abs().view(8, 8) > 0  # cell rows north, columns east (learn.heads)
+    want = torch.zeros(8, 8, dtype=torch.bool)
+    want[4:6, 6:8] = True
+    assert torch.equal(changed, want)
+    # the switch changes the model: other parameters, other logits, same output contract
+    dense, mlp = tiny_model(coarse_head="dense"), tiny_model()
+    assert "coarse.mlp.0.weight" in dict(dense.named_parameters())
+    assert dict(dense.named_parameters())["coarse.mlp.0.weight"].shape[1] == cfg.d_map + cfg.d_fusion
+    batch = synthetic_batch()
+    out, loss = dense(batch, batch["target_xy"])
+    assert out.logits.shape == (4, 64) and torch.isfinite(loss)
+    assert not torch.allclose(out.logits, mlp(batch)[0].logits)
+    with pytest.raises(InputError, match="grid_size"):
+        PosteriorModel(ModelConfig(**{**TINY, "grid_size": 6}, coarse_head="dense"))
+    with pytest.raises(InputError, match="coarse_head"):
+        ModelConfig(**{**TINY, "use_map": False}, coarse_head="dense")

@@ -18,6 +18,10 @@
     phys_maps     (B, K, F, S, S) float crop of the cell maps of the sequence's K first distinct
                                        cells, normalized like ``features``; 0 where invalid
     phys_valid    (B, K, F, S, S) bool finite cell-map value inside the scene
+    lik_maps      (B, L, S, S)  float  physics-likelihood channels (:mod:`learn.data.likelihood`):
+                                       map matching's energy of the sequence's last report
+                                       on every crop pixel; L = 2 with ``DataConfig.likelihood``
+                                       (and cell maps), else 0
     event_slot    (B, T)        long   slot in K of each event's cell; -1 for padding, cells
                                        without maps, or cells beyond the K first
     target_xy     (B, 2)        float  the truth in crop coordinates
@@ -75,6 +79,7 @@ import numpy as np
 import torch
 
 from learn.data.crops import eval_crop_origins, random_crop_origins
+from learn.data.likelihood import LIKELIHOOD_CHANNELS, crop_energy, energy_channels, matchable_maps
 from learn.data.resample import resample_crop
 from learn.data.scenes import has_cell_maps, scene_group, scene_maps
 from learn.data.stats import Normalization, compute_normalization
@@ -87,9 +92,11 @@ from twin.geo import Grid
 __all__ = ["DataConfig", "CorpusDataset", "BATCH_KEYS", "as_data_config"]
 
 BATCH_KEYS = ("cell_index", "beam_index", "time_s", "features", "feature_valid", "mask", "bs_xy", "bs_valid",
-              "maps", "map_valid", "phys_maps", "phys_valid", "event_slot", "target_xy", "crop_origin_m",
+              "maps", "map_valid", "phys_maps", "phys_valid", "lik_maps", "event_slot", "target_xy", "crop_origin_m",
               "crop_size_m", "position_xy_m", "scene_index", "index", "corpus_index")
 
+
+TRAIN_CROPS = ("random", "auto", "coarse", "serving-cell")
 
 _SAMPLE_ARRAYS = ("position_xy_m", "cell_id", "beam_id", "time_s", "features", "mask", "scene_index")
 
@@ -117,6 +124,17 @@ class DataConfig:
     crop_seed : int
         Seed of the evaluation crops (:func:`learn.data.crops.eval_crop_origins`): one fixed
         square per sample for every method judged on it.
+    likelihood : bool
+        Add the physics-likelihood channels ``lik_maps`` (:mod:`learn.data.likelihood`): map
+        matching's residual energy of the sequence's own report on every crop pixel, for the
+        map encoder (the model's ``likelihood_channels`` follow it). Off by default: measured
+        on the demo corpus in docs/benchmarks.md (§ Likelihood channels).
+    train_crops : str
+        Where training crops lie: ``"random"`` (the truth offset uniformly by up to
+        ``max_offset_frac``), or a truth-free prior (``auto``, ``coarse``, ``serving-cell``:
+        :mod:`learn.priors`) placing them as evaluation will, so that the truth's offset
+        from the centre has the distribution the model meets at inference (a sample whose
+        truth falls outside its prior crop gets a random one).
     """
 
     crop_size_m: float = 600.0
@@ -124,9 +142,13 @@ class DataConfig:
     max_cells: int = 8
     max_offset_frac: float = 0.35
     crop_seed: int = 0
+    likelihood: bool = False
+    train_crops: str = "random"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.train_crops not in TRAIN_CROPS:
+            problems.append(f"train_crops: {self.train_crops!r} is not one of {', '.join(TRAIN_CROPS)}")
         if not self.crop_size_m > 0:
             problems.append(f"crop_size_m: {self.crop_size_m} must be > 0")
         if self.crop_px < 1:
@@ -141,7 +163,8 @@ class DataConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"crop_size_m": float(self.crop_size_m), "crop_px": int(self.crop_px),
                 "max_cells": int(self.max_cells), "max_offset_frac": float(self.max_offset_frac),
-                "crop_seed": int(self.crop_seed)}
+                "crop_seed": int(self.crop_seed), "likelihood": bool(self.likelihood),
+                "train_crops": str(self.train_crops)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataConfig:
@@ -158,6 +181,7 @@ class _Scene:
     cell_xy_m: np.ndarray          # [n_cells, 2]
     cell_maps: np.ndarray | None   # [n_cells, F, H, W]
     lookup: dict[int, int]
+    lik_maps: np.ndarray | None = None  # [n_cells, F, H, W] cell maps as map matching scores them (likelihood)
 
 
 class CorpusDataset(torch.utils.data.Dataset):
@@ -177,6 +201,8 @@ class CorpusDataset(torch.utils.data.Dataset):
         Evaluation: the crops' south-west corners [scene m], one per dataset item, as a
         truth-free prior placed them (:func:`learn.priors.crop_origins_m`); without it the
         truth-centred crops of :func:`learn.data.crops.eval_crop_origins` (``--prior truth``).
+        Training (``DataConfig.train_crops`` a prior): the prior's crops of the items; an item
+        whose truth lies outside its crop gets a random one.
     normalization, cell_vocab : optional
         From a checkpoint (:meth:`state`); computed from the corpora when omitted.
     """
@@ -217,6 +243,7 @@ class CorpusDataset(torch.utils.data.Dataset):
         self.items = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)  # [N, 2] (corpus, index)
         self.has_cell_maps = any(has_cell_maps(c) for c in opened)
         self.n_slots = self.config.max_cells if self.has_cell_maps else 0
+        self.n_likelihood = len(LIKELIHOOD_CHANNELS) if self.config.likelihood else 0
         if normalization is None:
             normalization = compute_normalization(opened, stats_scenes)
         elif isinstance(normalization, dict):
@@ -247,10 +274,11 @@ class CorpusDataset(torch.utils.data.Dataset):
         self._corpora: dict[int, Corpus] = {}
         self._scenes: OrderedDict[tuple[int, int], _Scene] = OrderedDict()
         self._preloaded: dict[int, dict[str, np.ndarray] | None] = {}
+        self._sigmas: dict[int, np.ndarray] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_corpora={}, _scenes=OrderedDict(), _preloaded={}, _pid=-1)
+        state.update(_corpora={}, _scenes=OrderedDict(), _preloaded={}, _sigmas={}, _pid=-1)
         return state
 
     def _corpus(self, k: int) -> Corpus:
@@ -288,10 +316,24 @@ class CorpusDataset(torch.utils.data.Dataset):
                        cell_xy_m=io.read(group, "cell_xy_m", corpus.url).astype(np.float64),
                        cell_maps=np.asarray(cm[...])[:, self._take] if cm.size else None,
                        lookup={int(c): i for i, c in enumerate(cell_id)})
+        if self.n_likelihood and scene.cell_maps is not None:
+            scene.lik_maps = matchable_maps(scene.cell_maps)
         self._scenes[key] = scene
         while len(self._scenes) > self.cache_scenes:
             self._scenes.popitem(last=False)
         return scene
+
+    def _sigma(self, k: int) -> np.ndarray:
+        """Map matching's noise per feature ``(F,)`` of corpus ``k`` in the model's feature order."""
+        if k not in self._sigmas:
+            from learn.mapmatch import feature_sigmas
+
+            corpus = self._corpus(k)
+            std = corpus.stats.get("feature_std")
+            self._sigmas[k] = feature_sigmas([self.corpus_feature_names[i] for i in self._take],
+                                             corpus.attrs.get("config"),
+                                             None if std is None else np.asarray(std, np.float64)[self._take])
+        return self._sigmas[k]
 
     # -- Dataset -----------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -329,6 +371,11 @@ class CorpusDataset(torch.utils.data.Dataset):
                     random_crop_origins(xy[j], cfg.crop_size_m,
                                         np.random.default_rng([self.seed, self.epoch, int(k), int(idx[j])]),
                                         cfg.max_offset_frac) for j in range(len(idx))])
+                if self.crop_origins_m is not None:  # the prior's crops where they hold the truth
+                    placed = self.crop_origins_m[pos[sel]]
+                    rel = (xy - placed) / cfg.crop_size_m
+                    holds = np.asarray(((rel > 0) & (rel < 1)).all(axis=1))
+                    origins = np.where(holds[:, None], placed, origins)
             elif self.crop_origins_m is not None:  # placed by a prior (learn.priors)
                 origins = self.crop_origins_m[pos[sel]]
             else:
@@ -387,6 +434,14 @@ class CorpusDataset(torch.utils.data.Dataset):
                 n = len(rows_with_maps)
                 phys[:n] = torch.where(ok, vals, 0.0)
                 phys_valid[:n] = ok
+        lik = torch.zeros(self.n_likelihood, px, px)
+        if self.n_likelihood and scene.lik_maps is not None:
+            from learn.mapmatch import last_report
+
+            events = last_report(a["cell_id"], feats, mask, a["time_s"])
+            energy, n_terms, lik_inside = crop_energy(scene.lik_maps, scene.cell_id, scene.grid, self._sigma(k), events,
+                                                      origin, size, px)
+            lik = energy_channels(energy, n_terms, lik_inside)
         return {
             "cell_index": torch.from_numpy(self.cell_vocab.index(scene.name, cells)),
             "beam_index": torch.from_numpy(np.where(mask & (beams >= 0), beams + 1, 0)),
@@ -400,6 +455,7 @@ class CorpusDataset(torch.utils.data.Dataset):
             "map_valid": map_valid,
             "phys_maps": phys,
             "phys_valid": phys_valid,
+            "lik_maps": lik,
             "event_slot": torch.from_numpy(slot),
             "target_xy": torch.from_numpy(((xy - origin) / size).astype(np.float32)),
             "crop_origin_m": torch.from_numpy(origin.astype(np.float32)),

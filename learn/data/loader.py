@@ -52,7 +52,8 @@ def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, spl
                         ) -> tuple[CorpusDataset, CorpusDataset, dict[str, Any]]:
     """Training and validation datasets over the ``train`` / ``val`` parts of every corpus, and sizes.
 
-    The training dataset draws random crops per ``(seed, epoch, corpus, index)``: call
+    The training dataset draws random crops per ``(seed, epoch, corpus, index)`` (or the crops
+    of the prior ``data_config.train_crops`` names, where they hold the truth): call
     ``train.set_epoch(epoch)`` before each epoch's DataLoader, or every epoch sees the same
     crops. Returns ``(train, val, info)`` with ``info``: ``n_features`` (F), ``n_cells``
     (``len(cell_vocab) + 1``: index 0 is padding/unknown), ``map_channels`` (C, an int),
@@ -71,8 +72,14 @@ def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, spl
     val_idx = [c.split_indices(split_scheme, "val") for c in corpora]
     if not sum(len(i) for i in train_idx):
         raise InputError(f"{', '.join(paths)}: split '{split_scheme}' has no training samples")
+    placed = None
+    if cfg.train_crops != "random":  # crops where a truth-free prior puts them (DataConfig.train_crops)
+        from learn.priors import crop_origins_m
+
+        placed = np.concatenate([crop_origins_m(cfg.train_crops, c, i, cfg.crop_size_m, "training crops")
+                                 for c, i in zip(corpora, train_idx, strict=True)])
     train = CorpusDataset(paths, train_idx, cfg, training=True, seed=seed, normalization=normalization,
-                          cell_vocab=cell_vocab)
+                          cell_vocab=cell_vocab, crop_origins_m=placed)
     val = CorpusDataset(paths, val_idx, cfg, training=False, normalization=train.normalization,
                         cell_vocab=train.cell_vocab)
     info = {"n_features": len(train.feature_names), "n_cells": len(train.cell_vocab),
