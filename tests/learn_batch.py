@@ -11,6 +11,24 @@ import torch
 
 from learn.losses import sample_maps
 
+#: The model section of a tiny posterior model's run config (tests train it in seconds).
+TINY_MODEL_YAML = """\
+model:
+  d_radio: 32
+  radio_layers: 1
+  radio_heads: 4
+  d_map: 32
+  map_layers: 1
+  map_heads: 4
+  patch_size: 8
+  d_fusion: 32
+  fusion_heads: 4
+  grid_size: 8
+  top_k: 3
+  d_cell: 8
+  head_hidden: 64
+"""
+
 
 def synthetic_batch(b: int = 4, t: int = 6, f: int = 3, c: int = 2, s: int = 32, k: int = 3,
                     n_cells: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:

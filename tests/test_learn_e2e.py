@@ -24,26 +24,13 @@ from learn.data import CorpusDataset, DataConfig, align_features, eval_dataset
 from learn.predict import _corpus_loader, load_posterior, predict_batches
 from learn.train import load_run_config, train
 from tests.data.tiny_city.make import default_sites, make_maps, make_scene
+from tests.learn_batch import TINY_MODEL_YAML
 from twin.corpus.sampler import SampleConfig, sample
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
 from twin.scene.build import load_twin_scene
 
-CONFIG = """\
-model:
-  d_radio: 32
-  radio_layers: 1
-  radio_heads: 4
-  d_map: 32
-  map_layers: 1
-  map_heads: 4
-  patch_size: 8
-  d_fusion: 32
-  fusion_heads: 4
-  grid_size: 8
-  top_k: 3
-  d_cell: 8
-  head_hidden: 64
+CONFIG = TINY_MODEL_YAML + """\
 train:
   epochs: 2
   batch_size: 16

@@ -28,26 +28,13 @@ from learn.model import ModelConfig
 from learn.predict import _corpus_loader
 from learn.train import RunConfig, build_model, load_run_config, set_threads
 from tests.data.tiny_city.make import make_maps, make_scene
+from tests.learn_batch import TINY_MODEL_YAML
 from twin.corpus.sampler import SampleConfig, sample
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
 from twin.scene.build import load_twin_scene
 
-TINY = """\
-model:
-  d_radio: 32
-  radio_layers: 1
-  radio_heads: 4
-  d_map: 32
-  map_layers: 1
-  map_heads: 4
-  patch_size: 8
-  d_fusion: 32
-  fusion_heads: 4
-  grid_size: 8
-  top_k: 3
-  d_cell: 8
-  head_hidden: 64
+TINY = TINY_MODEL_YAML + """\
 train:
   epochs: 1
   max_steps: 3
