@@ -644,9 +644,10 @@ def trace(scene: TwinScene | str | os.PathLike, sites: Any, out: str | os.PathLi
     if tracer is None:
         scene = scene if isinstance(scene, TwinScene) else load_twin_scene(scene)
         cfg = config or TraceConfig()
-        _as_sites(sites, scene, cfg.on_building)  # bad rows fail before Sionna loads the scene
+        table = _as_sites(sites, scene, cfg.on_building)  # bad rows fail before Sionna loads the scene
         tracer = Tracer(scene, cfg)
-    table = tracer.sites(sites)
+    else:
+        table = tracer.sites(sites)
     tracer.check(table)
     from twin.radio.coverage import coverage_counts
 
