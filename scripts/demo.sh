@@ -43,8 +43,12 @@ step "7. learn pretrain: a short run of the small posterior model on the corpus 
 $BIN/learn pretrain --data "$OUT/corpus.zarr" --config small --split spatial --epochs 1 --max-steps 150 \
     --out "$OUT/model" --overwrite
 
-step "8. learn eval / predict: the model in the shared harness, with posterior heatmaps"
+step "8. learn eval / predict: the model in the shared harness beside the baselines, with posterior heatmaps"
 $BIN/learn eval --data "$OUT/corpus.zarr" --split spatial --ckpt "$OUT/model/best.pt" --plot "$OUT/eval-png"
+# The same test part under the same (default, truth-free) prior: what the baselines and the prior alone score.
+for baseline in knn-square mapmatch prior-only; do
+    $BIN/learn eval --data "$OUT/corpus.zarr" --split spatial --baseline "$baseline"
+done
 $BIN/learn predict --ckpt "$OUT/model/best.pt" --data "$OUT/corpus.zarr" --split spatial --part test \
     --out "$OUT/predictions.parquet" --plot "$OUT/posterior-png" --n-plots 8 --overwrite
 
