@@ -216,14 +216,15 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, cr
 
 
 @main.command("fit-baseline")
-@click.argument("name", type=click.Choice(["heatmap"]))
+@click.argument("name", type=click.Choice(["heatmap", "mlp-unet"]))
 @click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
 @click.option("--split", default="random", show_default=True,
               help="Split scheme: trains on its train part, picks the epoch on its val part.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run directory (best.pt, last.pt, metrics.csv, curve.png, tb/, config.yaml).")
 @click.option("--config", "config", default="small", show_default=True,
-              help="Preset (small: 64 px, 4 blocks, CPU; full: seed 004's 224 px DINOv2-L/14-sized ViT) "
+              help="Preset (heatmap small: 64 px, 4 blocks, CPU; full: seed 004's 224 px DINOv2-L/14-sized ViT; "
+                   "mlp-unet small: 64 px, 16-128 channels, CPU; full: seed 004's 224 px, 64-1024 channels) "
                    "or a YAML file with model/train/data sections.")
 @click.option("--epochs", type=int, help="Override train.epochs.")
 @click.option("--max-steps", type=int, help="Stop after this many steps (the schedule is unchanged).")
@@ -239,21 +240,23 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, cr
 @clean_errors
 def fit_baseline_cmd(name, data, split, out, config, epochs, max_steps, batch_size, lr, crop_size_m, init_weights,
                      num_workers, seed, resume, overwrite):
-    """Train the MapRadioFormer-style heatmap baseline (from scratch or local weights).
+    """Train a heatmap baseline: the MapRadioFormer-style ViT (heatmap) or the MLP+UNet (mlp-unet).
 
-    Trains through the same loop as `learn pretrain`; writes the run directory OUT with
-    best.pt (kind "heatmap", judged by `learn eval --ckpt`) and a training curve curve.png.
+    Trains through the same loop as `learn pretrain` (from scratch or local weights); writes
+    the run directory OUT with best.pt (kind NAME, judged by `learn eval --ckpt` and used by
+    `learn predict --ckpt`) and a training curve curve.png.
 
     \b
     Example:
       learn fit-baseline heatmap --data out/rome_crop.zarr --split spatial --out out/heatmap --epochs 40
+      learn fit-baseline mlp-unet --data out/demo/corpus.zarr --split spatial --out out/unet --max-steps 300
       learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap/best.pt
     """
-    from learn.heatmap_train import fit_heatmap
+    from learn.heatmap_train import fit_baseline
 
-    click.echo(fit_heatmap(data, split, out, config, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                           lr=lr, init_weights=init_weights, seed=seed, num_workers=num_workers,
-                           crop_size_m=crop_size_m, resume=resume, overwrite=overwrite))
+    click.echo(fit_baseline(name, data, split, out, config, epochs=epochs, max_steps=max_steps,
+                            batch_size=batch_size, lr=lr, init_weights=init_weights, seed=seed,
+                            num_workers=num_workers, crop_size_m=crop_size_m, resume=resume, overwrite=overwrite))
 
 
 def _train_options(func):
@@ -335,7 +338,8 @@ def finetune_cmd(init, data, config, out, epochs, max_steps, batch_size, lr, num
 
 
 @main.command("predict")
-@click.option("--ckpt", type=click.Path(dir_okay=False), help="A posterior checkpoint.")
+@click.option("--ckpt", type=click.Path(dir_okay=False),
+              help="A checkpoint: posterior, or a heatmap baseline's (heatmap, mlp-unet: point estimates).")
 @click.option("--baseline", type=click.Choice(["mapmatch", "prior-only"]),
               help="Instead of a checkpoint: physics map matching, or the prior's crop centre alone.")
 @click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr), with or without positions.")

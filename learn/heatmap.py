@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
 import numpy as np
@@ -50,7 +51,8 @@ from twin.corpus.store import Corpus, open_corpus
 from twin.errors import CheckpointError, InputError
 
 __all__ = ["HeatmapConfig", "HeatmapNet", "HeatmapOutput", "KIND", "unpatch", "gaussian_targets",
-           "heatmap_loss", "decode_argmax", "HeatmapMethod", "load_heatmap_method", "load_init_weights"]
+           "heatmap_loss", "heatmap_output", "target_prior_logit", "decode_argmax", "HeatmapMethod",
+           "load_heatmap_method", "load_heatmap_checkpoint", "load_init_weights"]
 
 KIND = "heatmap"  # the checkpoint kind (learn.registry)
 
@@ -90,6 +92,11 @@ class HeatmapConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (float(v) if isinstance(v, float) else int(v)) for k, v in asdict(self).items()}
+
+    def with_data(self, feature_names: list[str], n_map_channels: int, image_px: int) -> HeatmapConfig:
+        """This config with the data-dependent sizes of a training run (its features, map channels, crop pixels)."""
+        return replace(self, n_features=len(feature_names), n_map_channels=int(n_map_channels),
+                       image_px=int(image_px))
 
 
 def unpatch(tokens: torch.Tensor, channels: int, patch_px: int) -> torch.Tensor:
@@ -145,10 +152,7 @@ class HeatmapNet(nn.Module):
         self.conv = nn.Conv2d(c.out_channels, 1, kernel_size=3, padding=1)
         nn.init.trunc_normal_(self.patch_pos, std=0.02)
         nn.init.trunc_normal_(self.radio_type, std=0.02)
-        # Start at the target's mean value (the bump's share of the pixels): a zero bias
-        # (p = 0.5 everywhere) costs thousands of steps of unlearning before any localization.
-        prior = min(0.5, 2 * math.pi * c.target_sigma_px**2 / c.image_px**2)
-        nn.init.constant_(cast(torch.Tensor, self.conv.bias), math.log(prior / (1 - prior)))  # Conv2d(bias=True)
+        nn.init.constant_(cast(torch.Tensor, self.conv.bias), target_prior_logit(c.target_sigma_px, c.image_px))
 
     def tokens(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch and radio tokens ``(B, N + T, D)`` and the key padding mask ``(B, N + T)``."""
@@ -176,17 +180,7 @@ class HeatmapNet(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], targets: torch.Tensor | None = None
                 ) -> tuple[HeatmapOutput, torch.Tensor | None]:
         """Logits and argmax for ``batch``; with ``targets`` ``(B, 2)`` (crop coordinates) the BCE loss too."""
-        logits = self.logits(batch)
-        b, px, _ = logits.shape
-        flat = logits.detach().reshape(b, -1).argmax(dim=1)
-        xy = torch.stack([pixel_centre(flat % px, px), pixel_centre(flat // px, px)], dim=1).float()
-        out = HeatmapOutput(logits, xy)
-        if targets is None:
-            return out, None
-        target = gaussian_targets(targets.float(), px, self.config.target_sigma_px)
-        bce = nn.functional.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
-        out.parts = {"bce": bce.mean(dim=(1, 2))}
-        return out, out.parts["bce"].mean()
+        return heatmap_output(self.logits(batch), targets, self.config.target_sigma_px)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One logit per pixel ``(B, P, P)`` (row index north)."""
@@ -211,6 +205,36 @@ def gaussian_targets(target_xy: torch.Tensor, px: int, sigma_px: float) -> torch
     return torch.exp(-(dx**2 + dy**2) / (2.0 * sigma_px**2))
 
 
+def target_prior_logit(sigma_px: float, px: int) -> float:
+    """The log-odds of the target's mean value (the bump's share of the ``px x px`` pixels): the output bias at start.
+
+    A zero bias (p = 0.5 everywhere) costs thousands of steps of unlearning before any localization.
+    """
+    prior = min(0.5, 2 * math.pi * sigma_px**2 / px**2)
+    return math.log(prior / (1 - prior))
+
+
+def heatmap_output(logits: torch.Tensor, targets: torch.Tensor | None, sigma_px: float
+                   ) -> tuple[HeatmapOutput, torch.Tensor | None]:
+    """What a heatmap model gives the training loop from its logits ``(B, P, P)`` (row index north).
+
+    ``output.xy`` is the argmax pixel's centre ``(B, 2)`` in crop coordinates; with ``targets``
+    ``(B, 2)`` (crop coordinates) also the per-sample BCE against :func:`gaussian_targets`
+    (``output.parts["bce"]``, ``(B,)``) and its mean, the loss. Shared by every heatmap model
+    (:class:`HeatmapNet`, :class:`learn.unet.MlpUNet`).
+    """
+    b, px, _ = logits.shape
+    flat = logits.detach().reshape(b, -1).argmax(dim=1)
+    xy = torch.stack([pixel_centre(flat % px, px), pixel_centre(flat // px, px)], dim=1).float()
+    out = HeatmapOutput(logits, xy)
+    if targets is None:
+        return out, None
+    target = gaussian_targets(targets.float(), px, sigma_px)
+    bce = nn.functional.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    out.parts = {"bce": bce.mean(dim=(1, 2))}
+    return out, out.parts["bce"].mean()
+
+
 def heatmap_loss(logits: torch.Tensor, target_xy: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """Mean binary cross-entropy of the per-pixel logits against :func:`gaussian_targets`."""
     target = gaussian_targets(target_xy, logits.shape[-1], sigma_px)
@@ -227,14 +251,16 @@ def decode_argmax(logits: torch.Tensor, crop_origin_m: torch.Tensor, crop_size_m
 
 
 class HeatmapMethod:
-    """A trained heatmap model as an evaluation method (``predict(corpus, indices)``)."""
+    """A trained heatmap model (any module with ``logits(batch) -> (B, P, P)``) as an evaluation method.
 
-    name = "heatmap"
+    ``name`` is the method's name in evaluation results (its checkpoint kind: ``heatmap``, ``mlp-unet``).
+    """
 
-    def __init__(self, model: HeatmapNet, data_state: dict[str, Any], batch_size: int = 64):
+    def __init__(self, model: nn.Module, data_state: dict[str, Any], batch_size: int = 64, name: str = KIND):
         self.model = model.eval()
         self.data_state = data_state
         self.batch_size = batch_size
+        self.name = name
 
     def dataset(self, corpus: Corpus | str, indices: np.ndarray, prior: Any = None) -> CorpusDataset:
         from learn.priors import crop_origins_m
@@ -250,7 +276,8 @@ class HeatmapMethod:
     def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:
         """MAP pixel of the heatmap over the crop ``prior`` placed (default truth-free)."""
         loader = make_loader(self.dataset(corpus, indices, prior), batch_size=self.batch_size)
-        out = [decode_argmax(self.model.logits(b), b["crop_origin_m"], b["crop_size_m"]) for b in loader]
+        logits = cast(Any, self.model).logits
+        out = [decode_argmax(logits(b), b["crop_origin_m"], b["crop_size_m"]) for b in loader]
         return Predictions(xy_m=torch.cat(out).numpy() if out else np.zeros((0, 2)))
 
 
@@ -279,19 +306,26 @@ def load_init_weights(model: nn.Module, path: str | os.PathLike) -> tuple[int, i
     return len(match), len(own)
 
 
-def load_heatmap_method(ckpt: dict[str, Any], path: str) -> HeatmapMethod:
-    """Checkpoint loader of kind ``"heatmap"`` (see :mod:`learn.registry`; the file is already checked)."""
+def load_heatmap_checkpoint(ckpt: dict[str, Any], path: str, config_cls: type, net_cls: Callable[[Any], nn.Module],
+                            name: str) -> HeatmapMethod:
+    """A heatmap-model checkpoint (already checked) as a :class:`HeatmapMethod`: ``net_cls(config_cls(...))``
+    with its weights, inputs rebuilt from its data config, normalization and cell vocabulary."""
     from learn.checkpoint import load_model_state
 
     try:
-        config = from_dict(HeatmapConfig, ckpt["configs"]["model"], f"{path} model config")
-        model = HeatmapNet(config)
+        config: Any = from_dict(config_cls, ckpt["configs"]["model"], f"{path} model config")
+        model = net_cls(config)
         load_model_state(model, ckpt["model"], path)
         data_state = {"data_config": ckpt["configs"]["data"], "normalization": ckpt["data_info"]["normalization"],
                       "cell_vocab": ckpt["cell_vocab"]}
     except (KeyError, TypeError) as err:
-        raise CheckpointError(f"{path}: malformed heatmap checkpoint ({type(err).__name__}: {err})") from err
-    return HeatmapMethod(model, data_state)
+        raise CheckpointError(f"{path}: malformed {name} checkpoint ({type(err).__name__}: {err})") from err
+    return HeatmapMethod(model, data_state, name=name)
+
+
+def load_heatmap_method(ckpt: dict[str, Any], path: str) -> HeatmapMethod:
+    """Checkpoint loader of kind ``"heatmap"`` (see :mod:`learn.registry`; the file is already checked)."""
+    return load_heatmap_checkpoint(ckpt, path, HeatmapConfig, HeatmapNet, KIND)
 
 
 register_checkpoint_kind(KIND, load_heatmap_method)

@@ -1,19 +1,22 @@
-"""Training the heatmap baseline: ``learn fit-baseline heatmap`` (seed 004 §6.3, scaled to a CPU).
+"""Training the heatmap baselines: ``learn fit-baseline heatmap | mlp-unet`` (seed 004 §6.3, scaled to a CPU).
 
-:func:`fit_heatmap` trains :class:`learn.heatmap.HeatmapNet` through the one training loop
-(:func:`learn.train.fit`: AdamW, the warmup-stable-decay schedule of :mod:`learn.schedule`,
-checkpoints of :mod:`learn.checkpoint`, ``metrics.csv``, TensorBoard, resume) on a split's
-``train`` part, with random crop offsets per epoch, and after each epoch measures the mean
-localization error on the ``val`` part (evaluation crops). ``best.pt`` keeps the epoch with
-the lowest validation error (the last epoch when there is no val part): the test part is
-never looked at. Feature statistics come from the training part of the chosen split
-(:func:`learn.data.stats.feature_statistics`), not the corpus's default. The run directory
-holds ``best.pt`` (kind ``"heatmap"``), ``last.pt``, ``config.yaml``, ``metrics.csv``,
-``tb/`` and the training curve ``curve.png``.
+:func:`fit_baseline` trains one of :data:`BASELINES` — the MapRadioFormer-style ViT
+(:class:`learn.heatmap.HeatmapNet`, ``heatmap``) or the MLP+UNet (:class:`learn.unet.MlpUNet`,
+``mlp-unet``) — through the one training loop (:func:`learn.train.fit`: AdamW, the
+warmup-stable-decay schedule of :mod:`learn.schedule`, checkpoints of :mod:`learn.checkpoint`,
+``metrics.csv``, TensorBoard, resume) on a split's ``train`` part, with random crop offsets
+per epoch, and after each epoch measures the mean localization error on the ``val`` part
+(evaluation crops). ``best.pt`` keeps the epoch with the lowest validation error (the last
+epoch when there is no val part): the test part is never looked at. Feature statistics
+come from the training part of the chosen split (:func:`learn.data.stats.feature_statistics`),
+not the corpus's default. The run directory holds ``best.pt`` (kind ``"heatmap"`` or
+``"mlp-unet"``), ``last.pt``, ``config.yaml``, ``metrics.csv``, ``tb/`` and the training
+curve ``curve.png``. :func:`fit_heatmap` is :func:`fit_baseline` of ``heatmap``.
 
-A run is configured by :class:`HeatmapRunConfig` (``model``, ``train``, ``data``): the presets
-``small`` and ``full`` (``learn/presets/heatmap_*.yaml``) or a YAML file, then keyword
-overrides (:func:`twin.config.resolve_config`).
+A run is configured by its run config (:class:`HeatmapRunConfig`, :class:`learn.unet.UNetRunConfig`:
+``model``, ``train``, ``data``): the presets ``small`` and ``full``
+(``learn/presets/heatmap_*.yaml``, ``unet_*.yaml``) or a YAML file, then keyword overrides
+(:func:`twin.config.resolve_config`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -32,11 +36,14 @@ from learn.data.dataset import CorpusDataset, DataConfig
 from learn.data.stats import Normalization, feature_statistics
 from learn.heatmap import KIND, HeatmapConfig, HeatmapNet, load_init_weights
 from learn.train import TrainConfig, fit, prepare_run
+from learn.unet import KIND as UNET_KIND
+from learn.unet import MlpUNet, UNetRunConfig
 from twin.config import from_dict, resolve_config
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
 
-__all__ = ["FitSummary", "HeatmapRunConfig", "PRESETS", "load_heatmap_config", "fit_heatmap"]
+__all__ = ["FitSummary", "HeatmapRunConfig", "PRESETS", "BASELINES", "load_heatmap_config", "load_baseline_config",
+           "fit_heatmap", "fit_baseline"]
 
 PRESETS = ("small", "full")
 
@@ -55,15 +62,43 @@ class HeatmapRunConfig:
                              f"{self.model.patch_px} (the patches tile the crop)")
 
 
-def load_heatmap_config(spec: str | os.PathLike | HeatmapRunConfig = "small", **overrides: Any) -> HeatmapRunConfig:
-    """A preset (``small``, ``full``), a YAML file or a config, then ``overrides`` per section (``train={...}``)."""
-    if isinstance(spec, HeatmapRunConfig):
-        return resolve_config(HeatmapRunConfig, spec, None, **overrides)
+@dataclass(frozen=True)
+class _Baseline:
+    """A trainable heatmap baseline: its run config, network, checkpoint kind and preset files."""
+
+    run_config: type
+    net: Callable[[Any], Any]
+    kind: str
+    preset_prefix: str  # learn/presets/<prefix><preset>.yaml
+
+
+#: The baselines of ``learn fit-baseline NAME`` (NAME is also their checkpoint kind).
+BASELINES = {KIND: _Baseline(HeatmapRunConfig, HeatmapNet, KIND, "heatmap_"),
+             UNET_KIND: _Baseline(UNetRunConfig, MlpUNet, UNET_KIND, "unet_")}
+
+
+def _baseline(name: str) -> _Baseline:
+    if name not in BASELINES:
+        raise InputError(f"unknown trainable baseline '{name}'; choose one of {', '.join(BASELINES)}")
+    return BASELINES[name]
+
+
+def load_baseline_config(name: str, spec: Any = "small", **overrides: Any) -> Any:
+    """Baseline ``name``'s run config: a preset (``small``, ``full``), a YAML file or a config, then
+    ``overrides`` per section (``train={...}``)."""
+    b = _baseline(name)
+    if isinstance(spec, b.run_config):
+        return resolve_config(b.run_config, spec, None, **overrides)
     text = os.fspath(spec)
     if text in PRESETS:
-        with resources.as_file(resources.files("learn.presets").joinpath(f"heatmap_{text}.yaml")) as p:
-            return resolve_config(HeatmapRunConfig, p, None, **overrides)
-    return resolve_config(HeatmapRunConfig, Path(text), None, **overrides)
+        with resources.as_file(resources.files("learn.presets").joinpath(f"{b.preset_prefix}{text}.yaml")) as p:
+            return resolve_config(b.run_config, p, None, **overrides)
+    return resolve_config(b.run_config, Path(text), None, **overrides)
+
+
+def load_heatmap_config(spec: str | os.PathLike | HeatmapRunConfig = "small", **overrides: Any) -> HeatmapRunConfig:
+    """A preset (``small``, ``full``), a YAML file or a config, then ``overrides`` per section (``train={...}``)."""
+    return cast(HeatmapRunConfig, load_baseline_config(KIND, spec, **overrides))
 
 
 @dataclass
@@ -90,17 +125,23 @@ class FitSummary:
 
 
 def fit_heatmap(data: str | os.PathLike, split: str, out_dir: str | os.PathLike,
-                config: str | os.PathLike | HeatmapRunConfig = "small", *, epochs: int | None = None,
-                batch_size: int | None = None, lr: float | None = None, seed: int | None = None,
-                num_workers: int | None = None, max_steps: int | None = None, crop_size_m: float | None = None,
-                init_weights: str | os.PathLike | None = None, max_train: int | None = None, resume: bool = False,
-                overwrite: bool = False, progress: bool = True) -> FitSummary:
-    """Train the heatmap model on ``data``'s ``split`` train part into the run directory ``out_dir``.
+                config: str | os.PathLike | HeatmapRunConfig = "small", **kw: Any) -> FitSummary:
+    """Train the heatmap ViT: :func:`fit_baseline` of ``"heatmap"``."""
+    return fit_baseline(KIND, data, split, out_dir, config, **kw)
+
+
+def fit_baseline(name: str, data: str | os.PathLike, split: str, out_dir: str | os.PathLike, config: Any = "small", *,
+                 epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+                 seed: int | None = None, num_workers: int | None = None, max_steps: int | None = None,
+                 crop_size_m: float | None = None, init_weights: str | os.PathLike | None = None,
+                 max_train: int | None = None, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True) -> FitSummary:
+    """Train baseline ``name`` (``heatmap``, ``mlp-unet``) on ``data``'s ``split`` train part into ``out_dir``.
 
     Parameters
     ----------
-    config : "small", "full", a YAML file or HeatmapRunConfig
-        The run (``image_px``, ``n_features``, ``n_map_channels`` are set from the data);
+    config : "small", "full", a YAML file or the baseline's run config
+        The run (the model's data-dependent sizes are set from the data: ``with_data``);
         the keyword arguments given override its ``train`` / ``data`` keys.
     init_weights : path, optional
         A local state dict (or checkpoint) to start from (tensors matching by name and shape).
@@ -109,18 +150,19 @@ def fit_heatmap(data: str | os.PathLike, split: str, out_dir: str | os.PathLike,
     resume : bool
         Continue ``out_dir/last.pt`` with its own config.
     """
+    spec = _baseline(name)
     out = Path(out_dir)
-    cfg = load_heatmap_config(config, train={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+    cfg = load_baseline_config(name, config, train={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                              "num_workers": num_workers, "max_steps": max_steps,
                                              "split_scheme": split},
                               data={"crop_size_m": crop_size_m})
     if resume and (out / "last.pt").is_file():
         from learn.checkpoint import load_checkpoint
 
-        cfg = from_dict(HeatmapRunConfig, load_checkpoint(out / "last.pt", kind=KIND)["configs"],
+        cfg = from_dict(spec.run_config, load_checkpoint(out / "last.pt", kind=spec.kind)["configs"],
                         f"{out / 'last.pt'} configs")
     tc = cfg.train
-    rank, world, device, ckpt_resume = prepare_run(out, tc, resume, overwrite, KIND)
+    rank, world, device, ckpt_resume = prepare_run(out, tc, resume, overwrite, spec.kind)
     corpus = open_corpus(data)
     if tc.split_scheme not in corpus.split_schemes:
         raise InputError(f"{corpus.url}: no split '{tc.split_scheme}'; has {', '.join(corpus.split_schemes)}")
@@ -144,17 +186,16 @@ def fit_heatmap(data: str | os.PathLike, split: str, out_dir: str | os.PathLike,
                              cell_vocab=vocab)
     val_ds = CorpusDataset([corpus.url], [val_idx], cfg.data, training=False, normalization=norm,
                            cell_vocab=train_ds.cell_vocab)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, n_features=len(norm.feature_names), n_map_channels=len(norm.map_channels),
-        image_px=cfg.data.crop_px))
-    model = HeatmapNet(cfg.model)
+    cfg = dataclasses.replace(cfg, model=cfg.model.with_data(list(norm.feature_names), len(norm.map_channels),
+                                                             cfg.data.crop_px))
+    model = spec.net(cfg.model)
     init_loaded = load_init_weights(model, init_weights) if init_weights and ckpt_resume is None else None
     info = {"cell_vocab": train_ds.cell_vocab.to_list(),
             "data_info": {**train_ds.state(), "feature_names": list(train_ds.feature_names), "corpus": corpus.url,
                           "n_train": len(train_idx),
                           "init_weights": os.fspath(init_weights) if init_weights else ""}}
-    res = fit(model, train_ds, val_ds, cfg, out, kind=KIND, info=info, resume_ckpt=ckpt_resume, progress=progress,
-              device=device, desc="heatmap", overwrite=overwrite)
+    res = fit(model, train_ds, val_ds, cfg, out, kind=spec.kind, info=info, resume_ckpt=ckpt_resume,
+              progress=progress, device=device, desc=spec.kind, overwrite=overwrite)
     has_val = len(val_idx) > 0 and tc.val_batches != 0
     best = float(res.best_val) if has_val and np.isfinite(res.best_val) else None
     if best is not None and tc.select_on != "val_mean_m":  # report the error of the kept epoch either way

@@ -266,8 +266,9 @@ def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | 
             ) -> tuple[Path, dict[str, Any]]:
     """Localize every sample of ``data`` (or one split ``part``) and write ``out`` (.parquet or .csv).
 
-    The method is the posterior checkpoint ``ckpt`` or ``baseline`` (``mapmatch`` or
-    ``prior-only``: they need no training data); crops are placed by ``prior``
+    The method is the checkpoint ``ckpt`` — a posterior, or any other kind of
+    :mod:`learn.registry` (``heatmap``, ``mlp-unet``: point estimates, ``std_m`` NaN) — or
+    ``baseline`` (``mapmatch`` or ``prior-only``: they need no training data); crops are placed by ``prior``
     (:mod:`learn.priors`, default truth-free). Rows: ``index, x_m, y_m, lon, lat, std_m``
     (the posterior's spread [m]), ``prior`` and, for imported drive tests, the times and
     source rows of each sample (:func:`sample_context`). Where the corpus knows the truth it
@@ -286,12 +287,13 @@ def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | 
         raise InputError(f"{out}: predictions are written as .parquet or .csv")
     if (ckpt is None) == (baseline is None):
         raise InputError("give exactly one of a checkpoint (--ckpt) or a baseline (--baseline mapmatch)")
-    ckpt_dict = load_checkpoint(ckpt) if ckpt is not None else None  # a broken checkpoint fails first
+    ckpt_dict = load_checkpoint(ckpt, kind=None) if ckpt is not None else None  # a broken checkpoint fails first
     corpus = open_corpus(data)
     crop_prior = resolve_prior(prior).for_corpus(corpus)
     indices = np.arange(len(corpus)) if split is None else corpus.split_indices(split, part)
     table: dict[str, Any]
-    if ckpt is not None and ckpt_dict is not None:
+    posterior = ckpt_dict is not None and ckpt_dict["kind"] == KIND
+    if ckpt is not None and ckpt_dict is not None and posterior:
         method = PosteriorMethod(ckpt_dict, os.fspath(ckpt), refine_cfg)
         loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers, crop_prior)
         res = predict_batches(method.model, loader, method.refine_cfg, method.point, device=method.device,
@@ -308,13 +310,16 @@ def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | 
         truth = res["truth_xy_m"]
         scores = {"nll": res["nll"], "hdr_level": res["hdr_level"]}
     else:
-        from learn.registry import make_baseline
+        from learn.registry import load_method, make_baseline
 
-        if baseline not in ("mapmatch", "prior-only"):
+        if ckpt is not None:  # another kind of checkpoint (heatmap, mlp-unet): its registered method
+            bm = load_method(ckpt)
+        elif baseline not in ("mapmatch", "prior-only"):
             raise InputError(f"learn predict: baseline '{baseline}' needs training data; use mapmatch or prior-only "
                              "(or `learn eval` for the k-NN baselines)")
-        bm = make_baseline(baseline, **(baseline_options or {}), **({"n_plots": n_plots} if baseline == "mapmatch"
-                                                                    else {}))
+        else:
+            bm = make_baseline(baseline, **(baseline_options or {}),
+                               **({"n_plots": n_plots} if baseline == "mapmatch" else {}))
         pred = bm.predict(corpus, indices, prior=crop_prior)
         xy = np.asarray(pred.xy_m, np.float64)
         table = {"index": indices, "x_m": xy[:, 0], "y_m": xy[:, 1], **sample_context(corpus, indices, xy)}
@@ -335,7 +340,7 @@ def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | 
     frame = pd.DataFrame(table)
     with atomic_file(out, overwrite=overwrite) as tmp:
         frame.to_parquet(tmp, index=False) if out.suffix == ".parquet" else frame.to_csv(tmp, index=False)
-    if plot_dir and ckpt is not None:
+    if plot_dir and posterior:
         plot_posteriors(res["mixtures"], plot_dir)
     return out, summary
 

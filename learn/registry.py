@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 _LOADERS: dict[str, Callable[[dict[str, Any], str], Any]] = {}
 # kind -> module that registers it when imported.
-_PROVIDERS = {"heatmap": "learn.heatmap", "posterior": "learn.predict"}
+_PROVIDERS = {"heatmap": "learn.heatmap", "mlp-unet": "learn.unet", "posterior": "learn.predict"}
 
 
 def register_checkpoint_kind(kind: str, loader: Callable[[dict[str, Any], str], Any]) -> None:
