@@ -170,26 +170,34 @@ def import_powder_cmd(directory, out, seed, test_frac, val_frac, block_m, known_
 @click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")
 @click.option("--split", default="random", show_default=True,
               help="Split scheme: random, spatial (or another of the corpus, e.g. published_grid).")
-@click.option("--baseline", type=click.Choice(["wknn", "knn-square", "mapmatch", "prior-only"]),
-              help="A baseline: wknn/knn-square fitted on the train part; mapmatch (physics map matching, "
+@click.option("--baseline", type=click.Choice(["wknn", "knn-square", "mapmatch", "prior-only", "wknn-seed004",
+                                              "knn-square-seed004"]),
+              help="A baseline: wknn/knn-square fitted on the train part (the -seed004 variants with seed 004's "
+                   "settings: RSSI only, -25 dB fill, distance / heard-cell count); mapmatch (physics map matching, "
                    "no training); prior-only (the crop centre alone).")
 @click.option("--ckpt", type=click.Path(dir_okay=False), help="A checkpoint (heatmap, posterior ...).")
 @click.option("--k", type=int, help="Baselines: neighbours (default 3).")
 @click.option("--features", help="Baselines: comma-separated feature names (default all).")
 @click.option("--fill", help="Baselines: value of cells not heard, or 'min' (default).")
 @click.option("--coverage-weight", type=float, help="Baselines: weight of cells not in common (default 10).")
+@click.option("--scale", type=click.Choice(["std", "none"]),
+              help="Baselines: divide features by the corpus deviations (std, default) or keep their units.")
+@click.option("--distance-norm", type=click.Choice(["rms", "count", "none"]),
+              help="Baselines: sqrt(sum/(cells*features)) (rms, default), sqrt(sum)/cells (count, seed 004) "
+                   "or sqrt(sum), over the cells heard by either fingerprint.")
 @click.option("--crop-size-m", type=float, help="knn-square, mapmatch, prior-only: side of the square [m] (default 600).")
 @_prior_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), help="Write error CDF and error map PNGs here.")
 @clean_errors
-def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, crop_size_m, prior, reports,
-             pixel_prior, as_json, plot_dir):
+def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, scale, distance_norm, crop_size_m, prior,
+             reports, pixel_prior, as_json, plot_dir):
     """Evaluate a baseline or a checkpoint on a split's test part (known / unknown streets apart).
 
     \b
     Example:
       learn eval --data out/rome_crop.zarr --split spatial --baseline knn-square --json
+      learn eval --data out/rome_crop.zarr --split spatial --baseline wknn-seed004
       learn eval --data out/rome_crop.zarr --split spatial --ckpt out/heatmap/best.pt --plot out/eval
       learn eval --data out/demo/corpus.zarr --split spatial --baseline mapmatch --prior whole
 
@@ -199,11 +207,11 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, cr
     from learn.evaluate import evaluate_named
 
     options: dict = {}
-    if baseline in ("wknn", "knn-square"):
+    if baseline in ("wknn", "knn-square", "wknn-seed004", "knn-square-seed004"):
         fill_value = None if fill is None else (fill if fill == "min" else float(fill))
         options = {"k": k, "features": features.split(",") if features else None, "fill": fill_value,
-                   "coverage_weight": coverage_weight}
-    if baseline in ("knn-square", "mapmatch", "prior-only"):
+                   "coverage_weight": coverage_weight, "scale": scale, "distance_norm": distance_norm}
+    if baseline in ("knn-square", "knn-square-seed004", "mapmatch", "prior-only"):
         options["crop_size_m"] = crop_size_m
     if baseline == "mapmatch":
         options |= {"reports": reports, "pixel_prior": pixel_prior}

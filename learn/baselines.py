@@ -13,7 +13,18 @@
                 + coverage_weight * (|U| - |common|) / |U|
 
   The estimate is the mean of the ``k`` nearest references' positions weighted by
-  ``1 / (d + eps)``.
+  ``1 / (d + eps)``. Options change the fingerprint and the distance: ``features``,
+  ``fill``, ``scale`` (``"std"``: features divided by the corpus deviations ``s_f``;
+  ``"none"``: raw units), ``distance_norm`` (``"rms"``: as above; ``"count"``: the
+  Euclidean distance divided by ``|U|``, ``sqrt(sum (q - r)^2) / |U|``; ``"none"``: the
+  plain Euclidean distance) and ``coverage_weight``.
+* :class:`WknnSeed004Baseline` (``wknn-seed004``) — the same class with seed 004 §7.1's
+  settings (the k-NN of Kousias et al. 2024 / Savelli et al. 2024 as the seed reimplemented
+  it): RSSI fingerprints (``rssi_dbm`` only), cells not heard filled at -25 dB, raw dB, the
+  Euclidean distance divided by the count of cells heard by either fingerprint (our reading
+  of "normalized by non-zero BS count": after filling, the difference vector is non-zero on
+  exactly those cells), no coverage term. ``knn-square-seed004`` is k-NN in the square with
+  the same settings.
 * :class:`KnnSquareBaseline` — the same, with the search restricted to the references
   inside the sample's crop (seed 004's "k-NN in the square"), placed by the run's prior
   (:mod:`learn.priors`; the seeds placed it around the truth, ``--prior truth``), falling
@@ -37,9 +48,16 @@ from learn.methods import Predictions
 from learn.priors import resolve_prior
 from learn.registry import register_baseline
 from twin.corpus.store import Corpus
-from twin.errors import InputError
+from twin.errors import InputError, collect
 
-__all__ = ["WknnBaseline", "KnnSquareBaseline", "MapMatchBaseline", "fingerprints"]
+__all__ = ["WknnBaseline", "KnnSquareBaseline", "WknnSeed004Baseline", "KnnSquareSeed004Baseline",
+           "MapMatchBaseline", "fingerprints", "SEED004_FEATURES", "SEED004_FILL_DB"]
+
+#: Seed 004 §7.1's k-NN: RSSI fingerprints, missing cells infilled at -25 dB.
+SEED004_FEATURES = ("rssi_dbm",)
+SEED004_FILL_DB = -25.0
+DISTANCE_NORMS = ("rms", "count", "none")
+SCALES = ("std", "none")
 
 
 def fingerprints(corpus: Corpus, indices: np.ndarray, feature_idx: Sequence[int]
@@ -80,6 +98,13 @@ class WknnBaseline:
         minimum minus ``fill_margin``.
     coverage_weight : float
         Weight of the share of cells heard by only one of the two fingerprints.
+    scale : "std" or "none"
+        Divide each feature by the corpus's standard deviation, or keep its units.
+    distance_norm : "rms", "count" or "none"
+        ``sqrt(sum / (|U| F))``, ``sqrt(sum) / |U|`` or ``sqrt(sum)`` of the squared
+        feature differences over the cells heard by either (``U``; see the module docstring).
+
+    A cell counts as heard when at least one of the chosen features was reported for it.
     """
 
     k: int = 3
@@ -88,8 +113,22 @@ class WknnBaseline:
     fill_margin: float = 10.0
     coverage_weight: float = 10.0
     eps: float = 1e-6
+    scale: str = "std"
+    distance_norm: str = "rms"
     name: str = "wknn"
     searches_whole = True  # the prior it runs under is always "whole"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.scale not in SCALES:
+            problems.append(f"scale: {self.scale!r} is not one of {', '.join(SCALES)}")
+        if self.distance_norm not in DISTANCE_NORMS:
+            problems.append(f"distance_norm: {self.distance_norm!r} is not one of {', '.join(DISTANCE_NORMS)}")
+        if isinstance(self.fill, str) and self.fill != "min":
+            problems.append(f"fill: {self.fill!r} must be a number (feature units) or 'min'")
+        if self.k < 1:
+            problems.append(f"k: {self.k} must be >= 1")
+        collect(problems, f"{self.name} options")
 
     def _dense(self, cells: list[np.ndarray], feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         n, c, f = len(cells), len(self.vocab_), len(self.feature_idx_)
@@ -100,7 +139,7 @@ class WknnBaseline:
             ok = (pos < c) & (self.vocab_[np.minimum(pos, c - 1)] == ci)
             vals = np.where(np.isfinite(fi[ok]), fi[ok], self.fill_)
             values[i, pos[ok]] = vals
-            heard[i, pos[ok]] = True
+            heard[i, pos[ok]] = np.isfinite(fi[ok]).any(axis=1)
         return (values / self.scale_).reshape(n, c * f), heard
 
     def fit(self, corpus: Corpus, train_indices: np.ndarray) -> WknnBaseline:
@@ -122,7 +161,7 @@ class WknnBaseline:
         else:
             self.fill_ = np.full(len(wanted), float(self.fill))
         std = np.asarray(corpus.stats["feature_std"], np.float64)[self.feature_idx_]
-        self.scale_ = np.where(std > 0, std, 1.0)
+        self.scale_ = np.where(std > 0, std, 1.0) if self.scale == "std" else np.ones(len(wanted))
         self.ref_values_, self.ref_heard_ = self._dense(cells, feats)
         self.ref_xy_ = corpus.batch(train_indices, ["position_xy_m"])["position_xy_m"].astype(np.float64)
         self.ref_sq_ = (self.ref_values_**2).sum(axis=1)
@@ -140,8 +179,15 @@ class WknnBaseline:
             common = hs @ self.ref_heard_.T.astype(np.float64)
             union = hs.sum(1)[:, None] + self.ref_heard_.sum(1)[None] - common
             union_safe = np.maximum(union, 1.0)
-            d = np.sqrt(np.maximum(sq, 0.0) / (union_safe * nf))
-            d += self.coverage_weight * (union - common) / union_safe
+            sq = np.maximum(sq, 0.0)
+            if self.distance_norm == "rms":
+                d = np.sqrt(sq / (union_safe * nf))
+            elif self.distance_norm == "count":
+                d = np.sqrt(sq) / union_safe
+            else:
+                d = np.sqrt(sq)
+            if self.coverage_weight:
+                d += self.coverage_weight * (union - common) / union_safe
             out[s:s + 512] = d
         return out
 
@@ -183,6 +229,32 @@ class KnnSquareBaseline(WknnBaseline):
         inside = np.asarray(((rel >= 0) & (rel <= self.crop_size_m)).all(-1))
         xy, found = self._weighted(d, inside)
         return Predictions(xy_m=np.where(found[:, None], xy, centres))
+
+
+@register_baseline("wknn-seed004")
+@dataclass
+class WknnSeed004Baseline(WknnBaseline):
+    """WkNN with seed 004 §7.1's settings: RSSI only, -25 dB fill, raw dB, distance / heard-cell count."""
+
+    features: Sequence[str] | None = SEED004_FEATURES
+    fill: float | str = SEED004_FILL_DB
+    coverage_weight: float = 0.0
+    scale: str = "none"
+    distance_norm: str = "count"
+    name: str = "wknn-seed004"
+
+
+@register_baseline("knn-square-seed004")
+@dataclass
+class KnnSquareSeed004Baseline(KnnSquareBaseline):
+    """k-NN in the square with seed 004 §7.1's fingerprint settings (those of :class:`WknnSeed004Baseline`)."""
+
+    features: Sequence[str] | None = SEED004_FEATURES
+    fill: float | str = SEED004_FILL_DB
+    coverage_weight: float = 0.0
+    scale: str = "none"
+    distance_norm: str = "count"
+    name: str = "knn-square-seed004"
 
 
 @register_baseline("mapmatch")

@@ -62,7 +62,8 @@ def load_method(path: str | os.PathLike) -> Any:
 _BASELINES: dict[str, Callable[..., Any]] = {}
 # baseline name -> module that registers it when imported.
 _BASELINE_PROVIDERS = {"wknn": "learn.baselines", "knn-square": "learn.baselines", "mapmatch": "learn.baselines",
-                       "prior-only": "learn.priors"}
+                       "prior-only": "learn.priors", "wknn-seed004": "learn.baselines",
+                       "knn-square-seed004": "learn.baselines"}
 
 
 def register_baseline(name: str) -> Callable[[T], T]:
@@ -80,7 +81,8 @@ def baseline_names() -> list[str]:
 
 
 def make_baseline(name: str, **options: Any) -> Any:
-    """A baseline by name (``wknn``, ``knn-square``, ``mapmatch``, ``prior-only``) with keyword options
+    """A baseline by name (``wknn``, ``knn-square``, ``wknn-seed004``, ``knn-square-seed004``, ``mapmatch``,
+    ``prior-only``) with keyword options
     (``None`` ones ignored)."""
     if name not in _BASELINES and name in _BASELINE_PROVIDERS:
         importlib.import_module(_BASELINE_PROVIDERS[name])

@@ -157,12 +157,13 @@ def test_cli_import_and_eval(tmp_path):
 
 
 def test_baselines_are_registered_by_name_and_the_cli_offers_each():
-    from learn.baselines import MapMatchBaseline
+    from learn.baselines import KnnSquareSeed004Baseline, MapMatchBaseline, WknnSeed004Baseline
     from learn.priors import PriorOnly
     from learn.registry import baseline_names, make_baseline
 
     kinds = {"wknn": WknnBaseline, "knn-square": KnnSquareBaseline, "mapmatch": MapMatchBaseline,
-             "prior-only": PriorOnly}
+             "prior-only": PriorOnly, "wknn-seed004": WknnSeed004Baseline,
+             "knn-square-seed004": KnnSquareSeed004Baseline}
     for name, cls in kinds.items():
         assert type(make_baseline(name)) is cls
     assert make_baseline("wknn", k=3, fill=None).k == 3  # None options keep the default
