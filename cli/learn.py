@@ -271,6 +271,13 @@ def _train_options(func):
     for opt in reversed([
         click.option("--data", "data", multiple=True, required=True, type=click.Path(),
                      help="Corpus (.zarr); repeat for several."),
+        click.option("--source-data", "source_data", multiple=True, type=click.Path(),
+                     help="Source (synthetic) corpus beside the target --data corpora, repeatable: its train part "
+                          "joins training with a domain label (domain-adversarial training with "
+                          "--domain-adversarial-lambda > 0); validation stays on --data."),
+        click.option("--domain-adversarial-lambda", "domain_lambda", type=float,
+                     help="Override train.domain_adversarial_lambda (gradient reversal weight of the domain "
+                          "classifier on the radio [CLS] token; 0: off)."),
         click.option("--config", "config", default="small", show_default=True,
                      help="Preset (small, paper, finetune) or a YAML file with model/train/data/refine sections."),
         click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory."),
@@ -290,12 +297,14 @@ def _train_options(func):
     return func
 
 
-def _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme=None, threads=None):
+def _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme=None, threads=None,
+            domain_lambda=None):
     from learn.train import load_run_config
 
     return load_run_config(config, {"train": {
         "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "num_workers": num_workers,
-        "seed": seed, "split_scheme": split_scheme, "threads": threads}})
+        "seed": seed, "split_scheme": split_scheme, "threads": threads,
+        "domain_adversarial_lambda": domain_lambda}})
 
 
 def _report(result) -> None:
@@ -309,8 +318,8 @@ def _report(result) -> None:
 @main.command("pretrain")
 @_train_options
 @clean_errors
-def pretrain_cmd(data, config, out, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads,
-                 resume, overwrite):
+def pretrain_cmd(data, source_data, domain_lambda, config, out, epochs, max_steps, batch_size, lr, num_workers, seed,
+                 split_scheme, threads, resume, overwrite):
     """Train the map-conditioned posterior from scratch (on synthetic corpora).
 
     Runs under torchrun (DDP) unchanged: torchrun --nproc-per-node 2 -m cli.learn pretrain ...
@@ -321,28 +330,33 @@ def pretrain_cmd(data, config, out, epochs, max_steps, batch_size, lr, num_worke
     """
     from learn.train import pretrain
 
-    cfg = _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads)
-    _report(pretrain(list(data), cfg, out, resume=resume, overwrite=overwrite))
+    cfg = _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads, domain_lambda)
+    _report(pretrain(list(data), cfg, out, resume=resume, overwrite=overwrite, source_data=list(source_data)))
 
 
 @main.command("finetune")
 @click.option("--init", "init", required=True, type=click.Path(dir_okay=False), help="Checkpoint to start from.")
 @_train_options
 @clean_errors
-def finetune_cmd(init, data, config, out, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads,
-                 resume, overwrite):
+def finetune_cmd(init, data, source_data, domain_lambda, config, out, epochs, max_steps, batch_size, lr, num_workers,
+                 seed, split_scheme, threads, resume, overwrite):
     """Fine-tune a checkpoint on other corpora (e.g. real drive tests; seed 004's protocol).
 
     Model sizes come from the checkpoint; use --config finetune for the linear-decay schedule.
+    With --source-data and --domain-adversarial-lambda > 0: domain-adversarial training
+    (seed 004 appendix D), a domain classifier on the radio [CLS] token through a gradient
+    reversal layer (the "domain" column of metrics.csv).
 
     \b
     Example:
       learn finetune --init runs/pre/best.pt --data out/rome_crop.zarr --config finetune --out runs/ft
+      learn finetune --init runs/pre/best.pt --data out/rome_crop.zarr --source-data out/synth.zarr \
+          --domain-adversarial-lambda 0.1 --config finetune --out runs/ft_da
     """
     from learn.train import finetune
 
-    cfg = _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads)
-    _report(finetune(init, list(data), cfg, out, resume=resume, overwrite=overwrite))
+    cfg = _config(config, epochs, max_steps, batch_size, lr, num_workers, seed, split_scheme, threads, domain_lambda)
+    _report(finetune(init, list(data), cfg, out, resume=resume, overwrite=overwrite, source_data=list(source_data)))
 
 
 @main.command("predict")

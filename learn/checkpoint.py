@@ -32,12 +32,15 @@ import torch
 from twin.errors import CheckpointError
 from twin.io import atomic_file
 
-__all__ = ["KIND", "SCHEMA_VERSION", "save_checkpoint", "load_checkpoint", "check_checkpoint", "read_torch_file",
-           "load_model_state"]
+__all__ = ["KIND", "SCHEMA_VERSION", "TRAINING_ONLY_PREFIXES", "save_checkpoint", "load_checkpoint",
+           "check_checkpoint", "read_torch_file", "load_model_state"]
 
 KIND = "posterior"
 SCHEMA_VERSION = 2
 _REQUIRED = ("kind", "schema_version", "model", "configs", "step")
+#: Weights of heads used only in training (the domain classifier of :mod:`learn.domain`), saved so that a
+#: run resumes exactly; a model without such a head (evaluation, prediction, fine-tuning) ignores them.
+TRAINING_ONLY_PREFIXES = ("domain_classifier.",)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], kind: str = KIND) -> Path:
@@ -102,10 +105,12 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     """``model.load_state_dict(state)`` with a clear :class:`CheckpointError` on any mismatch.
 
     Keys starting with a prefix in ``skip`` are left at the model's values (used by
-    fine-tuning for the cell embedding, which is remapped separately).
+    fine-tuning for the cell embedding, which is remapped separately). Keys of training-only
+    heads (:data:`TRAINING_ONLY_PREFIXES`) are dropped when the model has no such head.
     """
     own = model.state_dict()
-    state = {k: v for k, v in state.items() if not k.startswith(skip)}
+    state = {k: v for k, v in state.items()
+             if not k.startswith(skip) and (k in own or not k.startswith(TRAINING_ONLY_PREFIXES))}
     missing = [k for k in own if k not in state and not k.startswith(skip)]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state

@@ -162,6 +162,9 @@ def fit_baseline(name: str, data: str | os.PathLike, split: str, out_dir: str | 
         cfg = from_dict(spec.run_config, load_checkpoint(out / "last.pt", kind=spec.kind)["configs"],
                         f"{out / 'last.pt'} configs")
     tc = cfg.train
+    if tc.domain_adversarial_lambda:
+        raise InputError(f"train.domain_adversarial_lambda: {tc.domain_adversarial_lambda}: domain-adversarial "
+                         f"training is for the posterior model (learn finetune / pretrain), not {name}")
     rank, world, device, ckpt_resume = prepare_run(out, tc, resume, overwrite, spec.kind)
     corpus = open_corpus(data)
     if tc.split_scheme not in corpus.split_schemes:

@@ -130,6 +130,7 @@ class PosteriorOutput:
     mixture: Mixture              # top-K posterior
     point: torch.Tensor           # [B, 2] the point estimate used by the physics loss
     parts: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample loss terms
+    radio_cls: torch.Tensor | None = None  # [B, d_r] the radio encoder's [CLS] embedding z_r (learn.domain reads it)
 
     @property
     def xy(self) -> torch.Tensor:
@@ -356,11 +357,11 @@ class PosteriorModel(nn.Module):
         """The fused representation ``z_f`` ``(B, d_f)``."""
         return self._encode(batch)[0]
 
-    def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``z_f`` ``(B, d_f)`` and the map tokens ``(B, 1 + N, d_m)`` (None without a map)."""
+    def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``z_f`` ``(B, d_f)``, the map tokens ``(B, 1 + N, d_m)`` (None without a map) and ``z_r`` ``(B, d_r)``."""
         z_r = self.radio(batch)  # [B, d_r]
         if self.map is None:
-            return self.no_map(z_r), None
+            return self.no_map(z_r), None, z_r
         parts = [batch["maps"].float(), batch["map_valid"].float()]  # [B, C, S, S], [B, 1, S, S]
         if self.cfg.likelihood_channels:
             lik = batch.get("lik_maps")
@@ -371,17 +372,17 @@ class PosteriorModel(nn.Module):
             parts.append(lik.float())  # [B, L, S, S]
         maps = torch.cat(parts, dim=1)  # [B, C+1+L, S, S]
         tokens = self.map(maps)
-        return self.fusion(z_r, tokens), tokens
+        return self.fusion(z_r, tokens), tokens, z_r
 
     def forward(self, batch: dict[str, torch.Tensor], targets: torch.Tensor | None = None
                 ) -> tuple[PosteriorOutput, torch.Tensor | None]:
         """Posterior for ``batch``; the loss of Eq. 24 when ``targets`` ``(B, 2)`` (crop coordinates) is given."""
         cfg = self.cfg
-        z_f, tokens = self._encode(batch)
+        z_f, tokens, z_r = self._encode(batch)
         logits = self.coarse(tokens, z_f) if isinstance(self.coarse, DenseCoarseHead) else self.coarse(z_f)  # [B, G*G]
         mixture = top_k_mixture(logits, self.fine, z_f, cfg.top_k)
         point = mixture.mean() if cfg.phys_point == "mean" else mixture.map_component()
-        out = PosteriorOutput(logits, mixture, point)
+        out = PosteriorOutput(logits, mixture, point, radio_cls=z_r)
         if targets is None:
             return out, None
         parts = {"coarse": coarse_loss(logits, targets, cfg.grid_size),

@@ -90,13 +90,18 @@ class TrainConfig:
     select_on: Literal["val_loss", "val_mean_m"] = "val_loss"
     split_scheme: str = "random"      # train on its train part, validate on its val part
     threads: int = 1                  # torch intra-op threads per process on CPU (see set_threads)
+    # Domain-adversarial training of the posterior (learn.domain, seed 004 appendix D): the weight of
+    # the gradient reversal on the radio [CLS] token; needs source corpora (--source-data). 0: off,
+    # the seed's plain fine-tuning (its Table 4 finds the adversary helps sim-to-real, not cross-city).
+    domain_adversarial_lambda: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
         for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: {getattr(self, name)} must be >= 1")
-        for name in ("num_workers", "checkpoint_every", "weight_decay", "grad_clip", "min_lr"):
+        for name in ("num_workers", "checkpoint_every", "weight_decay", "grad_clip", "min_lr",
+                     "domain_adversarial_lambda"):
             if not getattr(self, name) >= 0:
                 problems.append(f"{name}: {getattr(self, name)} must be >= 0")
         if self.val_batches is not None and self.val_batches < 0:
@@ -322,8 +327,8 @@ def prepare_run(out_dir: str | os.PathLike, tc: TrainConfig, resume: bool, overw
 
 def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | os.PathLike, *,
           init: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, datasets: tuple[Dataset, Dataset | None, dict[str, Any]] | None = None
-          ) -> TrainResult:
+          progress: bool = True, datasets: tuple[Dataset, Dataset | None, dict[str, Any]] | None = None,
+          source_data: Sequence[str | os.PathLike] = ()) -> TrainResult:
     """Train the posterior model on the corpora ``data`` into ``out_dir`` (``pretrain``, ``finetune``).
 
     Parameters
@@ -339,6 +344,11 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
     datasets : (train, val, info), optional
         Ready datasets yielding contract batch dicts (tests); ``info`` holds ``n_features``,
         ``n_cells``, ``map_channels``, ``cell_vocab`` and ``data_info``.
+    source_data : sequence of corpus URLs
+        Source (synthetic) corpora beside the target ones ``data`` (:mod:`learn.domain`): their
+        train parts join the training set with domain labels; validation stays on ``data``.
+        With ``train.domain_adversarial_lambda`` > 0 a domain classifier on the radio [CLS]
+        token trains through a gradient reversal layer (the ``domain`` loss term).
     """
     out = Path(out_dir)
     if resume and (out / "last.pt").is_file():  # the run's own config, before seeding with it
@@ -360,8 +370,14 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
 
         source = ckpt_resume if ckpt_resume is not None else ckpt_init  # inputs as the weights saw them
         init_norm = (source.get("data_info") or {}).get("normalization") if source is not None else None
-        datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,
-                                       normalization=init_norm)
+        if source_data or tc.domain_adversarial_lambda:
+            from learn.domain import domain_training_data
+
+            datasets = domain_training_data(list(data), list(source_data), config.data, tc.split_scheme,
+                                            seed=tc.seed, normalization=init_norm)
+        else:
+            datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,
+                                           normalization=init_norm)
     train_set, val_set, info = datasets
     model = build_model(config.model, info, config.data).to(device)
     config = dataclasses.replace(config, model=model.cfg)  # saved with the data-dependent sizes
@@ -369,7 +385,12 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
     if ckpt_init is not None and init is not None:
         load_model_state(model, ckpt_init["model"], init, skip=("radio.tokens.cell.",))
         _remap_cells(model, ckpt_init["model"], ckpt_init.get("cell_vocab", []), vocab)
-    return fit(model, train_set, val_set, config, out, kind=KIND, info=info, resume_ckpt=ckpt_resume,
+    net: torch.nn.Module = model
+    if tc.domain_adversarial_lambda:
+        from learn.domain import domain_adversarial
+
+        net = domain_adversarial(model, tc.domain_adversarial_lambda).to(device)
+    return fit(net, train_set, val_set, config, out, kind=KIND, info=info, resume_ckpt=ckpt_resume,
                progress=progress, device=device, overwrite=overwrite)
 
 
