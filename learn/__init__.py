@@ -5,6 +5,7 @@ The stage functions, with their CLI verbs (``docs/learn.md``, ``docs/model.md``)
     learn.import_drive_test(file, bs_file, out) ...            learn import drive-test|rome-nbiot|rome-crop|powder
     learn.evaluate.evaluate(corpus, method, split)             learn eval
     learn.fit_heatmap(corpus, split, out_dir)                  learn fit-baseline heatmap
+    learn.fit_baseline("mlp-unet", corpus, split, out_dir)     learn fit-baseline mlp-unet
     learn.pretrain(urls, config, out) / learn.finetune(...)    learn pretrain / finetune
     learn.predict.predict(ckpt, corpus, ...)                   learn predict
 
@@ -22,8 +23,12 @@ _LAZY = {
                      "SplitConfig", "ImportReport"], "learn.importers"),
     **dict.fromkeys(["EvalResult", "evaluate_named"], "learn.evaluate"),
     **dict.fromkeys(["Predictions", "Method"], "learn.methods"),
-    **dict.fromkeys(["WknnBaseline", "KnnSquareBaseline", "MapMatchBaseline"], "learn.baselines"),
-    **dict.fromkeys(["fit_heatmap", "HeatmapRunConfig", "load_heatmap_config"], "learn.heatmap_train"),
+    **dict.fromkeys(["WknnBaseline", "KnnSquareBaseline", "WknnSeed004Baseline", "KnnSquareSeed004Baseline",
+                     "MapMatchBaseline"], "learn.baselines"),
+    **dict.fromkeys(["fit_heatmap", "fit_baseline", "HeatmapRunConfig", "load_heatmap_config",
+                     "load_baseline_config"], "learn.heatmap_train"),
+    **dict.fromkeys(["MlpUNet", "UNetConfig", "UNetRunConfig"], "learn.unet"),
+    **dict.fromkeys(["DomainAdversarial", "grad_reverse", "domain_training_data"], "learn.domain"),
     **dict.fromkeys(["pretrain", "finetune", "fit", "build_model", "TrainConfig", "RunConfig",
                      "load_run_config"], "learn.train"),
     **dict.fromkeys(["CorpusDataset", "DataConfig", "make_loader"], "learn.data"),
