@@ -1,4 +1,4 @@
-"""Seed 004's other methods on one corpus: `python -m bench.bench_methods_seed004 [CORPUS] [OUT] [EPOCHS] [NETS]`.
+"""Seed 004's other methods on one corpus: `python -m bench.bench_methods_seed004 [CORPUS] [OUT] [EPOCHS] [NETS] [--reuse]`.
 
 Trains the MLP+UNet (``learn fit-baseline mlp-unet``, small preset) and, with NETS
 ``mlp-unet,heatmap`` (the default), the heatmap ViT (small preset) for EPOCHS epochs each
@@ -8,7 +8,7 @@ split), one torch thread. Then judges them under the truth-free default prior (`
 seeds' ``truth`` crops beside WkNN (ours and seed 004's settings), k-NN in the square
 (both settings), map matching and the prior alone, on the same test part. Prints a Markdown
 table for docs/benchmarks.md (known / unknown streets apart), the training times and the
-load average.
+load average. ``--reuse`` judges the runs already in OUT instead of training them again.
 """
 
 from __future__ import annotations
@@ -32,12 +32,19 @@ def _part(r: EvalResult, name: str) -> str:
 
 
 def main(corpus_path: str = "out/demo/corpus.zarr", out: str = "out/bench_seed004", epochs: int = 1,
-         nets: str = "mlp-unet,heatmap", split: str = "spatial") -> None:
+         nets: str = "mlp-unet,heatmap", split: str = "spatial", reuse: bool = False) -> None:
+    """``reuse``: judge the runs already in ``out`` (``OUT/<name>/best.pt``) instead of training them again."""
     set_threads(1)
     corpus = open_corpus(corpus_path)
     out_dir = Path(out)
     trained: list[tuple[str, str, float]] = []
     for name in [n.strip() for n in nets.split(",") if n.strip()]:
+        if reuse and (out_dir / name / "best.pt").is_file():
+            from learn.checkpoint import load_checkpoint
+
+            step = load_checkpoint(out_dir / name / "best.pt", kind=None)["step"]
+            trained.append((f"{name} (small, {step} steps)", str(out_dir / name / "best.pt"), float("nan")))
+            continue
         t0 = time.perf_counter()
         summary = fit_baseline(name, corpus.url, split, out_dir / name, "small", epochs=epochs, overwrite=True)
         seconds = time.perf_counter() - t0
@@ -70,4 +77,5 @@ def main(corpus_path: str = "out/demo/corpus.zarr", out: str = "out/bench_seed00
 if __name__ == "__main__":
     args = sys.argv[1:]
     main(args[0] if args else "out/demo/corpus.zarr", args[1] if len(args) > 1 else "out/bench_seed004",
-         int(args[2]) if len(args) > 2 else 1, args[3] if len(args) > 3 else "mlp-unet,heatmap")
+         int(args[2]) if len(args) > 2 else 1, args[3] if len(args) > 3 else "mlp-unet,heatmap",
+         reuse="--reuse" in args[4:])
