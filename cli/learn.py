@@ -350,7 +350,7 @@ def finetune_cmd(init, data, source_data, domain_lambda, config, out, epochs, ma
     \b
     Example:
       learn finetune --init runs/pre/best.pt --data out/rome_crop.zarr --config finetune --out runs/ft
-      learn finetune --init runs/pre/best.pt --data out/rome_crop.zarr --source-data out/synth.zarr \
+      learn finetune --init runs/pre/best.pt --data out/rome_crop.zarr --source-data out/synth.zarr \\
           --domain-adversarial-lambda 0.1 --config finetune --out runs/ft_da
     """
     from learn.train import finetune
