@@ -44,7 +44,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -83,7 +83,7 @@ class Size:
 SIZES = {
     "quick": Size("quick", 3, (5,), ((0, 0), (0, 1), (1, 0), (2, 2)), (3,), 800, 10**6, 3,
                   5.0, (2.0, 5.0, 10.0), 1.0, 40),
-    "full": Size("full", 3, (5,), tuple((r, c) for r in range(4) for c in range(4)), (5, 10, 15), 3000, 10**6, 3,
+    "full": Size("full", 3, (5,), tuple((r, c) for r in range(4) for c in range(4)), (5, 10), 1500, 10**6, 3,
                  20.0, (2.0, 5.0, 10.0, 20.0, 40.0), 5.0, 60),
 }
 
@@ -552,14 +552,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", default="out/bench_localize", help="output folder (stages found there are skipped)")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="real-data folder (skipped when absent)")
     ap.add_argument("--no-real", action="store_true", help="synthetic part only")
+    ap.add_argument("--curve-minutes", help="learning-curve budgets, comma-separated (default: the size's)")
+    ap.add_argument("--model-minutes", type=float, help="each config's synthetic run (default: the size's)")
+    ap.add_argument("--real-minutes", type=float, help="each real-data run (default: the size's)")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
     from learn.train import set_threads
 
     set_threads(1)
     size = SIZES[args.size]
+    if args.curve_minutes:
+        size = replace(size, curve_minutes=tuple(float(m) for m in args.curve_minutes.split(",") if m.strip()))
+    if args.model_minutes:
+        size = replace(size, model_minutes=args.model_minutes)
+    if args.real_minutes:
+        size = replace(size, real_minutes=args.real_minutes)
     configs = list(args.config or DEFAULT_CONFIGS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    before = _cached(out / "size.json", lambda: {"size": asdict(size), "configs": configs})
+    if json.loads(json.dumps({"size": asdict(size), "configs": configs})) != before:
+        raise SystemExit(f"{out} holds a run of another size or configs ({out / 'size.json'}); use another --out")
     t0, load0 = time.perf_counter(), _load()
     _log(f"size {size.name}: about {planned_training_minutes(size, len(configs)):.0f} min of training planned")
     synthetic = synthetic_stage(out, size, configs)
