@@ -465,34 +465,36 @@ def prior_label(name: str, resolved: str) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The tables of ``results.json`` as Markdown (docs/benchmarks.md)."""
+    """The tables of ``results.json`` as Markdown (docs/benchmarks.md): per data set, one row per prior and
+    method, per test piece ``mean / median / RMSE`` [m], and the posterior's NLL and HDR coverage."""
     lines = [f"Size `{results['size']['name']}`; machine: {results['machine']}; load average "
              f"{results['load_range'][0]:.1f}-{results['load_range'][1]:.1f}; wall {results['wall_minutes']:.0f} min.", ""]
-    for title, rows in (("Synthetic", results["synthetic"]["rows"]), ("Real", results["real"].get("rows", []))):
-        if not rows:
-            continue
-        lines += [f"### {title}", "", "| data | part | prior | method | n | mean m | median m | p90 m | RMSE m | "
-                  "NLL [nats/m²] | cov. 50 / 90 % |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        datas = list(dict.fromkeys(r["data"] for r in rows))
-        for data in datas:
+    for rows in (results["synthetic"]["rows"], results["real"].get("rows", [])):
+        for data in dict.fromkeys(r["data"] for r in rows):
             mine = [r for r in rows if r["data"] == data]
             parts = [p for p in PART_NAMES if any(r["parts"].get(p, {}).get("n") for r in mine)]
-            for part in parts:
-                for pname in (*PRIORS, "whole"):
-                    for r in mine:
-                        if r["prior"] != pname or part not in r["parts"] or not r["parts"][part]["n"]:
-                            continue
-                        m = r["parts"][part]
-                        cov = ("-" if "coverage50" not in m else
-                               f"{m['coverage50']:.2f} / {m['coverage90']:.2f}")
-                        lines.append(f"| {data} | {PART_NAMES[part]} | {prior_label(pname, m.get('prior', pname))} | "
-                                     f"{r['method']} | {m['n']} | {_fmt(m['mean_m'])} | {_fmt(m['median_m'])} | "
-                                     f"{_fmt(m['p90_m'])} | {_fmt(m['rmse_m'])} | {_fmt(m.get('nll'), 2)} | {cov} |")
-        lines.append("")
+            ns = {p: max(r["parts"][p]["n"] for r in mine if p in r["parts"]) for p in parts}
+            lines += [f"**{data}**, split `{mine[0]['split']}`; mean / median / RMSE [m] per test piece "
+                      f"(n: {', '.join(f'{PART_NAMES[p]} {ns[p]}' for p in parts)})", "",
+                      "| prior | method | " + " | ".join(PART_NAMES[p] for p in parts)
+                      + " | NLL [nats/m²] | cov. 50 / 90 % |",
+                      "|---|---|" + "---|" * len(parts) + "---|---|"]
+            for pname in (*PRIORS, "whole"):
+                for r in (r for r in mine if r["prior"] == pname):
+                    cells = []
+                    for p in parts:
+                        m = r["parts"].get(p, {})
+                        cells.append("-" if not m.get("n") else
+                                     f"{_fmt(m['mean_m'])} / {_fmt(m['median_m'])} / {_fmt(m['rmse_m'])}")
+                    a = r["parts"]["all"]
+                    cov = "-" if "coverage50" not in a else f"{a['coverage50']:.2f} / {a['coverage90']:.2f}"
+                    lines.append(f"| {prior_label(pname, a.get('prior', pname))} | {r['method']} | "
+                                 + " | ".join(cells) + f" | {_fmt(a.get('nll'), 2)} | {cov} |")
+            lines.append("")
     for s in results["real"].get("skipped", []) or []:
         lines.append(f"- {s}")
     if results["synthetic"]["curve"]:
-        lines += ["", "### Learning curve (synthetic, prior auto, mean / median m)", "",
+        lines += ["", "Learning curve (synthetic, prior auto; mean / median [m]):", "",
                   "| config | planned min | training wall min | steps | unknown streets | known streets | "
                   "unseen area | load |", "|---|---|---|---|---|---|---|---|"]
         for c in results["synthetic"]["curve"]:
@@ -555,7 +557,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--curve-minutes", help="learning-curve budgets, comma-separated (default: the size's)")
     ap.add_argument("--model-minutes", type=float, help="each config's synthetic run (default: the size's)")
     ap.add_argument("--real-minutes", type=float, help="each real-data run (default: the size's)")
+    ap.add_argument("--report", action="store_true", help="only write results.md and the PNG again from results.json")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
+    out = Path(args.out)
+    if args.report:
+        results = json.loads((out / "results.json").read_text())
+        (out / "results.md").write_text(markdown(results))
+        plot_curve(results, out / "learning_curve.png")
+        print(markdown(results))
+        return
     from learn.train import set_threads
 
     set_threads(1)
@@ -567,7 +577,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.real_minutes:
         size = replace(size, real_minutes=args.real_minutes)
     configs = list(args.config or DEFAULT_CONFIGS)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     before = _cached(out / "size.json", lambda: {"size": asdict(size), "configs": configs})
     if json.loads(json.dumps({"size": asdict(size), "configs": configs})) != before:
