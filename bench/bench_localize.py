@@ -491,8 +491,8 @@ def markdown(results: dict[str, Any]) -> str:
                     lines.append(f"| {prior_label(pname, a.get('prior', pname))} | {r['method']} | "
                                  + " | ".join(cells) + f" | {_fmt(a.get('nll'), 2)} | {cov} |")
             lines.append("")
-    for s in results["real"].get("skipped", []) or []:
-        lines.append(f"- {s}")
+    for note in results["real"].get("skipped", []) or []:
+        lines.append(f"- {note}")
     if results["synthetic"]["curve"]:
         lines += ["", "Learning curve (synthetic, prior auto; mean / median [m]):", "",
                   "| config | planned min | training wall min | steps | unknown streets | known streets | "
