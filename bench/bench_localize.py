@@ -498,10 +498,10 @@ def markdown(results: dict[str, Any]) -> str:
                   "| config | planned min | training wall min | steps | unknown streets | known streets | "
                   "unseen area | load |", "|---|---|---|---|---|---|---|---|"]
         for c in results["synthetic"]["curve"]:
-            cells = " | ".join(f"{_fmt(c[p]['mean_m'])} / {_fmt(c[p]['median_m'])}" for p in ("unknown", "known",
+            curve_cells = " | ".join(f"{_fmt(c[p]['mean_m'])} / {_fmt(c[p]['median_m'])}" for p in ("unknown", "known",
                                                                                              "unseen"))
             lines.append(f"| {c['config']} | {c['planned_minutes']:g} | {c['train_minutes']:.1f} | {c['steps']} | "
-                         f"{cells} | {c['load'][0][0]:.1f}-{c['load'][1][0]:.1f} |")
+                         f"{curve_cells} | {c['load'][0][0]:.1f}-{c['load'][1][0]:.1f} |")
     return "\n".join(lines) + "\n"
 
 
