@@ -536,7 +536,7 @@ def plot_curve(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def planned_training_minutes(size: Size, n_configs: int, real_sets_found: int = 2, finetuned_sets: int = 1) -> float:
+def planned_training_minutes(size: Size, n_configs: int, real_sets_found: int = 3, finetuned_sets: int = 2) -> float:
     """Training minutes a size plans (calibration runs and evaluation not included)."""
     synth = n_configs * size.model_minutes + sum(m for m in size.curve_minutes if m != size.model_minutes)
     real = size.real_minutes * (n_configs * (real_sets_found + finetuned_sets) + 1)
