@@ -62,15 +62,19 @@ SCALES = ("std", "none")
 
 def fingerprints(corpus: Corpus, indices: np.ndarray, feature_idx: Sequence[int]
                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per sample: the cell ids and features ``(n_cells, F')`` of its last measurement instant.
+    """Per sample: the cell keys and features ``(n_cells, F')`` of its last measurement instant.
 
-    Returns two lists of length ``len(indices)``. Repeated cells keep their mean.
+    A cell's key is ``scene_index * 2**32 + cell_id``: cell ids are the BS file's of each
+    scene, and the patches of a generated corpus reuse them (cell 1 of one patch is not cell 1
+    of the next); in scene 0 (every import) the key is the cell id. Returns two lists of
+    length ``len(indices)``. Repeated cells keep their mean.
     """
-    b = corpus.batch(indices, ["cell_id", "features", "mask", "time_s"])
+    b = corpus.batch(indices, ["cell_id", "features", "mask", "time_s", "scene_index"])
     cells_out, feats_out = [], []
-    for cell, feat, mask, t in zip(b["cell_id"], b["features"], b["mask"], b["time_s"], strict=True):
+    for cell, feat, mask, t, scene in zip(b["cell_id"], b["features"], b["mask"], b["time_s"], b["scene_index"],
+                                          strict=True):
         last = mask & (t == t[mask].max()) if mask.any() else mask
-        c = cell[last]
+        c = cell[last].astype(np.int64) + (int(scene) << 32)
         f = feat[last][:, list(feature_idx)].astype(np.float64)
         if len(np.unique(c)) < len(c):
             uc, inv = np.unique(c, return_inverse=True)

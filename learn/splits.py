@@ -13,16 +13,23 @@ Labels are codes into :data:`twin.corpus.store.SPLIT_NAMES` (0 train, 1 val, 2 t
   random into test as well: the *known streets* part. A test sample is therefore
   "unknown" exactly when no training sample shares its block
   (:func:`known_street_mask`), which the evaluation reports apart.
+* **held-out scenes** (:func:`hold_out_scenes`) — every sample of the chosen scenes (the
+  patches of a generated corpus) goes to test, the others keep their labels of another
+  scheme: the *unseen area* (cross-area) test, where no training sample lies. Stored as a
+  scheme of its own with :func:`twin.corpus.store.add_split_scheme`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from twin.corpus.routes import hold_out_known
 from twin.errors import InputError
 
-__all__ = ["TRAIN", "VAL", "TEST", "random_split", "spatial_split", "block_ids", "known_street_mask"]
+__all__ = ["TRAIN", "VAL", "TEST", "random_split", "spatial_split", "block_ids", "known_street_mask",
+           "hold_out_scenes"]
 
 TRAIN, VAL, TEST = 0, 1, 2
 
@@ -108,3 +115,32 @@ def known_street_mask(blocks: np.ndarray, labels: np.ndarray, indices: np.ndarra
     """Whether each sample of ``indices`` lies in a block that holds a training sample."""
     train_blocks = np.unique(blocks[labels == TRAIN])
     return np.isin(blocks[indices], train_blocks)
+
+
+def hold_out_scenes(labels: np.ndarray, scene_index: np.ndarray, test_scenes: Sequence[int]) -> np.ndarray:
+    """Labels ``(N,)`` uint8: ``labels`` with every sample of ``test_scenes`` moved to test.
+
+    Parameters
+    ----------
+    labels : (N,) uint8
+        Labels of the scheme the other scenes keep (e.g. ``spatial``: their unknown- and
+        known-street test parts stay); not modified.
+    scene_index : (N,) int
+        Each sample's scene (a patch of ``twin generate``).
+    test_scenes : sequence of int
+        Scenes held out whole: no sample of theirs trains or validates.
+
+    Raises :class:`InputError` for a scene that no sample has, or when nothing would train.
+    """
+    lab = np.array(labels, np.uint8, copy=True)
+    scenes = np.asarray(scene_index).reshape(-1)
+    if scenes.shape != lab.shape:
+        raise InputError(f"held-out scenes: {len(scenes)} scene indices for {len(lab)} labels")
+    held = np.asarray(list(test_scenes), np.int64)
+    missing = sorted(set(held.tolist()) - set(np.unique(scenes).tolist()))
+    if missing:
+        raise InputError(f"held-out scenes: no sample lies in scene(s) {', '.join(map(str, missing))}")
+    lab[np.isin(scenes, held)] = TEST
+    if not (lab == TRAIN).any():
+        raise InputError("held-out scenes: every training sample lies in a held-out scene; keep one scene to train on")
+    return lab

@@ -60,6 +60,11 @@ class TrainConfig:
     # without changing the schedule, so a resumed run continues the same curve.
     epochs: int = 30
     max_steps: int | None = None
+    # The run's length in optimizer steps instead of epochs (null: epochs x steps per epoch): the
+    # schedule spans exactly these steps and reaches min_lr at the last, over as many epochs as
+    # they need (the last one partial). A compute budget: minutes x a measured steps/s
+    # (bench/bench_localize.py's learning curve), without cutting the decay short as max_steps does.
+    total_steps: int | None = None
     # Warmup-stable-decay (learn.schedule): seed 004's peak 2e-4, warm-up over the first 10 % of
     # the steps (Adam's moments settle before full steps), a linear decay over the last 20 % down
     # to min_lr = 0 (seed 004 decays to 0; the last step's rate is min_lr).
@@ -108,6 +113,8 @@ class TrainConfig:
             problems.append(f"val_batches: {self.val_batches} must be >= 0 (or null: the whole val part)")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max_steps: {self.max_steps} must be >= 1 (or null)")
+        if self.total_steps is not None and self.total_steps < 1:
+            problems.append(f"total_steps: {self.total_steps} must be >= 1 (or null: epochs)")
         if not self.lr >= 0:  # 0 is allowed: a run that only evaluates or re-saves a checkpoint
             problems.append(f"lr: {self.lr} must be >= 0")
         if not 0 <= self.beta2 < 1:
@@ -455,7 +462,9 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
     batch_size = min(tc.batch_size, per_rank)  # a set smaller than one batch still trains
     steps_per_epoch = max(per_rank // batch_size, 1)
     # max_steps stops a run early without changing its schedule, so resuming continues it exactly.
-    sched = ScheduleConfig(tc.lr, tc.warmup_frac, tc.decay_frac, tc.min_lr, steps_per_epoch * tc.epochs)
+    n_epochs = tc.epochs if tc.total_steps is None else math.ceil(tc.total_steps / steps_per_epoch)
+    sched = ScheduleConfig(tc.lr, tc.warmup_frac, tc.decay_frac, tc.min_lr,
+                           steps_per_epoch * tc.epochs if tc.total_steps is None else tc.total_steps)
     total = sched.total_steps if tc.max_steps is None else min(sched.total_steps, tc.max_steps)
     use_amp = tc.amp and device.type == "cuda"
     has_val = val_set is not None and isinstance(val_set, Sized) and len(val_set) > 0 and tc.val_batches != 0
@@ -477,7 +486,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
     t_start, n_seen, t_other = time.perf_counter(), 0, 0.0  # t_other: validation and checkpoints
     epoch = start_epoch
     done = step >= total
-    while not done and epoch < tc.epochs:
+    while not done and epoch < n_epochs:
         skip = step - epoch * steps_per_epoch
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)  # new random crops each epoch (workers are re-created per epoch)

@@ -218,3 +218,17 @@ def test_predict_batches_registry_and_heatmaps(pretrained, tmp_path):
     assert ((res["hdr_level"] >= 0) & (res["hdr_level"] <= 1)).all()
     paths = plot_posteriors(res["mixtures"], tmp_path / "plots")
     assert len(paths) == 2 and all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_total_steps_sets_the_run_length_and_the_schedule_decays_to_its_end(tmp_path):
+    """A budget in steps (minutes x a measured speed): 10 steps over 3-step epochs end at min_lr, not cut short."""
+    ds = SyntheticDataset(24, s=32)  # batch 8: 3 steps per epoch
+    cfg = small_config(total_steps=10, epochs=1, min_lr=1e-5)
+    res = train([], cfg, tmp_path / "run", datasets=(ds, None, synthetic_info()), progress=False)
+    assert res.steps == 10 and res.epochs == 3  # three whole epochs and one step of the fourth
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    lrs = [float(r["lr"]) for r in rows if r["lr"]]
+    assert len(lrs) == 10 and lrs[-1] == pytest.approx(1e-5) and max(lrs) == pytest.approx(1e-3)
+    assert lrs[-2] == pytest.approx(1e-3 + (1e-5 - 1e-3) * 0.5)  # the decay spans the last 20 % of the 10 steps
+    with pytest.raises(InputError, match="total_steps"):
+        small_config(total_steps=0)

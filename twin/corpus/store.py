@@ -46,7 +46,7 @@ from twin.io import atomic_store
 
 __all__ = [
     "SCHEMA_VERSION", "SPLIT_NAMES", "CorpusWriter", "Corpus", "open_corpus",
-    "sample_array_specs", "moment_sums", "mean_std",
+    "sample_array_specs", "moment_sums", "mean_std", "add_split_scheme",
 ]
 
 SCHEMA_VERSION = 1
@@ -487,6 +487,51 @@ class Corpus:
             cell_id=io.read(group, "cell_id", self.url), cell_xy_m=io.read(group, "cell_xy_m", self.url),
             cell_maps=np.asarray(cell_maps[...]) if cell_maps.size else None,
         )
+
+
+def add_split_scheme(url: str | os.PathLike, name: str, labels: np.ndarray, overwrite: bool = False) -> Corpus:
+    """Add the split scheme ``name`` (labels ``(N,)``: 0 train, 1 val, 2 test) to a complete corpus.
+
+    Writes ``samples/split_<name>`` (chunked as the other sample arrays), records its chunks
+    (:func:`twin.io.seal`), then lists the scheme and its counts, and consolidates. The
+    normalization statistics stay those of the first scheme. An existing scheme is replaced
+    only with ``overwrite``; a call interrupted before the record leaves a corpus that
+    refuses to open, naming the array: run it again with ``overwrite=True``. Raises
+    :class:`InputError` naming the corpus for a bad name, length or label.
+    """
+    text = os.fspath(url)
+    corpus = open_corpus(text) if not overwrite else None  # a complete, verified corpus
+    io.open_group(text)  # a missing store: StoreNotFoundError naming it
+    root = zarr.open_group(text, mode="r+", use_consolidated=False)  # the members as they are, new ones included
+    attrs = io.attrs(root)
+    if attrs.get("kind") != "twin-corpus" or not attrs.get("complete", False):
+        raise InputError(f"{text}: not a complete twin corpus; a split scheme is added to a finished one")
+    if not name or not name.replace("_", "").isalnum():
+        raise InputError(f"{text}: split scheme name {name!r} must be letters, digits and underscores")
+    schemes = list(attrs["split_schemes"])
+    if name in schemes and not overwrite:
+        raise InputError(f"{text}: split scheme '{name}' exists; pass overwrite=True to replace it")
+    samples = io.group(root, "samples", text)
+    position = samples["position_xy_m"]
+    assert isinstance(position, zarr.Array)
+    n = int(position.shape[0])
+    lab = np.asarray(labels)
+    if lab.shape != (n,):
+        raise InputError(f"{text}: split scheme '{name}' has {lab.shape} labels, the corpus {n} samples")
+    bad = ~np.isin(lab, np.arange(len(SPLIT_NAMES)))
+    if bad.any():
+        raise InputError(f"{text}: split scheme '{name}': label {lab[bad][0]!r} of sample {int(np.flatnonzero(bad)[0])} "
+                         f"is not one of 0, 1, 2 ({', '.join(SPLIT_NAMES)})")
+    del corpus
+    chunk = int(position.chunks[0])
+    samples.create_array(f"split_{name}", shape=(n,), chunks=(chunk,), dtype="uint8", dimension_names=("sample",),
+                         fill_value=_NO_PART, compressors=io.compressors(), overwrite=True)[:] = lab.astype(np.uint8)
+    counts = dict(attrs.get("counts", {}))
+    counts["splits"] = {**counts.get("splits", {}), name: {p: int((lab == k).sum()) for k, p in enumerate(SPLIT_NAMES)}}
+    io.seal(root)  # the array is on record (the corpus opens) before the scheme is listed
+    root.attrs.update({"split_schemes": schemes if name in schemes else [*schemes, name], "counts": counts})
+    io.consolidate(text)
+    return open_corpus(text)
 
 
 def open_corpus(url: str | os.PathLike) -> Corpus:
