@@ -24,6 +24,7 @@ sample lies on A's validation or test streets, nor within ``buffer_m`` of them.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,8 @@ class HeldOut:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HeldOut:
-        return cls(np.asarray(d["blocks"], np.int64), float(d["block_m"]), tuple(d["origin_m"]),  # type: ignore[arg-type]
-                   float(d["buffer_m"]))
+        x0, y0 = (float(v) for v in d["origin_m"])
+        return cls(np.asarray(d["blocks"], np.int64), float(d["block_m"]), (x0, y0), float(d["buffer_m"]))
 
 
 def held_out_region(corpus_a: Any, buffer_m: float = 15.0, split: str = "spatial") -> HeldOut:
@@ -138,7 +139,7 @@ def _sample_inside(batch: dict[str, np.ndarray], region: HeldOut) -> np.ndarray:
     return hit.any(axis=1) | region.contains(batch["position_xy_m"])
 
 
-def restrict_corpus(sources: list[str | os.PathLike], out: str | os.PathLike, region: HeldOut,
+def restrict_corpus(sources: Sequence[str | os.PathLike], out: str | os.PathLike, region: HeldOut,
                     overwrite: bool = False, attrs: dict[str, Any] | None = None, block: int = 8192
                     ) -> tuple[Any, dict[str, int]]:
     """Copy the corpora ``sources`` into one corpus at ``out`` without the samples in ``region``.
@@ -209,7 +210,7 @@ def training_rows(corpus_a: Any, split: str = "spatial") -> np.ndarray:
     corpus = corpus_a if isinstance(corpus_a, Corpus) else open_corpus(corpus_a)
     if "sources" not in corpus.root:
         raise InputError(f"{corpus.url}: no 'sources' group; A must be imported from a drive-test file")
-    group = corpus.root["sources"]
+    group = io.group(corpus.root, "sources", corpus.url)
     rows = io.read(group, "rows", corpus.url)
     offsets = io.read(group, "row_offsets", corpus.url)
     labels = io.read(corpus.samples, f"split_{split}", corpus.url)

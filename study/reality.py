@@ -199,7 +199,7 @@ def make_reality(scene_dir: str | os.PathLike, out_dir: str | os.PathLike, confi
     from calibrate.simulate import simulate_drive_test
     from twin.radio.deployment import DeployConfig, deploy
     from twin.radio.sites import write_bs_file
-    from twin.radio.tracer import Tracer, TraceConfig
+    from twin.radio.tracer import TraceConfig, Tracer
     from twin.scene.build import load_twin_scene
 
     config = config or RealityConfig()

@@ -23,6 +23,7 @@ Stages, in order::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -352,7 +353,7 @@ def run_study(plan: StudyPlan | str | os.PathLike, out: str | os.PathLike, progr
             init = checkpoints.get((model, chain[:-1])) if len(chain) > 1 else None
             data = corpora[chain[-1]]
             builder = _posterior_stage if model == "posterior" else _heatmap_stage
-            info = st.in_place(name, deps, lambda folder, b=builder, d=data, i=init: b(plan, d, i, folder, progress))
+            info = st.in_place(name, deps, functools.partial(_train_in, builder, plan, data, init, progress))
             checkpoints[(model, chain)] = out / name / info["result"]["checkpoint"]
 
     # -- evaluation on A's test part ------------------------------------------------------------------
@@ -446,6 +447,11 @@ def _site_errors(truth: Path, operator: Path, calibrated: Path, scene_dir: Path)
                           "height_m": round(float(r["height_m"] - tt["height_m"]), 1), "azimuth_deg": round(da, 1)}
         out.append(row)
     return out
+
+
+def _train_in(builder: Callable[..., dict[str, Any]], plan: StudyPlan, data: Path, init: Path | None,
+              progress: bool, folder: Path) -> dict[str, Any]:
+    return builder(plan, data, init, folder, progress)
 
 
 def _posterior_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Path, progress: bool

@@ -43,15 +43,19 @@ def readout(content: dict[str, Any], prior: str = "auto") -> dict[str, Any]:
             return _rmse(r, "unknown") if r else None
 
         a, bp, c = u("A"), u("B' zero-shot"), u("C zero-shot")
-        ft = {e: u(e) for e in ("B' -> A", "C -> A", "C -> B' -> A") if u(e) is not None}
+        ft: dict[str, float] = {}
+        for e in ("B' -> A", "C -> A", "C -> B' -> A"):
+            v = u(e)
+            if v is not None:
+                ft[e] = v
         res: dict[str, Any] = {"A_unknown_rmse_m": a, "Bp_zero_shot_unknown_rmse_m": bp,
                                "C_zero_shot_unknown_rmse_m": c, "finetuned_unknown_rmse_m": ft}
         if bp is not None and c is not None:
             res["calibration_beats_scale_zero_shot"] = bp < c
-        if u("B' -> A") is not None and u("C -> A") is not None:
-            res["calibration_beats_scale_finetuned"] = u("B' -> A") < u("C -> A")  # type: ignore[operator]
+        if "B' -> A" in ft and "C -> A" in ft:
+            res["calibration_beats_scale_finetuned"] = ft["B' -> A"] < ft["C -> A"]
         if a is not None and ft:
-            best = min(ft, key=lambda e: ft[e])
+            best = min(ft, key=ft.__getitem__)
             res["best_pretrained"] = best
             res["pretraining_cut_m"] = round(a - ft[best], 1)
             res["pretraining_cut_frac"] = round((a - ft[best]) / a, 3) if a else None
