@@ -225,7 +225,8 @@ def make_reality(scene_dir: str | os.PathLike, out_dir: str | os.PathLike, confi
     world = perturbed_scene(scene, files.scene, config, rng)
     trace_config = TraceConfig(samples_per_tx=config.samples_per_tx, max_depth=config.max_depth,
                                diffraction=config.diffraction, edge_diffraction=config.diffraction,
-                               diffuse_reflection=True, materials_out_of_range="extrapolate")
+                               diffuse_reflection=True, materials_out_of_range="extrapolate",
+                               seed=7)  # not the twin's ray seed 42: no replay of its Monte-Carlo noise
     tracer = Tracer(load_twin_scene(world), trace_config)
     rows = simulate_drive_test(tracer.scene, truth, spacing_m=config.spacing_m, radius_m=config.radius_m,
                                sigma_db=config.report_sigma_db, step_db=config.report_step_db,
