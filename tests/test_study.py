@@ -258,3 +258,10 @@ def test_bad_user_drive_test_is_named(tmp_path):
 
     result = CliRunner().invoke(main, ["study", str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "a.bs_file" in result.output and "nope.csv" in result.output
+
+
+def test_study_help_ends_with_an_example_that_loads():
+    from cli.learn import main
+
+    res = CliRunner().invoke(main, ["study", "--help"])
+    assert res.exit_code == 0 and "learn study scenes/study_plan.yaml --out" in res.output.split("Example:")[1]
