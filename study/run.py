@@ -37,7 +37,7 @@ import numpy as np
 
 from study.plan import StudyPlan, load_plan
 from twin.config import dump_yaml, to_dict
-from twin.errors import InputError
+from twin.errors import InputError, OutputExistsError
 
 __all__ = ["run_study", "StudyResult", "chain_name", "STAGE_FILE"]
 
@@ -171,6 +171,8 @@ def run_study(plan: StudyPlan | str | os.PathLike, out: str | os.PathLike, progr
     """
     plan = plan if isinstance(plan, StudyPlan) else load_plan(plan)
     out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "plan.yaml").is_file():
+        raise OutputExistsError(out, f"{out}: a non-empty folder that holds no study (no plan.yaml); give a new --out")
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda s: print(s, flush=True))
     recorded = out / "plan.yaml"

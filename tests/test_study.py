@@ -260,6 +260,17 @@ def test_bad_user_drive_test_is_named(tmp_path):
     assert result.exit_code == 2 and "a.bs_file" in result.output and "nope.csv" in result.output
 
 
+def test_a_foreign_folder_is_not_taken_as_a_study(tmp_path):
+    from study.run import run_study
+    from twin.errors import OutputExistsError
+
+    (tmp_path / "out" / "A").mkdir(parents=True)
+    (tmp_path / "plan.yaml").write_text("name: x\n")
+    with pytest.raises(OutputExistsError, match="holds no study"):
+        run_study(tmp_path / "plan.yaml", tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "A").is_dir()
+
+
 def test_study_help_ends_with_an_example_that_loads():
     from cli.learn import main
 
