@@ -6,7 +6,9 @@ window covering the points, its metrics computed (:func:`twin.radio.metrics.comp
 and turned into UE reports (:func:`twin.radio.metrics.apply_reporting`: Gaussian-in-dB
 noise, the sensitivity floor, the reporting ranges and quantization). A cell reports
 at the points within ``radius_m`` of its site where its noisy RSRP clears the floor.
-The output has the drive-test format of :mod:`calibrate.drive_test`.
+With ``shadowing_db`` each cell's path gain also gets a spatially correlated shadowing
+field (:func:`shadowing_field`) before the metrics, so that RSRP, RSRQ and SINR stay
+consistent with one another. The output has the drive-test format of :mod:`calibrate.drive_test`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 
 from twin.errors import InputError
 
-__all__ = ["road_points", "simulate_drive_test"]
+__all__ = ["road_points", "shadowing_field", "simulate_drive_test"]
 
 
 def road_points(scene: Any, spacing_m: float = 10.0, drivable_only: bool = True) -> np.ndarray:
@@ -48,10 +50,36 @@ def road_points(scene: Any, spacing_m: float = 10.0, drivable_only: bool = True)
     return xy[np.sort(first)]
 
 
+def shadowing_field(shape: tuple[int, ...], cell_size_m: float, sigma_db: float, corr_m: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Spatially correlated log-normal shadowing [dB]: one Gaussian random field per leading index.
+
+    White noise on the raster ``shape`` (``(..., H, W)``) is smoothed by a Gaussian kernel of
+    standard deviation ``corr_m / (sqrt(2) cell_size_m)`` pixels, so that the field's
+    autocorrelation is ``exp(-d^2 / (2 corr_m^2))`` at distance ``d`` [m], then renormalized
+    to standard deviation ``sigma_db`` per field (mean removed).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if not (sigma_db >= 0 and corr_m > 0 and cell_size_m > 0):
+        raise InputError(f"shadowing: sigma_db {sigma_db} must be >= 0, corr_m {corr_m} and cell size "
+                         f"{cell_size_m} > 0")
+    white = rng.standard_normal(shape)
+    if sigma_db == 0:
+        return np.zeros(shape)
+    s_px = corr_m / (np.sqrt(2.0) * cell_size_m)
+    sigma = (0,) * (len(shape) - 2) + (s_px, s_px)
+    field = gaussian_filter(white, sigma=sigma, mode="reflect")
+    axes = (-2, -1)
+    field = field - field.mean(axis=axes, keepdims=True)
+    return sigma_db * field / np.maximum(field.std(axis=axes, keepdims=True), 1e-12)
+
+
 def simulate_drive_test(scene: Any, sites: Any, *, spacing_m: float = 10.0, radius_m: float = 300.0,
                         sigma_db: float = 4.0, step_db: float = 1.0, max_points: int | None = None,
                         trace_config: Any = None, metric_config: Any = None, tracer: Any = None,
-                        seed: int = 0, speed_mps: float = 10.0) -> pd.DataFrame:
+                        seed: int = 0, speed_mps: float = 10.0, shadowing_db: float = 0.0,
+                        shadowing_corr_m: float = 50.0) -> pd.DataFrame:
     """A drive test of ``sites`` (at their true poses) over ``scene``.
 
     Parameters
@@ -72,6 +100,10 @@ def simulate_drive_test(scene: Any, sites: Any, *, spacing_m: float = 10.0, radi
         Seeds the noise and the subset.
     speed_mps : float
         The car's speed: ``time`` is the distance driven over it [s].
+    shadowing_db, shadowing_corr_m : float
+        Standard deviation [dB] and correlation distance [m] of the per-cell shadowing
+        field added to the traced path gain (:func:`shadowing_field`, seeded by ``seed``
+        apart from the noise); 0 (default) adds none.
 
     Returns
     -------
@@ -103,6 +135,9 @@ def simulate_drive_test(scene: Any, sites: Any, *, spacing_m: float = 10.0, radi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         gain = tracer.radio_maps(table, grid)  # [C, H, W] dB
+    if shadowing_db > 0:
+        gain = gain + shadowing_field(gain.shape, grid.cell_size_m, shadowing_db, shadowing_corr_m,
+                                      np.random.default_rng([seed, 1]))
     pg = grid.sample(gain, xy)  # [C, N]
     metric_config = metric_config or MetricConfig()
     exact = compute_metrics(pg[:, :, None], table["power_dbm"].to_numpy(np.float64),

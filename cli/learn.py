@@ -466,5 +466,37 @@ def show_predictions_cmd(predictions, truth, data, out, overwrite):
                f"{stats['median_m']:.1f} m, mean {stats['mean_m']:.1f} m")
 
 
+@main.command("study")
+@click.argument("plan", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="The study folder; an existing one of the same plan is resumed (complete stages skipped).")
+@click.option("--quiet", is_flag=True, help="No progress bars (the stage log still prints).")
+@clean_errors
+def study_cmd(plan, out, quiet):
+    """Seed 004's study end to end: Datasets A, B, B', C, every training chain, Table 1.
+
+    PLAN (YAML, docs/study.md) names the city, Dataset A (the proxy reality, or your own
+    drive test and BS file under `a:`), the synthetic datasets, the calibration, the
+    models, the training chains (e.g. "C->B'->A"), the baselines and the priors. Writes
+    one folder per stage under --out and Table 1 to OUT/table/ (table.md, table.json,
+    errors.png: known vs unknown streets, compute.png: error vs compute).
+
+    \b
+    Example:
+      learn study scenes/study_plan.yaml --out /tmp/study
+    """
+    from study.run import run_study
+
+    result = run_study(plan, out, progress=not quiet, log=click.echo)
+    rows = [r for r in result["rows"] if r["prior_asked"] == "auto"]
+    for r in rows:
+        unk = r.get("parts", {}).get("unknown", {})
+        kn = r.get("parts", {}).get("known", {})
+        name = r["experiment"] if r["kind"] == "model" else "baseline"
+        click.echo(f"{name:<14} {r['model']:<12} known {kn.get('rmse_m', float('nan')):8.1f} m   "
+                   f"unknown {unk.get('rmse_m', float('nan')):8.1f} m   (prior {r['prior']})")
+    click.echo(f"wrote {result['paths']['md']}, {result['paths']['json']}, {result['paths']['errors_png']}")
+
+
 if __name__ == "__main__":  # python -m cli.learn ..., torchrun -m cli.learn pretrain ...
     main()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_BOXES", "HELSINKI_ORIGIN", "city_boxes", "make_box_scene"]
+__all__ = ["DEFAULT_BOXES", "HELSINKI_ORIGIN", "city_boxes", "city_streets", "make_box_scene"]
 
 HELSINKI_ORIGIN = (24.944, 60.1716)
 # (x_min, y_min, x_max, y_max, height_m) in scene metres
@@ -46,6 +46,25 @@ def city_boxes(half_size_m: float, block_m: float = 80.0, street_m: float = 20.0
     starts = np.arange(-half_size_m + street_m / 2, half_size_m - block_m, pitch)
     return [(float(x), float(y), float(x + block_m), float(y + block_m), float(rng.uniform(*heights_m)))
             for x in starts for y in starts]
+
+
+def city_streets(half_size_m: float, block_m: float = 80.0, street_m: float = 20.0
+                 ) -> list[tuple[str, list[tuple[float, float]]]]:
+    """The named street centrelines between the blocks of :func:`city_boxes`: ``(name, [(x, y), ...])``.
+
+    Each street is cut into ways at its crossings (as OSM ways are), so that the road graph
+    has junctions; the ways of one street share its name.
+    """
+    pitch = block_m + street_m
+    starts = np.arange(-half_size_m + street_m / 2, half_size_m - block_m, pitch)
+    lines = [float(v) for v in starts[1:] - street_m / 2]
+    cuts = [-half_size_m, *lines, half_size_m]
+    out: list[tuple[str, list[tuple[float, float]]]] = []
+    for k, c in enumerate(lines):
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            out.append((f"Street {k}", [(a, c), (b, c)]))
+            out.append((f"Avenue {k}", [(c, a), (c, b)]))
+    return out
 
 
 def _write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -92,7 +111,8 @@ def _scene_xml(shapes: list[tuple[str, str]]) -> str:
 def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: float = 4.0,
                    boxes: Sequence[tuple[float, float, float, float, float]] = DEFAULT_BOXES,
                    ground: bool = True, origin_lonlat: tuple[float, float] = HELSINKI_ORIGIN,
-                   ground_material: str = _GROUND_MATERIAL, name: str = "boxes") -> Path:
+                   ground_material: str = _GROUND_MATERIAL, name: str = "boxes",
+                   roads: Sequence[tuple[str, list[tuple[float, float]]]] | None = None) -> Path:
     """Write a scene directory of box buildings on a flat ground; return its path.
 
     Parameters
@@ -111,6 +131,9 @@ def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: 
         The ground's ITU material (``metal`` makes a perfect mirror for physics tests).
     origin_lonlat : (float, float)
         The scene origin in WGS84 degrees.
+    roads : sequence of ``(name, [(x, y), ...])``, optional
+        Named road polylines (e.g. :func:`city_streets`); default one east-west and one
+        north-south street through the origin.
     """
     import geopandas as gpd
     from shapely.geometry import LineString, box
@@ -133,14 +156,24 @@ def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: 
                   & (centers[..., 1] >= y0) & (centers[..., 1] <= y1))
         mask[inside] = 1
         height[inside] = h
-    road_y = 0.0  # one east-west and one north-south street through the origin
-    road_mask = ((np.abs(centers[..., 1] - road_y) < 6) | (np.abs(centers[..., 0]) < 6)).astype(np.uint8)
+    if roads is None:
+        road_y = 0.0  # one east-west and one north-south street through the origin
+        road_mask = ((np.abs(centers[..., 1] - road_y) < 6) | (np.abs(centers[..., 0]) < 6)).astype(np.uint8)
+        road_gdf = gpd.GeoDataFrame({"highway": ["residential", "residential"]},
+                                    geometry=[LineString([(-s, 0.0), (s, 0.0)]), LineString([(0.0, -s), (0.0, s)])])
+    else:
+        import shapely
+
+        road_gdf = gpd.GeoDataFrame({"highway": ["residential"] * len(roads), "name": [n for n, _ in roads],
+                                     "drivable": [True] * len(roads)},
+                                    geometry=[LineString(c) for _, c in roads])
+        pts = shapely.points(centers.reshape(-1, 2))
+        near = shapely.union_all(list(road_gdf.geometry)).buffer(6.0)
+        road_mask = shapely.contains(near, pts).reshape(grid.shape).astype(np.uint8)
     road_mask[mask == 1] = 0
     bld = gpd.GeoDataFrame(
         {"height_m": [float(b[4]) for b in boxes], "material": [_BUILDING_MATERIAL] * len(boxes)},
         geometry=[box(b[0], b[1], b[2], b[3]) for b in boxes])
-    roads = gpd.GeoDataFrame({"highway": ["residential", "residential"]},
-                             geometry=[LineString([(-s, 0.0), (s, 0.0)]), LineString([(0.0, -s), (0.0, s)])])
 
     with atomic_dir(out) as tmp:
         (tmp / "meshes").mkdir()
@@ -163,7 +196,7 @@ def make_box_scene(out: str | Path, *, half_size_m: float = 250.0, cell_size_m: 
         write_scene_files(
             tmp, name=name, frame=frame, grid=grid, extent_m=(-s, -s, s, s),
             layers={"building_mask": mask, "building_height_m": height, "road_mask": road_mask},
-            buildings=bld, roads=roads,
+            buildings=bld, roads=road_gdf,
             meta={"height_sources": {"fixture": len(boxes)},
                   "materials": {"ground": ground_material if ground else None,
                                 "buildings": {_BUILDING_MATERIAL: len(boxes)}},

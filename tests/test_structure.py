@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import REPO
 
-PACKAGES = ("twin", "calibrate", "learn", "cli", "scenes")
+PACKAGES = ("twin", "calibrate", "learn", "study", "cli", "scenes")
 # The stages of twin in data-flow order: a stage imports only earlier ones (and the top level).
 TWIN_STAGES = ("twin.scene", "twin.radio", "twin.corpus", "twin.generate")
 # Who may import whom among the top-level packages (cli is the only front end).
@@ -26,7 +26,8 @@ ALLOWED = {
     "twin": {"scenes"},
     "calibrate": {"twin", "scenes"},
     "learn": {"twin", "scenes"},
-    "cli": {"twin", "calibrate", "learn", "scenes"},
+    "study": {"twin", "calibrate", "learn", "scenes"},
+    "cli": {"twin", "calibrate", "learn", "study", "scenes"},
 }
 
 
@@ -147,7 +148,7 @@ def test_twin_stages_import_only_earlier_stages(graph):
     assert bad == []
 
 
-@pytest.mark.parametrize("package", ["twin", *TWIN_STAGES, "learn", "learn.data", "calibrate"])
+@pytest.mark.parametrize("package", ["twin", *TWIN_STAGES, "learn", "learn.data", "calibrate", "study"])
 def test_packages_export_their_names(package):
     module = importlib.import_module(package)
     assert module.__all__, package
@@ -207,7 +208,7 @@ def test_architecture_page_states_these_rules_and_names_real_functions():
         assert set(re.findall(r"`(\w+)`", row.group(1))) == allowed, package
     assert re.search(r"\s+←\s+".join(f"`{stage.split('.')[1]}`" for stage in TWIN_STAGES), text)  # the stage order
     formats = text[text.index("## Formats"):text.index("## Errors")]
-    names = set(re.findall(r"`((?:twin|calibrate|learn)(?:\.\w+)+)`", formats))
+    names = set(re.findall(r"`((?:twin|calibrate|learn|study)(?:\.\w+)+)`", formats))
     assert len(names) > 15
     for dotted in sorted(names):
         parts = dotted.split(".")

@@ -234,14 +234,14 @@ def _outdoor_los(scene, tx_xyz, rx_height_m=1.5, steps=300):
 
 
 def test_every_itu_material_has_scattering_and_the_builder_writes_it():
-    from twin.scene.build import _scene_xml
+    from twin.scene.build import scene_xml
     from twin.scene.materials import ITU_TYPES, SCATTERING
 
     assert set(SCATTERING) == set(ITU_TYPES)
     for name, p in SCATTERING.items():
         assert 0.0 <= p.coefficient <= 1.0 and 0.0 <= p.xpd_coefficient <= 1.0, name
         assert p.pattern in ("lambertian", "directive") and p.reason, name
-    xml = _scene_xml({"buildings-concrete": "concrete", "ground": "medium_dry_ground"}, {"concrete": 0.3})
+    xml = scene_xml({"buildings-concrete": "concrete", "ground": "medium_dry_ground"}, {"concrete": 0.3})
     assert '<float name="scattering_coefficient" value="0.4"/>' in xml
     assert '<float name="scattering_coefficient" value="0.2"/>' in xml
     assert xml.count('name="xpd_coefficient" value="0.17"') == 2

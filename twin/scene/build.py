@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # geopandas only where OSM is read: opening a built scene nee
     from twin.scene.osm import OsmData
 
 __all__ = ["SCENE_SCHEMA_VERSION", "SCENE_KIND", "LAYERS_KIND", "TwinScene", "load_twin_scene", "LAYER_NAMES",
-           "LAYER_UNITS", "SceneConfig", "build_scene", "build_tiles", "scene_config", "write_scene_files"]
+           "LAYER_UNITS", "SceneConfig", "build_scene", "build_tiles", "scene_config", "write_scene_files", "scene_xml"]
 
 #: ``schema_version`` of ``scene.json`` and ``layers.zarr``; :func:`load_twin_scene` reads only this one.
 SCENE_SCHEMA_VERSION = 1
@@ -196,7 +196,7 @@ class SceneConfig:
         collect(problems, "scene config")
 
 
-def _scene_xml(materials: dict[str, str], thickness: dict[str, float]) -> str:
+def scene_xml(materials: dict[str, str], thickness: dict[str, float]) -> str:
     """Mitsuba 3 XML: one ITU radio material per used type, one PLY shape per mesh file.
 
     Each material carries its diffuse-scattering coefficients from
@@ -388,7 +388,7 @@ def _build(osm: OsmData, frame: SceneFrame, extent_m: tuple[float, float, float,
         for material, parts in meshes.items():
             merge_meshes(parts).export(tmp / "meshes" / f"buildings-{material}.ply")
         ground_plane(x_min - margin, y_min - margin, x_max + margin, y_max + margin).export(tmp / "meshes" / "ground.ply")
-        (tmp / "scene.xml").write_text(_scene_xml(shape_materials, DEFAULT_THICKNESS_M))
+        (tmp / "scene.xml").write_text(scene_xml(shape_materials, DEFAULT_THICKNESS_M))
         dump_yaml(config, tmp / "config.yaml")
         write_scene_files(tmp, name=name, frame=frame, grid=grid, extent_m=extent_m, layers=layers,
                           buildings=built, roads=roads, bbox_lonlat=osm.bbox, meta=meta)
