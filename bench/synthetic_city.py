@@ -334,8 +334,9 @@ def plot_city(city: City, out: str | Path, zoom_m: float = 800.0, patch_m: float
                                         patch_m / 1e3, patch_m / 1e3, fill=False, lw=1.4 if chosen else 0.3,
                                         ec="cyan" if chosen else "white"))
     ax0.set(xlabel="x [km]", ylabel="y [km]",
-            title=f"{len(city.buildings):,} buildings, {len(city.roads):,} ways, "
+            title=f"{len(city.buildings):,} buildings, {len(city.roads):,} ways,\n"
                   f"{spec.width_m / 1e3:.1f} x {spec.height_m / 1e3:.1f} km")
+    ax0.title.set_fontsize(9)
     half = zoom_m / 2
     from shapely.geometry import box
 
@@ -346,7 +347,8 @@ def plot_city(city: City, out: str | Path, zoom_m: float = 800.0, patch_m: float
     b.plot(ax=ax1, column=levels.fillna(-1), cmap="viridis", edgecolor="k", linewidth=0.2)
     r.plot(ax=ax1, linewidth=[w / 3 for w in r["width_m"]], color="0.5")
     ax1.set(xlim=(-half, half), ylim=(-half, half), xlabel="x [m]", ylabel="y [m]",
-            title=f"centre {zoom_m:.0f} m: footprints (colour: levels) and streets")
+            title=f"the centre's {zoom_m:.0f} m: footprints (colour: levels,\ndark: none tagged) and streets")
+    ax1.title.set_fontsize(9)
     ax1.set_aspect("equal")
     fig.tight_layout()
     out = Path(out)

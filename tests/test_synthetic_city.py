@@ -90,3 +90,12 @@ def test_square_patches_tile_the_city_in_the_region_frame():
     assert extent[3] - extent[1] == pytest.approx(2200.0, abs=2.0)
     shards = layout_shards(plan, extent)
     assert [s.extent_m[2] - s.extent_m[0] for s in shards] == [1000.0] * 4
+
+
+def test_the_dataset_c_benchmark_spreads_its_patches_over_the_layout():
+    from bench.bench_dataset_c import PATCH_M, spread
+
+    assert abs(PATCH_M**2 / 1e6 - 8.25) < 0.01  # seed 004's 2.5 x 3.3 km
+    some = spread(20)
+    assert len(set(some)) == 20 and {r for r, _ in some} == set(range(10)) and {c for _, c in some} == set(range(10))
+    assert spread(100) == [(r, c) for r in range(10) for c in range(10)]
