@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -174,6 +175,16 @@ def _engine_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def _max_rss_mb() -> float | None:
+    """The worker process's peak resident memory so far [MB] (None where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
 def _sites(plan: GeneratePlan, scene: Any, shard: Shard, bs_table: Any, seed: int, deploy_config: Any = None) -> Any:
     from twin.radio.deployment import deploy
     from twin.radio.sites import place_sites
@@ -209,7 +220,8 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
     Returns
     -------
     dict
-        The manifest record: shard, patch, region, cells, per-stage seconds, worker.
+        The manifest record: shard, patch, region, cells, per-stage seconds, worker, and the
+        worker's peak resident memory so far ``max_rss_mb``.
     """
     from twin.corpus.sampler import Sampler, add_corpus_scene
     from twin.corpus.store import CorpusWriter
@@ -272,7 +284,7 @@ def run_shard(plan: GeneratePlan, shard: Shard, osm: Any, frame: Any, partial: P
                         "total_s": round(time.perf_counter() - t_start, 3),
                         "cpu_s": round(time.process_time() - cpu_start, 3)},
             "started_unix": round(started, 3), "finished_unix": round(time.time(), 3),
-            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "worker": f"{socket.gethostname()}:{os.getpid()}", "max_rss_mb": _max_rss_mb(),
         }
         if drawn:
             record["randomized"] = drawn
