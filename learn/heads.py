@@ -25,7 +25,8 @@ __all__ = ["Mixture", "CoarseHead", "FineHead", "cell_centers", "cell_of", "top_
 _LOG_2PI = math.log(2.0 * math.pi)
 
 #: Log prior [nats] of a crop pixel map matching does not search (off the road, outside the
-#: scene) in :func:`likelihood_prior`: unlikely, not impossible, so a truth there keeps a finite loss.
+#: scene) in :func:`likelihood_prior`: unlikely, not impossible, so a truth there keeps a finite
+#: loss; the model learns it from there (``PosteriorModel.lik_log_off``).
 OFF_PRIOR_LOGP = -100.0
 
 
@@ -173,14 +174,14 @@ class FineHead(nn.Module):
         return offset, sigma
 
 
-def likelihood_prior(loglik: torch.Tensor, allowed: torch.Tensor, grid_size: int, scale: torch.Tensor | float = 1.0
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def likelihood_prior(loglik: torch.Tensor, allowed: torch.Tensor, grid_size: int, scale: torch.Tensor | float = 1.0,
+                     off_logp: torch.Tensor | float = OFF_PRIOR_LOGP) -> tuple[torch.Tensor, torch.Tensor]:
     """Map matching's posterior pooled over the coarse cells, and each cell's best pixel.
 
     ``loglik`` ``(B, S, S)``: the log-likelihood ``-E / 2`` [nats] of every crop pixel (row
     north; batch key ``lik_loglik``), ``allowed`` ``(B, S, S)`` the pixels map matching
-    searches (``lik_allowed``; the others get the log prior :data:`OFF_PRIOR_LOGP`),
-    ``scale`` the likelihood's tempering (1 = map matching's posterior). With the pixel
+    searches (``lik_allowed``; the others get the log prior ``off_logp`` [nats], default
+    :data:`OFF_PRIOR_LOGP`), ``scale`` the likelihood's tempering (1 = map matching's posterior). With the pixel
     score ``q = scale * loglik + log prior``, cell ``c`` gets
 
         ``l_c = LogSumExp_{pixels p of c} q_p - log(r^2)``    (``r = S / G`` pixels per cell side)
@@ -196,7 +197,7 @@ def likelihood_prior(loglik: torch.Tensor, allowed: torch.Tensor, grid_size: int
     if s_h != s_w or s_h % g:
         raise ValueError(f"likelihood prior: crop of {s_h} x {s_w} pixels is not a multiple of the {g} x {g} grid")
     r = s_h // g
-    q = scale * loglik.float() + torch.where(allowed.bool(), 0.0, OFF_PRIOR_LOGP)
+    q = scale * loglik.float() + torch.where(allowed.bool(), torch.zeros_like(loglik.float()), off_logp)
     q = q.view(b, g, r, g, r).permute(0, 1, 3, 2, 4).reshape(b, g * g, r * r)  # [B, cell, pixel in cell]
     cell_ll = torch.logsumexp(q, dim=-1) - math.log(r * r)
     best = q.detach().argmax(-1)  # [B, G*G]

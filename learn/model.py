@@ -15,7 +15,14 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from learn.heads import CoarseHead, FineHead, Mixture, likelihood_prior, top_k_mixture
+from learn.heads import (
+    OFF_PRIOR_LOGP,
+    CoarseHead,
+    FineHead,
+    Mixture,
+    likelihood_prior,
+    top_k_mixture,
+)
 from learn.losses import coarse_loss, mixture_nll, physics_energy
 from twin.errors import InputError, collect
 
@@ -340,6 +347,13 @@ class DenseCoarseHead(nn.Module):
         return u.reshape(b, self.g * self.g)  # cell (pi r + ri) G + (pj r + rj)
 
 
+#: ``coarse_prior: likelihood``: the log of the tempering (and of the off-prior penalty) is this times
+#: its parameter, so that Adam's steps (about ``lr`` in parameter units) move them ~20x faster than a
+#: weight: single scalars whose right values are far from map matching's (demo corpus, one epoch:
+#: tempering 1 -> 0.022, map matching's untempered posterior is overconfident).
+LIK_SCALE_RATE = 20.0
+
+
 class PosteriorModel(nn.Module):
     """Radio encoder + map encoder + fusion + coarse/fine heads (Fig. 2)."""
 
@@ -368,8 +382,10 @@ class PosteriorModel(nn.Module):
                              cfg.use_cell_embedding, cfg.sigma_min_cells)
         self.lik_log_scale: nn.Parameter | None = None
         if cfg.coarse_prior == "likelihood":
-            # log of the likelihood's tempering: 0 = map matching's posterior (Eq. 22 untempered)
+            # the likelihood's tempering is exp(LIK_SCALE_RATE * lik_log_scale): 0 = map matching's posterior
             self.lik_log_scale = nn.Parameter(torch.zeros(()))
+            # and the log prior of the pixels map matching does not search is OFF_PRIOR_LOGP * exp(RATE * this)
+            self.lik_log_off = nn.Parameter(torch.zeros(()))
             last = [m for m in self.coarse.modules() if isinstance(m, nn.Linear)][-1]
             nn.init.zeros_(last.weight)  # the correction starts at 0: the model starts as map matching
             nn.init.zeros_(last.bias)
@@ -428,7 +444,12 @@ class PosteriorModel(nn.Module):
                              "lik_allowed (build the data with data.likelihood as the model was trained)")
         assert self.lik_log_scale is not None
         return likelihood_prior(batch["lik_loglik"], batch["lik_allowed"], self.cfg.grid_size,
-                                self.lik_log_scale.exp())
+                                self.likelihood_scale(), OFF_PRIOR_LOGP * torch.exp(LIK_SCALE_RATE * self.lik_log_off))
+
+    def likelihood_scale(self) -> torch.Tensor:
+        """The learned tempering of the likelihood prior (1 at initialization: map matching's posterior)."""
+        assert self.lik_log_scale is not None
+        return torch.exp(LIK_SCALE_RATE * self.lik_log_scale)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -26,7 +26,7 @@ from learn.checkpoint import load_checkpoint
 from learn.data import CorpusDataset, DataConfig, collate
 from learn.heads import OFF_PRIOR_LOGP, cell_of, likelihood_prior
 from learn.mapmatch import corpus_events, scene_matcher
-from learn.model import ModelConfig
+from learn.model import LIK_SCALE_RATE, ModelConfig
 from learn.train import RunConfig, build_model, load_run_config
 from tests.data.tiny_city.make import make_maps, make_scene
 from tests.learn_batch import TINY_MODEL_YAML
@@ -157,7 +157,7 @@ def test_switch_changes_the_computation(city):
             on({k: v for k, v in batch.items() if k != "lik_loglik"})
     # the learned tempering scales the likelihood: at 1/2 the pooled prior is the tempered one
     with torch.no_grad():
-        on.lik_log_scale.fill_(np.log(0.5))
+        on.lik_log_scale.fill_(np.log(0.5) / LIK_SCALE_RATE)
         half = on(batch)[0].logits
     want, _ = likelihood_prior(batch["lik_loglik"] * 0.5, batch["lik_allowed"], 8)
     torch.testing.assert_close(half, want, rtol=1e-5, atol=1e-4)

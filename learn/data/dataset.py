@@ -460,7 +460,7 @@ class CorpusDataset(torch.utils.data.Dataset):
             prior = None
             if scene.lik_prior is not None:
                 prior_crop, _ = resample_crop(scene.lik_prior[None, None], scene.grid, origin, size, px)
-                prior = prior_crop[0, 0].numpy() > 0.5
+                prior = prior_crop[0, 0].numpy() > 1e-3  # a prior pixel of the scene neighbours the centre
             loglik, allowed = loglik_pixels(energy, n_terms, lik_inside, prior)
         return {
             "cell_index": torch.from_numpy(self.cell_vocab.index(scene.name, cells)),
