@@ -131,6 +131,9 @@ class RunConfig:
         if self.model.coarse_prior == "likelihood" and not self.data.likelihood:
             raise InputError("model.coarse_prior: 'likelihood' reads map matching's log-likelihood of the crop; "
                              "set data.likelihood: true")
+        if self.model.coarse_prior == "likelihood" and self.data.crop_px % self.model.grid_size:
+            raise InputError(f"data.crop_px: {self.data.crop_px} is not a multiple of model.grid_size "
+                             f"{self.model.grid_size} (the likelihood prior pools the crop's pixels per coarse cell)")
         if self.model.use_map and self.data.crop_px % self.model.patch_size:
             raise InputError(f"data.crop_px: {self.data.crop_px} is not a multiple of model.patch_size "
                              f"{self.model.patch_size} (the map encoder's patches tile the crop)")

@@ -164,6 +164,9 @@ def test_switch_changes_the_computation(city):
     assert on.lik_log_scale.requires_grad and "lik_log_scale" in dict(on.named_parameters())
     with pytest.raises(InputError, match="data.likelihood"):
         RunConfig(model=ModelConfig(coarse_prior="likelihood"), data=DataConfig())
+    with pytest.raises(InputError, match="grid_size"):
+        RunConfig(model=ModelConfig(coarse_prior="likelihood", grid_size=32, patch_size=8),
+                  data=DataConfig(likelihood=True, crop_px=48))
     with pytest.raises(InputError, match="fine_anchor"):
         ModelConfig(fine_anchor="likelihood")
     with pytest.raises(InputError, match="coarse_prior"):
