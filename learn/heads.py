@@ -19,9 +19,15 @@ import torch.nn.functional as F
 
 from learn.data.crops import pixel_centre
 
-__all__ = ["Mixture", "CoarseHead", "FineHead", "cell_centers", "cell_of", "top_k_mixture"]
+__all__ = ["Mixture", "CoarseHead", "FineHead", "cell_centers", "cell_of", "top_k_mixture", "likelihood_prior",
+           "OFF_PRIOR_LOGP"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+#: Log prior [nats] of a crop pixel map matching does not search (off the road, outside the
+#: scene) in :func:`likelihood_prior`: unlikely, not impossible, so a truth there keeps a finite
+#: loss; the model learns it from there (``PosteriorModel.lik_log_off``).
+OFF_PRIOR_LOGP = -100.0
 
 
 def cell_centers(grid_size: int, device: torch.device | None = None) -> torch.Tensor:
@@ -168,11 +174,50 @@ class FineHead(nn.Module):
         return offset, sigma
 
 
-def top_k_mixture(logits: torch.Tensor, fine: FineHead, z_f: torch.Tensor, k: int) -> Mixture:
-    """The top-K renormalized mixture (Eqs. 13-14) from coarse ``logits`` ``(B, G*G)``."""
+def likelihood_prior(loglik: torch.Tensor, allowed: torch.Tensor, grid_size: int, scale: torch.Tensor | float = 1.0,
+                     off_logp: torch.Tensor | float = OFF_PRIOR_LOGP) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map matching's posterior pooled over the coarse cells, and each cell's best pixel.
+
+    ``loglik`` ``(B, S, S)``: the log-likelihood ``-E / 2`` [nats] of every crop pixel (row
+    north; batch key ``lik_loglik``), ``allowed`` ``(B, S, S)`` the pixels map matching
+    searches (``lik_allowed``; the others get the log prior ``off_logp`` [nats], default
+    :data:`OFF_PRIOR_LOGP`), ``scale`` the likelihood's tempering (1 = map matching's posterior). With the pixel
+    score ``q = scale * loglik + log prior``, cell ``c`` gets
+
+        ``l_c = LogSumExp_{pixels p of c} q_p - log(r^2)``    (``r = S / G`` pixels per cell side)
+
+    i.e. ``log p(c | m)`` up to a constant: a uniform prior over the searched pixels times
+    the likelihood, integrated over the cell. Returns ``l`` ``(B, G*G)`` (cell ``i * G + j``)
+    and the offset ``(B, G*G, 2)`` [crop units] of each cell's highest-scoring pixel centre
+    from the cell centre (no gradient), so the cell of ``argmax l`` holding map matching's
+    answer has it as its anchor.
+    """
+    b, s_h, s_w = loglik.shape
+    g = grid_size
+    if s_h != s_w or s_h % g:
+        raise ValueError(f"likelihood prior: crop of {s_h} x {s_w} pixels is not a multiple of the {g} x {g} grid")
+    r = s_h // g
+    q = scale * loglik.float() + torch.where(allowed.bool(), torch.zeros_like(loglik.float()), off_logp)
+    q = q.view(b, g, r, g, r).permute(0, 1, 3, 2, 4).reshape(b, g * g, r * r)  # [B, cell, pixel in cell]
+    cell_ll = torch.logsumexp(q, dim=-1) - math.log(r * r)
+    best = q.detach().argmax(-1)  # [B, G*G]
+    offset = torch.stack([(best % r).float() + 0.5, (best // r).float() + 0.5], dim=-1) / s_h - 0.5 / g
+    return cell_ll, offset
+
+
+def top_k_mixture(logits: torch.Tensor, fine: FineHead, z_f: torch.Tensor, k: int,
+                  anchors: torch.Tensor | None = None) -> Mixture:
+    """The top-K renormalized mixture (Eqs. 13-14) from coarse ``logits`` ``(B, G*G)``.
+
+    ``anchors`` ``(B, G*G, 2)`` [crop units], optional: a per-cell offset from the cell centre
+    the fine head's offset starts from (``model.fine_anchor: likelihood``: the cell's best
+    likelihood pixel, :func:`likelihood_prior`); default the centre.
+    """
     log_pi = F.log_softmax(logits.float(), dim=-1)
     top, cells = log_pi.topk(k, dim=-1)  # [B, K]
     weights = torch.softmax(top, dim=-1)  # pi_c / sum_j pi_c_j
     offset, sigma = fine(z_f, cells)
     centers = cell_centers(fine.grid_size, logits.device)[cells]  # [B, K, 2]
+    if anchors is not None:
+        centers = centers + torch.gather(anchors.float(), 1, cells[..., None].expand(-1, -1, 2))
     return Mixture(weights, centers + offset.float(), sigma.float(), cells)

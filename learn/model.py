@@ -15,7 +15,14 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from learn.heads import CoarseHead, FineHead, Mixture, top_k_mixture
+from learn.heads import (
+    OFF_PRIOR_LOGP,
+    CoarseHead,
+    FineHead,
+    Mixture,
+    likelihood_prior,
+    top_k_mixture,
+)
 from learn.losses import coarse_loss, mixture_nll, physics_energy
 from twin.errors import InputError, collect
 
@@ -63,6 +70,14 @@ class ModelConfig:
     # "mlp": the paper's coarse head, one MLP on the pooled z_f (Eq. 11); "dense": each coarse
     # cell's logit from its own patch token of the map encoder and z_f (DenseCoarseHead)
     coarse_head: Literal["mlp", "dense"] = "mlp"
+    # "likelihood": a Bayesian posterior, coarse logits = learned correction + map matching's
+    # log-likelihood pooled per cell (heads.likelihood_prior) at a learned tempering (init 1)
+    # and the correction's last layer zero-initialised, so the untrained model answers map
+    # matching's cell; "none": the paper's logits. Needs the data's likelihood (lik_loglik).
+    coarse_prior: Literal["none", "likelihood"] = "none"
+    # "likelihood": each component's mean starts at its cell's best likelihood pixel instead of
+    # the cell centre (the fine head learns the offset from there); needs coarse_prior likelihood
+    fine_anchor: Literal["centre", "likelihood"] = "centre"
     d_cell: int = 64
     head_hidden: int = 512
     use_cell_embedding: bool = True
@@ -107,6 +122,13 @@ class ModelConfig:
         if self.coarse_head == "dense" and (not self.use_map or self.use_e2_equivariant):
             problems.append("coarse_head: 'dense' reads the patch tokens of the standard map encoder "
                             "(use_map true, use_e2_equivariant false)")
+        if self.coarse_prior not in ("none", "likelihood"):
+            problems.append(f"coarse_prior: {self.coarse_prior!r} must be 'none' or 'likelihood'")
+        if self.fine_anchor not in ("centre", "likelihood"):
+            problems.append(f"fine_anchor: {self.fine_anchor!r} must be 'centre' or 'likelihood'")
+        if self.fine_anchor == "likelihood" and self.coarse_prior != "likelihood":
+            problems.append("fine_anchor: 'likelihood' anchors at the likelihood prior's best pixels "
+                            "(set coarse_prior: likelihood)")
         if self.phys_point not in ("mean", "map"):
             problems.append(f"phys_point: {self.phys_point!r} must be 'mean' or 'map'")
         if not 0 <= self.dropout < 1:
@@ -326,6 +348,13 @@ class DenseCoarseHead(nn.Module):
         return u.reshape(b, self.g * self.g)  # cell (pi r + ri) G + (pj r + rj)
 
 
+#: ``coarse_prior: likelihood``: the log of the tempering (and of the off-prior penalty) is this times
+#: its parameter, so that Adam's steps (about ``lr`` in parameter units) move them ~20x faster than a
+#: weight: single scalars whose right values are far from map matching's (demo corpus, one epoch:
+#: tempering 1 -> 0.022, map matching's untempered posterior is overconfident).
+LIK_SCALE_RATE = 20.0
+
+
 class PosteriorModel(nn.Module):
     """Radio encoder + map encoder + fusion + coarse/fine heads (Fig. 2)."""
 
@@ -352,6 +381,15 @@ class PosteriorModel(nn.Module):
                                   else CoarseHead(cfg.d_fusion, cfg.grid_size, cfg.head_hidden))
         self.fine = FineHead(cfg.d_fusion, cfg.grid_size, cfg.d_cell, cfg.head_hidden,
                              cfg.use_cell_embedding, cfg.sigma_min_cells)
+        self.lik_log_scale: nn.Parameter | None = None
+        if cfg.coarse_prior == "likelihood":
+            # the likelihood's tempering is exp(LIK_SCALE_RATE * lik_log_scale): 0 = map matching's posterior
+            self.lik_log_scale = nn.Parameter(torch.zeros(()))
+            # and the log prior of the pixels map matching does not search is OFF_PRIOR_LOGP * exp(RATE * this)
+            self.lik_log_off = nn.Parameter(torch.zeros(()))
+            last = [m for m in self.coarse.modules() if isinstance(m, nn.Linear)][-1]
+            nn.init.zeros_(last.weight)  # the correction starts at 0: the model starts as map matching
+            nn.init.zeros_(last.bias)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The fused representation ``z_f`` ``(B, d_f)``."""
@@ -380,7 +418,12 @@ class PosteriorModel(nn.Module):
         cfg = self.cfg
         z_f, tokens, z_r = self._encode(batch)
         logits = self.coarse(tokens, z_f) if isinstance(self.coarse, DenseCoarseHead) else self.coarse(z_f)  # [B, G*G]
-        mixture = top_k_mixture(logits, self.fine, z_f, cfg.top_k)
+        anchors = None
+        if self.lik_log_scale is not None:
+            prior, anchors = self.likelihood_prior(batch)
+            logits = logits.float() + prior
+        mixture = top_k_mixture(logits, self.fine, z_f, cfg.top_k,
+                                anchors if cfg.fine_anchor == "likelihood" else None)
         point = mixture.mean() if cfg.phys_point == "mean" else mixture.map_component()
         out = PosteriorOutput(logits, mixture, point, radio_cls=z_r)
         if targets is None:
@@ -393,6 +436,21 @@ class PosteriorModel(nn.Module):
             loss = loss + cfg.lambda_phys * parts["phys"].mean()
         out.parts = parts
         return out, loss
+
+    def likelihood_prior(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map matching's log-posterior per coarse cell ``(B, G*G)`` at the learned tempering, and each
+        cell's best pixel offset ``(B, G*G, 2)`` (:func:`learn.heads.likelihood_prior`)."""
+        if "lik_loglik" not in batch or "lik_allowed" not in batch:
+            raise InputError("posterior model: coarse_prior 'likelihood' needs the batch keys lik_loglik and "
+                             "lik_allowed (build the data with data.likelihood as the model was trained)")
+        assert self.lik_log_scale is not None
+        return likelihood_prior(batch["lik_loglik"], batch["lik_allowed"], self.cfg.grid_size,
+                                self.likelihood_scale(), OFF_PRIOR_LOGP * torch.exp(LIK_SCALE_RATE * self.lik_log_off))
+
+    def likelihood_scale(self) -> torch.Tensor:
+        """The learned tempering of the likelihood prior (1 at initialization: map matching's posterior)."""
+        assert self.lik_log_scale is not None
+        return torch.exp(LIK_SCALE_RATE * self.lik_log_scale)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

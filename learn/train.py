@@ -140,6 +140,12 @@ class RunConfig:
         # The model's crop is the data's (build_model): its patches must tile it.
         if self.data.likelihood and not self.model.use_map:
             raise InputError("data.likelihood: the likelihood channels feed the map encoder; model.use_map is false")
+        if self.model.coarse_prior == "likelihood" and not self.data.likelihood:
+            raise InputError("model.coarse_prior: 'likelihood' reads map matching's log-likelihood of the crop; "
+                             "set data.likelihood: true")
+        if self.model.coarse_prior == "likelihood" and self.data.crop_px % self.model.grid_size:
+            raise InputError(f"data.crop_px: {self.data.crop_px} is not a multiple of model.grid_size "
+                             f"{self.model.grid_size} (the likelihood prior pools the crop's pixels per coarse cell)")
         if self.model.use_map and self.data.crop_px % self.model.patch_size:
             raise InputError(f"data.crop_px: {self.data.crop_px} is not a multiple of model.patch_size "
                              f"{self.model.patch_size} (the map encoder's patches tile the crop)")

@@ -22,6 +22,11 @@
                                        map matching's energy of the sequence's last report
                                        on every crop pixel; L = 2 with ``DataConfig.likelihood``
                                        (and cell maps), else 0
+    lik_loglik    (B, S, S)     float  map matching's log-likelihood -E/2 [nats] of the last report
+                                       (:func:`learn.data.likelihood.loglik_pixels`); 0 without
+                                       ``DataConfig.likelihood`` or cell maps
+    lik_allowed   (B, S, S)     bool   the pixels map matching searches (inside the scene, on its
+                                       pixel prior: roads); False without the likelihood
     event_slot    (B, T)        long   slot in K of each event's cell; -1 for padding, cells
                                        without maps, or cells beyond the K first
     target_xy     (B, 2)        float  the truth in crop coordinates
@@ -79,7 +84,14 @@ import numpy as np
 import torch
 
 from learn.data.crops import eval_crop_origins, random_crop_origins
-from learn.data.likelihood import LIKELIHOOD_CHANNELS, crop_energy, energy_channels, matchable_maps
+from learn.data.likelihood import (
+    LIKELIHOOD_CHANNELS,
+    crop_energy,
+    energy_channels,
+    loglik_pixels,
+    matchable_maps,
+    pixel_prior_of,
+)
 from learn.data.resample import resample_crop
 from learn.data.scenes import has_cell_maps, scene_group, scene_maps
 from learn.data.stats import Normalization, compute_normalization
@@ -92,7 +104,7 @@ from twin.geo import Grid
 __all__ = ["DataConfig", "CorpusDataset", "BATCH_KEYS", "as_data_config"]
 
 BATCH_KEYS = ("cell_index", "beam_index", "time_s", "features", "feature_valid", "mask", "bs_xy", "bs_valid",
-              "maps", "map_valid", "phys_maps", "phys_valid", "lik_maps", "event_slot", "target_xy", "crop_origin_m",
+              "maps", "map_valid", "phys_maps", "phys_valid", "lik_maps", "lik_loglik", "lik_allowed", "event_slot", "target_xy", "crop_origin_m",
               "crop_size_m", "position_xy_m", "scene_index", "index", "corpus_index")
 
 
@@ -182,6 +194,7 @@ class _Scene:
     cell_maps: np.ndarray | None   # [n_cells, F, H, W]
     lookup: dict[int, int]
     lik_maps: np.ndarray | None = None  # [n_cells, F, H, W] cell maps as map matching scores them (likelihood)
+    lik_prior: np.ndarray | None = None  # [H, W] map matching's pixel prior (1 searched, 0 not); None = every pixel
 
 
 class CorpusDataset(torch.utils.data.Dataset):
@@ -318,6 +331,7 @@ class CorpusDataset(torch.utils.data.Dataset):
                        lookup={int(c): i for i, c in enumerate(cell_id)})
         if self.n_likelihood and scene.cell_maps is not None:
             scene.lik_maps = matchable_maps(scene.cell_maps)
+            scene.lik_prior = pixel_prior_of(group, grid, corpus.url)
         self._scenes[key] = scene
         while len(self._scenes) > self.cache_scenes:
             self._scenes.popitem(last=False)
@@ -435,6 +449,7 @@ class CorpusDataset(torch.utils.data.Dataset):
                 phys[:n] = torch.where(ok, vals, 0.0)
                 phys_valid[:n] = ok
         lik = torch.zeros(self.n_likelihood, px, px)
+        loglik, allowed = torch.zeros(px, px), torch.zeros(px, px, dtype=torch.bool)
         if self.n_likelihood and scene.lik_maps is not None:
             from learn.mapmatch import last_report
 
@@ -442,6 +457,11 @@ class CorpusDataset(torch.utils.data.Dataset):
             energy, n_terms, lik_inside = crop_energy(scene.lik_maps, scene.cell_id, scene.grid, self._sigma(k), events,
                                                       origin, size, px)
             lik = energy_channels(energy, n_terms, lik_inside)
+            prior = None
+            if scene.lik_prior is not None:
+                prior_crop, _ = resample_crop(scene.lik_prior[None, None], scene.grid, origin, size, px)
+                prior = prior_crop[0, 0].numpy() > 1e-3  # a prior pixel of the scene neighbours the centre
+            loglik, allowed = loglik_pixels(energy, n_terms, lik_inside, prior)
         return {
             "cell_index": torch.from_numpy(self.cell_vocab.index(scene.name, cells)),
             "beam_index": torch.from_numpy(np.where(mask & (beams >= 0), beams + 1, 0)),
@@ -456,6 +476,8 @@ class CorpusDataset(torch.utils.data.Dataset):
             "phys_maps": phys,
             "phys_valid": phys_valid,
             "lik_maps": lik,
+            "lik_loglik": loglik,
+            "lik_allowed": allowed,
             "event_slot": torch.from_numpy(slot),
             "target_xy": torch.from_numpy(((xy - origin) / size).astype(np.float32)),
             "crop_origin_m": torch.from_numpy(origin.astype(np.float32)),
