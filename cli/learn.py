@@ -279,7 +279,7 @@ def _train_options(func):
                      help="Override train.domain_adversarial_lambda (gradient reversal weight of the domain "
                           "classifier on the radio [CLS] token; 0: off)."),
         click.option("--config", "config", default="small", show_default=True,
-                     help="Preset (small, paper, finetune) or a YAML file with model/train/data/refine sections."),
+                     help="Preset (small, localize, paper, finetune) or a YAML file with model/train/data/refine sections."),
         click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory."),
         click.option("--epochs", type=int, help="Override train.epochs."),
         click.option("--max-steps", type=int, help="Stop after this many steps (the schedule is unchanged)."),

@@ -45,7 +45,7 @@ from twin.io import atomic_dir, check_ours, output_lock
 __all__ = ["TrainConfig", "RunConfig", "TrainResult", "load_run_config", "PRESETS", "fit", "prepare_run",
            "pretrain", "finetune", "train", "build_model", "EpochSampler", "to_device", "set_threads"]
 
-PRESETS = ("small", "paper", "finetune")
+PRESETS = ("small", "localize", "paper", "finetune")
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class TrainResult:
 
 
 def load_run_config(spec: str | os.PathLike, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
-    """A preset name (``small``, ``paper``, ``finetune``) or a YAML file, then ``overrides`` per section.
+    """A preset name (``small``, ``localize``, ``paper``, ``finetune``) or a YAML file, then ``overrides`` per section.
 
     Goes through :func:`twin.config.resolve_config` (the one config path of the CLIs).
     """

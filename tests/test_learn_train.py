@@ -61,6 +61,22 @@ def test_presets_and_strict_config(tmp_path):
         load_run_config(bad)
 
 
+def test_localize_preset_is_small_with_the_measured_switches():
+    from dataclasses import asdict
+
+    small, localize = load_run_config("small"), load_run_config("localize")
+    switches = {("model", "coarse_head"): "dense", ("model", "coarse_prior"): "likelihood",
+                ("model", "fine_anchor"): "likelihood", ("data", "likelihood"): True,
+                ("data", "train_crops"): "auto"}
+    for section in ("model", "train", "data"):
+        a, b = asdict(getattr(small, section)), asdict(getattr(localize, section))
+        differing = {k for k in a if a[k] != b[k]}
+        assert differing == {k for (s, k) in switches if s == section}, section
+        for (s, k), value in switches.items():
+            if s == section:
+                assert b[k] == value, (section, k)
+
+
 def test_epoch_sampler_shards_and_resumes():
     full = list(EpochSampler(10, seed=1, epoch=0))
     assert sorted(full) == list(range(10)) and full != list(range(10))
