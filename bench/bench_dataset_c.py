@@ -1,6 +1,6 @@
 """Benchmark: Dataset C of seed 004 measured, on a synthetic city as large as it needs.
 
-Run: ``PYTHONPATH=$PWD .venv/bin/python -m bench.bench_dataset_c --patches 20 [--out /work/runs/scale]``
+Run: ``.venv/bin/python -m bench.bench_dataset_c --patches 20 [--out out/dataset_c]``
 
 The region is a synthetic city (:mod:`bench.synthetic_city`) of 10 x 10 square patches of
 2,872 m (8.25 km² each, the area of seed 004's 2.5 x 3.3 km patches; plans know square
@@ -211,7 +211,7 @@ def report(res: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Dataset C measured: twin generate on a synthetic city.",
-                                epilog="example: python -m bench.bench_dataset_c --patches 20 --out /work/runs/scale")
+                                epilog="example: python -m bench.bench_dataset_c --patches 20 --out out/dataset_c")
     p.add_argument("--patches", type=int, default=20, help="patches to run, spread over the 10 x 10 layout (default 20)")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes, one thread each (default 2)")
     p.add_argument("--density", type=float, default=470.0, help="buildings per km² of the city (default 470)")
