@@ -187,6 +187,8 @@ def test_tiny_study_writes_table_1(tiny_study):
     # the fidelity gap per cell, before and after calibration, and the known-truth site errors
     fid = table["fidelity"]
     assert [c["cell_id"] for c in fid["B"]] == [1, 2, 3, 4, 5, 6] and fid["site_errors"]
+    assert all(-1 <= e["rho_before"] <= 1 and -1 <= e["rho_after"] <= 1 for e in fid["site_errors"])
+    assert " → " in md.split("## Site errors")[1].split("##")[0] and "| – → – |" not in md
     assert "fidelity_B_mean_rmse_db" in table["readout"]
     assert "unknown" in output and "wrote" in output
 
