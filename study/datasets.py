@@ -34,7 +34,7 @@ import numpy as np
 from twin.errors import InputError
 
 __all__ = ["HeldOut", "held_out_region", "restrict_corpus", "training_rows", "fidelity_gap",
-           "BLOCK_ID_BASE"]
+           "calibration_pose_errors", "BLOCK_ID_BASE"]
 
 BLOCK_ID_BASE = 1 << 20  # learn.splits.block_ids numbers blocks by * 2**20 + bx
 
@@ -258,4 +258,32 @@ def fidelity_gap(drive_test: str | os.PathLike, maps: str | os.PathLike, scene_d
             continue
         out.append({"cell_id": int(cid), "n": int(len(d)), "mean_db": round(float(d.mean()), 2),
                     "std_db": round(float(d.std()), 2), "rmse_db": round(float(np.sqrt((d ** 2).mean())), 2)})
+    return out
+
+
+def calibration_pose_errors(truth: Any, operator: Any, calibrated: Any,
+                            report_sites: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Per site: the operator's and the calibrated record against the hidden truth, beside ρ.
+
+    ``truth``, ``operator``, ``calibrated``: BS tables in scene metres (``bs_id, x_m, y_m,
+    height_m, azimuth_deg``, optionally ``tilt_deg``; one row per cell, a site's first row
+    is its pose). ``report_sites``: the calibration report's ``sites``
+    (:meth:`calibrate.fit.SiteFit.summary`), whose ``rho_before`` / ``rho_after`` (Spearman
+    ρ on the calibration rows) and ``status`` are copied per site. Returns per site
+    ``{"bs_id", "operator": {...}, "calibrated": {...}, "rho_before", "rho_after", "status"}``
+    with each pose's ``position_m`` (horizontal distance [m]), ``height_m`` and
+    ``azimuth_deg`` (signed, wrapped to [-180, 180)) errors (and ``tilt_deg`` where given).
+    """
+    from study.reality import site_errors
+
+    fits = {str(s["bs_id"]): s for s in report_sites}
+    before = {e["bs_id"]: e for e in site_errors(truth, operator)}
+    after = {e["bs_id"]: e for e in site_errors(truth, calibrated)}
+    out = []
+    for bs in sorted(before):
+        fit = fits.get(bs, {})
+        out.append({"bs_id": bs, "operator": {k: v for k, v in before[bs].items() if k != "bs_id"},
+                    "calibrated": {k: v for k, v in after[bs].items() if k != "bs_id"},
+                    "rho_before": fit.get("rho_before"), "rho_after": fit.get("rho_after"),
+                    "status": fit.get("status")})
     return out

@@ -236,19 +236,29 @@ def make_reality(scene_dir: str | os.PathLike, out_dir: str | os.PathLike, confi
     info = {"seed": seed, "config": to_dict(config), "scene": str(scene_dir),
             "rows": len(rows), "points": int(rows.groupby(["time", "lon", "lat"]).ngroups),
             "cells": int(rows["cell_id"].nunique()),
-            "operator_error": _site_errors(truth, operator)}
+            "operator_error": site_errors(truth, operator)}
     files.info.write_text(json.dumps(info, indent=2))
     return files
 
 
-def _site_errors(truth: Any, operator: Any) -> list[dict[str, Any]]:
-    """Per site: how far the operator's record is from the truth (position [m], height [m], azimuth [deg])."""
+def site_errors(truth: Any, records: Any) -> list[dict[str, Any]]:
+    """Per site of ``truth``: how far ``records`` (a BS table, scene metres) is from it.
+
+    Position [m] (horizontal distance), height [m] and azimuth [deg] (signed, wrapped to
+    [-180, 180)) of each site's first row, and tilt [deg] where both tables have it. A site
+    missing from ``records`` is an :class:`~twin.errors.InputError` naming it.
+    """
     out = []
     for bs in sorted(truth["bs_id"].unique()):
         t = truth[truth["bs_id"] == bs].iloc[0]
-        o = operator[operator["bs_id"] == bs].iloc[0]
+        mine = records[records["bs_id"] == bs]
+        if not len(mine):
+            raise InputError(f"site {bs!r} of the truth is not in the BS file compared with it")
+        o = mine.iloc[0]
         da = (float(o["azimuth_deg"]) - float(t["azimuth_deg"]) + 180.0) % 360.0 - 180.0
-        out.append({"bs_id": str(bs), "position_m": round(float(np.hypot(o["x_m"] - t["x_m"], o["y_m"] - t["y_m"])), 2),
-                    "height_m": round(float(o["height_m"] - t["height_m"]), 2), "azimuth_deg": round(da, 2),
-                    "tilt_deg": round(float(o["tilt_deg"] - t["tilt_deg"]), 2)})
+        row = {"bs_id": str(bs), "position_m": round(float(np.hypot(o["x_m"] - t["x_m"], o["y_m"] - t["y_m"])), 2),
+               "height_m": round(float(o["height_m"] - t["height_m"]), 2), "azimuth_deg": round(da, 2)}
+        if "tilt_deg" in truth.columns and "tilt_deg" in records.columns:
+            row["tilt_deg"] = round(float(o["tilt_deg"] - t["tilt_deg"]), 2)
+        out.append(row)
     return out

@@ -341,7 +341,7 @@ def run_study(plan: StudyPlan | str | os.PathLike, out: str | os.PathLike, progr
             res["B'"] = fidelity_gap(drive_test, out / "Bp" / "maps.zarr", scene_dir, held)
         if truth_bs is not None and (out / "calibrate" / "bs_calibrated.csv").is_file():
             res["site_errors"] = _site_errors(truth_bs, operator_bs, out / "calibrate" / "bs_calibrated.csv",
-                                              scene_dir)
+                                              scene_dir, out / "calibrate" / "report" / "report.json")
         return res
 
     st.atomic("fidelity", ["A"] + (["Bp"] if "B'" in need else []), fidelity_stage)
@@ -431,24 +431,17 @@ def _training_counts(corpora: dict[str, Path], chain: tuple[str, ...]) -> dict[s
     return out
 
 
-def _site_errors(truth: Path, operator: Path, calibrated: Path, scene_dir: Path) -> list[dict[str, Any]]:
-    """Per site: position [m], height [m] and azimuth [deg] error of the operator's file and of the calibrated one."""
+def _site_errors(truth: Path, operator: Path, calibrated: Path, scene_dir: Path, report: Path | None = None
+                 ) -> list[dict[str, Any]]:
+    """Per site: pose errors of the operator's and the calibrated file, beside ρ (:func:`study.datasets.calibration_pose_errors`)."""
+    from study.datasets import calibration_pose_errors
     from twin.radio.sites import read_bs_file
     from twin.scene.build import load_twin_scene
 
     scene = load_twin_scene(scene_dir)
     t, o, c = (read_bs_file(p, scene, on_building=None) for p in (truth, operator, calibrated))
-    out = []
-    for bs in sorted(t["bs_id"].unique()):
-        row: dict[str, Any] = {"bs_id": str(bs)}
-        tt = t[t["bs_id"] == bs].iloc[0]
-        for label, table in (("operator", o), ("calibrated", c)):
-            r = table[table["bs_id"] == bs].iloc[0]
-            da = (float(r["azimuth_deg"]) - float(tt["azimuth_deg"]) + 180.0) % 360.0 - 180.0
-            row[label] = {"position_m": round(float(np.hypot(r["x_m"] - tt["x_m"], r["y_m"] - tt["y_m"])), 1),
-                          "height_m": round(float(r["height_m"] - tt["height_m"]), 1), "azimuth_deg": round(da, 1)}
-        out.append(row)
-    return out
+    sites = json.loads(report.read_text()).get("sites", []) if report is not None and report.is_file() else []
+    return calibration_pose_errors(t, o, c, sites)
 
 
 def _train_in(builder: Callable[..., dict[str, Any]], plan: StudyPlan, data: Path, init: Path | None,

@@ -111,11 +111,12 @@ def table_markdown(content: dict[str, Any]) -> str:
         lines.append("")
     if fid.get("site_errors"):
         lines += ["## Site errors against the hidden truth (known-truth check)", "",
-                  "| site | operator pos / h / az | calibrated pos / h / az |", "|---|---|---|"]
+                  "| site | operator pos / h / az | calibrated pos / h / az | ρ before → after |", "|---|---|---|---|"]
         for s in fid["site_errors"]:
             o, c = s["operator"], s["calibrated"]
             lines.append(f"| {s['bs_id']} | {o['position_m']} m / {o['height_m']} m / {o['azimuth_deg']}° "
-                         f"| {c['position_m']} m / {c['height_m']} m / {c['azimuth_deg']}° |")
+                         f"| {c['position_m']} m / {c['height_m']} m / {c['azimuth_deg']}° "
+                         f"| {_num(s.get('rho_before'), '{:.3f}')} → {_num(s.get('rho_after'), '{:.3f}')} |")
         lines.append("")
     lines += ["## Read-out (truth-free prior)", "", "```json", json.dumps(content.get("readout", {}), indent=2), "```",
               ""]

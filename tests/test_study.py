@@ -77,6 +77,34 @@ def test_shipped_plans_load():
         plan = load_plan(root / name)
         assert plan.experiments == ("A", "B'", "C", "B'->A", "C->A", "C->B'->A")
         assert plan.priors[0] == "auto"
+    bench = Path(__file__).parents[1] / "bench"
+    xs, s = load_plan(bench / "study_plan_xs.yaml"), load_plan(bench / "study_plan_s.yaml")
+    # the 30-minute plan reuses xs's world, reality, A and C (same keys), changes calibration and training
+    assert (s.reality, s.splits, s.synthetic, s.scene) == (xs.reality, xs.splits, xs.synthetic, xs.scene)
+    assert s.calibrate.calls == 60 and s.calibrate.height_prior_m == 15.0 and s.train.posterior == "localize"
+    assert "wknn-seed004" in s.baselines and s.priors[0] == "auto"
+
+
+def test_calibration_pose_errors_against_the_truth_beside_rho():
+    from study.datasets import calibration_pose_errors
+
+    truth = pd.DataFrame({"bs_id": ["s0", "s0", "s1"], "x_m": [0.0, 0.0, 100.0], "y_m": [0.0, 0.0, 50.0],
+                          "height_m": [30.0, 30.0, 40.0], "azimuth_deg": [350.0, 110.0, 90.0]})
+    operator = truth.assign(x_m=[3.0, 3.0, 100.0], y_m=[4.0, 4.0, 30.0], height_m=[24.0, 24.0, 45.0],
+                            azimuth_deg=[10.0, 130.0, 60.0])
+    calibrated = truth.assign(x_m=[0.6, 0.6, 100.0], y_m=[0.8, 0.8, 40.0], height_m=[31.0, 31.0, 40.0],
+                              azimuth_deg=[355.0, 115.0, 271.0])
+    report = [{"bs_id": "s0", "rho_before": 0.41, "rho_after": 0.66, "status": "fitted"}]
+    rows = calibration_pose_errors(truth, operator, calibrated, report)
+    assert [r["bs_id"] for r in rows] == ["s0", "s1"]
+    s0, s1 = rows
+    assert s0["operator"] == {"position_m": 5.0, "height_m": -6.0, "azimuth_deg": 20.0}  # 350 -> 10: +20, wrapped
+    assert s0["calibrated"] == {"position_m": 1.0, "height_m": 1.0, "azimuth_deg": 5.0}
+    assert (s0["rho_before"], s0["rho_after"], s0["status"]) == (0.41, 0.66, "fitted")
+    assert s1["operator"]["position_m"] == 20.0 and s1["calibrated"]["azimuth_deg"] == -179.0
+    assert s1["rho_before"] is None  # not in the report: no ρ invented
+    with pytest.raises(InputError, match="'s1'"):
+        calibration_pose_errors(truth, operator, calibrated[calibrated["bs_id"] == "s0"])
 
 
 @pytest.mark.slow
@@ -159,6 +187,8 @@ def test_tiny_study_writes_table_1(tiny_study):
     # the fidelity gap per cell, before and after calibration, and the known-truth site errors
     fid = table["fidelity"]
     assert [c["cell_id"] for c in fid["B"]] == [1, 2, 3, 4, 5, 6] and fid["site_errors"]
+    assert all(-1 <= e["rho_before"] <= 1 and -1 <= e["rho_after"] <= 1 for e in fid["site_errors"])
+    assert " → " in md.split("## Site errors")[1].split("##")[0] and "| – → – |" not in md
     assert "fidelity_B_mean_rmse_db" in table["readout"]
     assert "unknown" in output and "wrote" in output
 
