@@ -2,6 +2,13 @@
 
 Run: ``python bench/bench_model.py [--device cpu|cuda] [--configs small,paper]``. Uses
 synthetic contract batches (T = 20 events, 4 features, 8 cells with physics maps).
+
+With ``--ckpt run/best.pt --data corpus.zarr`` it times a trained checkpoint on real test
+batches instead (crops placed by the truth-free ``auto`` prior, as ``learn eval``): input
+preparation (the dataset's crop, maps and likelihood channels) and the forward pass per
+sequence, alone and in batches of 32, and refinement (Algorithm 1) at the checkpoint's
+settings and cheaper ones, each as a multiple of the forward pass with its mean error gain.
+Example: ``python -m bench.bench_model --ckpt /work/runs/x/best.pt --data corpus.zarr``.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from typing import Any
 
 import torch
 
@@ -73,14 +81,105 @@ def bench(name: str, device: str, train_batch: int, steps: int, e2: bool = False
             "latency_ms_per_sequence": latency * 1e3, "refine_50_steps_over_forward": ref / fwd}
 
 
+REFINE_VARIANTS: dict[str, dict[str, Any]] = {"checkpoint": {}, "steps 20": {"steps": 20}, "steps 10": {"steps": 10},
+                   "single start": {"multi_start": False}, "single start, steps 20": {"multi_start": False, "steps": 20}}
+
+
+def bench_checkpoint(ckpt_path: str, data: str, split: str = "spatial", n: int = 256,
+                     batch_size: int = 32) -> dict[str, Any]:
+    """Times of a trained checkpoint on ``n`` test sequences of ``data`` (evenly spaced over the test part).
+
+    Returns ``prep_ms`` (dataset item per sequence), ``forward_ms_b1`` (batch of one, per
+    sequence), ``forward_ms_b32`` (per sequence in batches of ``batch_size``) and ``refine``:
+    per variant of :data:`REFINE_VARIANTS`, its time over the batch's forward pass, the share
+    of sequences refined and the mean error gain [m] of the refined over the MAP estimate.
+    """
+    import numpy as np
+
+    from learn.predict import _corpus_loader, load_posterior
+    from learn.priors import resolve_prior
+    from twin.corpus.store import open_corpus
+
+    model, ckpt = load_posterior(ckpt_path, "cpu")
+    corpus = open_corpus(data)
+    test = corpus.split_indices(split, "test")
+    idx = test[np.linspace(0, len(test) - 1, min(n, len(test))).astype(np.int64)]
+    prior = resolve_prior(None).for_corpus(corpus)
+    loader = _corpus_loader(corpus, idx, ckpt, batch_size, 0, prior)
+    t = time.perf_counter()
+    batches = list(loader)
+    prep_ms = (time.perf_counter() - t) / len(idx) * 1e3
+    base = from_dict_refine(ckpt)
+    with torch.no_grad():
+        model(batches[0])  # warm-up
+        one = [{k: (v[i:i + 1] if torch.is_tensor(v) and v.dim() else v) for k, v in batches[0].items()}
+               for i in range(len(batches[0]["index"]))]
+        t = time.perf_counter()
+        for b in one:
+            model(b)
+        fwd1 = (time.perf_counter() - t) / len(one) * 1e3
+        outs, fwd = [], 0.0
+        for b in batches:
+            t = time.perf_counter()
+            out, _ = model(b)
+            fwd += time.perf_counter() - t
+            outs.append(out.mixture)
+    refine(outs[0], batches[0], base)  # warm-up
+    refine_rows = {}
+    for name, change in REFINE_VARIANTS.items():
+        cfg = dataclasses.replace(base, **change)
+        spent, gains, applied = 0.0, [], []
+        for mix, b in zip(outs, batches, strict=True):
+            t = time.perf_counter()
+            res = refine(mix, b, cfg)
+            spent += time.perf_counter() - t
+            size = b["crop_size_m"].double()[:, None]
+            err0 = ((mix.map_component().double() - b["target_xy"].double()) * size).norm(dim=1)
+            err1 = ((res.xy.double() - b["target_xy"].double()) * size).norm(dim=1)
+            gains.append((err0 - err1).numpy())
+            applied.append(res.applied.numpy())
+        refine_rows[name] = {"over_forward": spent / fwd, "ms_per_sequence": spent / len(idx) * 1e3,
+                             "refined_share": float(np.concatenate(applied).mean()),
+                             "gain_m": float(np.concatenate(gains).mean()), "steps": cfg.steps,
+                             "multi_start": cfg.multi_start}
+    return {"n": len(idx), "prep_ms": prep_ms, "forward_ms_b1": fwd1, "forward_ms_b32": fwd / len(idx) * 1e3,
+            "refine": refine_rows}
+
+
+def from_dict_refine(ckpt: dict[str, Any]) -> RefineConfig:
+    """The checkpoint's refinement settings (the defaults when it has none)."""
+    from twin.config import from_dict
+
+    raw = ckpt["configs"].get("refine")
+    return from_dict(RefineConfig, raw, "checkpoint refine config") if raw is not None else RefineConfig()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--configs", default="small,paper")
     ap.add_argument("--e2", action="store_true", help="Also time the p4m-equivariant map encoder.")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (learn.train.set_threads; 0: all)")
+    ap.add_argument("--ckpt", help="time this trained checkpoint on real test batches instead (needs --data)")
+    ap.add_argument("--data", help="corpus of --ckpt's test sequences")
+    ap.add_argument("--split", default="spatial")
+    ap.add_argument("--n", type=int, default=256, help="test sequences timed with --ckpt")
     args = ap.parse_args()
     set_threads(args.threads)
+    if args.ckpt:
+        if not args.data:
+            ap.error("--ckpt needs --data")
+        cr = bench_checkpoint(args.ckpt, args.data, args.split, args.n)
+        print(f"{args.ckpt}: {cr['n']} test sequences ({args.split}, prior auto), torch threads "
+              f"{torch.get_num_threads()}")
+        print(f"input preparation {cr['prep_ms']:.2f} ms/sequence; forward {cr['forward_ms_b1']:.2f} ms/sequence "
+              f"(batch 1), {cr['forward_ms_b32']:.2f} ms/sequence (batch 32)")
+        print("| refinement | steps | multi-start | time / forward (batch 32) | ms / sequence | refined | gain [m] |")
+        print("|---|---|---|---|---|---|---|")
+        for name, v in cr["refine"].items():
+            print(f"| {name} | {v['steps']} | {v['multi_start']} | {v['over_forward']:.1f}x | "
+                  f"{v['ms_per_sequence']:.2f} | {v['refined_share']:.0%} | {v['gain_m']:+.2f} |")
+        return
     rows = []
     for name in args.configs.split(","):
         small = name == "small"
