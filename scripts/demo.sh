@@ -37,7 +37,7 @@ $BIN/calibrate simulate --scene "$OUT/scene" --bs-file "$OUT/cal_truth.csv" --ou
 $BIN/calibrate fit --scene "$OUT/scene" --bs-file "$OUT/cal_bs.csv" --drive-test "$OUT/cal_drive_test.csv" \
     --out "$OUT/cal_bs_calibrated.csv" --report "$OUT/calibration" --calls 30 --truth "$OUT/cal_truth.csv" --overwrite
 
-step "7. learn pretrain: a short run of the posterior model (preset localize) on the corpus (about 1 minute on a 2-core CPU)"
+step "7. learn pretrain: a short run of the posterior model (preset localize) on the corpus (a few minutes on a 2-core CPU)"
 # 150 steps of batch 32 on the spatial split's training streets; a real run trains for epochs
 # (see docs/learn.md), this one only shows the pipeline end to end.
 $BIN/learn pretrain --data "$OUT/corpus.zarr" --config localize --split spatial --epochs 1 --max-steps 150 \
