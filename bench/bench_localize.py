@@ -12,12 +12,13 @@
   patches that hold no training sample), **known streets** (``known_test_frac`` of the
   training streets' samples) and **unseen area** (the held-out patches: no fingerprint, no
   training sample).
-* **Real** (``/work/shared/data`` or ``--data``; skipped with a message when absent): Rome
+* **Real** (``../shared/data`` or ``--data``; skipped with a message when absent): Rome
   crop spatial split from scratch and fine-tuned from the synthetic run (preset
   ``finetune``), Rome NB-IoT spatial, POWDER's published grid split.
 * **Methods**, each under the truth-free default prior (``auto``) and the seeds'
   truth-centred protocol (``truth``): the posterior model of every ``--config`` (default
-  the ``small`` preset and ``bench/configs/localize_best.yaml``), k-NN in the square, WkNN
+  the ``small`` preset and ``bench/configs/localize_best.yaml``; pass ``--config localize`` for
+  the preset measured best since), k-NN in the square, WkNN
   (its own whole-area search), map matching (where maps exist), the prior alone, and the
   heatmap baseline on the Rome crop. Mean, median, p90, RMSE [m]; NLL and 50 / 90 % HDR
   coverage for the posterior.
@@ -31,7 +32,7 @@ orchestration only: generation, splits, training, evaluation and metrics are the
 
 Example::
 
-    PYTHONPATH=$PWD .venv/bin/python -m bench.bench_localize --size quick --out /tmp/localize
+    PYTHONPATH=$PWD .venv/bin/python -m bench.bench_localize --size quick --out out/bench_localize
 """
 
 from __future__ import annotations
@@ -53,8 +54,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("TWIN_SHARED_DATA", REPO.parent / "shared" / "data"))
-if not DEFAULT_DATA.exists():
-    DEFAULT_DATA = Path("/work/shared/data")
 DEFAULT_CONFIGS = ("small", str(REPO / "bench" / "configs" / "localize_best.yaml"))
 SPLIT = "patches"  # the synthetic corpora's scheme: held-out patches + spatial streets elsewhere
 PRIORS = ("auto", "truth")
@@ -546,7 +545,7 @@ def planned_training_minutes(size: Size, n_configs: int, real_sets_found: int = 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_localize", description=__doc__.split("\n\n")[0],
                                  epilog="example: PYTHONPATH=$PWD .venv/bin/python -m bench.bench_localize "
-                                        "--size quick --out /tmp/localize")
+                                        "--size quick --out out/bench_localize")
     ap.add_argument("--size", choices=sorted(SIZES), default="quick")
     ap.add_argument("--config", action="append", default=None,
                     help="posterior run config (preset name or YAML; repeat; default: small and "
