@@ -8,7 +8,7 @@ batches instead (crops placed by the truth-free ``auto`` prior, as ``learn eval`
 preparation (the dataset's crop, maps and likelihood channels) and the forward pass per
 sequence, alone and in batches of 32, and refinement (Algorithm 1) at the checkpoint's
 settings and cheaper ones, each as a multiple of the forward pass with its mean error gain.
-Example: ``python -m bench.bench_model --ckpt /work/runs/x/best.pt --data corpus.zarr``.
+Example: ``python -m bench.bench_model --ckpt out/demo/model/best.pt --data out/demo/corpus.zarr``.
 """
 
 from __future__ import annotations

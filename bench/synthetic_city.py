@@ -359,7 +359,7 @@ def plot_city(city: City, out: str | Path, zoom_m: float = 800.0, patch_m: float
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                epilog="example: python -m bench.synthetic_city /tmp/city.geojson --size-m 3000")
+                                epilog="example: python -m bench.synthetic_city out/city.geojson --size-m 3000")
     p.add_argument("out", help="GeoJSON file to write")
     p.add_argument("--size-m", type=float, default=3000.0, help="side of the square city [m] (default 3000)")
     p.add_argument("--density", type=float, default=470.0, help="buildings per km² (default 470)")
