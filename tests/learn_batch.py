@@ -29,6 +29,24 @@ model:
   head_hidden: 64
 """
 
+#: The train and data sections that go after :data:`TINY_MODEL_YAML` (and any extra model keys)
+#: for a few steps on a tiny-city corpus with the physics-likelihood channels.
+TINY_LIKELIHOOD_RUN_YAML = """\
+train:
+  epochs: 1
+  max_steps: 3
+  batch_size: 16
+  num_workers: 0
+  log_every: 1
+  val_batches: 1
+  split_scheme: spatial
+data:
+  crop_size_m: 256.0
+  crop_px: 32
+  max_cells: 4
+  likelihood: true
+"""
+
 
 def synthetic_batch(b: int = 4, t: int = 6, f: int = 3, c: int = 2, s: int = 32, k: int = 3,
                     n_cells: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -29,28 +29,14 @@ from learn.mapmatch import corpus_events, scene_matcher
 from learn.model import LIK_SCALE_RATE, ModelConfig
 from learn.train import RunConfig, build_model, load_run_config
 from tests.data.tiny_city.make import make_maps, make_scene
-from tests.learn_batch import TINY_MODEL_YAML
+from tests.learn_batch import TINY_LIKELIHOOD_RUN_YAML, TINY_MODEL_YAML
 from twin.corpus.sampler import SampleConfig, sample
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
 from twin.scene.build import load_twin_scene
 
 SWITCHES = "  coarse_head: dense\n  coarse_prior: likelihood\n  fine_anchor: likelihood\n"
-TINY = TINY_MODEL_YAML + SWITCHES + """\
-train:
-  epochs: 1
-  max_steps: 3
-  batch_size: 16
-  num_workers: 0
-  log_every: 1
-  val_batches: 1
-  split_scheme: spatial
-data:
-  crop_size_m: 256.0
-  crop_px: 32
-  max_cells: 4
-  likelihood: true
-"""
+TINY = TINY_MODEL_YAML + SWITCHES + TINY_LIKELIHOOD_RUN_YAML
 PX = 16  # crop pixels per side in the pixel-exact tests (grid_size 8: 2 x 2 pixels per cell)
 
 

@@ -28,27 +28,13 @@ from learn.model import ModelConfig
 from learn.predict import _corpus_loader
 from learn.train import RunConfig, build_model, load_run_config, set_threads
 from tests.data.tiny_city.make import make_maps, make_scene
-from tests.learn_batch import TINY_MODEL_YAML
+from tests.learn_batch import TINY_LIKELIHOOD_RUN_YAML, TINY_MODEL_YAML
 from twin.corpus.sampler import SampleConfig, sample
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
 from twin.scene.build import load_twin_scene
 
-TINY = TINY_MODEL_YAML + """\
-train:
-  epochs: 1
-  max_steps: 3
-  batch_size: 16
-  num_workers: 0
-  log_every: 1
-  val_batches: 1
-  split_scheme: spatial
-data:
-  crop_size_m: 256.0
-  crop_px: 32
-  max_cells: 4
-  likelihood: true
-"""
+TINY = TINY_MODEL_YAML + TINY_LIKELIHOOD_RUN_YAML
 
 
 @pytest.fixture(scope="module")
