@@ -7,6 +7,8 @@ the truth.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from learn.losses import sample_maps
@@ -46,6 +48,32 @@ data:
   max_cells: 4
   likelihood: true
 """
+
+
+def learn_cli(*args: str) -> str:
+    """``learn ARGS`` in-process; asserts exit code 0 and returns its stdout (progress bars go to stderr)."""
+    from click.testing import CliRunner
+
+    import cli.learn  # noqa: F401  (registers every subcommand)
+    from cli.learn import main
+
+    res = CliRunner().invoke(main, list(args))
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+def tiny_city_corpus(root: Path, run_yaml: str) -> tuple[Path, str]:
+    """The tiny city's scene and maps under ``root``, a 160-sequence drive corpus on them and
+    ``root/tiny.yaml`` holding ``run_yaml``: ``(root, corpus url)``."""
+    from tests.data.tiny_city.make import make_maps, make_scene
+    from twin.corpus.sampler import SampleConfig, sample
+    from twin.scene.build import load_twin_scene
+
+    scene = load_twin_scene(make_scene(root / "scene"))
+    maps = make_maps(root / "scene", root / "maps.zarr")
+    corpus = sample(scene, maps, SampleConfig(n=160, mode="drive", seed=3), root / "c.zarr")
+    (root / "tiny.yaml").write_text(run_yaml)
+    return root, corpus.url
 
 
 def synthetic_batch(b: int = 4, t: int = 6, f: int = 3, c: int = 2, s: int = 32, k: int = 3,

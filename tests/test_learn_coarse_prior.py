@@ -16,11 +16,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from scipy.special import logsumexp
 
 import cli.learn  # noqa: F401  (registers pretrain, eval, predict)
-from cli.learn import main
 from learn.baselines import MapMatchBaseline
 from learn.checkpoint import load_checkpoint
 from learn.data import CorpusDataset, DataConfig, collate
@@ -28,12 +26,9 @@ from learn.heads import OFF_PRIOR_LOGP, cell_of, likelihood_prior
 from learn.mapmatch import corpus_events, scene_matcher
 from learn.model import LIK_SCALE_RATE, ModelConfig
 from learn.train import RunConfig, build_model, load_run_config
-from tests.data.tiny_city.make import make_maps, make_scene
-from tests.learn_batch import TINY_LIKELIHOOD_RUN_YAML, TINY_MODEL_YAML
-from twin.corpus.sampler import SampleConfig, sample
+from tests.learn_batch import TINY_LIKELIHOOD_RUN_YAML, TINY_MODEL_YAML, learn_cli, tiny_city_corpus
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
-from twin.scene.build import load_twin_scene
 
 SWITCHES = "  coarse_head: dense\n  coarse_prior: likelihood\n  fine_anchor: likelihood\n"
 TINY = TINY_MODEL_YAML + SWITCHES + TINY_LIKELIHOOD_RUN_YAML
@@ -42,12 +37,7 @@ PX = 16  # crop pixels per side in the pixel-exact tests (grid_size 8: 2 x 2 pix
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
-    root = tmp_path_factory.mktemp("coarse_prior")
-    scene = load_twin_scene(make_scene(root / "scene"))
-    maps = make_maps(root / "scene", root / "maps.zarr")
-    corpus = sample(scene, maps, SampleConfig(n=160, mode="drive", seed=3), root / "c.zarr")
-    (root / "tiny.yaml").write_text(TINY)
-    return root, corpus.url
+    return tiny_city_corpus(tmp_path_factory.mktemp("coarse_prior"), TINY)
 
 
 def _aligned(url: str, n: int = 12) -> tuple[CorpusDataset, dict[str, torch.Tensor], np.ndarray, float]:
@@ -174,27 +164,22 @@ def test_pooled_prior_integrates_the_likelihood_over_each_cell():
     assert float(off_road[0, 1]) == pytest.approx(OFF_PRIOR_LOGP - 50.0, abs=1e-3)
 
 
-def _cli(*args: str) -> str:
-    res = CliRunner().invoke(main, list(args))
-    assert res.exit_code == 0, res.output
-    return res.stdout
-
 
 def test_checkpoint_round_trips_eval_and_predict(city):
     root, url = city
     run = root / "run"
-    _cli("pretrain", "--data", url, "--config", str(root / "tiny.yaml"), "--out", str(run))
+    learn_cli("pretrain", "--data", url, "--config", str(root / "tiny.yaml"), "--out", str(run))
     ckpt = load_checkpoint(run / "best.pt")
     model_cfg = ckpt["configs"]["model"]
     assert model_cfg["coarse_prior"] == "likelihood" and model_cfg["fine_anchor"] == "likelihood"
     assert "lik_log_scale" in ckpt["model"]
     cfg = load_run_config(root / "tiny.yaml")
     assert dataclasses.asdict(cfg.model)["coarse_prior"] == "likelihood"
-    res = json.loads(_cli("eval", "--data", url, "--split", "spatial", "--ckpt", str(run / "best.pt"),
+    res = json.loads(learn_cli("eval", "--data", url, "--split", "spatial", "--ckpt", str(run / "best.pt"),
                           "--json").strip().splitlines()[-1])
     test = open_corpus(url).split_indices("spatial", "test")
     assert res["n"] == len(test) and np.isfinite(res["mean_m"]) and res["prior"] == "coarse"
-    _cli("predict", "--ckpt", str(run / "best.pt"), "--data", url, "--split", "spatial", "--out",
+    learn_cli("predict", "--ckpt", str(run / "best.pt"), "--data", url, "--split", "spatial", "--out",
          str(root / "pred.csv"))
     rows = list(csv.DictReader((root / "pred.csv").read_text().splitlines()))
     assert len(rows) == len(test)

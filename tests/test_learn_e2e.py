@@ -15,16 +15,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import cli.learn  # noqa: F401  (registers pretrain, finetune, predict)
-from cli.learn import main
 from learn.checkpoint import load_checkpoint
 from learn.data import CorpusDataset, DataConfig, align_features, eval_dataset
 from learn.predict import _corpus_loader, load_posterior, predict_batches
 from learn.train import load_run_config, train
 from tests.data.tiny_city.make import default_sites, make_maps, make_scene
-from tests.learn_batch import TINY_MODEL_YAML
+from tests.learn_batch import TINY_MODEL_YAML, learn_cli
 from twin.corpus.sampler import SampleConfig, sample
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
@@ -59,16 +57,11 @@ def corpora(tmp_path_factory):
     return root, a.url, b.url
 
 
-def _cli(*args: str) -> str:
-    res = CliRunner().invoke(main, list(args))
-    assert res.exit_code == 0, res.output
-    return res.stdout  # progress bars go to stderr
-
 
 def test_pretrain_eval_predict_finetune_through_the_cli(corpora):
     root, a, b = corpora
     run, ft = root / "run", root / "ft"
-    out = _cli("pretrain", "--data", a, "--config", str(root / "tiny.yaml"), "--out", str(run))
+    out = learn_cli("pretrain", "--data", a, "--config", str(root / "tiny.yaml"), "--out", str(run))
     corpus = open_corpus(a)
     steps = 2 * (len(corpus.split_indices("spatial", "train")) // 16)  # 2 epochs, batch 16, drop_last
     assert f"trained {steps} steps (2 epochs" in out
@@ -84,7 +77,7 @@ def test_pretrain_eval_predict_finetune_through_the_cli(corpora):
     assert any(r["val_loss"] for r in rows) and all(math.isfinite(float(r["loss"])) for r in rows if r["loss"])
 
     # learn eval --ckpt: the harness's JSON with the density figures, and the pictures
-    res = json.loads(_cli("eval", "--data", a, "--split", "spatial", "--ckpt", str(run / "best.pt"), "--json",
+    res = json.loads(learn_cli("eval", "--data", a, "--split", "spatial", "--ckpt", str(run / "best.pt"), "--json",
                           "--plot", str(root / "eval")).strip().splitlines()[-1])
     assert res["n"] == len(corpus.split_indices("spatial", "test")) and res["method"] == "posterior:best.pt"
     for key in ("nll", "coverage50", "coverage90", "refinement_gain_m", "median_m"):
@@ -95,7 +88,7 @@ def test_pretrain_eval_predict_finetune_through_the_cli(corpora):
     assert "error_cdf.png" in pngs and sum(p.startswith("posterior_") for p in pngs) == 8
 
     # learn predict: one row per test sample, truth known, heatmaps
-    out = _cli("predict", "--ckpt", str(run / "best.pt"), "--data", a, "--split", "spatial",
+    out = learn_cli("predict", "--ckpt", str(run / "best.pt"), "--data", a, "--split", "spatial",
                "--out", str(root / "pred.csv"), "--plot", str(root / "post"), "--n-plots", "2")
     pred = list(csv.DictReader((root / "pred.csv").read_text().splitlines()))
     assert len(pred) == res["n"] and f"{res['n']} predictions" in out
@@ -104,7 +97,7 @@ def test_pretrain_eval_predict_finetune_through_the_cli(corpora):
     assert len(list((root / "post").glob("posterior_*.png"))) == 2
 
     # learn finetune on B (a fifth cell): shared cells keep their embeddings (lr 0), the new one is added
-    _cli("finetune", "--init", str(run / "best.pt"), "--data", b, "--config", "finetune", "--out", str(ft),
+    learn_cli("finetune", "--init", str(run / "best.pt"), "--data", b, "--config", "finetune", "--out", str(ft),
          "--epochs", "1", "--lr", "0", "--num-workers", "0", "--split", "spatial")
     got = load_checkpoint(ft / "last.pt")
     assert got["cell_vocab"][-1] == f"{scene_name}:141" and got["configs"]["model"]["n_cells"] == 6
@@ -115,7 +108,7 @@ def test_pretrain_eval_predict_finetune_through_the_cli(corpora):
             assert torch.equal(emb_b[j + 1], emb_a[ckpt["cell_vocab"].index(key) + 1]), key
     # the inputs keep the pretraining normalization (the weights were learned on it)
     assert got["data_info"]["normalization"] == info["normalization"]
-    res_b = json.loads(_cli("eval", "--data", b, "--split", "spatial", "--ckpt", str(ft / "last.pt"),
+    res_b = json.loads(learn_cli("eval", "--data", b, "--split", "spatial", "--ckpt", str(ft / "last.pt"),
                             "--json").strip().splitlines()[-1])
     assert math.isfinite(res_b["nll"])
 

@@ -15,10 +15,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import cli.learn  # noqa: F401  (registers pretrain, eval, predict)
-from cli.learn import main
 from learn.baselines import MapMatchBaseline
 from learn.checkpoint import load_checkpoint
 from learn.data import CorpusDataset, DataConfig, collate
@@ -27,24 +25,16 @@ from learn.mapmatch import corpus_events, scene_matcher
 from learn.model import ModelConfig
 from learn.predict import _corpus_loader
 from learn.train import RunConfig, build_model, load_run_config, set_threads
-from tests.data.tiny_city.make import make_maps, make_scene
-from tests.learn_batch import TINY_LIKELIHOOD_RUN_YAML, TINY_MODEL_YAML
-from twin.corpus.sampler import SampleConfig, sample
+from tests.learn_batch import TINY_LIKELIHOOD_RUN_YAML, TINY_MODEL_YAML, learn_cli, tiny_city_corpus
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
-from twin.scene.build import load_twin_scene
 
 TINY = TINY_MODEL_YAML + TINY_LIKELIHOOD_RUN_YAML
 
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
-    root = tmp_path_factory.mktemp("likelihood")
-    scene = load_twin_scene(make_scene(root / "scene"))
-    maps = make_maps(root / "scene", root / "maps.zarr")
-    corpus = sample(scene, maps, SampleConfig(n=160, mode="drive", seed=3), root / "c.zarr")
-    (root / "tiny.yaml").write_text(TINY)
-    return root, corpus.url
+    return tiny_city_corpus(tmp_path_factory.mktemp("likelihood"), TINY)
 
 
 def test_channel_equals_map_matching_energy_at_pixel_centres(city):
@@ -186,16 +176,11 @@ def test_channels_fit_a_tiny_corpus_in_fewer_steps(city):
     assert with_lik < without, (with_lik, without)
 
 
-def _cli(*args: str) -> str:
-    res = CliRunner().invoke(main, list(args))
-    assert res.exit_code == 0, res.output
-    return res.stdout
-
 
 def test_checkpoint_with_channels_round_trips_eval_and_predict(city):
     root, url = city
     run = root / "run"
-    _cli("pretrain", "--data", url, "--config", str(root / "tiny.yaml"), "--out", str(run))
+    learn_cli("pretrain", "--data", url, "--config", str(root / "tiny.yaml"), "--out", str(run))
     ckpt = load_checkpoint(run / "best.pt")
     assert ckpt["configs"]["data"]["likelihood"] is True and ckpt["configs"]["model"]["likelihood_channels"] == 2
     corpus = open_corpus(url)
@@ -203,10 +188,10 @@ def test_checkpoint_with_channels_round_trips_eval_and_predict(city):
     # the evaluation inputs are rebuilt with the channels (crops of the truth-free prior)
     batch = next(iter(_corpus_loader(corpus, test[:4], ckpt, 4, 0)))
     assert batch["lik_maps"].shape == (4, 2, 32, 32) and float(batch["lik_maps"].abs().sum()) > 0
-    res = json.loads(_cli("eval", "--data", url, "--split", "spatial", "--ckpt", str(run / "best.pt"),
+    res = json.loads(learn_cli("eval", "--data", url, "--split", "spatial", "--ckpt", str(run / "best.pt"),
                           "--json").strip().splitlines()[-1])
     assert res["n"] == len(test) and np.isfinite(res["mean_m"]) and res["prior"] == "coarse"
-    _cli("predict", "--ckpt", str(run / "best.pt"), "--data", url, "--split", "spatial", "--out",
+    learn_cli("predict", "--ckpt", str(run / "best.pt"), "--data", url, "--split", "spatial", "--out",
          str(root / "pred.csv"))
     rows = list(csv.DictReader((root / "pred.csv").read_text().splitlines()))
     assert len(rows) == len(test)
