@@ -235,29 +235,31 @@ class KnnSquareBaseline(WknnBaseline):
         return Predictions(xy_m=np.where(found[:, None], xy, centres))
 
 
-@register_baseline("wknn-seed004")
 @dataclass
-class WknnSeed004Baseline(WknnBaseline):
-    """WkNN with seed 004 §7.1's settings: RSSI only, -25 dB fill, raw dB, distance / heard-cell count."""
+class Seed004Fingerprints:
+    """Seed 004 §7.1's fingerprint settings, mixed in before a k-NN class: RSSI only, -25 dB fill,
+    raw dB, distance / heard-cell count, no coverage term."""
 
     features: Sequence[str] | None = SEED004_FEATURES
     fill: float | str = SEED004_FILL_DB
     coverage_weight: float = 0.0
     scale: str = "none"
     distance_norm: str = "count"
+
+
+@register_baseline("wknn-seed004")
+@dataclass
+class WknnSeed004Baseline(Seed004Fingerprints, WknnBaseline):
+    """WkNN with seed 004 §7.1's settings (:class:`Seed004Fingerprints`)."""
+
     name: str = "wknn-seed004"
 
 
 @register_baseline("knn-square-seed004")
 @dataclass
-class KnnSquareSeed004Baseline(KnnSquareBaseline):
-    """k-NN in the square with seed 004 §7.1's fingerprint settings (those of :class:`WknnSeed004Baseline`)."""
+class KnnSquareSeed004Baseline(Seed004Fingerprints, KnnSquareBaseline):
+    """k-NN in the square with seed 004 §7.1's settings (:class:`Seed004Fingerprints`)."""
 
-    features: Sequence[str] | None = SEED004_FEATURES
-    fill: float | str = SEED004_FILL_DB
-    coverage_weight: float = 0.0
-    scale: str = "none"
-    distance_norm: str = "count"
     name: str = "knn-square-seed004"
 
 
