@@ -100,7 +100,9 @@ class TrainSpec:
     ``posterior`` / ``finetune``: :func:`learn.train.load_run_config` specs for training
     from scratch and for each later stage of a chain; ``*_overrides``: ``{section: {key:
     value}}`` on top (e.g. ``{train: {max_steps: 200}}``). The heatmap baseline
-    (:func:`learn.heatmap_train.fit_heatmap`) takes ``heatmap`` and the few keys below.
+    (:func:`learn.heatmap_train.fit_heatmap`) takes ``heatmap`` and the few keys below, and
+    ``heatmap_overrides`` / ``heatmap_finetune_overrides`` (``{section: {key: value}}``, e.g.
+    ``{train: {total_steps: 300}}``) under them, as the MLP+UNet's.
     The MLP+UNet (:func:`learn.heatmap_train.fit_baseline` of ``mlp-unet``) takes ``unet``
     (a preset of ``learn/presets/unet_*.yaml`` or a YAML file), ``unet_overrides`` for every
     stage and ``unet_finetune_overrides`` on top of those for a chain's later stages (which
@@ -119,6 +121,8 @@ class TrainSpec:
     heatmap_finetune_max_steps: int | None = None
     heatmap_batch_size: int | None = None
     heatmap_crop_size_m: float | None = None
+    heatmap_overrides: dict[str, Any] = field(default_factory=dict)
+    heatmap_finetune_overrides: dict[str, Any] = field(default_factory=dict)
     unet: str = "small"
     unet_overrides: dict[str, Any] = field(default_factory=dict)
     unet_finetune_overrides: dict[str, Any] = field(default_factory=dict)

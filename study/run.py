@@ -470,12 +470,14 @@ def _posterior_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Pat
 
 def _heatmap_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Path, progress: bool
                    ) -> dict[str, Any]:
-    from learn.heatmap_train import fit_heatmap
+    from learn.heatmap_train import fit_heatmap, load_heatmap_config
 
     run = folder / "run"
     t = plan.train
+    over = t.heatmap_overrides if init is None else _merge(t.heatmap_overrides, t.heatmap_finetune_overrides)
+    config = load_heatmap_config(t.heatmap, **over)
     resume = (run / "last.pt").is_file()
-    res = fit_heatmap(data, "spatial", run, t.heatmap,
+    res = fit_heatmap(data, "spatial", run, config,
                       epochs=t.heatmap_epochs if init is None else (t.heatmap_finetune_epochs or t.heatmap_epochs),
                       max_steps=t.heatmap_max_steps if init is None else (t.heatmap_finetune_max_steps
                                                                           or t.heatmap_max_steps),

@@ -77,6 +77,11 @@ def test_shipped_plans_load():
         plan = load_plan(root / name)
         assert plan.experiments == ("A", "B'", "C", "B'->A", "C->A", "C->B'->A")
         assert plan.priors[0] == "auto"
+    small = load_plan(root / "study_plan.yaml")
+    # the ~80-minute one-core plan: every model on every chain, step budgets, the seed-004 baselines
+    assert small.models == ("posterior", "heatmap", "mlp-unet") and small.train.posterior == "localize"
+    assert small.train.posterior_overrides["train"]["total_steps"] > 400  # longer than the unconverged s run
+    assert {"wknn-seed004", "knn-square-seed004"} <= set(small.baselines)
     bench = Path(__file__).parents[1] / "bench"
     xs, s = load_plan(bench / "study_plan_xs.yaml"), load_plan(bench / "study_plan_s.yaml")
     # the 30-minute plan reuses xs's world, reality, A and C (same keys), changes calibration and training
