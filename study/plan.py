@@ -11,7 +11,7 @@ sections, each a dataclass below (``docs/study.md`` lists every key):
 * ``splits`` — A's spatial split by blocks (:class:`learn.importers.SplitConfig`);
 * ``synthetic`` — how B, B' and C are sampled and the split rule's ``buffer_m``;
 * ``calibrate`` — :class:`calibrate.fit.CalibrationConfig` for B';
-* ``train`` — the run configs of the posterior and heatmap models;
+* ``train`` — the run configs of the posterior, heatmap and MLP+UNet models;
 * ``experiments`` — training chains such as ``"C->B'->A"`` (datasets ``A``, ``B``, ``B'``, ``C``);
 * ``models``, ``baselines``, ``priors`` — what is trained, which registered baselines
   (:func:`learn.registry.make_baseline`, any registered name) stand beside them, and under
@@ -36,7 +36,7 @@ __all__ = ["SceneSpec", "UserData", "SyntheticSpec", "TrainSpec", "StudyPlan", "
            "DATASETS", "MODELS"]
 
 DATASETS = ("A", "B", "B'", "C")
-MODELS = ("posterior", "heatmap")
+MODELS = ("posterior", "heatmap", "mlp-unet")
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,14 @@ class TrainSpec:
     ``posterior`` / ``finetune``: :func:`learn.train.load_run_config` specs for training
     from scratch and for each later stage of a chain; ``*_overrides``: ``{section: {key:
     value}}`` on top (e.g. ``{train: {max_steps: 200}}``). The heatmap baseline
-    (:func:`learn.heatmap_train.fit_heatmap`) takes ``heatmap`` and the few keys below.
-    ``split_scheme`` is always ``spatial`` (A's split and the synthetic corpora's own).
+    (:func:`learn.heatmap_train.fit_heatmap`) takes ``heatmap`` and the few keys below, and
+    ``heatmap_overrides`` / ``heatmap_finetune_overrides`` (``{section: {key: value}}``, e.g.
+    ``{train: {total_steps: 300}}``) under them, as the MLP+UNet's.
+    The MLP+UNet (:func:`learn.heatmap_train.fit_baseline` of ``mlp-unet``) takes ``unet``
+    (a preset of ``learn/presets/unet_*.yaml`` or a YAML file), ``unet_overrides`` for every
+    stage and ``unet_finetune_overrides`` on top of those for a chain's later stages (which
+    start from the prefix's ``best.pt``). ``split_scheme`` is always ``spatial`` (A's split
+    and the synthetic corpora's own).
     """
 
     posterior: str = "small"
@@ -115,6 +121,11 @@ class TrainSpec:
     heatmap_finetune_max_steps: int | None = None
     heatmap_batch_size: int | None = None
     heatmap_crop_size_m: float | None = None
+    heatmap_overrides: dict[str, Any] = field(default_factory=dict)
+    heatmap_finetune_overrides: dict[str, Any] = field(default_factory=dict)
+    unet: str = "small"
+    unet_overrides: dict[str, Any] = field(default_factory=dict)
+    unet_finetune_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ Stages, in order::
     A/                Dataset A (imported drive test), its held-out region (split rule)
     B/, calibrate/, Bp/, C/     the synthetic datasets (study.datasets)
     fidelity/         reality - twin per cell [dB], before and after calibration
-    train/<model>/<chain>/      one run per training chain (prefixes shared)
+    train/<model>/<chain>/      one run per model and training chain (prefixes shared); models
+                      posterior, heatmap, mlp-unet
     eval/             every model and baseline on A's test part, per prior
     table/            Table 1 (Markdown, JSON) and the known-vs-unknown figure
 """
@@ -354,7 +355,7 @@ def run_study(plan: StudyPlan | str | os.PathLike, out: str | os.PathLike, progr
             deps = [stage_of[chain[-1]]] + ([f"train/{model}/{chain_name(chain[:-1])}"] if len(chain) > 1 else [])
             init = checkpoints.get((model, chain[:-1])) if len(chain) > 1 else None
             data = corpora[chain[-1]]
-            builder = _posterior_stage if model == "posterior" else _heatmap_stage
+            builder = _STAGE_BUILDERS[model]
             info = st.in_place(name, deps, functools.partial(_train_in, builder, plan, data, init, progress))
             checkpoints[(model, chain)] = out / name / info["result"]["checkpoint"]
 
@@ -469,12 +470,14 @@ def _posterior_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Pat
 
 def _heatmap_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Path, progress: bool
                    ) -> dict[str, Any]:
-    from learn.heatmap_train import fit_heatmap
+    from learn.heatmap_train import fit_heatmap, load_heatmap_config
 
     run = folder / "run"
     t = plan.train
+    over = t.heatmap_overrides if init is None else _merge(t.heatmap_overrides, t.heatmap_finetune_overrides)
+    config = load_heatmap_config(t.heatmap, **over)
     resume = (run / "last.pt").is_file()
-    res = fit_heatmap(data, "spatial", run, t.heatmap,
+    res = fit_heatmap(data, "spatial", run, config,
                       epochs=t.heatmap_epochs if init is None else (t.heatmap_finetune_epochs or t.heatmap_epochs),
                       max_steps=t.heatmap_max_steps if init is None else (t.heatmap_finetune_max_steps
                                                                           or t.heatmap_max_steps),
@@ -482,3 +485,34 @@ def _heatmap_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Path,
                       init_weights=init, resume=resume, overwrite=run.exists() and not resume, progress=progress)
     return {"checkpoint": str(Path(res.path).relative_to(folder)), "steps": res.steps, "epochs": res.epochs,
             "n_train": res.n_train, "best_val_mean_m": res.best_val_mean_m, "init": str(init) if init else None}
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``{section: {key: value}}`` overrides: ``top``'s keys over ``base``'s, per section."""
+    out = {k: dict(v) for k, v in base.items()}
+    for k, v in top.items():
+        out[k] = {**out.get(k, {}), **dict(v)}
+    return out
+
+
+def _unet_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Path, progress: bool) -> dict[str, Any]:
+    """The MLP+UNet (:mod:`learn.unet`) on ``data``: from scratch, or fine-tuning ``init``'s weights."""
+    from learn.heatmap_train import fit_baseline, load_baseline_config
+    from learn.unet import KIND
+
+    run = folder / "run"
+    t = plan.train
+    over = t.unet_overrides if init is None else _merge(t.unet_overrides, t.unet_finetune_overrides)
+    over = _merge(over, {"train": {"seed": over.get("train", {}).get("seed", plan.seed)}})
+    config = load_baseline_config(KIND, t.unet, **over)
+    resume = (run / "last.pt").is_file()
+    res = fit_baseline(KIND, data, "spatial", run, config, init_weights=init, resume=resume,
+                       overwrite=run.exists() and not resume, progress=progress)
+    return {"checkpoint": str(Path(res.path).relative_to(folder)), "steps": res.steps, "epochs": res.epochs,
+            "n_train": res.n_train, "best_val_mean_m": res.best_val_mean_m, "init": str(init) if init else None,
+            "init_loaded": list(res.init_loaded) if res.init_loaded else None}
+
+
+#: The training stage of each model of :data:`study.plan.MODELS`.
+_STAGE_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "posterior": _posterior_stage, "heatmap": _heatmap_stage, "mlp-unet": _unet_stage}

@@ -137,7 +137,7 @@ def _figures(content: dict[str, Any], out: Path) -> dict[str, Path]:
             k, u = _rmse(r, "known"), _rmse(r, "unknown")
             if k is None or u is None:
                 continue
-            marker = {"posterior": "o", "heatmap": "s"}.get(r["model"], "^")
+            marker = {"posterior": "o", "heatmap": "s", "mlp-unet": "D"}.get(r["model"], "^")
             ax.scatter(k, u, marker=marker, color="grey" if r["kind"] == "baseline" else None)
             ax.annotate(r["model"] if r["kind"] == "baseline" else f"{r['experiment']} ({r['model']})", (k, u),
                         fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -158,7 +158,7 @@ def _figures(content: dict[str, Any], out: Path) -> dict[str, Path]:
         if u is None:
             continue
         hours = r["compute"]["cpu_s"] / 3600.0
-        ax.scatter(hours, u, marker={"posterior": "o", "heatmap": "s"}.get(r["model"], "^"))
+        ax.scatter(hours, u, marker={"posterior": "o", "heatmap": "s", "mlp-unet": "D"}.get(r["model"], "^"))
         ax.annotate(f"{r['experiment']} ({r['model']})", (hours, u), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
     ax.set_xlabel("CPU hours of the row's stages")

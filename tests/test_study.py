@@ -77,6 +77,11 @@ def test_shipped_plans_load():
         plan = load_plan(root / name)
         assert plan.experiments == ("A", "B'", "C", "B'->A", "C->A", "C->B'->A")
         assert plan.priors[0] == "auto"
+    small = load_plan(root / "study_plan.yaml")
+    # the ~80-minute one-core plan: every model on every chain, step budgets, the seed-004 baselines
+    assert small.models == ("posterior", "heatmap", "mlp-unet") and small.train.posterior == "localize"
+    assert small.train.posterior_overrides["train"]["total_steps"] > 400  # longer than the unconverged s run
+    assert {"wknn-seed004", "knn-square-seed004"} <= set(small.baselines)
     bench = Path(__file__).parents[1] / "bench"
     xs, s = load_plan(bench / "study_plan_xs.yaml"), load_plan(bench / "study_plan_s.yaml")
     # the 30-minute plan reuses xs's world, reality, A and C (same keys), changes calibration and training
@@ -162,7 +167,7 @@ def test_tiny_study_writes_table_1(tiny_study):
     plan_experiments = ["A", "B' zero-shot", "C zero-shot", "B' -> A", "C -> A", "C -> B' -> A"]
     for prior in ("auto", "truth"):
         got = [(r["experiment"], r["model"]) for r in rows if r["prior_asked"] == prior and r["kind"] == "model"]
-        assert got == [(e, m) for e in plan_experiments for m in ("posterior", "heatmap")]
+        assert got == [(e, m) for e in plan_experiments for m in ("posterior", "heatmap", "mlp-unet")]
         base = [r["model"] for r in rows if r["prior_asked"] == prior and r["kind"] == "baseline"]
         assert base == ["wknn", "knn-square", "mapmatch", "prior-only"]
     for r in rows:
@@ -173,6 +178,16 @@ def test_tiny_study_writes_table_1(tiny_study):
             assert "reality" not in r["compute"]["stages"]
             if r["model"] == "posterior":
                 assert np.isfinite(r["parts"]["unknown"]["nll"]) and "coverage90" in r["parts"]["unknown"]
+    # the MLP+UNet: trained on every chain, a later stage starting from its prefix's best.pt
+    unet = {r["experiment"]: r for r in rows if r["model"] == "mlp-unet" and r["prior_asked"] == "auto"}
+    for r in unet.values():
+        assert np.isfinite(r["parts"]["known"]["rmse_m"]) and np.isfinite(r["parts"]["unknown"]["rmse_m"])
+        assert r["parts"]["unknown"]["rmse_m"] > 0
+    stage = json.loads((root / "out" / "train" / "mlp-unet" / "C-Bp-A" / "stage.json").read_text())
+    assert stage["result"]["init"].endswith(str(Path("mlp-unet") / "C-Bp" / "run" / "best.pt"))
+    loaded, total = stage["result"]["init_loaded"]
+    assert 0 < loaded <= total and stage["result"]["steps"] == 2
+    assert "train/mlp-unet/C-Bp" in unet["C -> B' -> A"]["compute"]["stages"]
     # the row's compute is its own stages: B' zero-shot pays for calibration, A does not
     cost = {r["experiment"]: r["compute"]["stages"] for r in rows if r["model"] == "posterior"
             and r["prior_asked"] == "auto"}
@@ -182,6 +197,7 @@ def test_tiny_study_writes_table_1(tiny_study):
     assert "## Under the prior `auto` (truth-free)" in md
     assert "## Under the prior `truth` — the seeds' truth-centred protocol (not deployable)" in md
     assert md.index("`auto`") < md.index("`truth`")
+    assert md.count("| C -> B' -> A | mlp-unet |") == 2  # under both priors
     for png in ("errors.png", "compute.png"):
         assert (root / "out" / "table" / png).read_bytes()[:4] == b"\x89PNG"
     # the fidelity gap per cell, before and after calibration, and the known-truth site errors
