@@ -124,9 +124,12 @@ class CalibrationConfig:
         Residuals are spatially correlated: a site's effective number of independent points
         ``n_eff`` is the number of ``prior_corr_m``-sided squares its drive-test points fall in.
     write_offset : bool
-        Write each fitted site's offset (measured − simulated, the transmit power, cable loss
-        and antenna gain the objective fits in closed form) into the calibrated file, added to
-        its cells' ``power_dbm``; False: powers stay the file's.
+        Write each fitted site's power correction into the calibrated file, added to its
+        cells' ``power_dbm``: the objective's closed-form offset (measured − simulated: the
+        transmit power, cable loss and antenna gain), taken on the drive test's RSRP at the
+        fitted pose (a cell's RSRP moves with its own power one for one; an RSSI offset also
+        holds the other cells' and the noise's share). Sites without RSRP rows keep their
+        power. False: powers stay the file's.
     """
 
     calls: int = 90
@@ -251,6 +254,7 @@ class SiteFit:
     rmse_before_db: float = float("nan")
     rmse_after_db: float = float("nan")
     offset_after_db: float = float("nan")
+    power_offset_db: float = float("nan")  # written into power_dbm (write_offset), RSRP's offset at the result
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # the site's (height prior)
     # parameter -> [(step from the result, loss, ρ)], and what the profile says
     profile: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
@@ -271,7 +275,7 @@ class SiteFit:
                 "trace_s": round(self.trace_s, 2), "objective": self.objective,
                 "loss_before": _num(self.loss_before), "loss_after": _num(self.loss_after),
                 "rmse_before_db": _num(self.rmse_before_db), "rmse_after_db": _num(self.rmse_after_db),
-                "offset_after_db": _num(self.offset_after_db),
+                "offset_after_db": _num(self.offset_after_db), "power_offset_db": _num(self.power_offset_db),
                 "bounds": {k: list(v) for k, v in self.bounds.items()},
                 "profile": {k: [[round(d, 3), _num(v), _num(r)] for d, v, r in rows]
                             for k, rows in self.profile.items()},
@@ -438,7 +442,7 @@ def profile_site(obj: SiteObjective, space: SearchSpace, centre: dict[str, float
 
 def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config: CalibrationConfig,
              others: pd.DataFrame | None = None, seed: int = 0, progress: bool = False,
-             metric_config: Any = None) -> SiteFit:
+             metric_config: Any = None, power_points: list[CellPoints] | None = None) -> SiteFit:
     """Fit one site's pose by GP-EI over ``config.calls`` evaluations.
 
     Stages, all within ``config.calls``: the file's pose; a global GP-EI stage
@@ -457,6 +461,9 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
         Drive-test points of the cells to fit (at least one).
     others : DataFrame, optional
         The other cells of the BS table (held fixed; they matter for RSSI).
+    power_points : list of CellPoints, optional
+        The cells' RSRP points (``write_offset``): the power correction is their offset at
+        the result (one more evaluation; the fit's own when ``metric`` is ``rsrp``).
     """
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
@@ -530,6 +537,14 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
                              f"within ±{config.profile_steps * PROFILE_STEP[p]:g} {units[p]} of the result)")
         for n in notes:
             warnings.warn(n, stacklevel=2)
+    power_offset = float("nan")
+    if config.write_offset:
+        if config.metric == "rsrp":
+            power_offset = score_after.offset_db
+        elif power_points:
+            rsrp = SiteObjective(tracer, cells, power_points, space, "rsrp", None, metric_config, config.margin_m,
+                                 config.objective, config.huber_delta_db)
+            power_offset = rsrp.score(rsrp.simulate(rsrp.rows(after))).offset_db
     fit = SiteFit(
         bs_id=bs_id, cell_ids=[int(c) for c in cells["cell_id"]], status="fitted",
         n_points=obj.n_points, before=file_values, after=after, rho_before=first.rho, rho_after=score_after.rho,
@@ -539,6 +554,7 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
         scatter={p.cell_id: (p.measured, sim_before[p.cell_id], sim_after[p.cell_id]) for p in points},
         objective=config.objective, loss_before=first.loss, loss_after=score_after.loss,
         rmse_before_db=first.rmse_db, rmse_after_db=score_after.rmse_db, offset_after_db=score_after.offset_db,
+        power_offset_db=power_offset,
         bounds=dict(zip(space.params, space.bounds, strict=True)), profile=profile, pinned=pinned,
         warnings=notes, profile_s=float(sum(e.seconds for e in obj.evaluations if e.stage == "profile")))
     fit.wall_s = time.perf_counter() - t0
@@ -615,9 +631,9 @@ def _worker_tracer(scene_dir: str, trace_config: Any, engine_threads: int | None
 
 def _fit_task(scene_dir: str, trace_config: Any, cells: pd.DataFrame, points: list[CellPoints],
               config: CalibrationConfig, others: pd.DataFrame, seed: int, progress: bool = False,
-              engine_threads: int | None = None) -> SiteFit:
+              engine_threads: int | None = None, power_points: list[CellPoints] | None = None) -> SiteFit:
     tracer = _worker_tracer(scene_dir, trace_config, engine_threads)
-    return fit_site(tracer, cells, points, config, others, seed, progress)
+    return fit_site(tracer, cells, points, config, others, seed, progress, power_points=power_points)
 
 
 def _run(tasks: list[dict[str, Any]], scene_dir: str, trace_config: Any, config: CalibrationConfig,
@@ -728,6 +744,9 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
         raise InputError("no site can be calibrated" + (f" ({reasons})" if reasons else " (none selected)"))
 
     trace_cfg = config.trace_config(trace_config)
+    rsrp_points: dict[str, list[CellPoints]] = {}
+    if config.write_offset and config.metric != "rsrp":
+        rsrp_points, _ = plan_sites(table, drive, "rsrp", config.min_points)
     order = list(table["bs_id"].astype(str).drop_duplicates())
     tasks = []
     for k, bs_id in enumerate(order):
@@ -735,7 +754,8 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
             continue
         mine = (table["bs_id"].astype(str) == bs_id).to_numpy()
         tasks.append({"cells": table[mine].reset_index(drop=True), "points": todo[bs_id],
-                      "others": table[~mine].reset_index(drop=True), "seed": config.seed + k})
+                      "others": table[~mine].reset_index(drop=True), "seed": config.seed + k,
+                      "power_points": rsrp_points.get(bs_id)})
     fits = _run(tasks, str(scene.path), trace_cfg, config, workers, scheduler, progress, cluster)
     by_id = {f.bs_id: f for f in fits}
     results = []
@@ -757,9 +777,9 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
             idx = np.flatnonzero((calibrated["bs_id"].astype(str) == f.bs_id).to_numpy())
             for col in ("x_m", "y_m", "height_m", "azimuth_deg", "tilt_deg", "power_dbm"):
                 calibrated.loc[calibrated.index[idx], col] = f.rows_after[col].to_numpy()
-            if config.write_offset and np.isfinite(f.offset_after_db):
+            if config.write_offset and np.isfinite(f.power_offset_db):
                 calibrated.loc[calibrated.index[idx], "power_dbm"] = (
-                    f.rows_after["power_dbm"].to_numpy(np.float64) + f.offset_after_db)
+                    f.rows_after["power_dbm"].to_numpy(np.float64) + f.power_offset_db)
             flag[idx] = True
     calibrated = calibrated.drop(columns=[c for c in ("lon", "lat") if c in calibrated.columns])
     calibrated = sites_from_records(calibrated.to_dict(orient="records"), scene)  # lon/lat from x_m, y_m

@@ -297,15 +297,17 @@ def test_write_offset_recovers_a_wrong_transmit_power(case, tmp_path):
     scene, root, truth, _ = case
     wrong = truth.copy()
     wrong["power_dbm"] = [43.0, 43.0, 37.0]
-    cfg = CalibrationConfig(calls=4, initial_points=2, params="azimuth", metric="rsrp", objective="rmse",
+    cfg = CalibrationConfig(calls=4, initial_points=2, params="azimuth", metric="rssi", objective="rmse",
                             bounds="azimuth=265:275", profile_steps=0, write_offset=True, **FAST)
     res = calibrate(scene, wrong, root / "dt.csv", tmp_path / "cal.csv", config=cfg, sites=["b"])
     ref = calibrate(scene, truth, root / "dt.csv", config=cfg, sites=["b"])
     b, b_ref = res.sites[1], ref.sites[1]
-    assert b.offset_after_db - b_ref.offset_after_db == pytest.approx(6.0, abs=0.5)
+    # fitted on RSSI, the power correction is RSRP's offset at the result (RSSI's holds site a's power too)
+    assert b.power_offset_db - b_ref.power_offset_db == pytest.approx(6.0, abs=0.5)
+    assert np.isnan(res.sites[0].power_offset_db)
     out = pd.read_csv(tmp_path / "cal.csv")
     assert out["power_dbm"].tolist()[:2] == [43.0, 43.0]  # site a not fitted: its power unchanged
-    assert out["power_dbm"][2] == pytest.approx(37.0 + b.offset_after_db)
+    assert out["power_dbm"][2] == pytest.approx(37.0 + b.power_offset_db)
     assert out["power_dbm"][2] == pytest.approx(ref.table["power_dbm"].tolist()[2], abs=0.5)
     off = calibrate(scene, wrong, root / "dt.csv", config=replace(cfg, write_offset=False), sites=["b"])
     assert off.table["power_dbm"].tolist()[2] == 37.0  # the default keeps the file's power
