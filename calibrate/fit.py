@@ -43,6 +43,7 @@ from calibrate.objective import (
     PosePrior,
     SiteObjective,
     effective_points,
+    received_offset,
 )
 from calibrate.space import PROFILE_STEP, SearchSpace, make_estimator
 from twin.errors import InputError
@@ -125,11 +126,11 @@ class CalibrationConfig:
         ``n_eff`` is the number of ``prior_corr_m``-sided squares its drive-test points fall in.
     write_offset : bool
         Write each fitted site's power correction into the calibrated file, added to its
-        cells' ``power_dbm``: the objective's closed-form offset (measured − simulated: the
-        transmit power, cable loss and antenna gain), taken on the drive test's RSRP at the
-        fitted pose (a cell's RSRP moves with its own power one for one; an RSSI offset also
-        holds the other cells' and the noise's share). Sites without RSRP rows keep their
-        power. False: powers stay the file's.
+        cells' ``power_dbm``: the mean of measured − simulated RSRP over the site's received
+        points at the fitted pose (:func:`calibrate.objective.received_offset`; a cell's RSRP
+        moves with its own power one for one, whereas an RSSI offset also holds the other
+        cells' and the noise's share, and the objectives' offsets count unreceived points).
+        Sites without RSRP rows keep their power. False: powers stay the file's.
     """
 
     calls: int = 90
@@ -540,11 +541,11 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
     power_offset = float("nan")
     if config.write_offset:
         if config.metric == "rsrp":
-            power_offset = score_after.offset_db
+            power_offset = received_offset(sim_after, points)
         elif power_points:
             rsrp = SiteObjective(tracer, cells, power_points, space, "rsrp", None, metric_config, config.margin_m,
                                  config.objective, config.huber_delta_db)
-            power_offset = rsrp.score(rsrp.simulate(rsrp.rows(after))).offset_db
+            power_offset = received_offset(rsrp.simulate(rsrp.rows(after)), power_points)
     fit = SiteFit(
         bs_id=bs_id, cell_ids=[int(c) for c in cells["cell_id"]], status="fitted",
         n_points=obj.n_points, before=file_values, after=after, rho_before=first.rho, rho_after=score_after.rho,

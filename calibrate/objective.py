@@ -56,7 +56,7 @@ from calibrate.space import SearchSpace
 from twin.errors import InputError
 
 __all__ = ["OBJECTIVES", "CellPoints", "Evaluation", "Score", "SiteObjective", "PosePrior", "spearman",
-           "offset_rmse", "offset_huber", "score_site", "effective_points"]
+           "offset_rmse", "offset_huber", "score_site", "effective_points", "received_offset"]
 
 OBJECTIVES = ("spearman", "rmse", "huber", "combined")
 Objective = Literal["spearman", "rmse", "huber", "combined"]
@@ -204,6 +204,19 @@ def score_site(simulated: Mapping[int, np.ndarray], points: Sequence[CellPoints]
     spread = float(np.std(meas)) or 1.0
     loss = {"spearman": -rho, "rmse": rmse, "huber": hub, "combined": rmse / spread + (1.0 - rho)}[objective]
     return Score(float(loss), rho, rho_cells, rmse, hub, b_h if objective == "huber" else b_ls)
+
+
+def received_offset(simulated: Mapping[int, np.ndarray], points: Sequence[CellPoints]) -> float:
+    """Mean ``measured − simulated`` [dB] over the points the simulation reaches (NaN if none).
+
+    The power correction of ``write_offset``: the least-squares offset of the received
+    points only, as a map's per-cell bias is measured (an unreceived point has no
+    simulated value to correct; the objectives' dark-point substitute would pull it up).
+    """
+    r = np.concatenate([np.asarray(p.measured, np.float64) - np.asarray(simulated[p.cell_id], np.float64)
+                        for p in points])
+    r = r[np.isfinite(r)]
+    return float(r.mean()) if len(r) else float("nan")
 
 
 def effective_points(xy_m: np.ndarray, corr_m: float) -> int:

@@ -152,3 +152,13 @@ def test_prior_and_offset_keys_load_from_yaml(tmp_path):
     p.write_text("calibrate: {prior_xy: 25}\n")
     with pytest.raises(Exception, match="prior_xy"):
         load_yaml(CalibrationConfig, p, section="calibrate")
+
+
+def test_received_offset_is_the_mean_over_received_points():
+    from calibrate.objective import received_offset
+
+    pts = [CellPoints(1, np.zeros((3, 2)), np.array([-80.0, -90.0, -100.0])),
+           CellPoints(2, np.zeros((2, 2)), np.array([-70.0, -75.0]))]
+    sim = {1: np.array([-84.0, np.nan, -104.0]), 2: np.array([-72.0, -77.0])}
+    assert received_offset(sim, pts) == pytest.approx((4.0 + 4.0 + 2.0 + 2.0) / 4)
+    assert np.isnan(received_offset({1: np.full(3, np.nan), 2: np.full(2, np.nan)}, pts))
