@@ -123,7 +123,9 @@ class CalibrationConfig:
         The residual spread [dB] the prior is weighed against (model error plus shadowing).
     prior_corr_m : float
         Residuals are spatially correlated: a site's effective number of independent points
-        ``n_eff`` is the number of ``prior_corr_m``-sided squares its drive-test points fall in.
+        ``n_eff`` is the number of ``prior_corr_m``-sided squares its drive-test points fall in
+        (200 m: the twin's missing physics is correlated beyond the shadowing's 50 m;
+        docs/benchmarks.md, "Calibration on the proxy reality").
     write_offset : bool
         Write each fitted site's power correction into the calibrated file, added to its
         cells' ``power_dbm``: the mean of measured − simulated RSRP over the site's received
@@ -159,7 +161,7 @@ class CalibrationConfig:
     prior_h_m: float | None = None
     prior_azimuth_deg: float | None = None
     prior_sigma_db: float = 8.0
-    prior_corr_m: float = 50.0
+    prior_corr_m: float = 200.0
     write_offset: bool = False
 
     def __post_init__(self) -> None:
