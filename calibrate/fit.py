@@ -36,7 +36,15 @@ import numpy as np
 import pandas as pd
 
 from calibrate.drive_test import DriveTest, read_drive_test
-from calibrate.objective import OBJECTIVES, CellPoints, Evaluation, SiteObjective
+from calibrate.objective import (
+    OBJECTIVES,
+    CellPoints,
+    Evaluation,
+    PosePrior,
+    SiteObjective,
+    effective_points,
+    received_offset,
+)
 from calibrate.space import PROFILE_STEP, SearchSpace, make_estimator
 from twin.errors import InputError
 
@@ -100,6 +108,31 @@ class CalibrationConfig:
     profile_steps : int
         Profile evaluations per side and parameter around the result (uncertainty, in
         addition to ``calls``); 0: none.
+    diffraction : bool
+        Trace the evaluations with diffraction and edge diffraction on (the twin's default
+        has them off; a world whose receivers sit in building shadows is lit by them).
+        About 5 times the cost per evaluation on a CPU.
+    prior_xy_m, prior_h_m, prior_azimuth_deg : float or None
+        A Gaussian pose prior centred on the BS file (MAP calibration): the stated
+        tolerance (standard deviation) of the file's position per axis [m], height [m]
+        and azimuth [deg]; None: no prior on that parameter. With any set, the minimized
+        loss is ``sqrt(L² + prior_sigma_db² · χ² / n_eff)`` (:class:`calibrate.objective.PosePrior`),
+        ``L`` the objective [dB], ``χ²`` the squared deviations in units of the tolerances.
+        Only with the dB objectives ``rmse`` and ``huber``.
+    prior_sigma_db : float
+        The residual spread [dB] the prior is weighed against (model error plus shadowing).
+    prior_corr_m : float
+        Residuals are spatially correlated: a site's effective number of independent points
+        ``n_eff`` is the number of ``prior_corr_m``-sided squares its drive-test points fall in
+        (200 m: the twin's missing physics is correlated beyond the shadowing's 50 m;
+        docs/benchmarks.md, "Calibration on the proxy reality").
+    write_offset : bool
+        Write each fitted site's power correction into the calibrated file, added to its
+        cells' ``power_dbm``: the mean of measured − simulated RSRP over the site's received
+        points at the fitted pose (:func:`calibrate.objective.received_offset`; a cell's RSRP
+        moves with its own power one for one, whereas an RSSI offset also holds the other
+        cells' and the noise's share, and the objectives' offsets count unreceived points).
+        Sites without RSRP rows keep their power. False: powers stay the file's.
     """
 
     calls: int = 90
@@ -123,6 +156,13 @@ class CalibrationConfig:
     recheck_top: int = 0
     recheck_factor: int = 3
     profile_steps: int = 2
+    diffraction: bool = False
+    prior_xy_m: float | None = None
+    prior_h_m: float | None = None
+    prior_azimuth_deg: float | None = None
+    prior_sigma_db: float = 8.0
+    prior_corr_m: float = 200.0
+    write_offset: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -154,6 +194,15 @@ class CalibrationConfig:
             problems.append(f"refine_box: {self.refine_box} must be in (0, 1)")
         if self.recheck_factor < 1:
             problems.append(f"recheck_factor: {self.recheck_factor} must be >= 1")
+        for name in ("prior_xy_m", "prior_h_m", "prior_azimuth_deg"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                problems.append(f"{name}: {v} must be > 0 (or absent)")
+        if not self.prior_sigma_db > 0 or not self.prior_corr_m > 0:
+            problems.append(f"prior_sigma_db ({self.prior_sigma_db}) and prior_corr_m ({self.prior_corr_m}) must be > 0")
+        if self.has_prior() and self.objective not in ("rmse", "huber"):
+            problems.append(f"a pose prior (prior_xy_m, prior_h_m, prior_azimuth_deg) needs a dB objective "
+                            f"(rmse or huber), not {self.objective!r}")
         if problems:
             raise InputError("calibration config: " + "; ".join(problems))
         self.space()  # bad params/bounds fail here, before any tracing
@@ -161,11 +210,23 @@ class CalibrationConfig:
     def space(self) -> SearchSpace:
         return SearchSpace.from_options(self.params, self.bounds or None)
 
+    def has_prior(self) -> bool:
+        """Whether any pose prior is set."""
+        return any(v is not None for v in (self.prior_xy_m, self.prior_h_m, self.prior_azimuth_deg))
+
+    def prior_sigmas(self) -> dict[str, float]:
+        """Parameter -> the prior's standard deviation in its unit (only the set ones)."""
+        out = {"x": self.prior_xy_m, "y": self.prior_xy_m, "h": self.prior_h_m, "azimuth": self.prior_azimuth_deg}
+        return {k: float(v) for k, v in out.items() if v is not None}
+
     def trace_config(self, base: Any = None) -> Any:
         from twin.radio.tracer import TraceConfig
 
-        return replace(base or TraceConfig(), samples_per_tx=self.samples_per_tx,
-                       cell_size_m=self.cell_size_m, max_depth=self.max_depth)
+        cfg = replace(base or TraceConfig(), samples_per_tx=self.samples_per_tx,
+                      cell_size_m=self.cell_size_m, max_depth=self.max_depth)
+        if self.diffraction:  # on when asked; off leaves the base's choice
+            cfg = replace(cfg, diffraction=True, edge_diffraction=True)
+        return cfg
 
 
 @dataclass
@@ -196,6 +257,7 @@ class SiteFit:
     rmse_before_db: float = float("nan")
     rmse_after_db: float = float("nan")
     offset_after_db: float = float("nan")
+    power_offset_db: float = float("nan")  # written into power_dbm (write_offset), RSRP's offset at the result
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # the site's (height prior)
     # parameter -> [(step from the result, loss, ρ)], and what the profile says
     profile: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
@@ -216,7 +278,7 @@ class SiteFit:
                 "trace_s": round(self.trace_s, 2), "objective": self.objective,
                 "loss_before": _num(self.loss_before), "loss_after": _num(self.loss_after),
                 "rmse_before_db": _num(self.rmse_before_db), "rmse_after_db": _num(self.rmse_after_db),
-                "offset_after_db": _num(self.offset_after_db),
+                "offset_after_db": _num(self.offset_after_db), "power_offset_db": _num(self.power_offset_db),
                 "bounds": {k: list(v) for k, v in self.bounds.items()},
                 "profile": {k: [[round(d, 3), _num(v), _num(r)] for d, v, r in rows]
                             for k, rows in self.profile.items()},
@@ -383,7 +445,7 @@ def profile_site(obj: SiteObjective, space: SearchSpace, centre: dict[str, float
 
 def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config: CalibrationConfig,
              others: pd.DataFrame | None = None, seed: int = 0, progress: bool = False,
-             metric_config: Any = None) -> SiteFit:
+             metric_config: Any = None, power_points: list[CellPoints] | None = None) -> SiteFit:
     """Fit one site's pose by GP-EI over ``config.calls`` evaluations.
 
     Stages, all within ``config.calls``: the file's pose; a global GP-EI stage
@@ -402,6 +464,9 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
         Drive-test points of the cells to fit (at least one).
     others : DataFrame, optional
         The other cells of the BS table (held fixed; they matter for RSSI).
+    power_points : list of CellPoints, optional
+        The cells' RSRP points (``write_offset``): the power correction is their offset at
+        the result (one more evaluation; the fit's own when ``metric`` is ``rsrp``).
     """
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
@@ -412,6 +477,11 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
                         config.objective, config.huber_delta_db)
     bs_id = str(cells["bs_id"].iloc[0])
     file_values = space.site_values(cells, obj.origin)
+    if config.has_prior():
+        sig = {p: v for p, v in config.prior_sigmas().items() if p in space.params}
+        xy = np.concatenate([p.xy_m for p in points])
+        obj.prior = PosePrior(dict(file_values), sig, config.prior_sigma_db,
+                              effective_points(xy, config.prior_corr_m))
     first = obj.evaluate(file_values)
     sim_before = obj.simulate(obj.rows(file_values))
     inside = space.contains(file_values)
@@ -470,6 +540,14 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
                              f"within ±{config.profile_steps * PROFILE_STEP[p]:g} {units[p]} of the result)")
         for n in notes:
             warnings.warn(n, stacklevel=2)
+    power_offset = float("nan")
+    if config.write_offset:
+        if config.metric == "rsrp":
+            power_offset = received_offset(sim_after, points)
+        elif power_points:
+            rsrp = SiteObjective(tracer, cells, power_points, space, "rsrp", None, metric_config, config.margin_m,
+                                 config.objective, config.huber_delta_db)
+            power_offset = received_offset(rsrp.simulate(rsrp.rows(after)), power_points)
     fit = SiteFit(
         bs_id=bs_id, cell_ids=[int(c) for c in cells["cell_id"]], status="fitted",
         n_points=obj.n_points, before=file_values, after=after, rho_before=first.rho, rho_after=score_after.rho,
@@ -479,6 +557,7 @@ def fit_site(tracer: Any, cells: pd.DataFrame, points: list[CellPoints], config:
         scatter={p.cell_id: (p.measured, sim_before[p.cell_id], sim_after[p.cell_id]) for p in points},
         objective=config.objective, loss_before=first.loss, loss_after=score_after.loss,
         rmse_before_db=first.rmse_db, rmse_after_db=score_after.rmse_db, offset_after_db=score_after.offset_db,
+        power_offset_db=power_offset,
         bounds=dict(zip(space.params, space.bounds, strict=True)), profile=profile, pinned=pinned,
         warnings=notes, profile_s=float(sum(e.seconds for e in obj.evaluations if e.stage == "profile")))
     fit.wall_s = time.perf_counter() - t0
@@ -555,9 +634,9 @@ def _worker_tracer(scene_dir: str, trace_config: Any, engine_threads: int | None
 
 def _fit_task(scene_dir: str, trace_config: Any, cells: pd.DataFrame, points: list[CellPoints],
               config: CalibrationConfig, others: pd.DataFrame, seed: int, progress: bool = False,
-              engine_threads: int | None = None) -> SiteFit:
+              engine_threads: int | None = None, power_points: list[CellPoints] | None = None) -> SiteFit:
     tracer = _worker_tracer(scene_dir, trace_config, engine_threads)
-    return fit_site(tracer, cells, points, config, others, seed, progress)
+    return fit_site(tracer, cells, points, config, others, seed, progress, power_points=power_points)
 
 
 def _run(tasks: list[dict[str, Any]], scene_dir: str, trace_config: Any, config: CalibrationConfig,
@@ -668,6 +747,9 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
         raise InputError("no site can be calibrated" + (f" ({reasons})" if reasons else " (none selected)"))
 
     trace_cfg = config.trace_config(trace_config)
+    rsrp_points: dict[str, list[CellPoints]] = {}
+    if config.write_offset and config.metric != "rsrp":
+        rsrp_points, _ = plan_sites(table, drive, "rsrp", config.min_points)
     order = list(table["bs_id"].astype(str).drop_duplicates())
     tasks = []
     for k, bs_id in enumerate(order):
@@ -675,7 +757,8 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
             continue
         mine = (table["bs_id"].astype(str) == bs_id).to_numpy()
         tasks.append({"cells": table[mine].reset_index(drop=True), "points": todo[bs_id],
-                      "others": table[~mine].reset_index(drop=True), "seed": config.seed + k})
+                      "others": table[~mine].reset_index(drop=True), "seed": config.seed + k,
+                      "power_points": rsrp_points.get(bs_id)})
     fits = _run(tasks, str(scene.path), trace_cfg, config, workers, scheduler, progress, cluster)
     by_id = {f.bs_id: f for f in fits}
     results = []
@@ -697,6 +780,9 @@ def calibrate(scene: Any, bs_file: str | os.PathLike | pd.DataFrame, drive_test:
             idx = np.flatnonzero((calibrated["bs_id"].astype(str) == f.bs_id).to_numpy())
             for col in ("x_m", "y_m", "height_m", "azimuth_deg", "tilt_deg", "power_dbm"):
                 calibrated.loc[calibrated.index[idx], col] = f.rows_after[col].to_numpy()
+            if config.write_offset and np.isfinite(f.power_offset_db):
+                calibrated.loc[calibrated.index[idx], "power_dbm"] = (
+                    f.rows_after["power_dbm"].to_numpy(np.float64) + f.power_offset_db)
             flag[idx] = True
     calibrated = calibrated.drop(columns=[c for c in ("lon", "lat") if c in calibrated.columns])
     calibrated = sites_from_records(calibrated.to_dict(orient="records"), scene)  # lon/lat from x_m, y_m

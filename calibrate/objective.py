@@ -55,8 +55,8 @@ from scipy.stats import spearmanr
 from calibrate.space import SearchSpace
 from twin.errors import InputError
 
-__all__ = ["OBJECTIVES", "CellPoints", "Evaluation", "Score", "SiteObjective", "spearman", "offset_rmse",
-           "offset_huber", "score_site"]
+__all__ = ["OBJECTIVES", "CellPoints", "Evaluation", "Score", "SiteObjective", "PosePrior", "spearman",
+           "offset_rmse", "offset_huber", "score_site", "effective_points", "received_offset"]
 
 OBJECTIVES = ("spearman", "rmse", "huber", "combined")
 Objective = Literal["spearman", "rmse", "huber", "combined"]
@@ -124,6 +124,7 @@ class Evaluation:
     offset_db: float = float("nan")
     samples_per_tx: int = 0         # rays of this evaluation
     stage: str = "global"           # global, refine, recheck (more rays) or profile
+    prior_chi2: float = 0.0         # the pose prior's χ² (0 without a prior); ``loss`` includes it
 
 
 def spearman(simulated: np.ndarray, measured: np.ndarray) -> float:
@@ -205,6 +206,75 @@ def score_site(simulated: Mapping[int, np.ndarray], points: Sequence[CellPoints]
     return Score(float(loss), rho, rho_cells, rmse, hub, b_h if objective == "huber" else b_ls)
 
 
+def received_offset(simulated: Mapping[int, np.ndarray], points: Sequence[CellPoints]) -> float:
+    """Mean ``measured − simulated`` [dB] over the points the simulation reaches (NaN if none).
+
+    The power correction of ``write_offset``: the least-squares offset of the received
+    points only, as a map's per-cell bias is measured (an unreceived point has no
+    simulated value to correct; the objectives' dark-point substitute would pull it up).
+    """
+    r = np.concatenate([np.asarray(p.measured, np.float64) - np.asarray(simulated[p.cell_id], np.float64)
+                        for p in points])
+    r = r[np.isfinite(r)]
+    return float(r.mean()) if len(r) else float("nan")
+
+
+def effective_points(xy_m: np.ndarray, corr_m: float) -> int:
+    """Independent points of a drive test whose residuals are correlated over ``corr_m`` [m].
+
+    The number of ``corr_m``-sided squares (on a lattice at the scene origin) holding at
+    least one of the points ``(N, 2)`` [m]: points closer than the correlation distance
+    count about once.
+    """
+    if not corr_m > 0:
+        raise InputError(f"prior_corr_m: {corr_m} must be > 0")
+    xy = np.asarray(xy_m, np.float64).reshape(-1, 2)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    return max(1, len(np.unique(np.floor(xy / corr_m).astype(np.int64), axis=0)))
+
+
+@dataclass(frozen=True)
+class PosePrior:
+    """A Gaussian prior on a site's pose around its BS-file values (MAP calibration).
+
+    With ``n_eff`` independent residuals of spread ``sigma_db``, the negative log
+    posterior is ``n_eff · L² / (2 σ²) + χ² / 2`` (``L`` the RMS-type objective [dB],
+    ``χ² = Σ ((v − centre) / sigma)²``, azimuth deviations wrapped to ±180°);
+    :meth:`penalize` returns the monotone equivalent ``sqrt(L² + σ² χ² / n_eff)`` [dB],
+    equal to ``L`` at the file's pose.
+
+    Attributes
+    ----------
+    centre : dict
+        Parameter -> the file's value (search-space units: x, y offsets [m], h [m], azimuth [deg]).
+    sigma : dict
+        Parameter -> standard deviation, same unit; parameters absent are free.
+    sigma_db : float
+        Residual spread [dB].
+    n_eff : float
+        Effective number of independent drive-test points (:func:`effective_points`).
+    """
+
+    centre: dict[str, float]
+    sigma: dict[str, float]
+    sigma_db: float
+    n_eff: float
+
+    def chi2(self, values: Mapping[str, float]) -> float:
+        total = 0.0
+        for p, s in self.sigma.items():
+            d = float(values[p]) - float(self.centre[p])
+            if p == "azimuth":
+                d = (d + 180.0) % 360.0 - 180.0
+            total += (d / s) ** 2
+        return total
+
+    def penalize(self, loss: float, values: Mapping[str, float]) -> tuple[float, float]:
+        """``(penalized loss [dB], χ²)`` of an objective value ``loss`` [dB] at ``values``."""
+        c2 = self.chi2(values)
+        return float(np.sqrt(loss ** 2 + self.sigma_db ** 2 * c2 / self.n_eff)), c2
+
+
 @dataclass
 class SiteObjective:
     """``f(unit point) -> loss`` for one site, with its evaluations recorded.
@@ -230,6 +300,8 @@ class SiteObjective:
         Huber's threshold [dB].
     stage : str
         Recorded with each evaluation (the fit sets it per stage).
+    prior : PosePrior, optional
+        Added to each evaluation's loss (:meth:`PosePrior.penalize`); the fit sets it.
     """
 
     tracer: Any
@@ -244,6 +316,7 @@ class SiteObjective:
     delta_db: float = 6.0
     stage: str = "global"
     evaluations: list[Evaluation] = field(default_factory=list)
+    prior: PosePrior | None = None
 
     def __post_init__(self) -> None:
         from twin.radio.metrics import MetricConfig
@@ -311,8 +384,9 @@ class SiteObjective:
         """Trace, sample and score the site at ``values``; the evaluation is recorded."""
         t0 = time.perf_counter()
         sc = self.score(self.simulate(self.rows(values)))
-        ev = Evaluation(dict(values), sc.rho, sc.rho_cells, time.perf_counter() - t0, sc.loss, sc.rmse_db,
-                        sc.huber_db, sc.offset_db, int(self.tracer.config.samples_per_tx), self.stage)
+        loss, chi2 = self.prior.penalize(sc.loss, values) if self.prior is not None else (sc.loss, 0.0)
+        ev = Evaluation(dict(values), sc.rho, sc.rho_cells, time.perf_counter() - t0, loss, sc.rmse_db,
+                        sc.huber_db, sc.offset_db, int(self.tracer.config.samples_per_tx), self.stage, chi2)
         self.evaluations.append(ev)
         return ev
 

@@ -43,7 +43,7 @@ def report_dict(result: Any) -> dict[str, Any]:
         d["evaluation_log"] = [{"values": {k: round(v, 3) for k, v in e.values.items()}, "stage": e.stage,
                                 "loss": _round(e.loss), "rho": _round(e.rho), "rmse_db": _round(e.rmse_db),
                                 "huber_db": _round(e.huber_db), "offset_db": _round(e.offset_db),
-                                "samples_per_tx": e.samples_per_tx, "seconds": round(e.seconds, 3)}
+                                "prior_chi2": _round(e.prior_chi2), "samples_per_tx": e.samples_per_tx, "seconds": round(e.seconds, 3)}
                                for e in s.evaluations]
         sites.append(d)
     return {"kind": "calibration-report", "schema_version": 1, "summary": result.summary(),

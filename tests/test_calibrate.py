@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -284,3 +285,47 @@ def test_truth_errors_before_and_after():
     np.testing.assert_allclose(e["azimuth_deg_after"], [5.0, 5.0])
     with pytest.raises(InputError, match="--truth: sites c are not in the BS file"):
         truth_errors(before, after, pd.concat([truth, truth.iloc[:1].assign(bs_id="c")]))
+
+
+def test_write_offset_recovers_a_wrong_transmit_power(case, tmp_path):
+    """Known truth: the file's site b transmits 6 dB below the truth's; the fitted offset puts it back.
+
+    The offset also holds what the fit's coarser rays and cells lose against the drive test's
+    trace (the same at both powers), so the written powers of both files agree, 6 dB apart from
+    where they started.
+    """
+    scene, root, truth, _ = case
+    wrong = truth.copy()
+    wrong["power_dbm"] = [43.0, 43.0, 37.0]
+    cfg = CalibrationConfig(calls=4, initial_points=2, params="azimuth", metric="rssi", objective="rmse",
+                            bounds="azimuth=265:275", profile_steps=0, write_offset=True, **FAST)
+    res = calibrate(scene, wrong, root / "dt.csv", tmp_path / "cal.csv", config=cfg, sites=["b"])
+    ref = calibrate(scene, truth, root / "dt.csv", config=cfg, sites=["b"])
+    b, b_ref = res.sites[1], ref.sites[1]
+    # fitted on RSSI, the power correction is RSRP's offset at the result (RSSI's holds site a's power too)
+    assert b.power_offset_db - b_ref.power_offset_db == pytest.approx(6.0, abs=0.5)
+    assert np.isnan(res.sites[0].power_offset_db)
+    out = pd.read_csv(tmp_path / "cal.csv")
+    assert out["power_dbm"].tolist()[:2] == [43.0, 43.0]  # site a not fitted: its power unchanged
+    assert out["power_dbm"][2] == pytest.approx(37.0 + b.power_offset_db)
+    assert out["power_dbm"][2] == pytest.approx(ref.table["power_dbm"].tolist()[2], abs=0.5)
+    off = calibrate(scene, wrong, root / "dt.csv", config=replace(cfg, write_offset=False), sites=["b"])
+    assert off.table["power_dbm"].tolist()[2] == 37.0  # the default keeps the file's power
+
+
+def test_pose_prior_holds_the_fit_at_the_file(case, tmp_path):
+    """Site b's file azimuth is 40° off: free, the fit turns it; under a 1° prior the file's pose wins."""
+    scene, root, truth, _ = case
+    wrong = truth.copy()
+    wrong.loc[2, "azimuth_deg"] = 310.0
+    cfg = CalibrationConfig(calls=8, initial_points=3, params="azimuth", metric="rsrp", objective="huber",
+                            profile_steps=0, **FAST)
+    free = calibrate(scene, wrong, root / "dt.csv", config=cfg, sites=["b"]).sites[1]
+    assert abs(free.after["azimuth"] - 310.0) > 10.0 and free.loss_after < free.loss_before
+    held = calibrate(scene, wrong, root / "dt.csv", config=replace(cfg, prior_azimuth_deg=1.0),
+                     sites=["b"]).sites[1]
+    assert abs(held.after["azimuth"] - 310.0) < 2.0
+    ev = held.evaluations
+    assert ev[0].prior_chi2 == 0.0 and ev[0].loss == pytest.approx(ev[0].huber_db)
+    moved = [e for e in ev[1:] if abs(e.values["azimuth"] - 310.0) > 2.0]
+    assert moved and all(e.prior_chi2 > 1.0 and e.loss > e.huber_db for e in moved)

@@ -97,3 +97,68 @@ def test_height_prior_and_refinement_boxes():
     assert b["y"] == (-12.5, 12.5) and b["h"] == (50.0, 70.0)
     assert b["azimuth"] == (305.0, 395.0) and box.circular == ()  # an arc through north
     assert box.contains({"x": 30.0, "y": 0.0, "h": 55.0, "azimuth": 10.0})
+
+
+def test_pose_prior_chi2_wraps_azimuth_and_is_zero_at_the_file():
+    from calibrate.objective import PosePrior
+
+    prior = PosePrior({"x": 0.0, "y": 0.0, "h": 30.0, "azimuth": 350.0}, {"x": 25.0, "y": 25.0, "azimuth": 20.0},
+                      sigma_db=8.0, n_eff=16.0)
+    assert prior.penalize(9.0, {"x": 0.0, "y": 0.0, "h": 60.0, "azimuth": 350.0}) == (9.0, 0.0)  # h is free
+    # 25 m east, 20° across north (350 -> 10): one σ each
+    loss, chi2 = prior.penalize(6.0, {"x": 25.0, "y": 0.0, "h": 30.0, "azimuth": 10.0})
+    assert chi2 == pytest.approx(2.0)
+    assert loss == pytest.approx(np.sqrt(36.0 + 64.0 * 2.0 / 16.0))
+
+
+def test_effective_points_count_correlation_squares():
+    from calibrate.objective import effective_points
+
+    along = np.stack([np.arange(0.0, 500.0, 10.0), np.full(50, 5.0)], 1)  # 50 points over 500 m of road
+    assert effective_points(along, 50.0) == 10
+    assert effective_points(along, 1000.0) == 1
+    assert effective_points(along, 5.0) == 50
+    with pytest.raises(InputError, match="prior_corr_m"):
+        effective_points(along, 0.0)
+
+
+def test_config_checks_the_prior_and_physics_options():
+    with pytest.raises(InputError, match="prior_xy_m"):
+        CalibrationConfig(prior_xy_m=0.0)
+    with pytest.raises(InputError, match="needs a dB objective"):
+        CalibrationConfig(prior_azimuth_deg=20.0, objective="spearman")
+    cfg = CalibrationConfig(prior_xy_m=25.0, prior_azimuth_deg=20.0)
+    assert cfg.has_prior() and cfg.prior_sigmas() == {"x": 25.0, "y": 25.0, "azimuth": 20.0}
+    assert not CalibrationConfig().has_prior()
+    # diffraction reaches the tracer's settings; off keeps the base's
+    from twin.radio.tracer import TraceConfig
+
+    on = CalibrationConfig(diffraction=True).trace_config()
+    assert on.diffraction and on.edge_diffraction
+    off = CalibrationConfig().trace_config()
+    assert not off.diffraction and not off.edge_diffraction
+    assert CalibrationConfig().trace_config(TraceConfig(diffraction=True)).diffraction
+
+
+def test_prior_and_offset_keys_load_from_yaml(tmp_path):
+    from twin.config import load_yaml
+
+    p = tmp_path / "plan.yaml"
+    p.write_text("calibrate: {prior_xy_m: 25, prior_h_m: 6, prior_azimuth_deg: 20, diffraction: true, "
+                 "write_offset: true}\n")
+    cfg = load_yaml(CalibrationConfig, p, section="calibrate")
+    assert (cfg.prior_xy_m, cfg.prior_h_m, cfg.prior_azimuth_deg) == (25, 6, 20)
+    assert cfg.diffraction and cfg.write_offset
+    p.write_text("calibrate: {prior_xy: 25}\n")
+    with pytest.raises(Exception, match="prior_xy"):
+        load_yaml(CalibrationConfig, p, section="calibrate")
+
+
+def test_received_offset_is_the_mean_over_received_points():
+    from calibrate.objective import received_offset
+
+    pts = [CellPoints(1, np.zeros((3, 2)), np.array([-80.0, -90.0, -100.0])),
+           CellPoints(2, np.zeros((2, 2)), np.array([-70.0, -75.0]))]
+    sim = {1: np.array([-84.0, np.nan, -104.0]), 2: np.array([-72.0, -77.0])}
+    assert received_offset(sim, pts) == pytest.approx((4.0 + 4.0 + 2.0 + 2.0) / 4)
+    assert np.isnan(received_offset({1: np.full(3, np.nan), 2: np.full(2, np.nan)}, pts))
