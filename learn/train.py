@@ -86,6 +86,13 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10               # metrics.csv / TensorBoard row every N steps: cheap, smooth enough
     checkpoint_every: int = 0         # also save last.pt every N steps (0: at epoch ends only)
+    # Snapshots of one run (a learning curve without one run per budget): save snapshot_<m>min.pt
+    # at the first step after which m minutes of training have passed (the optimizer steps and
+    # the data loading; validation and checkpoint writes excluded, as the steps/s of a budget
+    # are measured), and snapshot_step<n>.pt after step n. Full checkpoints (learn eval, predict,
+    # resume). The schedule is the run's: a snapshot before the decay has not been annealed.
+    snapshot_minutes: tuple[float, ...] = ()
+    snapshot_steps: tuple[int, ...] = ()
     # Validation: the first 20 batches of the val part per epoch bound its cost on large corpora
     # (0: no validation; null: the whole val part, as the small real sets of the heatmap baseline use).
     val_batches: int | None = 20
@@ -111,6 +118,10 @@ class TrainConfig:
                 problems.append(f"{name}: {getattr(self, name)} must be >= 0")
         if self.val_batches is not None and self.val_batches < 0:
             problems.append(f"val_batches: {self.val_batches} must be >= 0 (or null: the whole val part)")
+        if any(not m > 0 for m in self.snapshot_minutes):
+            problems.append(f"snapshot_minutes: {list(self.snapshot_minutes)} must all be > 0")
+        if any(n < 1 for n in self.snapshot_steps):
+            problems.append(f"snapshot_steps: {list(self.snapshot_steps)} must all be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max_steps: {self.max_steps} must be >= 1 (or null)")
         if self.total_steps is not None and self.total_steps < 1:
@@ -161,6 +172,10 @@ class TrainResult:
     samples_per_s: float
     best_epoch: int = 0               # epochs finished when best.pt was written
     history: dict[str, list[float]] = field(default_factory=dict)  # per epoch (see learn.checkpoint)
+    # One entry per snapshot written (TrainConfig.snapshot_minutes / snapshot_steps), in step order:
+    # {"file": name in out_dir, "step", "epoch", "train_s" (training seconds at it), "at": "2min" / "step100"}
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    train_s: float = 0.0              # training seconds of the whole run (validation, checkpoints excluded)
 
 
 def load_run_config(spec: str | os.PathLike, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
@@ -457,6 +472,11 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         # whole epochs again: keep each epoch's first entry, as the uninterrupted run has it.
         keep = [i for i, e in enumerate(saved.get("epoch", [])) if e not in saved["epoch"][:i]]
         history = {k: [saved[k][i] for i in keep if i < len(saved.get(k, []))] for k in history}
+    train_s0 = float(resume_ckpt.get("train_s", 0.0)) if resume_ckpt is not None else 0.0
+    snapshots: list[dict[str, Any]] = list(resume_ckpt.get("snapshots", [])) if resume_ckpt is not None else []
+    taken = {s["at"] for s in snapshots}
+    due_steps = sorted(n for n in set(tc.snapshot_steps) if f"step{n}" not in taken and n > step)
+    due_minutes = sorted(m for m in set(tc.snapshot_minutes) if f"{m:g}min" not in taken)
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                            else None) if world > 1 else model)
 
@@ -481,10 +501,14 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         dump_yaml(config, out / "config.yaml")
         log = _RunLog(out, resume_ckpt is not None, getattr(model, "LOSS_PARTS", ()))
 
-    def state(epoch: int) -> dict[str, Any]:
+    def state(epoch: int, train_s: float | None = None) -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "configs": to_dict(config),
                 "step": step, "epoch": epoch, "best_val": best_val, "best_epoch": best_epoch, "history": history,
-                "cell_vocab": vocab, "data_info": info.get("data_info", {}), "rng": {"torch": torch.get_rng_state()}}
+                "cell_vocab": vocab, "data_info": info.get("data_info", {}), "rng": {"torch": torch.get_rng_state()},
+                "train_s": train_seconds() if train_s is None else train_s, "snapshots": list(snapshots)}
+
+    def train_seconds() -> float:  # the run's training time so far: steps and loading, not the pauses
+        return train_s0 + time.perf_counter() - t_start - t_other
 
     from tqdm.auto import tqdm
 
@@ -527,6 +551,19 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
                 for k, v in parts.items():
                     log.scalar(f"train/{k}", v, step)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if rank == 0 and (due_steps or due_minutes):
+                now_s = train_seconds()
+                due = ([f"step{n}" for n in due_steps if step >= n]
+                       + [f"{m:g}min" for m in due_minutes if now_s >= m * 60.0])
+                if due:
+                    t_pause = time.perf_counter()
+                    due_steps = [n for n in due_steps if step < n]
+                    due_minutes = [m for m in due_minutes if now_s < m * 60.0]
+                    for at in due:
+                        snapshots.append({"file": f"snapshot_{at}.pt", "at": at, "step": step, "epoch": epoch,
+                                          "train_s": now_s})
+                        save_checkpoint(out / f"snapshot_{at}.pt", state(epoch, now_s), kind)
+                    t_other += time.perf_counter() - t_pause
             if rank == 0 and tc.checkpoint_every and step % tc.checkpoint_every == 0:
                 save_checkpoint(last, state(epoch), kind)
             if step >= total:
@@ -557,6 +594,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         t_other += time.perf_counter() - t_pause
     bar.close()
     rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
+    run_s = train_seconds()
     if log is not None:
         if not (out / "best.pt").exists():
             save_checkpoint(out / "best.pt", state(epoch), kind)
@@ -566,7 +604,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         plot_training_curve(history, out / "curve.png", _title or f"{kind} on {out.name}")
     if world > 1:
         dist.barrier()
-    return TrainResult(out, out / "best.pt", step, epoch, best_val, rate, best_epoch, history)
+    return TrainResult(out, out / "best.pt", step, epoch, best_val, rate, best_epoch, history, snapshots, run_s)
 
 
 @torch.no_grad()
