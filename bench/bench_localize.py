@@ -533,6 +533,50 @@ def heatmap_run(out: Path, url: str, split: str, size: Size) -> dict[str, Any]:
     return _cached(out / "runs" / "rome_crop_heatmap.json", make)
 
 
+def temperature_stage(out: Path, size: Size, synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
+    """Post-hoc temperature (:mod:`learn.temperature`) of the last config's synthetic run and its Rome fine-tuning.
+
+    Fitted on the val part (prior ``auto``, HDR-coverage objective), the calibrated copy
+    (``calibrated.pt`` beside the checkpoint) judged under every prior; the rows join the
+    synthetic and real tables, the fits go to ``results.json``.
+    """
+    from learn.temperature import calibrate_temperature
+
+    priors = _priors()
+    fits: dict[str, Any] = {}
+    configs = list(synthetic["runs"])
+    if not configs:
+        return {"fits": fits}
+    spec = configs[-1]
+    label = config_label(spec)
+    urls = [c["url"] for c in synthetic["corpora"].values()]
+    cs = [(c["url"], tuple(c["held_scenes"])) for c in synthetic["corpora"].values()]
+    jobs = [("synthetic", "synthetic (Helsinki + test.osm.pbf)", synthetic["runs"][spec], urls, cs, SPLIT,
+             f"posterior {label} ({size.model_minutes:g} min)", size.eval_max, synthetic["rows"])]
+    key = f"rome_crop_{label}_finetune"
+    if key in real.get("runs", {}):
+        url = str(out / "real" / "rome_crop.zarr")
+        jobs.append(("rome_crop", "Rome crop", real["runs"][key], [url], [(url, ())], "spatial",
+                     f"posterior {label}, synthetic -> fine-tuned ({size.real_minutes:g} min)", None, real["rows"]))
+    for name, data, run, data_urls, corpora, split, method, cap, rows in jobs:
+        ckpt = Path(run.get("last", run["ckpt"])) if name == "synthetic" else Path(run["ckpt"])
+        calibrated = ckpt.parent / "calibrated.pt"
+
+        def fit(ckpt: Path = ckpt, calibrated: Path = calibrated, data_urls: list[str] = data_urls,
+                split: str = split, cap: int | None = cap) -> dict[str, Any]:
+            _log(f"fitting the temperature of {ckpt} on the val part")
+            t0 = time.perf_counter()
+            got = calibrate_temperature(ckpt, data_urls, split, calibrated, max_samples=cap).to_json()
+            return {**got, "seconds": time.perf_counter() - t0, "load": _load()}
+
+        got = _cached(out / "stages" / f"{name}_temperature.json", fit)
+        fits[name] = got
+        rows += _cached(out / "stages" / f"{name}_temperature_eval.json", partial(
+            model_rows, data, corpora, split, f"{method}, temperature {got['temperature']:.2f} (fitted on val)",
+            str(calibrated), priors, run, cap))
+    return {"fits": fits}
+
+
 # --------------------------------------------------------------------------- report
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -550,8 +594,11 @@ def prior_label(name: str, resolved: str) -> str:
 def markdown(results: dict[str, Any]) -> str:
     """The tables of ``results.json`` as Markdown (docs/benchmarks.md): per data set, one row per prior and
     method, per test piece ``mean / median / RMSE`` [m], and the posterior's NLL and HDR coverage."""
+    wall = results.get("wall_minutes_total", results["wall_minutes"])
+    calls = results.get("invocations", 1)
     lines = [f"Size `{results['size']['name']}`; machine: {results['machine']}; load average "
-             f"{results['load_range'][0]:.1f}-{results['load_range'][1]:.1f}; wall {results['wall_minutes']:.0f} min.", ""]
+             f"{results['load_range'][0]:.1f}-{results['load_range'][1]:.1f}; wall {wall:.0f} min"
+             + (f" over {calls} invocations." if calls > 1 else "."), ""]
     for rows in (results["synthetic"]["rows"], results["real"].get("rows", [])):
         for data in dict.fromkeys(r["data"] for r in rows):
             mine = [r for r in rows if r["data"] == data]
@@ -682,6 +729,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     synthetic = synthetic_stage(out, size, configs)
     real: dict[str, Any] = ({"skipped": ["--no-real"], "rows": [], "runs": {}} if args.no_real
             else real_stage(out, size, configs, Path(args.data), synthetic["runs"]))
+    temperature = temperature_stage(out, size, synthetic, real)
     loads = [load0[0], _load()[0]]
     for run in [*synthetic["runs"].values(), *real.get("runs", {}).values()]:
         loads += [run["load"][0][0], run["load"][1][0]]
@@ -689,11 +737,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                           f"Python {platform.python_version()}",
                "load_range": [min(loads), max(loads)], "wall_minutes": (time.perf_counter() - t0) / 60,
-               "synthetic": synthetic, "real": real}
+               "synthetic": synthetic, "real": real, "temperature": temperature}
+    # an interrupted or extended benchmark runs in several invocations: the wall time is their sum
+    calls = [*_cached(out / "invocations.json", list), {"wall_minutes": results["wall_minutes"], "load": loads}]
+    (out / "invocations.json").write_text(json.dumps(calls, indent=1))
+    results["wall_minutes_total"] = sum(c["wall_minutes"] for c in calls)
+    results["invocations"] = len(calls)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     (out / "results.md").write_text(markdown(results))
     plot_curve(results, out / "learning_curve.png")
     print(markdown(results))
+    for name, f in temperature.get("fits", {}).items():
+        _log(f"temperature {name}: {f['temperature']:.2f} on {f['n']} val samples; coverage 50/90 "
+             f"{f['before']['coverage50']:.2f}/{f['before']['coverage90']:.2f} -> "
+             f"{f['after']['coverage50']:.2f}/{f['after']['coverage90']:.2f}")
     _log(f"results: {out / 'results.json'}, {out / 'results.md'}, {out / 'learning_curve.png'}")
 
 
