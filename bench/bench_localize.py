@@ -24,12 +24,13 @@
   coverage for the posterior. The real sets have no per-cell maps: a config with the
   likelihood inputs trains there from scratch without them, and fine-tunes with them empty
   (:func:`real_stage`; both stated in the labels).
-* **Run lengths**: ``train.total_steps`` = minutes x the steps/s of a short calibration run,
-  so every schedule decays to its end. The synthetic run's end (``last.pt``) gives the
-  synthetic figures and the fine-tuning's initial weights.
+* **Run lengths**: time budgets in training minutes (``train.total_minutes``: the schedule
+  follows the time spent and decays to its end, however fast the shared machine runs). The
+  synthetic run's end (``last.pt``) gives the synthetic figures and the fine-tuning's
+  initial weights.
 * **Learning curve**: the last config's synthetic run judged (prior ``auto``) at its
   snapshots (``train.snapshot_minutes`` at the curve's minutes) and at its end: one run, so
-  every point but the last is from the schedule's stable phase, not decayed.
+  every point but the last is from the schedule's warm-up or stable phase, not decayed.
 * **Test subset**: ``eval_max`` test samples per synthetic corpus, evenly spaced over its
   test part, the same for every method (``learn.evaluate.evaluate``'s ``max_samples``).
 
@@ -83,15 +84,14 @@ class Size:
     model_minutes: float           # every config's synthetic run (its end: the synthetic figures)
     curve_minutes: tuple[float, ...]  # the last config's run judged at these training minutes (snapshots)
     real_minutes: float            # each real-data run (scratch, fine-tuning, heatmap)
-    calib_steps: int               # steps of the speed calibration runs
     eval_max: int | None           # test samples judged per synthetic corpus (evenly spaced; None: all)
 
 
 SIZES = {
     "quick": Size("quick", 3, (5,), ((0, 0), (0, 1), (1, 0), (2, 2)), (3,), 800, 10**6, 3,
-                  5.0, (1.0, 2.0, 5.0), 1.0, 40, 600),
+                  5.0, (1.0, 2.0, 5.0), 1.0, 600),
     "full": Size("full", 3, (5,), tuple((r, c) for r in range(4) for c in range(4)), (5, 10), 1500, 10**6, 3,
-                 40.0, (2.0, 5.0, 10.0, 20.0, 40.0), 1.5, 40, 800),
+                 40.0, (2.0, 5.0, 10.0, 20.0, 40.0), 1.5, 800),
 }
 
 
@@ -295,19 +295,13 @@ def _fresh(run_dir: Path) -> Path:
     return run_dir
 
 
-def steps_per_s(out: Path, key: str, train_once: Callable[[Path, int], tuple[int, float]], steps: int) -> float:
-    """Optimizer steps per second of a ``steps``-step run (``train_once(dir, steps) -> (steps, seconds)``)."""
-    def measure() -> dict[str, Any]:
-        n, seconds = train_once(_fresh(out / "calibration" / key), steps)
-        return {"steps": n, "seconds": seconds, "steps_per_s": n / seconds, "load": _load()}
-
-    return float(_cached(out / "calibration" / f"{key}.json", measure)["steps_per_s"])
-
-
-def posterior_run(out: Path, name: str, spec: str, data: Sequence[str], split: str, minutes: float, rate: float,
+def posterior_run(out: Path, name: str, spec: str, data: Sequence[str], split: str, minutes: float,
                   init: str | None = None, over: dict[str, dict[str, Any]] | None = None,
                   snapshot_minutes: Sequence[float] = ()) -> dict[str, Any]:
-    """Train the posterior (``init``: fine-tune it, preset ``finetune``) for ``minutes`` at ``rate`` steps/s.
+    """Train the posterior (``init``: fine-tune it, preset ``finetune``) for ``minutes`` training minutes.
+
+    The length is a time budget (``train.total_minutes``): the schedule decays to its end
+    whatever the machine's speed; the steps it bought are in the record.
 
     ``over``: config overrides per section beside the budget; ``snapshot_minutes``: also keep
     the run's weights at these training minutes (``train.snapshot_minutes``, the learning curve).
@@ -315,46 +309,25 @@ def posterior_run(out: Path, name: str, spec: str, data: Sequence[str], split: s
     from learn.train import finetune, load_run_config, pretrain
 
     def make() -> dict[str, Any]:
-        steps = max(10, round(minutes * 60 * rate))
         sections = {k: dict(v) for k, v in (over or {}).items()}
-        sections.setdefault("train", {}).update(total_steps=steps, split_scheme=split, num_workers=loader_workers(),
+        sections.setdefault("train", {}).update(total_minutes=minutes, split_scheme=split, num_workers=loader_workers(),
                                                 snapshot_minutes=[float(m) for m in snapshot_minutes])
         cfg = load_run_config("finetune" if init else spec, sections)
         run_dir = _fresh(out / "runs" / name)
-        _log(f"training {name}: {steps} steps ({minutes:g} min planned at {rate:.2f} steps/s)")
+        _log(f"training {name}: {minutes:g} training minutes")
         load0, t0 = _load(), time.perf_counter()
         res = (finetune(init, list(data), cfg, run_dir, progress=False) if init
                else pretrain(list(data), cfg, run_dir, progress=False))
         wall = time.perf_counter() - t0
-        tc = cfg.train
-        decay_start = steps - int(round(tc.decay_frac * steps))
         return {"name": name, "config": spec, "ckpt": str(res.checkpoint), "last": str(run_dir / "last.pt"),
-                "steps": res.steps, "epochs": res.epochs, "decay_start_step": decay_start,
+                "steps": res.steps, "epochs": res.epochs, "decay_start_minutes": minutes * (1 - cfg.train.decay_frac),
+                "warmup_minutes": minutes * cfg.train.warmup_frac,
                 "best_epoch": res.best_epoch, "planned_minutes": minutes, "train_minutes": wall / 60,
                 "step_minutes": res.train_s / 60, "samples_per_s": res.samples_per_s, "load": [load0, _load()],
                 "init": init, "overrides": over or {},
                 "snapshots": [{**snap, "path": str(run_dir / snap["file"])} for snap in res.snapshots]}
 
     return _cached(out / "runs" / f"{name}.json", make)
-
-
-def _calibrate_posterior(out: Path, key: str, spec: str, data: Sequence[str], split: str, steps: int,
-                         init: str | None = None, over: dict[str, dict[str, Any]] | None = None) -> float:
-    from learn.train import finetune, load_run_config, pretrain
-
-    def once(run_dir: Path, n: int) -> tuple[int, float]:
-        # timed over the second half of the steps (a snapshot at n // 2): the first ones load every
-        # scene's maps and likelihood inputs once, which a long run pays only once
-        half = max(n // 2, 1)
-        sections = {k: dict(v) for k, v in (over or {}).items()}
-        sections.setdefault("train", {}).update(max_steps=n, split_scheme=split, val_batches=0,
-                                                num_workers=loader_workers(), snapshot_steps=[half])
-        cfg = load_run_config("finetune" if init else spec, sections)
-        res = (finetune(init, list(data), cfg, run_dir, progress=False) if init
-               else pretrain(list(data), cfg, run_dir, progress=False))
-        return res.steps - half, res.train_s - res.snapshots[0]["train_s"]
-
-    return steps_per_s(out, key, once, steps)
 
 
 def without_cell_maps(spec: str) -> tuple[dict[str, dict[str, Any]], str]:
@@ -382,7 +355,7 @@ def synthetic_stage(out: Path, size: Size, configs: Sequence[str]) -> dict[str, 
     Each run is judged at its end (``last.pt``, after the schedule's decay) under every prior;
     the last config's snapshots (``train.snapshot_minutes`` at the curve's minutes below the
     run's length) under ``auto``: the curve's points are one run's weights, and every point but
-    the last comes from the schedule's stable phase (not decayed).
+    the last comes from the schedule's warm-up or stable phase (not decayed).
     """
     corpora = synthetic_corpora(out, size)
     urls = [u for u, _ in corpora.values()]
@@ -397,10 +370,9 @@ def synthetic_stage(out: Path, size: Size, configs: Sequence[str]) -> dict[str, 
     for k, spec in enumerate(configs):
         label = config_label(spec)
         last_config = k == len(configs) - 1
-        rate = _calibrate_posterior(out, f"synthetic_{label}", spec, urls, SPLIT, size.calib_steps)
         snaps = [m for m in size.curve_minutes if m < size.model_minutes] if last_config else []
         name = f"synthetic_{label}_{size.model_minutes:g}min"
-        run = posterior_run(out, name, spec, urls, SPLIT, size.model_minutes, rate, snapshot_minutes=snaps)
+        run = posterior_run(out, name, spec, urls, SPLIT, size.model_minutes, snapshot_minutes=snaps)
         runs[spec] = {**run, "ckpt": run["last"]}  # fine-tuning starts from the run's end
         got = _cached(out / "stages" / f"{name}_eval.json", partial(
             model_rows, data, cs, SPLIT, f"posterior {label} ({size.model_minutes:g} min)", run["last"], priors,
@@ -408,7 +380,11 @@ def synthetic_stage(out: Path, size: Size, configs: Sequence[str]) -> dict[str, 
         rows = [*rows, *got]
         if not last_config:
             continue
-        points = [(snap["at"], snap["path"], snap["step"], snap["train_s"] / 60, "stable (not decayed)")
+        def phase_at(m: float, run: dict[str, Any] = run) -> str:
+            return ("warm-up" if m < run["warmup_minutes"] else "stable (not decayed)"
+                    if m < run["decay_start_minutes"] else "decaying")
+
+        points = [(snap["at"], snap["path"], snap["step"], snap["train_s"] / 60, phase_at(snap["train_s"] / 60))
                   for snap in run["snapshots"]]
         points.append(("end", run["last"], run["steps"], run["step_minutes"], "end (decayed)"))
         for at, ckpt, step, minutes, phase in points:
@@ -481,8 +457,7 @@ def real_stage(out: Path, size: Size, configs: Sequence[str], data_dir: Path, pr
             if note:
                 notes.append(f"{name}: posterior {label} from scratch{note}: data.likelihood false, "
                              "model.coarse_prior none, model.fine_anchor centre")
-            rate = _calibrate_posterior(out, f"{key}_{label}", spec, [url], split, size.calib_steps, over=over)
-            run = posterior_run(out, f"{key}_{label}_scratch", spec, [url], split, size.real_minutes, rate, over=over)
+            run = posterior_run(out, f"{key}_{label}_scratch", spec, [url], split, size.real_minutes, over=over)
             runs[run["name"]] = run
             rows += _cached(out / "stages" / f"{run['name']}_eval.json", partial(
                 model_rows, name, cs, split, f"posterior {label}{note}, scratch ({size.real_minutes:g} min)",
@@ -495,9 +470,7 @@ def real_stage(out: Path, size: Size, configs: Sequence[str], data_dir: Path, pr
                 notes.append(f"{name}: posterior {label} fine-tuned{ft_note}: the synthetic checkpoint's model "
                              "(its likelihood channels are zeros, its likelihood prior uniform)")
             ft_over = {"data": {"train_crops": load_run_config(spec).data.train_crops}}
-            rate = _calibrate_posterior(out, f"{key}_{label}_ft", spec, [url], split, size.calib_steps, init=init,
-                                        over=ft_over)
-            run = posterior_run(out, f"{key}_{label}_finetune", spec, [url], split, size.real_minutes, rate,
+            run = posterior_run(out, f"{key}_{label}_finetune", spec, [url], split, size.real_minutes,
                                 init=init, over=ft_over)
             runs[run["name"]] = run
             rows += _cached(out / "stages" / f"{run['name']}_eval.json", partial(
@@ -516,15 +489,8 @@ def heatmap_run(out: Path, url: str, split: str, size: Size) -> dict[str, Any]:
     """The heatmap baseline (small preset) on one corpus for ``size.real_minutes``."""
     from learn.heatmap_train import fit_heatmap, load_heatmap_config
 
-    def once(run_dir: Path, n: int) -> tuple[int, float]:
-        s = fit_heatmap(url, split, run_dir, "small", max_steps=n, num_workers=loader_workers(), progress=False)
-        return s.steps, s.seconds
-
-    rate = steps_per_s(out, "rome_crop_heatmap", once, size.calib_steps)
-
     def make() -> dict[str, Any]:
-        steps = max(10, round(size.real_minutes * 60 * rate))
-        cfg = load_heatmap_config("small", train={"total_steps": steps, "split_scheme": split,
+        cfg = load_heatmap_config("small", train={"total_minutes": size.real_minutes, "split_scheme": split,
                                                   "num_workers": loader_workers()})
         load0, t0 = _load(), time.perf_counter()
         s = fit_heatmap(url, split, _fresh(out / "runs" / "rome_crop_heatmap"), cfg, progress=False)
@@ -627,8 +593,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"- {note}")
     if results["synthetic"]["curve"]:
         lines += ["", "Learning curve (synthetic, prior auto; mean / median [m]): snapshots of one run "
-                  "(`train.snapshot_minutes`); every point but the last is from the schedule's stable phase, "
-                  "before its decay; training minutes = the steps' time (validation and checkpoint writes "
+                  "(`train.snapshot_minutes`); every point but the last is from the schedule's warm-up or stable "
+                  "phase, before its decay; training minutes = the steps' time (validation and checkpoint writes "
                   "excluded):", "",
                   "| config | point | training min | steps | schedule | unknown streets | known streets | "
                   "unseen area | load |", "|---|---|---|---|---|---|---|---|---|"]
@@ -672,7 +638,7 @@ def plot_curve(results: dict[str, Any], path: Path) -> None:
 
 
 def planned_training_minutes(size: Size, n_configs: int, real_sets_found: int = 3, finetuned_sets: int = 2) -> float:
-    """Training minutes a size plans (calibration runs and evaluation not included; the curve is the last run's)."""
+    """Training minutes a size plans (evaluation not included; the curve is the last run's snapshots)."""
     synth = n_configs * size.model_minutes
     real = size.real_minutes * (n_configs * (real_sets_found + finetuned_sets) + 1)
     return synth + real
@@ -694,7 +660,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--model-minutes", type=float, help="each config's synthetic run (default: the size's)")
     ap.add_argument("--real-minutes", type=float, help="each real-data run (default: the size's)")
     ap.add_argument("--eval-max", type=int, help="test samples judged per synthetic corpus (default: the size's)")
-    ap.add_argument("--calib-steps", type=int, help="steps of each speed calibration run (default: the size's)")
     ap.add_argument("--report", action="store_true", help="only write results.md and the PNG again from results.json")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
     out = Path(args.out)
@@ -716,8 +681,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         size = replace(size, real_minutes=args.real_minutes)
     if args.eval_max:
         size = replace(size, eval_max=args.eval_max)
-    if args.calib_steps:
-        size = replace(size, calib_steps=args.calib_steps)
     if any(m > size.model_minutes for m in size.curve_minutes):
         raise SystemExit(f"--curve-minutes {','.join(f'{m:g}' for m in size.curve_minutes)}: the curve's points are "
                          f"snapshots of the {size.model_minutes:g}-minute run; none may exceed --model-minutes")

@@ -37,7 +37,7 @@ from learn.checkpoint import KIND, load_checkpoint, load_model_state, save_check
 from learn.data.dataset import DataConfig
 from learn.model import ModelConfig, PosteriorModel
 from learn.refine import RefineConfig
-from learn.schedule import ScheduleConfig, wsd_lr
+from learn.schedule import ScheduleConfig, wsd_lr, wsd_lr_at
 from twin.config import dump_yaml, from_dict, resolve_config, to_dict
 from twin.errors import InputError, OutputExistsError, collect
 from twin.io import atomic_dir, check_ours, output_lock
@@ -65,6 +65,11 @@ class TrainConfig:
     # they need (the last one partial). A compute budget: minutes x a measured steps/s
     # (bench/bench_localize.py's learning curve), without cutting the decay short as max_steps does.
     total_steps: int | None = None
+    # The run's length in training minutes instead (the steps and the data loading; validation and
+    # checkpoint writes excluded): the schedule follows the fraction of the budget spent and the run
+    # stops when it is spent. A compute budget on a machine whose speed varies (a shared CPU); the
+    # number of steps then depends on that speed (one process only: not under torchrun).
+    total_minutes: float | None = None
     # Warmup-stable-decay (learn.schedule): seed 004's peak 2e-4, warm-up over the first 10 % of
     # the steps (Adam's moments settle before full steps), a linear decay over the last 20 % down
     # to min_lr = 0 (seed 004 decays to 0; the last step's rate is min_lr).
@@ -126,6 +131,10 @@ class TrainConfig:
             problems.append(f"max_steps: {self.max_steps} must be >= 1 (or null)")
         if self.total_steps is not None and self.total_steps < 1:
             problems.append(f"total_steps: {self.total_steps} must be >= 1 (or null: epochs)")
+        if self.total_minutes is not None and not self.total_minutes > 0:
+            problems.append(f"total_minutes: {self.total_minutes} must be > 0 (or null)")
+        if self.total_minutes is not None and self.total_steps is not None:
+            problems.append("total_minutes and total_steps: give one run length, not both")
         if not self.lr >= 0:  # 0 is allowed: a run that only evaluates or re-saves a checkpoint
             problems.append(f"lr: {self.lr} must be >= 0")
         if not 0 <= self.beta2 < 1:
@@ -492,6 +501,12 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
     sched = ScheduleConfig(tc.lr, tc.warmup_frac, tc.decay_frac, tc.min_lr,
                            steps_per_epoch * tc.epochs if tc.total_steps is None else tc.total_steps)
     total = sched.total_steps if tc.max_steps is None else min(sched.total_steps, tc.max_steps)
+    budget_s = None if tc.total_minutes is None else tc.total_minutes * 60.0
+    if budget_s is not None:  # a time budget: as many epochs and steps as it buys (max_steps still caps)
+        if world > 1:
+            raise InputError("train.total_minutes: a time budget is per process; under torchrun use total_steps")
+        n_epochs = 2**62
+        total = tc.max_steps if tc.max_steps is not None else 2**62
     use_amp = tc.amp and device.type == "cuda"
     has_val = val_set is not None and isinstance(val_set, Sized) and len(val_set) > 0 and tc.val_batches != 0
 
@@ -512,10 +527,11 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not progress or rank != 0)
+    bar = tqdm(total=total if budget_s is None else None, initial=step, desc=desc, unit="step",
+               disable=not progress or rank != 0)
     t_start, n_seen, t_other = time.perf_counter(), 0, 0.0  # t_other: validation and checkpoints
     epoch = start_epoch
-    done = step >= total
+    done = step >= total or (budget_s is not None and train_s0 >= budget_s)
     while not done and epoch < n_epochs:
         skip = step - epoch * steps_per_epoch
         if hasattr(train_set, "set_epoch"):
@@ -528,7 +544,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         losses: list[float] = []
         for batch in loader:
             batch = to_device(batch, device)
-            lr = wsd_lr(step, sched)
+            lr = wsd_lr(step, sched) if budget_s is None else wsd_lr_at(train_seconds() / budget_s, sched)
             for group in opt.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -540,9 +556,10 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
             opt.step()
             step += 1
             losses.append(loss.item())
+            finished = step >= total or (budget_s is not None and train_seconds() >= budget_s)
             n_seen += batch["target_xy"].shape[0] * world
             bar.update(1)
-            if log is not None and (step % tc.log_every == 0 or step == total):
+            if log is not None and (step % tc.log_every == 0 or finished):
                 rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
                 parts = {k: float(v.detach().float().mean()) for k, v in out_.parts.items()}
                 log.row(step=step, epoch=epoch, lr=lr, loss=losses[-1], samples_per_s=round(rate, 2), **parts)
@@ -566,7 +583,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
                     t_other += time.perf_counter() - t_pause
             if rank == 0 and tc.checkpoint_every and step % tc.checkpoint_every == 0:
                 save_checkpoint(last, state(epoch), kind)
-            if step >= total:
+            if finished:
                 done = True
                 break
         if not done or step % steps_per_epoch == 0:  # a whole epoch was seen

@@ -277,3 +277,28 @@ def test_snapshots_of_one_run_are_its_weights_at_their_step_and_training_time(tm
         small_config(snapshot_minutes=(0.0,))
     with pytest.raises(InputError, match="snapshot_steps"):
         small_config(snapshot_steps=(0,))
+
+
+def test_total_minutes_is_a_time_budget_whose_schedule_follows_the_time_spent(tmp_path):
+    """train.total_minutes: the run stops once its training time is spent; warm-up, stable and decay by time."""
+    from learn.schedule import wsd_lr_at
+
+    sched = ScheduleConfig(lr=1e-3, warmup_frac=0.1, decay_frac=0.2, min_lr=0.0)
+    assert [wsd_lr_at(p, sched) for p in (0.0, 0.05, 0.5, 0.9, 1.0, 2.0)] == pytest.approx(
+        [0.0, 5e-4, 1e-3, 5e-4, 0.0, 0.0])
+    ds = SyntheticDataset(24, s=32)  # batch 8: 3 steps per epoch
+    budget_min = 0.05  # 3 s: tens of steps of the tiny model, over several epochs
+    res = train([], small_config(total_minutes=budget_min, epochs=1, snapshot_minutes=(0.02,)), tmp_path / "run",
+                datasets=(ds, None, synthetic_info()), progress=False)
+    assert res.epochs > 1 and res.steps > 6  # epochs: 1 does not bound a time budget
+    assert res.train_s >= budget_min * 60 and [s["at"] for s in res.snapshots] == ["0.02min"]
+    rows = [r for r in csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()) if r["lr"]]
+    lrs = [float(r["lr"]) for r in rows]
+    assert len(lrs) == res.steps and int(rows[-1]["step"]) == res.steps  # the last step is logged
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == pytest.approx(1e-3) and lrs[0] < 1e-3 and lrs[-1] < 0.2 * 1e-3  # decayed at the end
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[peak:], lrs[peak + 1:], strict=False))
+    with pytest.raises(InputError, match="not both"):
+        small_config(total_minutes=1.0, total_steps=10)
+    with pytest.raises(InputError, match="total_minutes"):
+        small_config(total_minutes=0.0)
