@@ -62,8 +62,8 @@ class TrainConfig:
     max_steps: int | None = None
     # The run's length in optimizer steps instead of epochs (null: epochs x steps per epoch): the
     # schedule spans exactly these steps and reaches min_lr at the last, over as many epochs as
-    # they need (the last one partial). A compute budget: minutes x a measured steps/s
-    # (bench/bench_localize.py's learning curve), without cutting the decay short as max_steps does.
+    # they need (the last one partial). A compute budget in steps, without cutting the decay short
+    # as max_steps does (a budget in minutes: total_minutes).
     total_steps: int | None = None
     # The run's length in training minutes instead (the steps and the data loading; validation and
     # checkpoint writes excluded): the schedule follows the fraction of the budget spent and the run
