@@ -524,8 +524,10 @@ def temperature_stage(out: Path, size: Size, synthetic: dict[str, Any], real: di
     key = f"rome_crop_{label}_finetune"
     if key in real.get("runs", {}):
         url = str(out / "real" / "rome_crop.zarr")
-        jobs.append(("rome_crop", "Rome crop", real["runs"][key], [url], [(url, ())], "spatial",
-                     f"posterior {label}, synthetic -> fine-tuned ({size.real_minutes:g} min)", None, real["rows"]))
+        ft_label = next((r["method"] for r in real["rows"] if r["data"] == "Rome crop" and r.get("run", {}).get("name")
+                         == key), f"posterior {label}, synthetic -> fine-tuned ({size.real_minutes:g} min)")
+        jobs.append(("rome_crop", "Rome crop", real["runs"][key], [url], [(url, ())], "spatial", ft_label, None,
+                     real["rows"]))
     for name, data, run, data_urls, corpora, split, method, cap, rows in jobs:
         ckpt = Path(run.get("last", run["ckpt"])) if name == "synthetic" else Path(run["ckpt"])
         calibrated = ckpt.parent / "calibrated.pt"
