@@ -628,10 +628,15 @@ def plot_curve(results: dict[str, Any], path: Path) -> None:
         if r["prior"] == "auto" and r["method"] in styles and r["parts"]["unknown"]["n"]:
             ax.axhline(r["parts"]["unknown"]["mean_m"], color="grey", ls=styles[r["method"]],
                        label=f"{r['method']}, unknown streets")
+        if r["prior"] == "auto" and r["method"] == "mapmatch" and r["parts"].get("unseen", {}).get("n"):
+            ax.axhline(r["parts"]["unseen"]["mean_m"], color=colours["unseen"], ls="--", alpha=0.6,
+                       label="mapmatch, unseen area")
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{m:.1f}" for m in x])
+    ax.minorticks_off()
     ax.set_xlabel("training minutes (snapshots of one run; all but the last before the schedule's decay)")
     ax.set_ylabel("mean error [m], prior auto")
     ax.set_title(f"{curve[0]['config']}: test error against training time (size {results['size']['name']})")
-    ax.set_xscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
