@@ -400,6 +400,8 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
             config.data, crop_px=init_data.crop_px, crop_size_m=init_data.crop_size_m,
             likelihood=init_data.likelihood))
     tc = config.train
+    if datasets is None and ckpt_init is None and not resume and config.data.likelihood:
+        _check_likelihood_inputs([*data, *source_data])
     rank, world, device, ckpt_resume = prepare_run(out, tc, resume, overwrite, KIND)
 
     if datasets is None:
@@ -429,6 +431,23 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         net = domain_adversarial(model, tc.domain_adversarial_lambda).to(device)
     return fit(net, train_set, val_set, config, out, kind=KIND, info=info, resume_ckpt=ckpt_resume,
                progress=progress, device=device, overwrite=overwrite)
+
+
+def _check_likelihood_inputs(urls: Sequence[str | os.PathLike]) -> None:
+    """A model trained from scratch with ``data.likelihood`` needs per-cell radio maps in every corpus.
+
+    Without them its likelihood channels and prior would be empty (zeros, uniform): refuse,
+    naming the corpus. (Fine-tuning a likelihood checkpoint on such a corpus is allowed: the
+    checkpoint's model is kept and its likelihood inputs are empty there.)
+    """
+    from learn.data.scenes import has_cell_maps
+    from twin.corpus.store import open_corpus
+
+    bare = [os.fspath(u) for u in urls if not has_cell_maps(open_corpus(u))]
+    if bare:
+        raise InputError(f"data.likelihood: {', '.join(bare)} holds no per-cell radio maps, so the likelihood "
+                         "channels and the likelihood prior would be empty; train with data.likelihood: false, "
+                         "model.coarse_prior: none, model.fine_anchor: centre (or --config small)")
 
 
 def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, config: Any, out_dir: str | os.PathLike,

@@ -302,3 +302,13 @@ def test_total_minutes_is_a_time_budget_whose_schedule_follows_the_time_spent(tm
         small_config(total_minutes=1.0, total_steps=10)
     with pytest.raises(InputError, match="total_minutes"):
         small_config(total_minutes=0.0)
+
+
+def test_likelihood_from_scratch_on_a_corpus_without_cell_maps_is_refused(tmp_path):
+    """The localize preset's likelihood inputs need per-cell maps: a real-style import without them is named."""
+    from tests.test_learn_eval import _grid_corpus
+
+    corpus = _grid_corpus(tmp_path / "g.zarr")
+    with pytest.raises(InputError, match=r"g\.zarr holds no per-cell radio maps.*data\.likelihood: false"):
+        train([corpus.url], load_run_config("localize"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
