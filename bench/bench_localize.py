@@ -17,14 +17,22 @@
   ``finetune``), Rome NB-IoT spatial, POWDER's published grid split.
 * **Methods**, each under the truth-free default prior (``auto``) and the seeds'
   truth-centred protocol (``truth``): the posterior model of every ``--config`` (default
-  the ``small`` preset and ``bench/configs/localize_best.yaml``; pass ``--config localize`` for
-  the preset measured best since), k-NN in the square, WkNN
+  the ``localize`` preset; ``--config small`` for seed 000's architecture at the same sizes,
+  repeatable), k-NN in the square, WkNN
   (its own whole-area search), map matching (where maps exist), the prior alone, and the
   heatmap baseline on the Rome crop. Mean, median, p90, RMSE [m]; NLL and 50 / 90 % HDR
-  coverage for the posterior.
-* **Learning curve**: the last config's test error against training minutes, one run per
-  budget, each run's length in steps (``train.total_steps``) = minutes x the steps/s of a
-  short calibration run, so every schedule decays to its end.
+  coverage for the posterior. The real sets have no per-cell maps: a config with the
+  likelihood inputs trains there from scratch without them, and fine-tunes with them empty
+  (:func:`real_stage`; both stated in the labels).
+* **Run lengths**: time budgets in training minutes (``train.total_minutes``: the schedule
+  follows the time spent and decays to its end, however fast the shared machine runs). The
+  synthetic run's end (``last.pt``) gives the synthetic figures and the fine-tuning's
+  initial weights.
+* **Learning curve**: the last config's synthetic run judged (prior ``auto``) at its
+  snapshots (``train.snapshot_minutes`` at the curve's minutes) and at its end: one run, so
+  every point but the last is from the schedule's warm-up or stable phase, not decayed.
+* **Test subset**: ``eval_max`` test samples per synthetic corpus, evenly spaced over its
+  test part, the same for every method (``learn.evaluate.evaluate``'s ``max_samples``).
 
 Writes ``DIR/results.json``, ``DIR/results.md`` and ``DIR/learning_curve.png``; every stage
 keeps its output under ``DIR`` and is skipped when a later run finds it (resumable). The
@@ -54,7 +62,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("TWIN_SHARED_DATA", REPO.parent / "shared" / "data"))
-DEFAULT_CONFIGS = ("small", str(REPO / "bench" / "configs" / "localize_best.yaml"))
+DEFAULT_CONFIGS = ("localize",)
 SPLIT = "patches"  # the synthetic corpora's scheme: held-out patches + spatial streets elsewhere
 PRIORS = ("auto", "truth")
 PART_NAMES = {"all": "whole test part", "unknown": "unknown streets", "known": "known streets",
@@ -73,17 +81,17 @@ class Size:
     ue_per_patch: int
     samples_per_tx: int
     max_depth: int
-    model_minutes: float           # every config's synthetic run
-    curve_minutes: tuple[float, ...]
+    model_minutes: float           # every config's synthetic run (its end: the synthetic figures)
+    curve_minutes: tuple[float, ...]  # the last config's run judged at these training minutes (snapshots)
     real_minutes: float            # each real-data run (scratch, fine-tuning, heatmap)
-    calib_steps: int               # steps of the speed calibration runs
+    eval_max: int | None           # test samples judged per synthetic corpus (evenly spaced; None: all)
 
 
 SIZES = {
     "quick": Size("quick", 3, (5,), ((0, 0), (0, 1), (1, 0), (2, 2)), (3,), 800, 10**6, 3,
-                  5.0, (2.0, 5.0, 10.0), 1.0, 40),
+                  5.0, (1.0, 2.0, 5.0), 1.0, 600),
     "full": Size("full", 3, (5,), tuple((r, c) for r in range(4) for c in range(4)), (5, 10), 1500, 10**6, 3,
-                 20.0, (2.0, 5.0, 10.0, 20.0, 40.0), 5.0, 60),
+                 40.0, (2.0, 5.0, 10.0, 20.0, 40.0), 1.5, 800),
 }
 
 
@@ -93,6 +101,16 @@ def _load() -> list[float]:
 
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {_load()[0]:.1f}] {msg}", flush=True)
+
+
+def loader_workers() -> int:
+    """DataLoader workers for this process: the presets' 2, at most the cores it may use minus one.
+
+    On one core (``taskset -c 0``) the loader runs in the training process: workers would only
+    time-share the same core with it.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(2, max(cores - 1, 0))
 
 
 def _cached(path: Path, make: Callable[[], Any]) -> Any:
@@ -181,11 +199,12 @@ def split_parts(corpus: Any, split: str, held_scenes: Sequence[int] = ()) -> dic
 # --------------------------------------------------------------------------- judging
 
 def judge(corpora: Sequence[tuple[str, Sequence[int]]], make: Callable[[], Any], split: str, prior: Any,
-          fit: bool = True) -> dict[str, dict[str, Any]]:
+          fit: bool = True, max_samples: int | None = None) -> dict[str, dict[str, Any]]:
     """One method (a fresh one per corpus from ``make``) on every corpus's test part, pooled per piece.
 
     Each corpus goes through :func:`learn.evaluate.evaluate` once (fitted on its own train
-    part); the pieces of :func:`split_parts` are summarized with :func:`learn.metrics.error_summary`.
+    part; ``max_samples``: its evenly spaced test subset, the same for every method); the
+    pieces of :func:`split_parts` are summarized with :func:`learn.metrics.error_summary`.
     """
     from learn.evaluate import evaluate
     from learn.metrics import error_summary, position_errors_m
@@ -195,11 +214,11 @@ def judge(corpora: Sequence[tuple[str, Sequence[int]]], make: Callable[[], Any],
     label = ""
     for url, held in corpora:
         corpus = open_corpus(url)
-        r = evaluate(corpus, make(), split, fit=fit, prior=prior)
+        r = evaluate(corpus, make(), split, fit=fit, prior=prior, max_samples=max_samples)
         label = r.prior
         pos = {int(i): k for k, i in enumerate(r.indices)}
         for part, idx in split_parts(corpus, split, held).items():
-            sel = np.asarray([pos[int(i)] for i in idx], np.int64)
+            sel = np.asarray([pos[int(i)] for i in idx if int(i) in pos], np.int64)
             p = r.predictions.take(sel)
             d = pooled.setdefault(part, {k: [] for k in ("err", "nll", "h50", "h90", "ref")})
             d["err"].append(r.errors_m[sel])
@@ -223,7 +242,7 @@ def _priors() -> dict[str, Any]:
 
 
 def baseline_rows(data: str, corpora: Sequence[tuple[str, Sequence[int]]], split: str, with_maps: bool,
-                  priors: dict[str, Any]) -> list[dict[str, Any]]:
+                  priors: dict[str, Any], max_samples: int | None = None) -> list[dict[str, Any]]:
     """k-NN in the square, map matching and the prior alone under each prior; WkNN once (whole area)."""
     from learn.registry import make_baseline
 
@@ -236,18 +255,19 @@ def baseline_rows(data: str, corpora: Sequence[tuple[str, Sequence[int]]], split
         for mname, make in methods:
             t0 = time.perf_counter()
             row: dict[str, Any] = {"data": data, "split": split, "method": mname, "prior": pname,
-                                   "parts": judge(corpora, make, split, prior), "seconds": time.perf_counter() - t0}
+                                   "parts": judge(corpora, make, split, prior, max_samples=max_samples),
+                                   "seconds": time.perf_counter() - t0}
             rows.append(row)
             _log(f"{data}: {mname} under {pname}: {rows[-1]['parts']['all']['mean_m']:.1f} m mean")
     t0 = time.perf_counter()
     rows.append({"data": data, "split": split, "method": "wknn", "prior": "whole",
-                 "parts": judge(corpora, lambda: make_baseline("wknn"), split, None),
+                 "parts": judge(corpora, lambda: make_baseline("wknn"), split, None, max_samples=max_samples),
                  "seconds": time.perf_counter() - t0})
     return rows
 
 
 def model_rows(data: str, corpora: Sequence[tuple[str, Sequence[int]]], split: str, label: str, ckpt: str,
-               priors: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any]]:
+               priors: dict[str, Any], run: dict[str, Any], max_samples: int | None = None) -> list[dict[str, Any]]:
     """A checkpoint (posterior or heatmap) under each of ``priors``."""
     from learn.registry import load_method
 
@@ -255,7 +275,8 @@ def model_rows(data: str, corpora: Sequence[tuple[str, Sequence[int]]], split: s
     for pname, prior in priors.items():
         t0 = time.perf_counter()
         row: dict[str, Any] = {"data": data, "split": split, "method": label, "prior": pname, "run": run,
-                               "parts": judge(corpora, lambda: load_method(ckpt), split, prior, fit=False),
+                               "parts": judge(corpora, lambda: load_method(ckpt), split, prior, fit=False,
+                                              max_samples=max_samples),
                                "seconds": time.perf_counter() - t0}
         rows.append(row)
         _log(f"{data}: {label} under {pname}: {rows[-1]['parts']['all']['mean_m']:.1f} m mean")
@@ -274,86 +295,105 @@ def _fresh(run_dir: Path) -> Path:
     return run_dir
 
 
-def steps_per_s(out: Path, key: str, train_once: Callable[[Path, int], tuple[int, float]], steps: int) -> float:
-    """Optimizer steps per second of a ``steps``-step run (``train_once(dir, steps) -> (steps, seconds)``)."""
-    def measure() -> dict[str, Any]:
-        n, seconds = train_once(_fresh(out / "calibration" / key), steps)
-        return {"steps": n, "seconds": seconds, "steps_per_s": n / seconds, "load": _load()}
+def posterior_run(out: Path, name: str, spec: str, data: Sequence[str], split: str, minutes: float,
+                  init: str | None = None, over: dict[str, dict[str, Any]] | None = None,
+                  snapshot_minutes: Sequence[float] = ()) -> dict[str, Any]:
+    """Train the posterior (``init``: fine-tune it, preset ``finetune``) for ``minutes`` training minutes.
 
-    return float(_cached(out / "calibration" / f"{key}.json", measure)["steps_per_s"])
+    The length is a time budget (``train.total_minutes``): the schedule decays to its end
+    whatever the machine's speed; the steps it bought are in the record.
 
-
-def posterior_run(out: Path, name: str, spec: str, data: Sequence[str], split: str, minutes: float, rate: float,
-                  init: str | None = None, train_crops: str | None = None) -> dict[str, Any]:
-    """Train the posterior (``init``: fine-tune it, preset ``finetune``) for ``minutes`` at ``rate`` steps/s."""
+    ``over``: config overrides per section beside the budget; ``snapshot_minutes``: also keep
+    the run's weights at these training minutes (``train.snapshot_minutes``, the learning curve).
+    """
     from learn.train import finetune, load_run_config, pretrain
 
     def make() -> dict[str, Any]:
-        steps = max(10, round(minutes * 60 * rate))
-        over: dict[str, dict[str, Any]] = {"train": {"total_steps": steps, "split_scheme": split}}
-        if train_crops is not None:
-            over["data"] = {"train_crops": train_crops}
-        cfg = load_run_config("finetune" if init else spec, over)
+        sections = {k: dict(v) for k, v in (over or {}).items()}
+        sections.setdefault("train", {}).update(total_minutes=minutes, split_scheme=split, num_workers=loader_workers(),
+                                                snapshot_minutes=[float(m) for m in snapshot_minutes])
+        cfg = load_run_config("finetune" if init else spec, sections)
         run_dir = _fresh(out / "runs" / name)
-        _log(f"training {name}: {steps} steps ({minutes:g} min planned at {rate:.2f} steps/s)")
+        _log(f"training {name}: {minutes:g} training minutes")
         load0, t0 = _load(), time.perf_counter()
         res = (finetune(init, list(data), cfg, run_dir, progress=False) if init
                else pretrain(list(data), cfg, run_dir, progress=False))
         wall = time.perf_counter() - t0
-        return {"name": name, "config": spec, "ckpt": str(res.checkpoint), "steps": res.steps, "epochs": res.epochs,
+        return {"name": name, "config": spec, "ckpt": str(res.checkpoint), "last": str(run_dir / "last.pt"),
+                "steps": res.steps, "epochs": res.epochs, "decay_start_minutes": minutes * (1 - cfg.train.decay_frac),
+                "warmup_minutes": minutes * cfg.train.warmup_frac,
                 "best_epoch": res.best_epoch, "planned_minutes": minutes, "train_minutes": wall / 60,
-                "samples_per_s": res.samples_per_s, "load": [load0, _load()], "init": init}
+                "step_minutes": res.train_s / 60, "samples_per_s": res.samples_per_s, "load": [load0, _load()],
+                "init": init, "overrides": over or {},
+                "snapshots": [{**snap, "path": str(run_dir / snap["file"])} for snap in res.snapshots]}
 
     return _cached(out / "runs" / f"{name}.json", make)
 
 
-def _calibrate_posterior(out: Path, key: str, spec: str, data: Sequence[str], split: str, steps: int,
-                         init: str | None = None) -> float:
-    from learn.train import finetune, load_run_config, pretrain
+def without_cell_maps(spec: str) -> tuple[dict[str, dict[str, Any]], str]:
+    """Overrides and a label note for ``spec`` on a corpus without per-cell radio maps (the real sets).
 
-    def once(run_dir: Path, n: int) -> tuple[int, float]:
-        cfg = load_run_config("finetune" if init else spec, {"train": {"max_steps": n, "split_scheme": split,
-                                                                        "val_batches": 0}})
-        res = (finetune(init, list(data), cfg, run_dir, progress=False) if init
-               else pretrain(list(data), cfg, run_dir, progress=False))
-        bs = cfg.train.batch_size
-        return res.steps, res.steps * bs / max(res.samples_per_s, 1e-9)
+    The likelihood channels and the likelihood coarse prior / fine anchor are map matching's
+    energy over per-cell maps: without maps they are empty, so such a config trains there
+    without them (``data.likelihood: false``, ``model.coarse_prior: none``,
+    ``model.fine_anchor: centre``), stated in the method's label. A config without them is unchanged.
+    """
+    from learn.train import load_run_config
 
-    return steps_per_s(out, key, once, steps)
+    cfg = load_run_config(spec)
+    if not (cfg.data.likelihood or cfg.model.coarse_prior != "none" or cfg.model.fine_anchor != "centre"):
+        return {}, ""
+    return ({"data": {"likelihood": False}, "model": {"coarse_prior": "none", "fine_anchor": "centre"}},
+            " without likelihood (no cell maps)")
 
 
 # --------------------------------------------------------------------------- stages
 
 def synthetic_stage(out: Path, size: Size, configs: Sequence[str]) -> dict[str, Any]:
+    """Baselines, then one run per config of ``size.model_minutes``; the last config's run is the learning curve.
+
+    Each run is judged at its end (``last.pt``, after the schedule's decay) under every prior;
+    the last config's snapshots (``train.snapshot_minutes`` at the curve's minutes below the
+    run's length) under ``auto``: the curve's points are one run's weights, and every point but
+    the last comes from the schedule's warm-up or stable phase (not decayed).
+    """
     corpora = synthetic_corpora(out, size)
     urls = [u for u, _ in corpora.values()]
     cs = [(u, h) for u, h in corpora.values()]
     priors = _priors()
     data = "synthetic (Helsinki + test.osm.pbf)"
+    cap = size.eval_max
     rows = _cached(out / "stages" / "synthetic_baselines.json",
-                   lambda: baseline_rows(data, cs, SPLIT, True, priors))
+                   lambda: baseline_rows(data, cs, SPLIT, True, priors, cap))
     runs: dict[str, dict[str, Any]] = {}
     curve: list[dict[str, Any]] = []
     for k, spec in enumerate(configs):
         label = config_label(spec)
-        rate = _calibrate_posterior(out, f"synthetic_{label}", spec, urls, SPLIT, size.calib_steps)
-        minutes = sorted({size.model_minutes, *(size.curve_minutes if k == len(configs) - 1 else ())})
-        for m in minutes:
-            name = f"synthetic_{label}_{m:g}min"
-            run = posterior_run(out, name, spec, urls, SPLIT, m, rate)
-            main = m == size.model_minutes
-            if main:
-                runs[spec] = run
-            got = _cached(out / "stages" / f"{name}_eval.json", partial(
-                model_rows, data, cs, SPLIT, f"posterior {label} ({m:g} min)", run["ckpt"],
-                priors if main else {"auto": priors["auto"]}, run))
-            if main:
-                rows = [*rows, *got]
-            if k == len(configs) - 1:
-                auto = next(r for r in got if r["prior"] == "auto")
-                curve.append({"config": label, "planned_minutes": m, "train_minutes": run["train_minutes"],
-                              "steps": run["steps"], "load": run["load"],
-                              **{p: auto["parts"][p] for p in PART_NAMES}})
+        last_config = k == len(configs) - 1
+        snaps = [m for m in size.curve_minutes if m < size.model_minutes] if last_config else []
+        name = f"synthetic_{label}_{size.model_minutes:g}min"
+        run = posterior_run(out, name, spec, urls, SPLIT, size.model_minutes, snapshot_minutes=snaps)
+        runs[spec] = {**run, "ckpt": run["last"]}  # fine-tuning starts from the run's end
+        got = _cached(out / "stages" / f"{name}_eval.json", partial(
+            model_rows, data, cs, SPLIT, f"posterior {label} ({size.model_minutes:g} min)", run["last"], priors,
+            run, cap))
+        rows = [*rows, *got]
+        if not last_config:
+            continue
+        def phase_at(m: float, run: dict[str, Any] = run) -> str:
+            return ("warm-up" if m < run["warmup_minutes"] else "stable (not decayed)"
+                    if m < run["decay_start_minutes"] else "decaying")
+
+        points = [(snap["at"], snap["path"], snap["step"], snap["train_s"] / 60, phase_at(snap["train_s"] / 60))
+                  for snap in run["snapshots"]]
+        points.append(("end", run["last"], run["steps"], run["step_minutes"], "end (decayed)"))
+        for at, ckpt, step, minutes, phase in points:
+            auto = (next(r for r in got if r["prior"] == "auto") if at == "end" else
+                    _cached(out / "stages" / f"{name}_{at}_eval.json", partial(
+                        model_rows, data, cs, SPLIT, f"posterior {label} ({at})", ckpt,
+                        {"auto": priors["auto"]}, run, cap))[0])
+            curve.append({"config": label, "at": at, "train_minutes": minutes, "steps": step, "phase": phase,
+                          "load": run["load"], **{p: auto["parts"][p] for p in PART_NAMES}})
     return {"rows": rows, "runs": runs, "curve": curve, "corpora": {k: {"url": u, "held_scenes": list(h)}
                                                                      for k, (u, h) in corpora.items()}}
 
@@ -384,14 +424,24 @@ def real_sets(data_dir: Path, out: Path) -> list[tuple[str, str, str, str | None
 
 def real_stage(out: Path, size: Size, configs: Sequence[str], data_dir: Path, pre: dict[str, dict[str, Any]]
                ) -> dict[str, Any]:
+    """Baselines, every config from scratch and fine-tuned from its synthetic run, the heatmap on the Rome crop.
+
+    The real sets have no per-cell radio maps: a config with the likelihood inputs trains from
+    scratch without them (:func:`without_cell_maps`); fine-tuning keeps the synthetic
+    checkpoint's model, whose likelihood inputs are empty there (zero channels, a uniform
+    likelihood prior). Both are stated in the methods' labels.
+    """
     if not data_dir.exists():
         return {"skipped": [f"{data_dir} is absent: no real-data rows"], "rows": [], "runs": {}}
+    from learn.data.scenes import has_cell_maps
     from learn.train import load_run_config
+    from twin.corpus.store import open_corpus
 
     priors = _priors()
     rows: list[dict[str, Any]] = []
     runs: dict[str, Any] = {}
     skipped = []
+    notes: list[str] = []
     for name, url, split, reason in real_sets(data_dir, out):
         if reason:
             skipped.append(f"{name}: skipped, {reason}")
@@ -399,47 +449,49 @@ def real_stage(out: Path, size: Size, configs: Sequence[str], data_dir: Path, pr
             continue
         key = name.lower().replace(" ", "_").replace("-", "")
         cs = [(url, ())]
+        maps = has_cell_maps(open_corpus(url))
         rows += _cached(out / "stages" / f"{key}_baselines.json", partial(baseline_rows, name, cs, split, False, priors))
         for spec in configs:
             label = config_label(spec)
-            rate = _calibrate_posterior(out, f"{key}_{label}", spec, [url], split, size.calib_steps)
-            run = posterior_run(out, f"{key}_{label}_scratch", spec, [url], split, size.real_minutes, rate)
+            over, note = ({}, "") if maps else without_cell_maps(spec)
+            if note:
+                notes.append(f"{name}: posterior {label} from scratch{note}: data.likelihood false, "
+                             "model.coarse_prior none, model.fine_anchor centre")
+            run = posterior_run(out, f"{key}_{label}_scratch", spec, [url], split, size.real_minutes, over=over)
             runs[run["name"]] = run
             rows += _cached(out / "stages" / f"{run['name']}_eval.json", partial(
-                model_rows, name, cs, split, f"posterior {label}, scratch ({size.real_minutes:g} min)", run["ckpt"],
-                priors, run))
+                model_rows, name, cs, split, f"posterior {label}{note}, scratch ({size.real_minutes:g} min)",
+                run["ckpt"], priors, run))
             if name == "POWDER" or spec not in pre:
                 continue  # one uncalibrated RSS feature: the synthetic checkpoint does not apply
             init = pre[spec]["ckpt"]
-            crops = load_run_config(spec).data.train_crops
-            rate = _calibrate_posterior(out, f"{key}_{label}_ft", spec, [url], split, size.calib_steps, init=init)
-            run = posterior_run(out, f"{key}_{label}_finetune", spec, [url], split, size.real_minutes, rate,
-                                init=init, train_crops=crops)
+            ft_note = "" if maps or not note else " (likelihood inputs empty: no cell maps)"
+            if ft_note:
+                notes.append(f"{name}: posterior {label} fine-tuned{ft_note}: the synthetic checkpoint's model "
+                             "(its likelihood channels are zeros, its likelihood prior uniform)")
+            ft_over = {"data": {"train_crops": load_run_config(spec).data.train_crops}}
+            run = posterior_run(out, f"{key}_{label}_finetune", spec, [url], split, size.real_minutes,
+                                init=init, over=ft_over)
             runs[run["name"]] = run
             rows += _cached(out / "stages" / f"{run['name']}_eval.json", partial(
-                model_rows, name, cs, split, f"posterior {label}, synthetic -> fine-tuned ({size.real_minutes:g} min)",
+                model_rows, name, cs, split,
+                f"posterior {label}, synthetic -> fine-tuned{ft_note} ({size.real_minutes:g} min)",
                 run["ckpt"], priors, run))
         if name == "Rome crop":
             run = heatmap_run(out, url, split, size)
             runs[run["name"]] = run
             rows += _cached(out / "stages" / "rome_crop_heatmap_eval.json", partial(
                 model_rows, name, cs, split, f"heatmap small ({size.real_minutes:g} min)", run["ckpt"], priors, run))
-    return {"rows": rows, "runs": runs, "skipped": skipped}
+    return {"rows": rows, "runs": runs, "skipped": skipped, "notes": notes}
 
 
 def heatmap_run(out: Path, url: str, split: str, size: Size) -> dict[str, Any]:
     """The heatmap baseline (small preset) on one corpus for ``size.real_minutes``."""
     from learn.heatmap_train import fit_heatmap, load_heatmap_config
 
-    def once(run_dir: Path, n: int) -> tuple[int, float]:
-        s = fit_heatmap(url, split, run_dir, "small", max_steps=n, progress=False)
-        return s.steps, s.seconds
-
-    rate = steps_per_s(out, "rome_crop_heatmap", once, size.calib_steps)
-
     def make() -> dict[str, Any]:
-        steps = max(10, round(size.real_minutes * 60 * rate))
-        cfg = load_heatmap_config("small", train={"total_steps": steps, "split_scheme": split})
+        cfg = load_heatmap_config("small", train={"total_minutes": size.real_minutes, "split_scheme": split,
+                                                  "num_workers": loader_workers()})
         load0, t0 = _load(), time.perf_counter()
         s = fit_heatmap(url, split, _fresh(out / "runs" / "rome_crop_heatmap"), cfg, progress=False)
         return {"name": "rome_crop_heatmap", "config": "heatmap small", "ckpt": s.path, "steps": s.steps,
@@ -447,6 +499,52 @@ def heatmap_run(out: Path, url: str, split: str, size: Size) -> dict[str, Any]:
                 "load": [load0, _load()]}
 
     return _cached(out / "runs" / "rome_crop_heatmap.json", make)
+
+
+def temperature_stage(out: Path, size: Size, synthetic: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
+    """Post-hoc temperature (:mod:`learn.temperature`) of the last config's synthetic run and its Rome fine-tuning.
+
+    Fitted on the val part (prior ``auto``, HDR-coverage objective), the calibrated copy
+    (``calibrated.pt`` beside the checkpoint) judged under every prior; the rows join the
+    synthetic and real tables, the fits go to ``results.json``.
+    """
+    from learn.temperature import calibrate_temperature
+
+    priors = _priors()
+    fits: dict[str, Any] = {}
+    configs = list(synthetic["runs"])
+    if not configs:
+        return {"fits": fits}
+    spec = configs[-1]
+    label = config_label(spec)
+    urls = [c["url"] for c in synthetic["corpora"].values()]
+    cs = [(c["url"], tuple(c["held_scenes"])) for c in synthetic["corpora"].values()]
+    jobs = [("synthetic", "synthetic (Helsinki + test.osm.pbf)", synthetic["runs"][spec], urls, cs, SPLIT,
+             f"posterior {label} ({size.model_minutes:g} min)", size.eval_max, synthetic["rows"])]
+    key = f"rome_crop_{label}_finetune"
+    if key in real.get("runs", {}):
+        url = str(out / "real" / "rome_crop.zarr")
+        ft_label = next((r["method"] for r in real["rows"] if r["data"] == "Rome crop" and r.get("run", {}).get("name")
+                         == key), f"posterior {label}, synthetic -> fine-tuned ({size.real_minutes:g} min)")
+        jobs.append(("rome_crop", "Rome crop", real["runs"][key], [url], [(url, ())], "spatial", ft_label, None,
+                     real["rows"]))
+    for name, data, run, data_urls, corpora, split, method, cap, rows in jobs:
+        ckpt = Path(run.get("last", run["ckpt"])) if name == "synthetic" else Path(run["ckpt"])
+        calibrated = ckpt.parent / "calibrated.pt"
+
+        def fit(ckpt: Path = ckpt, calibrated: Path = calibrated, data_urls: list[str] = data_urls,
+                split: str = split, cap: int | None = cap) -> dict[str, Any]:
+            _log(f"fitting the temperature of {ckpt} on the val part")
+            t0 = time.perf_counter()
+            got = calibrate_temperature(ckpt, data_urls, split, calibrated, max_samples=cap).to_json()
+            return {**got, "seconds": time.perf_counter() - t0, "load": _load()}
+
+        got = _cached(out / "stages" / f"{name}_temperature.json", fit)
+        fits[name] = got
+        rows += _cached(out / "stages" / f"{name}_temperature_eval.json", partial(
+            model_rows, data, corpora, split, f"{method}, temperature {got['temperature']:.2f} (fitted on val)",
+            str(calibrated), priors, run, cap))
+    return {"fits": fits}
 
 
 # --------------------------------------------------------------------------- report
@@ -466,8 +564,11 @@ def prior_label(name: str, resolved: str) -> str:
 def markdown(results: dict[str, Any]) -> str:
     """The tables of ``results.json`` as Markdown (docs/benchmarks.md): per data set, one row per prior and
     method, per test piece ``mean / median / RMSE`` [m], and the posterior's NLL and HDR coverage."""
+    wall = results.get("wall_minutes_total", results["wall_minutes"])
+    calls = results.get("invocations", 1)
     lines = [f"Size `{results['size']['name']}`; machine: {results['machine']}; load average "
-             f"{results['load_range'][0]:.1f}-{results['load_range'][1]:.1f}; wall {results['wall_minutes']:.0f} min.", ""]
+             f"{results['load_range'][0]:.1f}-{results['load_range'][1]:.1f}; wall {wall:.0f} min"
+             + (f" over {calls} invocations." if calls > 1 else "."), ""]
     for rows in (results["synthetic"]["rows"], results["real"].get("rows", [])):
         for data in dict.fromkeys(r["data"] for r in rows):
             mine = [r for r in rows if r["data"] == data]
@@ -490,16 +591,19 @@ def markdown(results: dict[str, Any]) -> str:
                     lines.append(f"| {prior_label(pname, a.get('prior', pname))} | {r['method']} | "
                                  + " | ".join(cells) + f" | {_fmt(a.get('nll'), 2)} | {cov} |")
             lines.append("")
-    for note in results["real"].get("skipped", []) or []:
+    for note in [*(results["real"].get("skipped", []) or []), *(results["real"].get("notes", []) or [])]:
         lines.append(f"- {note}")
     if results["synthetic"]["curve"]:
-        lines += ["", "Learning curve (synthetic, prior auto; mean / median [m]):", "",
-                  "| config | planned min | training wall min | steps | unknown streets | known streets | "
-                  "unseen area | load |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "Learning curve (synthetic, prior auto; mean / median [m]): snapshots of one run "
+                  "(`train.snapshot_minutes`); every point but the last is from the schedule's warm-up or stable "
+                  "phase, before its decay; training minutes = the steps' time (validation and checkpoint writes "
+                  "excluded):", "",
+                  "| config | point | training min | steps | schedule | unknown streets | known streets | "
+                  "unseen area | load |", "|---|---|---|---|---|---|---|---|---|"]
         for c in results["synthetic"]["curve"]:
             curve_cells = " | ".join(f"{_fmt(c[p]['mean_m'])} / {_fmt(c[p]['median_m'])}" for p in ("unknown", "known",
                                                                                              "unseen"))
-            lines.append(f"| {c['config']} | {c['planned_minutes']:g} | {c['train_minutes']:.1f} | {c['steps']} | "
+            lines.append(f"| {c['config']} | {c['at']} | {c['train_minutes']:.1f} | {c['steps']} | {c['phase']} | "
                          f"{curve_cells} | {c['load'][0][0]:.1f}-{c['load'][1][0]:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -524,10 +628,15 @@ def plot_curve(results: dict[str, Any], path: Path) -> None:
         if r["prior"] == "auto" and r["method"] in styles and r["parts"]["unknown"]["n"]:
             ax.axhline(r["parts"]["unknown"]["mean_m"], color="grey", ls=styles[r["method"]],
                        label=f"{r['method']}, unknown streets")
-    ax.set_xlabel("training wall time [min] (one run per budget; schedule decays to its end)")
+        if r["prior"] == "auto" and r["method"] == "mapmatch" and r["parts"].get("unseen", {}).get("n"):
+            ax.axhline(r["parts"]["unseen"]["mean_m"], color=colours["unseen"], ls="--", alpha=0.6,
+                       label="mapmatch, unseen area")
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{m:.1f}" for m in x])
+    ax.minorticks_off()
+    ax.set_xlabel("training minutes (snapshots of one run; all but the last before the schedule's decay)")
     ax.set_ylabel("mean error [m], prior auto")
     ax.set_title(f"{curve[0]['config']}: test error against training time (size {results['size']['name']})")
-    ax.set_xscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -536,8 +645,8 @@ def plot_curve(results: dict[str, Any], path: Path) -> None:
 
 
 def planned_training_minutes(size: Size, n_configs: int, real_sets_found: int = 3, finetuned_sets: int = 2) -> float:
-    """Training minutes a size plans (calibration runs and evaluation not included)."""
-    synth = n_configs * size.model_minutes + sum(m for m in size.curve_minutes if m != size.model_minutes)
+    """Training minutes a size plans (evaluation not included; the curve is the last run's snapshots)."""
+    synth = n_configs * size.model_minutes
     real = size.real_minutes * (n_configs * (real_sets_found + finetuned_sets) + 1)
     return synth + real
 
@@ -548,14 +657,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                                         "--size quick --out out/bench_localize")
     ap.add_argument("--size", choices=sorted(SIZES), default="quick")
     ap.add_argument("--config", action="append", default=None,
-                    help="posterior run config (preset name or YAML; repeat; default: small and "
-                         "bench/configs/localize_best.yaml); the last one gets the learning curve")
+                    help="posterior run config (preset name or YAML; repeat; default: the localize preset; "
+                         "e.g. --config small --config localize); the last one gets the learning curve")
     ap.add_argument("--out", default="out/bench_localize", help="output folder (stages found there are skipped)")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="real-data folder (skipped when absent)")
     ap.add_argument("--no-real", action="store_true", help="synthetic part only")
-    ap.add_argument("--curve-minutes", help="learning-curve budgets, comma-separated (default: the size's)")
+    ap.add_argument("--curve-minutes", help="learning-curve points in training minutes, comma-separated, at most "
+                                            "--model-minutes (default: the size's)")
     ap.add_argument("--model-minutes", type=float, help="each config's synthetic run (default: the size's)")
     ap.add_argument("--real-minutes", type=float, help="each real-data run (default: the size's)")
+    ap.add_argument("--eval-max", type=int, help="test samples judged per synthetic corpus (default: the size's)")
     ap.add_argument("--report", action="store_true", help="only write results.md and the PNG again from results.json")
     args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
     out = Path(args.out)
@@ -575,16 +686,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         size = replace(size, model_minutes=args.model_minutes)
     if args.real_minutes:
         size = replace(size, real_minutes=args.real_minutes)
+    if args.eval_max:
+        size = replace(size, eval_max=args.eval_max)
+    if any(m > size.model_minutes for m in size.curve_minutes):
+        raise SystemExit(f"--curve-minutes {','.join(f'{m:g}' for m in size.curve_minutes)}: the curve's points are "
+                         f"snapshots of the {size.model_minutes:g}-minute run; none may exceed --model-minutes")
     configs = list(args.config or DEFAULT_CONFIGS)
     out.mkdir(parents=True, exist_ok=True)
     before = _cached(out / "size.json", lambda: {"size": asdict(size), "configs": configs})
-    if json.loads(json.dumps({"size": asdict(size), "configs": configs})) != before:
+    if json.loads(json.dumps({"size": asdict(size), "configs": configs})) != json.loads(json.dumps(before)):
         raise SystemExit(f"{out} holds a run of another size or configs ({out / 'size.json'}); use another --out")
     t0, load0 = time.perf_counter(), _load()
     _log(f"size {size.name}: about {planned_training_minutes(size, len(configs)):.0f} min of training planned")
     synthetic = synthetic_stage(out, size, configs)
     real: dict[str, Any] = ({"skipped": ["--no-real"], "rows": [], "runs": {}} if args.no_real
             else real_stage(out, size, configs, Path(args.data), synthetic["runs"]))
+    temperature = temperature_stage(out, size, synthetic, real)
     loads = [load0[0], _load()[0]]
     for run in [*synthetic["runs"].values(), *real.get("runs", {}).values()]:
         loads += [run["load"][0][0], run["load"][1][0]]
@@ -592,11 +709,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                           f"Python {platform.python_version()}",
                "load_range": [min(loads), max(loads)], "wall_minutes": (time.perf_counter() - t0) / 60,
-               "synthetic": synthetic, "real": real}
+               "synthetic": synthetic, "real": real, "temperature": temperature}
+    # an interrupted or extended benchmark runs in several invocations: the wall time is their sum
+    calls = [*_cached(out / "invocations.json", list), {"wall_minutes": results["wall_minutes"], "load": loads}]
+    (out / "invocations.json").write_text(json.dumps(calls, indent=1))
+    results["wall_minutes_total"] = sum(c["wall_minutes"] for c in calls)
+    results["invocations"] = len(calls)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     (out / "results.md").write_text(markdown(results))
     plot_curve(results, out / "learning_curve.png")
     print(markdown(results))
+    for name, f in temperature.get("fits", {}).items():
+        _log(f"temperature {name}: {f['temperature']:.2f} on {f['n']} val samples; coverage 50/90 "
+             f"{f['before']['coverage50']:.2f}/{f['before']['coverage90']:.2f} -> "
+             f"{f['after']['coverage50']:.2f}/{f['after']['coverage90']:.2f}")
     _log(f"results: {out / 'results.json'}, {out / 'results.md'}, {out / 'learning_curve.png'}")
 
 

@@ -223,6 +223,41 @@ def eval_cmd(data, split, baseline, ckpt, k, features, fill, coverage_weight, sc
     click.echo(json.dumps(result.to_json()) if as_json else result.table())
 
 
+@main.command("temperature")
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="A posterior checkpoint.")
+@click.option("--data", "data", required=True, multiple=True, type=click.Path(),
+              help="Corpus (.zarr) whose split part fits the temperature; repeatable.")
+@click.option("--split", default="random", show_default=True, help="Split scheme of the corpora.")
+@click.option("--part", default="val", show_default=True, help="The part fitted on (not the test part).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The calibrated checkpoint to write (the checkpoint with its temperature).")
+@click.option("--objective", type=click.Choice(["coverage", "nll"]), default="coverage", show_default=True,
+              help="coverage: 50 / 90 % HDR coverage nearest nominal; nll: the lowest mean NLL.")
+@click.option("--max-samples", type=int, default=2000, show_default=True,
+              help="At most this many samples per corpus, evenly spaced over the part.")
+@click.option("--prior", type=click.Choice(["auto", "serving-cell", "coarse", "truth"]), default="auto",
+              show_default=True, help="Crops of the fit, as learn eval places them (auto: truth-free).")
+@clean_errors
+def temperature_cmd(ckpt, data, split, part, out, objective, max_samples, prior):
+    """Fit one temperature of the posterior on a split's val part; write the checkpoint with it.
+
+    learn eval and learn predict apply a checkpoint's temperature to the posterior (weights
+    pi^(1/T), spreads T sigma; the MAP point is unchanged).
+
+    \b
+    Example:
+      learn temperature --ckpt runs/pre/best.pt --data out/demo/corpus.zarr --split spatial --out runs/pre/calibrated.pt
+    """
+    from learn.temperature import calibrate_temperature
+
+    fit = calibrate_temperature(ckpt, list(data), split, out, part=part, prior=prior, max_samples=max_samples,
+                                objective=objective)
+    click.echo(f"temperature {fit.temperature:.3g} on {fit.n} {part} samples ({objective}): HDR coverage 50 / 90 % "
+               f"{fit.before['coverage50']:.2f} / {fit.before['coverage90']:.2f} -> "
+               f"{fit.after['coverage50']:.2f} / {fit.after['coverage90']:.2f}, NLL {fit.before['nll']:.2f} -> "
+               f"{fit.after['nll']:.2f} nats/m²; wrote {out}")
+
+
 @main.command("fit-baseline")
 @click.argument("name", type=click.Choice(["heatmap", "mlp-unet"]))
 @click.option("--data", required=True, type=click.Path(), help="The corpus (.zarr).")

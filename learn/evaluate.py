@@ -78,8 +78,11 @@ def _summary(p: Predictions, errors: np.ndarray, truth: np.ndarray) -> dict[str,
 
 
 def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "random", part: str = "test",
-             fit: bool = True, prior: CropPrior | str | None = None) -> EvalResult:
+             fit: bool = True, prior: CropPrior | str | None = None, max_samples: int | None = None) -> EvalResult:
     """Fit ``method`` on the split's train part (when it has ``fit``), judge it on ``part``.
+
+    ``max_samples``: judge at most this many samples of ``part``, evenly spaced over it (the
+    same ones for every method: a fixed, cheaper test set for slow methods; None: all).
 
     ``prior`` (:mod:`learn.priors`; default truth-free ``auto``) places the crops of
     crop-based methods; the truth is read only to score, after prediction, and a truth
@@ -95,6 +98,11 @@ def evaluate(data: str | os.PathLike | Corpus, method: Method, split: str = "ran
     test = corpus.split_indices(split, part)
     if len(test) == 0:
         raise InputError(f"{corpus.url}: split '{split}' has no '{part}' samples")
+    if max_samples is not None:
+        if max_samples < 1:
+            raise InputError(f"max_samples: {max_samples} must be >= 1 (or None: the whole part)")
+        if max_samples < len(test):
+            test = test[np.unique(np.linspace(0, len(test) - 1, max_samples).round().astype(np.int64))]
     if fit and hasattr(method, "fit"):
         method.fit(corpus, train)
     pred = method.predict(corpus, test, prior=crop_prior)

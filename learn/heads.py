@@ -117,6 +117,20 @@ class Mixture:
             at_y = self.log_prob(y)  # [B]
             return (dens > at_y[:, None]).float().mean(1)
 
+    def tempered(self, temperature: float) -> Mixture:
+        """The mixture tempered by ``temperature`` ``T > 0`` (post-hoc calibration, :mod:`learn.temperature`).
+
+        Weights ``pi_k^(1/T)`` renormalized and standard deviations ``T * sigma_k``: ``T > 1``
+        widens an over-confident posterior, ``T < 1`` sharpens it, ``T = 1`` is the mixture
+        itself. The heaviest component stays the heaviest: the MAP point is unchanged.
+        """
+        if temperature == 1.0:
+            return self
+        if not temperature > 0:
+            raise ValueError(f"temperature: {temperature} must be > 0")
+        weights = torch.softmax(torch.log(self.weights.clamp_min(1e-30)) / temperature, dim=-1)
+        return Mixture(weights, self.means, self.sigmas * temperature, self.cells)
+
     def detach(self) -> Mixture:
         return Mixture(self.weights.detach(), self.means.detach(), self.sigmas.detach(), self.cells)
 

@@ -22,7 +22,8 @@ from learn.model import ModelConfig, PosteriorModel
 from learn.refine import RefineConfig, refine
 from twin.config import from_dict
 
-__all__ = ["PosteriorMethod", "load_posterior", "predict_batches", "predict", "plot_posteriors", "sample_context"]
+__all__ = ["PosteriorMethod", "load_posterior", "predict_batches", "predict", "plot_posteriors", "sample_context",
+           "checkpoint_temperature"]
 
 
 def load_posterior(ckpt: dict[str, Any] | str | os.PathLike, device: str | torch.device = "cpu",
@@ -44,7 +45,7 @@ def load_posterior(ckpt: dict[str, Any] | str | os.PathLike, device: str | torch
 def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Tensor]],
                     refine_cfg: RefineConfig | None = None, point: str = "map", hdr_draws: int = 2048,
                     device: str | torch.device = "cpu", keep_mixtures: int = 0, background_channel: int | None = None,
-                    progress: bool = False) -> dict[str, Any]:
+                    progress: bool = False, temperature: float = 1.0) -> dict[str, Any]:
     """Run the model over contract batches; all outputs in scene metres.
 
     Returns arrays ``(N, ...)``: ``index``, ``xy_m`` (the ``point`` estimate: ``"map"``
@@ -54,6 +55,8 @@ def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Ten
     (square root of the trace of Eq. 16 / 2), and ``mixtures`` (the first ``keep_mixtures``
     posteriors, in metres, with their crops and, with ``background_channel``, that channel
     of ``maps`` as the picture's background, for plots). ``progress`` shows a tqdm bar.
+    ``temperature``: every output comes from the posterior tempered by it
+    (:meth:`learn.heads.Mixture.tempered`; a checkpoint's fitted value: :func:`checkpoint_temperature`).
     """
     gen = torch.Generator(device=device).manual_seed(0)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("index", "xy_m", "mean_xy_m", "map_xy_m", "refined_xy_m",
@@ -66,7 +69,7 @@ def predict_batches(model: PosteriorModel, batches: Iterable[dict[str, torch.Ten
     for batch in tqdm(batches, total=total, desc="predict", unit="batch", disable=not progress):
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         out, _ = model(batch)
-        mix = out.mixture
+        mix = out.mixture.tempered(temperature)
         origin, size = batch["crop_origin_m"].double(), batch["crop_size_m"].double()
 
         def to_m(xy: torch.Tensor, origin: torch.Tensor = origin, size: torch.Tensor = size) -> np.ndarray:
@@ -176,6 +179,11 @@ def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
+def checkpoint_temperature(ckpt: dict[str, Any]) -> float:
+    """The posterior temperature stored in a checkpoint (:func:`learn.temperature.calibrate_temperature`), else 1."""
+    return float((ckpt.get("temperature") or {}).get("value", 1.0))
+
+
 def _background_channel(ckpt: dict[str, Any]) -> int | None:
     """Index of the building mask among the checkpoint's map channels (heatmap background), if any."""
     names = list(((ckpt.get("data_info") or {}).get("normalization") or {}).get("map_channels", []))
@@ -198,6 +206,7 @@ class PosteriorMethod:
             refine_cfg = from_dict(RefineConfig, ckpt["configs"]["refine"], f"{path} refine config")
         self.refine_cfg = refine_cfg
         self.point = point
+        self.temperature = checkpoint_temperature(ckpt)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.name = f"posterior:{Path(path).name}"
         self.last: dict[str, Any] | None = None
@@ -214,7 +223,7 @@ class PosteriorMethod:
         loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers, prior)
         res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device,
                               keep_mixtures=self.n_plots, background_channel=_background_channel(self.ckpt),
-                              progress=True)
+                              progress=True, temperature=self.temperature)
         pos = {int(i): k for k, i in enumerate(res["index"])}
         order = np.asarray([pos[int(i)] for i in np.asarray(indices)], np.int64)  # rows in `indices` order
         res = {k: (v[order] if isinstance(v, np.ndarray) else v) for k, v in res.items()}
@@ -298,7 +307,8 @@ def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | 
         loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers, crop_prior)
         res = predict_batches(method.model, loader, method.refine_cfg, method.point, device=method.device,
                               keep_mixtures=n_plots if plot_dir else 0,
-                              background_channel=_background_channel(method.ckpt), progress=True)
+                              background_channel=_background_channel(method.ckpt), progress=True,
+                              temperature=method.temperature)
         xy = res["xy_m"]
         table = {"index": res["index"], "x_m": xy[:, 0], "y_m": xy[:, 1]}
         table |= sample_context(corpus, res["index"], xy)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from twin.errors import collect
 
-__all__ = ["ScheduleConfig", "wsd_lr"]
+__all__ = ["ScheduleConfig", "wsd_lr", "wsd_lr_at"]
 
 
 @dataclass(frozen=True)
@@ -55,4 +55,20 @@ def wsd_lr(step: int, cfg: ScheduleConfig) -> float:
     if step >= decay_start and decay > 0:
         frac = min(1.0, (step - decay_start + 1) / decay)
         return cfg.lr + (cfg.min_lr - cfg.lr) * frac
+    return cfg.lr
+
+
+def wsd_lr_at(progress: float, cfg: ScheduleConfig) -> float:
+    """The learning rate at ``progress`` in [0, 1] of a run whose length is a time budget.
+
+    The same warmup-stable-decay shape as :func:`wsd_lr` over the fraction of the budget
+    spent (``train.total_minutes``): warm-up over the first ``warmup_frac``, linear decay
+    over the last ``decay_frac`` down to ``min_lr`` at 1. ``cfg.total_steps`` is not used.
+    """
+    p = min(max(float(progress), 0.0), 1.0)
+    decay_start = 1.0 - cfg.decay_frac
+    if cfg.warmup_frac > 0 and p < cfg.warmup_frac:
+        return cfg.lr * p / cfg.warmup_frac
+    if cfg.decay_frac > 0 and p >= decay_start:
+        return cfg.lr + (cfg.min_lr - cfg.lr) * min(1.0, (p - decay_start) / cfg.decay_frac)
     return cfg.lr

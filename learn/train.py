@@ -37,7 +37,7 @@ from learn.checkpoint import KIND, load_checkpoint, load_model_state, save_check
 from learn.data.dataset import DataConfig
 from learn.model import ModelConfig, PosteriorModel
 from learn.refine import RefineConfig
-from learn.schedule import ScheduleConfig, wsd_lr
+from learn.schedule import ScheduleConfig, wsd_lr, wsd_lr_at
 from twin.config import dump_yaml, from_dict, resolve_config, to_dict
 from twin.errors import InputError, OutputExistsError, collect
 from twin.io import atomic_dir, check_ours, output_lock
@@ -62,9 +62,14 @@ class TrainConfig:
     max_steps: int | None = None
     # The run's length in optimizer steps instead of epochs (null: epochs x steps per epoch): the
     # schedule spans exactly these steps and reaches min_lr at the last, over as many epochs as
-    # they need (the last one partial). A compute budget: minutes x a measured steps/s
-    # (bench/bench_localize.py's learning curve), without cutting the decay short as max_steps does.
+    # they need (the last one partial). A compute budget in steps, without cutting the decay short
+    # as max_steps does (a budget in minutes: total_minutes).
     total_steps: int | None = None
+    # The run's length in training minutes instead (the steps and the data loading; validation and
+    # checkpoint writes excluded): the schedule follows the fraction of the budget spent and the run
+    # stops when it is spent. A compute budget on a machine whose speed varies (a shared CPU); the
+    # number of steps then depends on that speed (one process only: not under torchrun).
+    total_minutes: float | None = None
     # Warmup-stable-decay (learn.schedule): seed 004's peak 2e-4, warm-up over the first 10 % of
     # the steps (Adam's moments settle before full steps), a linear decay over the last 20 % down
     # to min_lr = 0 (seed 004 decays to 0; the last step's rate is min_lr).
@@ -86,6 +91,13 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10               # metrics.csv / TensorBoard row every N steps: cheap, smooth enough
     checkpoint_every: int = 0         # also save last.pt every N steps (0: at epoch ends only)
+    # Snapshots of one run (a learning curve without one run per budget): save snapshot_<m>min.pt
+    # at the first step after which m minutes of training have passed (the optimizer steps and
+    # the data loading; validation and checkpoint writes excluded, as the steps/s of a budget
+    # are measured), and snapshot_step<n>.pt after step n. Full checkpoints (learn eval, predict,
+    # resume). The schedule is the run's: a snapshot before the decay has not been annealed.
+    snapshot_minutes: tuple[float, ...] = ()
+    snapshot_steps: tuple[int, ...] = ()
     # Validation: the first 20 batches of the val part per epoch bound its cost on large corpora
     # (0: no validation; null: the whole val part, as the small real sets of the heatmap baseline use).
     val_batches: int | None = 20
@@ -111,10 +123,18 @@ class TrainConfig:
                 problems.append(f"{name}: {getattr(self, name)} must be >= 0")
         if self.val_batches is not None and self.val_batches < 0:
             problems.append(f"val_batches: {self.val_batches} must be >= 0 (or null: the whole val part)")
+        if any(not m > 0 for m in self.snapshot_minutes):
+            problems.append(f"snapshot_minutes: {list(self.snapshot_minutes)} must all be > 0")
+        if any(n < 1 for n in self.snapshot_steps):
+            problems.append(f"snapshot_steps: {list(self.snapshot_steps)} must all be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max_steps: {self.max_steps} must be >= 1 (or null)")
         if self.total_steps is not None and self.total_steps < 1:
             problems.append(f"total_steps: {self.total_steps} must be >= 1 (or null: epochs)")
+        if self.total_minutes is not None and not self.total_minutes > 0:
+            problems.append(f"total_minutes: {self.total_minutes} must be > 0 (or null)")
+        if self.total_minutes is not None and self.total_steps is not None:
+            problems.append("total_minutes and total_steps: give one run length, not both")
         if not self.lr >= 0:  # 0 is allowed: a run that only evaluates or re-saves a checkpoint
             problems.append(f"lr: {self.lr} must be >= 0")
         if not 0 <= self.beta2 < 1:
@@ -161,6 +181,10 @@ class TrainResult:
     samples_per_s: float
     best_epoch: int = 0               # epochs finished when best.pt was written
     history: dict[str, list[float]] = field(default_factory=dict)  # per epoch (see learn.checkpoint)
+    # One entry per snapshot written (TrainConfig.snapshot_minutes / snapshot_steps), in step order:
+    # {"file": name in out_dir, "step", "epoch", "train_s" (training seconds at it), "at": "2min" / "step100"}
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    train_s: float = 0.0              # training seconds of the whole run (validation, checkpoints excluded)
 
 
 def load_run_config(spec: str | os.PathLike, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
@@ -376,6 +400,8 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
             config.data, crop_px=init_data.crop_px, crop_size_m=init_data.crop_size_m,
             likelihood=init_data.likelihood))
     tc = config.train
+    if datasets is None and ckpt_init is None and not resume and config.data.likelihood:
+        _check_likelihood_inputs([*data, *source_data])
     rank, world, device, ckpt_resume = prepare_run(out, tc, resume, overwrite, KIND)
 
     if datasets is None:
@@ -405,6 +431,23 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         net = domain_adversarial(model, tc.domain_adversarial_lambda).to(device)
     return fit(net, train_set, val_set, config, out, kind=KIND, info=info, resume_ckpt=ckpt_resume,
                progress=progress, device=device, overwrite=overwrite)
+
+
+def _check_likelihood_inputs(urls: Sequence[str | os.PathLike]) -> None:
+    """A model trained from scratch with ``data.likelihood`` needs per-cell radio maps in every corpus.
+
+    Without them its likelihood channels and prior would be empty (zeros, uniform): refuse,
+    naming the corpus. (Fine-tuning a likelihood checkpoint on such a corpus is allowed: the
+    checkpoint's model is kept and its likelihood inputs are empty there.)
+    """
+    from learn.data.scenes import has_cell_maps
+    from twin.corpus.store import open_corpus
+
+    bare = [os.fspath(u) for u in urls if not has_cell_maps(open_corpus(u))]
+    if bare:
+        raise InputError(f"data.likelihood: {', '.join(bare)} holds no per-cell radio maps, so the likelihood "
+                         "channels and the likelihood prior would be empty; train with data.likelihood: false, "
+                         "model.coarse_prior: none, model.fine_anchor: centre (or --config small)")
 
 
 def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, config: Any, out_dir: str | os.PathLike,
@@ -457,6 +500,11 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         # whole epochs again: keep each epoch's first entry, as the uninterrupted run has it.
         keep = [i for i, e in enumerate(saved.get("epoch", [])) if e not in saved["epoch"][:i]]
         history = {k: [saved[k][i] for i in keep if i < len(saved.get(k, []))] for k in history}
+    train_s0 = float(resume_ckpt.get("train_s", 0.0)) if resume_ckpt is not None else 0.0
+    snapshots: list[dict[str, Any]] = list(resume_ckpt.get("snapshots", [])) if resume_ckpt is not None else []
+    taken = {s["at"] for s in snapshots}
+    due_steps = sorted(n for n in set(tc.snapshot_steps) if f"step{n}" not in taken and n > step)
+    due_minutes = sorted(m for m in set(tc.snapshot_minutes) if f"{m:g}min" not in taken)
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                            else None) if world > 1 else model)
 
@@ -472,6 +520,12 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
     sched = ScheduleConfig(tc.lr, tc.warmup_frac, tc.decay_frac, tc.min_lr,
                            steps_per_epoch * tc.epochs if tc.total_steps is None else tc.total_steps)
     total = sched.total_steps if tc.max_steps is None else min(sched.total_steps, tc.max_steps)
+    budget_s = None if tc.total_minutes is None else tc.total_minutes * 60.0
+    if budget_s is not None:  # a time budget: as many epochs and steps as it buys (max_steps still caps)
+        if world > 1:
+            raise InputError("train.total_minutes: a time budget is per process; under torchrun use total_steps")
+        n_epochs = 2**62
+        total = tc.max_steps if tc.max_steps is not None else 2**62
     use_amp = tc.amp and device.type == "cuda"
     has_val = val_set is not None and isinstance(val_set, Sized) and len(val_set) > 0 and tc.val_batches != 0
 
@@ -481,17 +535,22 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         dump_yaml(config, out / "config.yaml")
         log = _RunLog(out, resume_ckpt is not None, getattr(model, "LOSS_PARTS", ()))
 
-    def state(epoch: int) -> dict[str, Any]:
+    def state(epoch: int, train_s: float | None = None) -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": opt.state_dict(), "configs": to_dict(config),
                 "step": step, "epoch": epoch, "best_val": best_val, "best_epoch": best_epoch, "history": history,
-                "cell_vocab": vocab, "data_info": info.get("data_info", {}), "rng": {"torch": torch.get_rng_state()}}
+                "cell_vocab": vocab, "data_info": info.get("data_info", {}), "rng": {"torch": torch.get_rng_state()},
+                "train_s": train_seconds() if train_s is None else train_s, "snapshots": list(snapshots)}
+
+    def train_seconds() -> float:  # the run's training time so far: steps and loading, not the pauses
+        return train_s0 + time.perf_counter() - t_start - t_other
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not progress or rank != 0)
+    bar = tqdm(total=total if budget_s is None else None, initial=step, desc=desc, unit="step",
+               disable=not progress or rank != 0)
     t_start, n_seen, t_other = time.perf_counter(), 0, 0.0  # t_other: validation and checkpoints
     epoch = start_epoch
-    done = step >= total
+    done = step >= total or (budget_s is not None and train_s0 >= budget_s)
     while not done and epoch < n_epochs:
         skip = step - epoch * steps_per_epoch
         if hasattr(train_set, "set_epoch"):
@@ -504,7 +563,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         losses: list[float] = []
         for batch in loader:
             batch = to_device(batch, device)
-            lr = wsd_lr(step, sched)
+            lr = wsd_lr(step, sched) if budget_s is None else wsd_lr_at(train_seconds() / budget_s, sched)
             for group in opt.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -516,9 +575,10 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
             opt.step()
             step += 1
             losses.append(loss.item())
+            finished = step >= total or (budget_s is not None and train_seconds() >= budget_s)
             n_seen += batch["target_xy"].shape[0] * world
             bar.update(1)
-            if log is not None and (step % tc.log_every == 0 or step == total):
+            if log is not None and (step % tc.log_every == 0 or finished):
                 rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
                 parts = {k: float(v.detach().float().mean()) for k, v in out_.parts.items()}
                 log.row(step=step, epoch=epoch, lr=lr, loss=losses[-1], samples_per_s=round(rate, 2), **parts)
@@ -527,9 +587,22 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
                 for k, v in parts.items():
                     log.scalar(f"train/{k}", v, step)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if rank == 0 and (due_steps or due_minutes):
+                now_s = train_seconds()
+                due = ([f"step{n}" for n in due_steps if step >= n]
+                       + [f"{m:g}min" for m in due_minutes if now_s >= m * 60.0])
+                if due:
+                    t_pause = time.perf_counter()
+                    due_steps = [n for n in due_steps if step < n]
+                    due_minutes = [m for m in due_minutes if now_s < m * 60.0]
+                    for at in due:
+                        snapshots.append({"file": f"snapshot_{at}.pt", "at": at, "step": step, "epoch": epoch,
+                                          "train_s": now_s})
+                        save_checkpoint(out / f"snapshot_{at}.pt", state(epoch, now_s), kind)
+                    t_other += time.perf_counter() - t_pause
             if rank == 0 and tc.checkpoint_every and step % tc.checkpoint_every == 0:
                 save_checkpoint(last, state(epoch), kind)
-            if step >= total:
+            if finished:
                 done = True
                 break
         if not done or step % steps_per_epoch == 0:  # a whole epoch was seen
@@ -557,6 +630,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         t_other += time.perf_counter() - t_pause
     bar.close()
     rate = n_seen / max(time.perf_counter() - t_start - t_other, 1e-9)
+    run_s = train_seconds()
     if log is not None:
         if not (out / "best.pt").exists():
             save_checkpoint(out / "best.pt", state(epoch), kind)
@@ -566,7 +640,7 @@ def fit(model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None, con
         plot_training_curve(history, out / "curve.png", _title or f"{kind} on {out.name}")
     if world > 1:
         dist.barrier()
-    return TrainResult(out, out / "best.pt", step, epoch, best_val, rate, best_epoch, history)
+    return TrainResult(out, out / "best.pt", step, epoch, best_val, rate, best_epoch, history, snapshots, run_s)
 
 
 @torch.no_grad()

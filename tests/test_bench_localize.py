@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.bench_localize import SIZES, split_parts
+from bench.bench_localize import SIZES, planned_training_minutes, split_parts
 from learn.splits import TEST, TRAIN, VAL, hold_out_scenes, spatial_split
 from twin import io
 from twin.corpus.store import CorpusWriter, add_split_scheme, open_corpus
@@ -87,10 +87,14 @@ def test_held_out_patches_as_a_stored_scheme_and_the_benchmark_parts(tmp_path):
 
 def test_benchmark_sizes_hold_out_patches_of_their_plans():
     for size in SIZES.values():
-        assert size.model_minutes in size.curve_minutes  # the main run is a point of the curve
+        assert max(size.curve_minutes) == size.model_minutes  # the curve's points are snapshots of the main run
         assert all(0 <= k < 2 * size.helsinki_rows for k in size.helsinki_held)
         assert all(0 <= k < len(size.test_select) for k in size.test_held)
         assert len(size.test_held) < len(size.test_select)
+    full = SIZES["full"]
+    # the budget: one 40-minute synthetic run (the curve) + the real runs, about 50 of the 60 minutes
+    assert full.curve_minutes == (2.0, 5.0, 10.0, 20.0, 40.0)
+    assert planned_training_minutes(full, 1) <= 50
 
 
 def test_fingerprints_keep_the_cells_of_different_patches_apart(tmp_path):

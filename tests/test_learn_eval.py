@@ -108,6 +108,17 @@ def test_eval_parts_known_unknown(tmp_path):
     assert r.parts["unknown"]["mean_m"] > r.parts["known"]["mean_m"]
     js = r.to_json()
     assert {"mean_m", "median_m", "p90_m", "rmse_m", "n"} <= set(js)
+    # max_samples: the same evenly spaced subset of the test part for every method, its errors unchanged
+    sub = evaluate(corpus, WknnBaseline(), "spatial", max_samples=7)
+    sub2 = evaluate(corpus, WknnBaseline(k=1), "spatial", max_samples=7)
+    assert len(sub.indices) == 7 and sub.indices[0] == r.indices[0] and sub.indices[-1] == r.indices[-1]
+    np.testing.assert_array_equal(sub.indices, sub2.indices)
+    at = np.searchsorted(r.indices, sub.indices)
+    np.testing.assert_allclose(sub.errors_m, r.errors_m[at])
+    assert np.diff(at).min() >= len(r.indices) // 7 - 1  # spread over the part, not its head
+    assert len(evaluate(corpus, WknnBaseline(), "spatial", max_samples=10**6).indices) == len(r.indices)
+    with pytest.raises(InputError, match="max_samples"):
+        evaluate(corpus, WknnBaseline(), "spatial", max_samples=0)
 
 
 def test_error_summary_values():

@@ -248,3 +248,67 @@ def test_total_steps_sets_the_run_length_and_the_schedule_decays_to_its_end(tmp_
     assert lrs[-2] == pytest.approx(1e-3 + (1e-5 - 1e-3) * 0.5)  # the decay spans the last 20 % of the 10 steps
     with pytest.raises(InputError, match="total_steps"):
         small_config(total_steps=0)
+
+
+def test_snapshots_of_one_run_are_its_weights_at_their_step_and_training_time(tmp_path):
+    """train.snapshot_steps / snapshot_minutes: the learning curve's points are one run's checkpoints."""
+    ds = SyntheticDataset(24, s=32)  # batch 8: 3 steps per epoch
+    info = synthetic_info()
+    cfg = small_config(total_steps=8, epochs=1, snapshot_steps=(2, 5), snapshot_minutes=(0.0001, 600.0))
+    res = train([], cfg, tmp_path / "run", datasets=(ds, None, info), progress=False)
+    # 0.0001 min (6 ms) has passed after the first step; 600 min never: not written
+    assert [(s["at"], s["step"]) for s in res.snapshots] == [("0.0001min", 1), ("step2", 2), ("step5", 5)]
+    assert not (tmp_path / "run" / "snapshot_600min.pt").exists()
+    assert res.snapshots[0]["train_s"] >= 0.006 and res.train_s >= res.snapshots[-1]["train_s"]
+    for s in res.snapshots:
+        ck = load_checkpoint(tmp_path / "run" / s["file"])
+        assert ck["step"] == s["step"] and ck["train_s"] == s["train_s"]
+        assert load_method(tmp_path / "run" / s["file"]).name  # a full checkpoint: eval / predict load it
+    # the snapshot at step 5 is the same schedule stopped at step 5 (max_steps keeps the schedule), not the end
+    cut = train([], small_config(total_steps=8, epochs=1, max_steps=5), tmp_path / "cut", datasets=(ds, None, info),
+                progress=False)
+    assert cut.steps == 5
+    snap = load_checkpoint(tmp_path / "run" / "snapshot_step5.pt")["model"]
+    stop = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    end = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert all(torch.allclose(snap[k], stop[k], atol=1e-6) for k in snap)
+    assert not all(torch.allclose(snap[k], end[k]) for k in snap)
+    with pytest.raises(InputError, match="snapshot_minutes"):
+        small_config(snapshot_minutes=(0.0,))
+    with pytest.raises(InputError, match="snapshot_steps"):
+        small_config(snapshot_steps=(0,))
+
+
+def test_total_minutes_is_a_time_budget_whose_schedule_follows_the_time_spent(tmp_path):
+    """train.total_minutes: the run stops once its training time is spent; warm-up, stable and decay by time."""
+    from learn.schedule import wsd_lr_at
+
+    sched = ScheduleConfig(lr=1e-3, warmup_frac=0.1, decay_frac=0.2, min_lr=0.0)
+    assert [wsd_lr_at(p, sched) for p in (0.0, 0.05, 0.5, 0.9, 1.0, 2.0)] == pytest.approx(
+        [0.0, 5e-4, 1e-3, 5e-4, 0.0, 0.0])
+    ds = SyntheticDataset(24, s=32)  # batch 8: 3 steps per epoch
+    budget_min = 0.05  # 3 s: tens of steps of the tiny model, over several epochs
+    res = train([], small_config(total_minutes=budget_min, epochs=1, snapshot_minutes=(0.02,)), tmp_path / "run",
+                datasets=(ds, None, synthetic_info()), progress=False)
+    assert res.epochs > 1 and res.steps > 6  # epochs: 1 does not bound a time budget
+    assert res.train_s >= budget_min * 60 and [s["at"] for s in res.snapshots] == ["0.02min"]
+    rows = [r for r in csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()) if r["lr"]]
+    lrs = [float(r["lr"]) for r in rows]
+    assert len(lrs) == res.steps and int(rows[-1]["step"]) == res.steps  # the last step is logged
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == pytest.approx(1e-3) and lrs[0] < 1e-3 and lrs[-1] < 0.2 * 1e-3  # decayed at the end
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[peak:], lrs[peak + 1:], strict=False))
+    with pytest.raises(InputError, match="not both"):
+        small_config(total_minutes=1.0, total_steps=10)
+    with pytest.raises(InputError, match="total_minutes"):
+        small_config(total_minutes=0.0)
+
+
+def test_likelihood_from_scratch_on_a_corpus_without_cell_maps_is_refused(tmp_path):
+    """The localize preset's likelihood inputs need per-cell maps: a real-style import without them is named."""
+    from tests.test_learn_eval import _grid_corpus
+
+    corpus = _grid_corpus(tmp_path / "g.zarr")
+    with pytest.raises(InputError, match=r"g\.zarr holds no per-cell radio maps.*data\.likelihood: false"):
+        train([corpus.url], load_run_config("localize"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
