@@ -78,9 +78,15 @@ def test_shipped_plans_load():
         assert plan.experiments == ("A", "B'", "C", "B'->A", "C->A", "C->B'->A")
         assert plan.priors[0] == "auto"
     small = load_plan(root / "study_plan.yaml")
-    # the ~80-minute one-core plan: every model on every chain, step budgets, the seed-004 baselines
+    # the one-core plan: every model on every chain, each training a step budget, the seed-004 baselines
     assert small.models == ("posterior", "heatmap", "mlp-unet") and small.train.posterior == "localize"
-    assert small.train.posterior_overrides["train"]["total_steps"] > 400  # longer than the unconverged s run
+    t = small.train
+    for overrides in (t.posterior_overrides, t.finetune_overrides, t.heatmap_overrides, t.heatmap_finetune_overrides,
+                      t.unet_overrides, t.unet_finetune_overrides):
+        assert overrides["train"]["total_steps"] > 0
+    # the pose prior at the operator's tolerances and B' with the fitted power correction (calibrate.md)
+    assert (small.calibrate.prior_xy_m, small.calibrate.prior_azimuth_deg, small.calibrate.write_offset) == (25.0, 20.0,
+                                                                                                             True)
     assert {"wknn-seed004", "knn-square-seed004"} <= set(small.baselines)
     bench = Path(__file__).parents[1] / "bench"
     xs, s = load_plan(bench / "study_plan_xs.yaml"), load_plan(bench / "study_plan_s.yaml")
