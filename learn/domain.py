@@ -179,8 +179,8 @@ class DomainDataset(torch.utils.data.Dataset):
 
 
 def domain_training_data(target: Sequence[str | os.PathLike], source: Sequence[str | os.PathLike], data_config: Any,
-                         split_scheme: str = "spatial", seed: int = 0, normalization: Any = None
-                         ) -> tuple[DomainDataset, Any, dict[str, Any]]:
+                         split_scheme: str = "spatial", seed: int = 0, normalization: Any = None,
+                         physics_maps: bool = True) -> tuple[DomainDataset, Any, dict[str, Any]]:
     """``(train, val, info)`` of :func:`learn.data.build_training_data` over target and source corpora.
 
     The training set is the target corpora's ``train`` parts (domain :data:`TARGET`) then the
@@ -189,7 +189,8 @@ def domain_training_data(target: Sequence[str | os.PathLike], source: Sequence[s
     are matched by name (so a synthetic ``rsrp/rsrq/rssi/sinr`` source feeds a model of the
     Rome crop's ``rssi/nsinr/nrsrp/nrsrq``). The cell vocabulary holds the cells of both, and
     both yield the same number of cell-map slots. ``val`` is the target corpora's ``val``
-    parts; ``info["data_info"]["source_corpora"]`` names the source corpora.
+    parts; ``info["data_info"]["source_corpora"]`` names the source corpora. ``physics_maps``:
+    the datasets build ``phys_maps`` (:func:`learn.data.build_training_data`).
     """
     target_urls, source_urls = [os.fspath(u) for u in target], [os.fspath(u) for u in source]
     if not target_urls or not source_urls:
@@ -197,8 +198,10 @@ def domain_training_data(target: Sequence[str | os.PathLike], source: Sequence[s
                          "(--source-data)")
     vocab = CellVocab.from_corpora([open_corpus(u) for u in (*target_urls, *source_urls)])
     cfg = as_data_config(data_config)
-    t_train, t_val, info = build_training_data(target_urls, cfg, split_scheme, seed, normalization, vocab)
-    s_train, _, s_info = build_training_data(source_urls, cfg, split_scheme, seed + 1, t_train.normalization, vocab)
+    t_train, t_val, info = build_training_data(target_urls, cfg, split_scheme, seed, normalization, vocab,
+                                               physics_maps)
+    s_train, _, s_info = build_training_data(source_urls, cfg, split_scheme, seed + 1, t_train.normalization, vocab,
+                                             physics_maps)
     slots = max(t_train.n_slots, s_train.n_slots)
     for ds in (t_train, t_val, s_train):
         ds.n_slots = slots  # a corpus without cell maps yields empty slots (phys_valid False), as a mixed dataset

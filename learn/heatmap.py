@@ -270,7 +270,8 @@ class HeatmapMethod:
         cfg = DataConfig.from_dict(st["data_config"])
         origins = crop_origins_m(prior, corpus, np.asarray(indices, np.int64), cfg.crop_size_m, "the heatmap model")
         return CorpusDataset([corpus.url], [np.asarray(indices, np.int64)], cfg, training=False,
-                             normalization=st["normalization"], cell_vocab=st["cell_vocab"], crop_origins_m=origins)
+                             normalization=st["normalization"], cell_vocab=st["cell_vocab"], crop_origins_m=origins,
+                             physics_maps=False)  # the heatmap models read no physics maps
 
     @torch.no_grad()
     def predict(self, corpus: Corpus, indices: np.ndarray, prior: Any = None) -> Predictions:

@@ -180,15 +180,17 @@ def fit_baseline(name: str, data: str | os.PathLike, split: str, out_dir: str | 
         norm = Normalization.from_dict(ckpt_resume["data_info"]["normalization"])
         vocab: Any = ckpt_resume["cell_vocab"]
     else:
-        probe = CorpusDataset([corpus.url], [train_idx[:1]], cfg.data)  # map statistics and the cell vocabulary
+        probe = CorpusDataset([corpus.url], [train_idx[:1]], cfg.data,
+                              physics_maps=False)  # map statistics and the cell vocabulary
         mean, std = feature_statistics(corpus, train_idx)
         norm = Normalization(probe.feature_names, mean, std, probe.normalization.map_channels,
                              probe.normalization.map_mean, probe.normalization.map_std)
         vocab = probe.cell_vocab
+    # the heatmap models read no physics maps (phys_maps)
     train_ds = CorpusDataset([corpus.url], [train_idx], cfg.data, training=True, seed=tc.seed, normalization=norm,
-                             cell_vocab=vocab)
+                             cell_vocab=vocab, physics_maps=False)
     val_ds = CorpusDataset([corpus.url], [val_idx], cfg.data, training=False, normalization=norm,
-                           cell_vocab=train_ds.cell_vocab)
+                           cell_vocab=train_ds.cell_vocab, physics_maps=False)
     cfg = dataclasses.replace(cfg, model=cfg.model.with_data(list(norm.feature_names), len(norm.map_channels),
                                                              cfg.data.crop_px))
     model = spec.net(cfg.model)

@@ -50,8 +50,8 @@ from twin.corpus.store import Corpus
 from twin.errors import InputError
 from twin.geo import Grid
 
-__all__ = ["MapMatcher", "MatchResult", "feature_sigmas", "last_report", "miss_values", "PIXEL_PRIORS",
-           "plot_match"]
+__all__ = ["MapMatcher", "MatchResult", "energy_planes", "feature_sigmas", "last_report", "miss_values",
+           "residual_energy", "PIXEL_PRIORS", "plot_match"]
 
 PIXEL_PRIORS = ("road", "outdoor", "none")
 
@@ -111,6 +111,62 @@ def miss_values(cell_maps: np.ndarray, miss_margin: float = 10.0) -> np.ndarray:
     return np.nan_to_num(lowest, nan=0.0) - miss_margin
 
 
+def energy_planes(maps: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The planes ``[z^2; z]`` ``(2 n F, P)`` float32 of Eq. 22's expanded square, ``z = r / sigma``.
+
+    ``maps`` ``(n_cells, F, ...)`` hold the cells' predicted features at ``P`` pixels (the
+    trailing axes, flattened), without NaN (a miss already replaced by its value,
+    :func:`miss_values`); ``sigma`` ``(F,)`` [feature units]. Rows are ``cell * F + feature``.
+    """
+    maps = np.asarray(maps, np.float32)
+    n, f = maps.shape[:2]
+    z = (maps.reshape(n, f, -1) / np.asarray(sigma, np.float64).reshape(f)[None, :, None].astype(np.float32))
+    z = z.reshape(n * f, -1)
+    return np.ascontiguousarray(np.concatenate([z * z, z]))
+
+
+def _design(lookup: dict[int, int], sigma: np.ndarray, events: Sequence[tuple[np.ndarray, np.ndarray]],
+            temper: Sequence[float] | np.ndarray, nf: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sequence: sum of z over events ``(N, nF)``, counts ``(N, nF)``, sum of z^2 ``(N,)``."""
+    f = len(sigma)
+    s1 = np.zeros((len(events), nf))
+    cnt = np.zeros((len(events), nf))
+    s2 = np.zeros(len(events))
+    for i, ((cells, feats), t) in enumerate(zip(events, temper, strict=True)):
+        for c, fv in zip(cells, feats, strict=True):
+            row = lookup.get(int(c))
+            if row is None:
+                continue
+            ok = np.isfinite(fv)
+            zm = np.where(ok, fv / sigma, 0.0)
+            cols = row * f + np.arange(f)
+            s1[i, cols] += t * zm
+            cnt[i, cols] += t * ok
+            s2[i] += t * float((zm * zm).sum())
+    return s1, cnt, s2
+
+
+def residual_energy(zz: np.ndarray, lookup: dict[int, int], sigma: np.ndarray,
+                    events: Sequence[tuple[np.ndarray, np.ndarray]], temper: Sequence[float] | np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Residual energy of Eq. 22, ``sum_ef ((m_ef - r_cf(y)) / sigma_f)^2`` ``(N, P)``, the one implementation.
+
+    ``zz`` ``(2 n F, P)`` from :func:`energy_planes` of the cells ``lookup`` maps (cell id ->
+    row); ``sigma`` ``(F,)`` [feature units]; ``events`` per sequence ``(cell_id (E,), features
+    (E, F))``, NaN features and cells without a row skipped; ``temper`` per sequence weight
+    (default 1). Returns the energy (``= -2 log p``, dimensionless, >= 0 up to float32
+    rounding) and the number of ``(event, feature)`` terms with a map in it ``(N,)`` (both
+    weighted by ``temper``).
+    """
+    temper = [1.0] * len(events) if temper is None else temper
+    s1, cnt, s2 = _design(lookup, np.asarray(sigma, np.float64), events, temper, zz.shape[0] // 2)
+    # -2 log p = s2 - 2 s1 . z + cnt . z^2: one float32 GEMM over the pixels.
+    w = np.concatenate([cnt, -2.0 * s1], axis=1).astype(np.float32)
+    e = w @ zz
+    e += s2[:, None].astype(np.float32)
+    return e, cnt.sum(1)
+
+
 @dataclass
 class MatchResult:
     """Map matching of ``N`` sequences: MAP pixel centres, spread, and (optionally) posteriors."""
@@ -153,51 +209,22 @@ class MapMatcher:
         self.sigma = np.asarray(sigma, np.float64).reshape(f)
         self.miss_value = miss_values(maps, miss_margin)                                       # (F,)
         filled = np.where(np.isfinite(maps), maps, self.miss_value[None, :, None, None].astype(np.float32))
-        z = (filled / self.sigma[None, :, None, None].astype(np.float32)).reshape(n * f, h * w)
         self.pixel_mask = (np.ones(h * w, bool) if pixel_mask is None
                            else np.asarray(pixel_mask, bool).reshape(h * w))
         # Only the prior's pixels are searched: P' columns (P' = P without a prior).
         self.pixels = np.flatnonzero(self.pixel_mask)                                         # (P',)
-        z = z[:, self.pixels]
-        self.zz = np.ascontiguousarray(np.concatenate([z * z, z]))                            # (2 n F, P')
+        self.zz = energy_planes(filled.reshape(n, f, h * w)[:, :, self.pixels], self.sigma)   # (2 n F, P')
         cx, cy = grid.center_m
         self.x_m = np.tile(grid.x_centers_m(), h)[self.pixels]                                # (P',) [m]
         self.y_m = np.repeat(grid.y_centers_m(), w)[self.pixels]
         self._dx, self._dy = (self.x_m - cx).astype(np.float32), (self.y_m - cy).astype(np.float32)
         self._centre = (cx, cy)
 
-    def _design(self, events: Sequence[tuple[np.ndarray, np.ndarray]], temper: Sequence[float] | np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per sequence: sum of z over events ``(N, nF)``, counts ``(N, nF)``, sum of z^2 ``(N,)``."""
-        nf = len(self.cell_id) * self.n_features
-        s1 = np.zeros((len(events), nf))
-        cnt = np.zeros((len(events), nf))
-        s2 = np.zeros(len(events))
-        for i, ((cells, feats), t) in enumerate(zip(events, temper, strict=True)):
-            for c, fv in zip(cells, feats, strict=True):
-                row = self.lookup.get(int(c))
-                if row is None:
-                    continue
-                ok = np.isfinite(fv)
-                zm = np.where(ok, fv / self.sigma, 0.0)
-                cols = row * self.n_features + np.arange(self.n_features)
-                s1[i, cols] += t * zm
-                cnt[i, cols] += t * ok
-                s2[i] += t * float((zm * zm).sum())
-        return s1, cnt, s2
-
     def energy(self, events: Sequence[tuple[np.ndarray, np.ndarray]], temper: Sequence[float] | np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """Residual energy of Eq. 22, ``sum_ef ((m_ef - r_cf(y)) / sigma_f)^2`` ``(N, P')`` at the searched
-        pixels (``= -2 log p``, dimensionless, >= 0 up to float32 rounding), and the number of
-        ``(event, feature)`` terms with a map in it ``(N,)`` (both weighted by ``temper``)."""
-        temper = [1.0] * len(events) if temper is None else temper
-        s1, cnt, s2 = self._design(events, temper)
-        # -2 log p = s2 - 2 s1 . z + cnt . z^2: one float32 GEMM over the searched pixels.
-        w = np.concatenate([cnt, -2.0 * s1], axis=1).astype(np.float32)
-        e = (w @ self.zz)
-        e += s2[:, None].astype(np.float32)
-        return e, cnt.sum(1)
+        """Residual energy of Eq. 22 ``(N, P')`` at the searched pixels and its number of terms ``(N,)``
+        (:func:`residual_energy` on this scene's planes)."""
+        return residual_energy(self.zz, self.lookup, self.sigma, events, temper)
 
     def log_likelihood(self, events: Sequence[tuple[np.ndarray, np.ndarray]], temper: Sequence[float] | np.ndarray | None = None,
                        region: np.ndarray | None = None) -> np.ndarray:

@@ -431,7 +431,10 @@ class PosteriorModel(nn.Module):
         parts = {"coarse": coarse_loss(logits, targets, cfg.grid_size),
                  "fine": mixture_nll(mixture, targets.float())}
         loss = cfg.lambda_coarse * parts["coarse"].mean() + cfg.lambda_fine * parts["fine"].mean()
-        if cfg.lambda_phys > 0 and "phys_maps" in batch:
+        if cfg.lambda_phys > 0:
+            if "phys_maps" not in batch:
+                raise InputError("posterior model: the physics loss (lambda_phys > 0) reads the batch's phys_maps; "
+                                 "build the data with physics_maps=True")
             parts["phys"] = physics_energy(batch, point[:, None], cfg.phys_sigma, cfg.phys_huber_delta)[:, 0]
             loss = loss + cfg.lambda_phys * parts["phys"].mean()
         out.parts = parts

@@ -23,7 +23,7 @@ from learn.refine import RefineConfig, refine
 from twin.config import from_dict
 
 __all__ = ["PosteriorMethod", "load_posterior", "predict_batches", "predict", "plot_posteriors", "sample_context",
-           "checkpoint_temperature"]
+           "checkpoint_temperature", "needs_physics_maps"]
 
 
 def load_posterior(ckpt: dict[str, Any] | str | os.PathLike, device: str | torch.device = "cpu",
@@ -161,8 +161,12 @@ def plot_posteriors(mixtures: list[dict[str, Any]], out_dir: str | os.PathLike, 
 
 
 def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch_size: int, num_workers: int,
-                   prior: Any = None):
-    """Evaluation batches of ``corpus`` at ``indices`` with the checkpoint's vocabulary, crops placed by ``prior``."""
+                   prior: Any = None, physics_maps: bool = False):
+    """Evaluation batches of ``corpus`` at ``indices`` with the checkpoint's vocabulary, crops placed by ``prior``.
+
+    ``physics_maps``: the batches carry ``phys_maps`` / ``phys_valid``, for refinement with a
+    physics term (:func:`needs_physics_maps`); the forward pass does not read them.
+    """
     from torch.utils.data import DataLoader
 
     from learn.data.dataset import as_data_config
@@ -175,8 +179,13 @@ def _corpus_loader(corpus: Any, indices: np.ndarray, ckpt: dict[str, Any], batch
     # The checkpoint's normalization (and feature order, map channels): inputs as in training,
     # also when judging the model zero-shot on another corpus.
     ds = eval_dataset(corpus, indices, ckpt["configs"]["data"], cell_vocab=ckpt.get("cell_vocab"),
-                      data_info=ckpt.get("data_info") or None, crop_origins_m=origins)
+                      data_info=ckpt.get("data_info") or None, crop_origins_m=origins, physics_maps=physics_maps)
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+def needs_physics_maps(refine_cfg: RefineConfig | None) -> bool:
+    """Whether predicting with ``refine_cfg`` (``None``: no refinement) needs the batches' physics maps."""
+    return refine_cfg is not None and refine_cfg.reads_physics_maps
 
 
 def checkpoint_temperature(ckpt: dict[str, Any]) -> float:
@@ -220,7 +229,8 @@ class PosteriorMethod:
         """Posterior over the crop ``prior`` placed (default truth-free, :mod:`learn.priors`)."""
         from learn.methods import Predictions
 
-        loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers, prior)
+        loader = _corpus_loader(corpus, np.asarray(indices), self.ckpt, self.batch_size, self.num_workers, prior,
+                                needs_physics_maps(self.refine_cfg))
         res = predict_batches(self.model, loader, self.refine_cfg, self.point, device=self.device,
                               keep_mixtures=self.n_plots, background_channel=_background_channel(self.ckpt),
                               progress=True, temperature=self.temperature)
@@ -304,7 +314,8 @@ def predict(ckpt: str | os.PathLike | None, data: str | os.PathLike, out: str | 
     posterior = ckpt_dict is not None and ckpt_dict["kind"] == KIND
     if ckpt is not None and ckpt_dict is not None and posterior:
         method = PosteriorMethod(ckpt_dict, os.fspath(ckpt), refine_cfg)
-        loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers, crop_prior)
+        loader = _corpus_loader(corpus, indices, method.ckpt, method.batch_size, method.num_workers, crop_prior,
+                                needs_physics_maps(method.refine_cfg))
         res = predict_batches(method.model, loader, method.refine_cfg, method.point, device=method.device,
                               keep_mixtures=n_plots if plot_dir else 0,
                               background_channel=_background_channel(method.ckpt), progress=True,

@@ -16,7 +16,7 @@ import torch
 
 from learn.heads import Mixture
 from learn.losses import physics_energy
-from twin.errors import collect
+from twin.errors import InputError, collect
 
 __all__ = ["RefineConfig", "RefineResult", "energy", "refine"]
 
@@ -59,6 +59,12 @@ class RefineConfig:
             problems.append(f"phys_huber_delta: {self.phys_huber_delta} must be > 0 (or null)")
         collect(problems, "refine config")
 
+    @property
+    def reads_physics_maps(self) -> bool:
+        """Whether :func:`refine` reads the batch's physics maps: it takes steps (``steps > 0``)
+        on an energy with a physics term (``beta > 0``)."""
+        return self.steps > 0 and self.beta > 0
+
 
 @dataclass
 class RefineResult:
@@ -95,6 +101,9 @@ def refine(mixture: Mixture, batch: dict[str, torch.Tensor], cfg: RefineConfig |
     from, so a step costs one energy evaluation and one backward pass.
     """
     cfg = cfg or RefineConfig()
+    if cfg.reads_physics_maps and "phys_maps" not in batch:
+        raise InputError("refinement: the physics term (beta > 0) reads the batch's phys_maps; build the data with "
+                         "physics_maps=True (or refine with beta 0 or steps 0)")
     mixture = mixture.detach()
     start_map = mixture.map_component()  # [B, 2]
     with torch.no_grad():

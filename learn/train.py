@@ -409,14 +409,15 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
 
         source = ckpt_resume if ckpt_resume is not None else ckpt_init  # inputs as the weights saw them
         init_norm = (source.get("data_info") or {}).get("normalization") if source is not None else None
+        physics_maps = config.model.lambda_phys > 0  # only the physics loss reads them in training
         if source_data or tc.domain_adversarial_lambda:
             from learn.domain import domain_training_data
 
             datasets = domain_training_data(list(data), list(source_data), config.data, tc.split_scheme,
-                                            seed=tc.seed, normalization=init_norm)
+                                            seed=tc.seed, normalization=init_norm, physics_maps=physics_maps)
         else:
             datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,
-                                           normalization=init_norm)
+                                           normalization=init_norm, physics_maps=physics_maps)
     train_set, val_set, info = datasets
     model = build_model(config.model, info, config.data).to(device)
     config = dataclasses.replace(config, model=model.cfg)  # saved with the data-dependent sizes

@@ -20,7 +20,8 @@ import cli.learn  # noqa: F401  (registers pretrain, eval, predict)
 from learn.baselines import MapMatchBaseline
 from learn.checkpoint import load_checkpoint
 from learn.data import CorpusDataset, DataConfig, collate
-from learn.data.likelihood import LIKELIHOOD_CHANNELS, crop_energy, energy_channels, matchable_maps
+from learn.data.likelihood import LIKELIHOOD_CHANNELS, crop_energy, energy_channels, heard_rows, matchable_maps
+from learn.data.resample import resample_crop
 from learn.mapmatch import corpus_events, scene_matcher
 from learn.model import ModelConfig
 from learn.predict import _corpus_loader
@@ -58,7 +59,10 @@ def test_channel_equals_map_matching_energy_at_pixel_centres(city):
     for k in range(len(idx)):
         want, n_want = matcher.energy([events[k]])
         want = want[0].reshape(grid.shape)[i0:i0 + px, j0:j0 + px]  # row index north in both
-        got, n_got, inside = crop_energy(maps, scene.cell_id, grid, sigma, events[k], origin, size, px)
+        rows = heard_rows(scene.cell_id, events[k])
+        crop_maps, inside_t = resample_crop(maps, grid, origin, size, px, rows)
+        got, n_got = crop_energy(crop_maps.numpy(), scene.cell_id[rows], sigma, events[k])
+        inside = inside_t.numpy()
         assert n_got == n_want[0] > 0 and inside.all()
         np.testing.assert_allclose(got, np.maximum(want, 0.0), rtol=1e-4, atol=1e-2)
         # the batch channels are those of this energy; the relative channel is 1 at map matching's best pixel

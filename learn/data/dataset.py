@@ -17,7 +17,8 @@
     map_valid     (B, 1, S, S)  bool   pixel centre inside the scene grid (and the scene has maps)
     phys_maps     (B, K, F, S, S) float crop of the cell maps of the sequence's K first distinct
                                        cells, normalized like ``features``; 0 where invalid
-    phys_valid    (B, K, F, S, S) bool finite cell-map value inside the scene
+                                       (only with ``physics_maps``: absent otherwise)
+    phys_valid    (B, K, F, S, S) bool finite cell-map value inside the scene (only with ``physics_maps``)
     lik_maps      (B, L, S, S)  float  physics-likelihood channels (:mod:`learn.data.likelihood`):
                                        map matching's energy of the sequence's last report
                                        on every crop pixel; L = 2 with ``DataConfig.likelihood``
@@ -88,11 +89,12 @@ from learn.data.likelihood import (
     LIKELIHOOD_CHANNELS,
     crop_energy,
     energy_channels,
+    heard_rows,
     loglik_pixels,
     matchable_maps,
     pixel_prior_of,
 )
-from learn.data.resample import resample_crop
+from learn.data.resample import resample_crops
 from learn.data.scenes import has_cell_maps, scene_group, scene_maps
 from learn.data.stats import Normalization, compute_normalization
 from learn.data.vocab import CellVocab, align_features
@@ -218,13 +220,18 @@ class CorpusDataset(torch.utils.data.Dataset):
         whose truth lies outside its crop gets a random one.
     normalization, cell_vocab : optional
         From a checkpoint (:meth:`state`); computed from the corpora when omitted.
+    physics_maps : bool
+        Build the physics maps ``phys_maps`` / ``phys_valid`` (``K x F`` crops per sample, most
+        of a 128 px item's cost): only the physics loss (``model.lambda_phys > 0``) and
+        refinement with a physics term read them (:attr:`learn.refine.RefineConfig.reads_physics_maps`);
+        without them the batch has neither key and the forward pass is the same.
     """
 
     def __init__(self, corpora: Sequence[str | os.PathLike], indices: Sequence[np.ndarray] | None = None,
                  config: DataConfig | None = None, training: bool = False, seed: int = 0,
                  normalization: Normalization | dict | None = None, cell_vocab: CellVocab | Sequence[str] | None = None,
                  stats_scenes: int = 16, cache_scenes: int = 16, preload_mb: float = 512.0,
-                 crop_origins_m: np.ndarray | None = None):
+                 crop_origins_m: np.ndarray | None = None, physics_maps: bool = True):
         if isinstance(corpora, (str, os.PathLike)):
             corpora = [corpora]
         self.urls = [os.fspath(u) for u in corpora]
@@ -233,6 +240,7 @@ class CorpusDataset(torch.utils.data.Dataset):
         self.config = config or DataConfig()
         self.crop_origins_m = None if crop_origins_m is None else np.asarray(crop_origins_m, np.float64).reshape(-1, 2)
         self.training = bool(training)
+        self.physics_maps = bool(physics_maps)
         self.seed = int(seed)
         self.epoch = 0
         self.cache_scenes = int(cache_scenes)
@@ -417,23 +425,14 @@ class CorpusDataset(torch.utils.data.Dataset):
         bs_xy = np.where(bs_valid[:, None], (site - origin) / size, 0.0)
         xy = a["position_xy_m"].astype(np.float64)
 
-        c = len(self.normalization.map_channels)
-        if c and scene.has_maps:
-            crop, inside = resample_crop(scene.maps[None], scene.grid, origin, size, px)
-            crop = (crop[0] - torch.from_numpy(self._m_mean)[:, None, None]) / torch.from_numpy(self._m_std)[:, None, None]
-            crop = torch.where(inside[None] & torch.isfinite(crop), crop, 0.0)  # [C, S, S]
-            map_valid = inside[None]
-        else:
-            crop = torch.zeros(c, px, px)
-            map_valid = torch.zeros(1, px, px, dtype=torch.bool)
-
-        f = len(self.feature_names)
-        kk = self.n_slots
-        phys = torch.zeros(kk, f, px, px)
-        phys_valid = torch.zeros(kk, f, px, px, dtype=torch.bool)
+        # Every plane of the crop in one resampling: the scene's map channels, the likelihood's
+        # pixel prior, the cell maps of the physics slots and those of the heard cells.
+        c, f, kk = len(self.normalization.map_channels), len(self.feature_names), self.n_slots
+        with_maps = bool(c and scene.has_maps)
+        with_lik = bool(self.n_likelihood and scene.lik_maps is not None)
         slot = np.full(len(cells), -1, np.int64)
+        rows_with_maps: list[int] = []
         if kk and scene.cell_maps is not None:
-            rows_with_maps: list[int] = []
             for t in np.flatnonzero(known):
                 r = int(row[t])
                 if r not in rows_with_maps:
@@ -441,26 +440,59 @@ class CorpusDataset(torch.utils.data.Dataset):
                         continue
                     rows_with_maps.append(r)
                 slot[t] = rows_with_maps.index(r)
-            if rows_with_maps:
-                vals, inside = resample_crop(scene.cell_maps, scene.grid, origin, size, px, rows_with_maps)  # [k, F, S, S]
-                vals = (vals - torch.from_numpy(self._f_mean)[:, None, None]) / torch.from_numpy(self._f_std)[:, None, None]
-                ok = torch.isfinite(vals) & inside
-                n = len(rows_with_maps)
-                phys[:n] = torch.where(ok, vals, 0.0)
-                phys_valid[:n] = ok
-        lik = torch.zeros(self.n_likelihood, px, px)
-        loglik, allowed = torch.zeros(px, px), torch.zeros(px, px, dtype=torch.bool)
-        if self.n_likelihood and scene.lik_maps is not None:
+        events, lik_rows = None, []
+        if with_lik:
             from learn.mapmatch import last_report
 
             events = last_report(a["cell_id"], feats, mask, a["time_s"])
-            energy, n_terms, lik_inside = crop_energy(scene.lik_maps, scene.cell_id, scene.grid, self._sigma(k), events,
-                                                      origin, size, px)
+            lik_rows = heard_rows(scene.cell_id, events)
+        parts: dict[str, tuple[np.ndarray, list[int] | None]] = {}
+        if with_maps:
+            parts["maps"] = (scene.maps[None], None)
+        if with_lik and scene.lik_prior is not None:
+            parts["prior"] = (scene.lik_prior[None, None], None)
+        if self.physics_maps and rows_with_maps:
+            assert scene.cell_maps is not None
+            parts["phys"] = (scene.cell_maps, rows_with_maps)
+        if with_lik:
+            assert scene.lik_maps is not None
+            parts["lik"] = (scene.lik_maps, lik_rows)
+        inside = torch.zeros(px, px, dtype=torch.bool)
+        crops: dict[str, torch.Tensor] = {}
+        if parts:
+            resampled, inside = resample_crops(list(parts.values()), scene.grid, origin, size, px)
+            crops = dict(zip(parts, resampled, strict=True))
+
+        if with_maps:
+            crop = (crops["maps"][0] - torch.from_numpy(self._m_mean)[:, None, None]) / torch.from_numpy(self._m_std)[:, None, None]
+            crop = torch.where(inside[None] & torch.isfinite(crop), crop, 0.0)  # [C, S, S]
+            map_valid = inside[None]
+        else:
+            crop = torch.zeros(c, px, px)
+            map_valid = torch.zeros(1, px, px, dtype=torch.bool)
+
+        phys: dict[str, torch.Tensor] = {}
+        if self.physics_maps:
+            phys_maps = torch.zeros(kk, f, px, px)
+            phys_valid = torch.zeros(kk, f, px, px, dtype=torch.bool)
+            if "phys" in crops:
+                vals = crops["phys"]  # [k, F, S, S]
+                vals = (vals - torch.from_numpy(self._f_mean)[:, None, None]) / torch.from_numpy(self._f_std)[:, None, None]
+                ok = torch.isfinite(vals) & inside
+                n = len(rows_with_maps)
+                phys_maps[:n] = torch.where(ok, vals, 0.0)
+                phys_valid[:n] = ok
+            phys = {"phys_maps": phys_maps, "phys_valid": phys_valid}
+        lik = torch.zeros(self.n_likelihood, px, px)
+        loglik, allowed = torch.zeros(px, px), torch.zeros(px, px, dtype=torch.bool)
+        if with_lik:
+            assert events is not None
+            energy, n_terms = crop_energy(crops["lik"].numpy(), scene.cell_id[lik_rows], self._sigma(k), events)
+            lik_inside = inside.numpy()
             lik = energy_channels(energy, n_terms, lik_inside)
             prior = None
-            if scene.lik_prior is not None:
-                prior_crop, _ = resample_crop(scene.lik_prior[None, None], scene.grid, origin, size, px)
-                prior = prior_crop[0, 0].numpy() > 1e-3  # a prior pixel of the scene neighbours the centre
+            if "prior" in crops:
+                prior = crops["prior"][0, 0].numpy() > 1e-3  # a prior pixel of the scene neighbours the centre
             loglik, allowed = loglik_pixels(energy, n_terms, lik_inside, prior)
         return {
             "cell_index": torch.from_numpy(self.cell_vocab.index(scene.name, cells)),
@@ -473,8 +505,7 @@ class CorpusDataset(torch.utils.data.Dataset):
             "bs_valid": torch.from_numpy(bs_valid),
             "maps": crop.float(),
             "map_valid": map_valid,
-            "phys_maps": phys,
-            "phys_valid": phys_valid,
+            **phys,
             "lik_maps": lik,
             "lik_loglik": loglik,
             "lik_allowed": allowed,

@@ -2,8 +2,8 @@
 
 Per sequence, the events of its last measurement instant (:func:`learn.mapmatch.last_report`,
 as map matching scores them) are matched against the crop's per-cell maps by the one
-implementation of the energy, :meth:`learn.mapmatch.MapMatcher.energy`, on a grid whose
-pixels are the crop's::
+implementation of the energy, :func:`learn.mapmatch.residual_energy` (that of
+:meth:`learn.mapmatch.MapMatcher.energy`), on the crop's pixels::
 
     E(y) = sum_{events e} sum_{f valid} ((m_ef - r_{c_e f}(y)) / sigma_f)^2      (dimensionless)
 
@@ -36,11 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from learn.data.resample import resample_crop
-from learn.mapmatch import MapMatcher, fill_holes, miss_values
+from learn.mapmatch import energy_planes, fill_holes, miss_values, residual_energy
 from twin.geo import Grid
 
-__all__ = ["LIKELIHOOD_CHANNELS", "matchable_maps", "crop_energy", "energy_channels", "loglik_pixels",
+__all__ = ["LIKELIHOOD_CHANNELS", "matchable_maps", "heard_rows", "crop_energy", "energy_channels", "loglik_pixels",
            "pixel_prior_of", "PIXEL_PRIOR"]
 
 LIKELIHOOD_CHANNELS = ("lik_energy", "lik_relative")
@@ -59,27 +58,30 @@ def matchable_maps(cell_maps: np.ndarray, fill_passes: int = 1, miss_margin: flo
     return np.where(np.isfinite(filled), filled, miss[None, :, None, None]).astype(np.float32)
 
 
-def crop_energy(maps: np.ndarray, cell_id: np.ndarray, grid: Grid, sigma: np.ndarray,
-                events: tuple[np.ndarray, np.ndarray], origin_m: np.ndarray, size_m: float, px: int
-                ) -> tuple[np.ndarray, float, np.ndarray]:
-    """Energy of Eq. 22 ``(S, S)`` at the crop's pixel centres, its number of terms, and inside ``(S, S)``.
-
-    ``maps`` ``(n_cells, F, H, W)`` from :func:`matchable_maps` on ``grid`` (rows of
-    ``cell_id``); ``sigma`` ``(F,)`` [feature units]; ``events`` ``(cell ids (E,), features
-    (E, F))`` in the maps' feature order; ``origin_m`` the crop's south-west corner [scene m],
-    ``size_m`` its side [m], ``px`` its pixels per side (row index north). Only the heard
-    cells' maps are resampled; no term (nothing heard has a map): zeros and ``0``.
-    """
+def heard_rows(cell_id: np.ndarray, events: tuple[np.ndarray, np.ndarray]) -> list[int]:
+    """Rows of ``cell_id`` (the scene's cell table) of the cells heard in ``events``, sorted: the maps
+    :func:`crop_energy` needs."""
     lookup = {int(c): i for i, c in enumerate(np.asarray(cell_id))}
-    rows = sorted({lookup[int(c)] for c in events[0] if int(c) in lookup})
-    if not rows:
-        _, inside = resample_crop(maps[:0], grid, origin_m, size_m, px)
-        return np.zeros((px, px), np.float32), 0.0, inside.numpy()
-    vals, inside = resample_crop(maps, grid, origin_m, size_m, px, rows)  # [k, F, S, S]
-    crop = Grid(float(origin_m[0]), float(origin_m[1]), float(size_m) / px, px, px)
-    matcher = MapMatcher(vals.numpy(), np.asarray(cell_id)[rows], crop, sigma)
-    energy, n_terms = matcher.energy([events])
-    return np.maximum(energy[0].reshape(px, px), 0.0), float(n_terms[0]), inside.numpy()
+    return sorted({lookup[int(c)] for c in events[0] if int(c) in lookup})
+
+
+def crop_energy(crop_maps: np.ndarray, crop_cell_id: np.ndarray, sigma: np.ndarray,
+                events: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, float]:
+    """Energy of Eq. 22 ``(S, S)`` at the crop's pixel centres and its number of terms.
+
+    ``crop_maps`` ``(k, F, S, S)``: the heard cells' maps from :func:`matchable_maps`
+    resampled onto the crop (rows :func:`heard_rows`; :func:`learn.data.resample.resample_crops`),
+    ``crop_cell_id`` ``(k,)`` their ids; ``sigma`` ``(F,)`` [feature units]; ``events``
+    ``(cell ids (E,), features (E, F))`` in the maps' feature order. The energy is map
+    matching's, :func:`learn.mapmatch.residual_energy`, on the crop's pixels; no term
+    (nothing heard has a map): zeros and ``0``.
+    """
+    px = crop_maps.shape[-1]
+    if not len(crop_cell_id):
+        return np.zeros((px, px), np.float32), 0.0
+    lookup = {int(c): i for i, c in enumerate(np.asarray(crop_cell_id))}
+    energy, n_terms = residual_energy(energy_planes(crop_maps, sigma), lookup, sigma, [events])
+    return np.maximum(energy[0].reshape(px, px), 0.0), float(n_terms[0])
 
 
 def energy_channels(energy: np.ndarray, n_terms: float, inside: np.ndarray) -> torch.Tensor:

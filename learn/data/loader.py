@@ -48,7 +48,7 @@ def make_loader(dataset: CorpusDataset, batch_size: int = 64, shuffle: bool = Fa
 
 def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, split_scheme: str = "spatial",
                         seed: int = 0, normalization: Normalization | dict | None = None,
-                        cell_vocab: CellVocab | Sequence[str] | None = None
+                        cell_vocab: CellVocab | Sequence[str] | None = None, physics_maps: bool = True
                         ) -> tuple[CorpusDataset, CorpusDataset, dict[str, Any]]:
     """Training and validation datasets over the ``train`` / ``val`` parts of every corpus, and sizes.
 
@@ -60,7 +60,8 @@ def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, spl
     ``map_channel_names``, ``max_cells`` (K of the batches, 0 without cell maps),
     ``cell_vocab`` (list of keys; key ``k`` has index ``k + 1``) and ``data_info``
     (:meth:`CorpusDataset.state` plus ``feature_names``: keep it in checkpoints and give it
-    back to :func:`eval_dataset`).
+    back to :func:`eval_dataset`). ``physics_maps``: both datasets build ``phys_maps`` /
+    ``phys_valid`` (:class:`CorpusDataset`; the physics loss reads them).
     """
     paths = [os.fspath(u) for u in ([urls] if isinstance(urls, (str, os.PathLike)) else urls)]
     cfg = as_data_config(data_config)
@@ -79,9 +80,9 @@ def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, spl
         placed = np.concatenate([crop_origins_m(cfg.train_crops, c, i, cfg.crop_size_m, "training crops")
                                  for c, i in zip(corpora, train_idx, strict=True)])
     train = CorpusDataset(paths, train_idx, cfg, training=True, seed=seed, normalization=normalization,
-                          cell_vocab=cell_vocab, crop_origins_m=placed)
+                          cell_vocab=cell_vocab, crop_origins_m=placed, physics_maps=physics_maps)
     val = CorpusDataset(paths, val_idx, cfg, training=False, normalization=train.normalization,
-                        cell_vocab=train.cell_vocab)
+                        cell_vocab=train.cell_vocab, physics_maps=physics_maps)
     info = {"n_features": len(train.feature_names), "n_cells": len(train.cell_vocab),
             "map_channels": len(train.map_channels), "map_channel_names": train.map_channels,
             "max_cells": train.n_slots, "cell_vocab": train.cell_vocab.to_list(),
@@ -91,12 +92,14 @@ def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, spl
 
 def eval_dataset(corpus: Corpus | str | os.PathLike, indices: np.ndarray, data_config: Any,
                  cell_vocab: CellVocab | Sequence[str] | None = None, normalization: Normalization | dict | None = None,
-                 data_info: dict[str, Any] | None = None, crop_origins_m: np.ndarray | None = None) -> CorpusDataset:
+                 data_info: dict[str, Any] | None = None, crop_origins_m: np.ndarray | None = None,
+                 physics_maps: bool = True) -> CorpusDataset:
     """An evaluation dataset (deterministic crops) of ``corpus`` at ``indices`` for a trained model.
 
     Pass the checkpoint's ``cell_vocab`` and its ``data_info`` (or ``normalization``) so that the
     inputs are normalized as in training; without them the corpus's own statistics are used.
     ``crop_origins_m`` ``(N, 2)``: the crops a prior placed (:func:`learn.priors.crop_origins_m`).
+    ``physics_maps``: build ``phys_maps`` / ``phys_valid`` (refinement with a physics term reads them).
     """
     url = corpus.url if isinstance(corpus, Corpus) else os.fspath(corpus)
     if normalization is None and data_info and data_info.get("normalization"):
@@ -104,4 +107,5 @@ def eval_dataset(corpus: Corpus | str | os.PathLike, indices: np.ndarray, data_c
     if cell_vocab is None and data_info and data_info.get("cell_vocab") is not None:
         cell_vocab = data_info["cell_vocab"]
     return CorpusDataset([url], [np.asarray(indices, np.int64)], as_data_config(data_config), training=False,
-                         normalization=normalization, cell_vocab=cell_vocab, crop_origins_m=crop_origins_m)
+                         normalization=normalization, cell_vocab=cell_vocab, crop_origins_m=crop_origins_m,
+                         physics_maps=physics_maps)

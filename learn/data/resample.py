@@ -17,7 +17,7 @@ from learn.data.crops import CropFrame
 from twin.errors import InputError
 from twin.geo import Grid
 
-__all__ = ["crop_grid", "crop_to_grid", "resample_crop"]
+__all__ = ["crop_grid", "crop_to_grid", "resample_crop", "resample_crops"]
 
 
 def crop_grid(origin_m: np.ndarray, size_m: float, px: int, grid: Grid) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,20 +50,44 @@ def _window(grid: Grid, origin_m: np.ndarray, size_m: float) -> tuple[Grid, tupl
         return None
 
 
-def resample_crop(values: np.ndarray, grid: Grid, origin_m: np.ndarray, size_m: float, px: int,
-              select: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bilinear crop of ``values[select]`` (``values`` ``(N, C, H, W)`` on ``grid``): ``(N', C, S, S)``, inside ``(S, S)``."""
-    n, c = (len(values) if select is None else len(select)), values.shape[1]
+def resample_crops(parts: Sequence[tuple[np.ndarray, Sequence[int] | None]], grid: Grid, origin_m: np.ndarray,
+                   size_m: float, px: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Bilinear crops of several arrays on one grid by one ``grid_sample``, and inside ``(S, S)``.
+
+    ``parts``: per array ``(values, select)``, ``values`` ``(N, C, H, W)`` on ``grid`` and
+    ``select`` its rows (``None``: all); returns per part ``(N', C, S, S)`` float32. Every
+    channel is sampled at the same pixel centres, so one call equals one per part.
+    """
+    shapes = [((len(v) if sel is None else len(sel)), v.shape[1]) for v, sel in parts]
     win = _window(grid, origin_m, size_m)
     if win is None:
-        return torch.zeros(n, c, px, px), torch.zeros(px, px, dtype=torch.bool)
+        return [torch.zeros(n, c, px, px) for n, c in shapes], torch.zeros(px, px, dtype=torch.bool)
     sub, (rows, cols) = win
+    _, inside = crop_grid(origin_m, size_m, px, grid)
+    total = sum(n * c for n, c in shapes)
+    if total == 0:
+        return [torch.zeros(n, c, px, px) for n, c in shapes], inside
     # Sampling only the window gives Grid.sample's values: every neighbour of an inside
     # pixel lies in it, and the window's edges are the grid's wherever clamping applies.
-    view = values[:, :, rows, cols]            # a view: only the window is copied below
-    part = torch.from_numpy(np.ascontiguousarray(view if select is None else view[list(select)], np.float32))
+    h, w = sub.height, sub.width
+    planes = np.empty((total, h, w), np.float32)  # the windows of every part, copied once
+    at = 0
+    for (values, sel), (n, c) in zip(parts, shapes, strict=True):
+        view = values[:, :, rows, cols]  # a view: only the window is copied
+        planes[at:at + n * c] = (view if sel is None else view[list(sel)]).reshape(n * c, h, w)
+        at += n * c
     g, _ = crop_grid(origin_m, size_m, px, sub)
-    _, inside = crop_grid(origin_m, size_m, px, grid)
-    out = nnf.grid_sample(part.reshape(1, n * c, *part.shape[2:]), g, mode="bilinear",
-                          padding_mode="border", align_corners=False)  # [1, N*C, S, S]
-    return out.reshape(n, c, px, px), inside
+    out = nnf.grid_sample(torch.from_numpy(planes)[None], g, mode="bilinear", padding_mode="border",
+                          align_corners=False)[0]  # [sum N*C, S, S]
+    crops, at = [], 0
+    for n, c in shapes:
+        crops.append(out[at:at + n * c].reshape(n, c, px, px))
+        at += n * c
+    return crops, inside
+
+
+def resample_crop(values: np.ndarray, grid: Grid, origin_m: np.ndarray, size_m: float, px: int,
+                  select: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear crop of ``values[select]`` (``values`` ``(N, C, H, W)`` on ``grid``): ``(N', C, S, S)``, inside ``(S, S)``."""
+    crops, inside = resample_crops([(values, select)], grid, origin_m, size_m, px)
+    return crops[0], inside
