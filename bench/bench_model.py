@@ -5,9 +5,12 @@ synthetic contract batches (T = 20 events, 4 features, 8 cells with physics maps
 
 With ``--ckpt run/best.pt --data corpus.zarr`` it times a trained checkpoint on real test
 batches instead (crops placed by the truth-free ``auto`` prior, as ``learn eval``): input
-preparation (the dataset's crop, maps and likelihood channels) and the forward pass per
-sequence, alone and in batches of 32, and refinement (Algorithm 1) at the checkpoint's
-settings and cheaper ones, each as a multiple of the forward pass with its mean error gain.
+preparation (the dataset's crop, maps and likelihood channels; without the physics maps, as
+prediction without refinement builds it, and with them, as refinement needs; the first pass
+over the sequences includes the loader's one-off scene load, the second is steady state) and
+the forward pass per sequence, alone and in batches of 32, and refinement (Algorithm 1) at
+the checkpoint's settings and cheaper ones, each as a multiple of the forward pass with its
+mean error gain.
 Example: ``python -m bench.bench_model --ckpt out/demo/model/best.pt --data out/demo/corpus.zarr``.
 """
 
@@ -89,7 +92,9 @@ def bench_checkpoint(ckpt_path: str, data: str, split: str = "spatial", n: int =
                      batch_size: int = 32) -> dict[str, Any]:
     """Times of a trained checkpoint on ``n`` test sequences of ``data`` (evenly spaced over the test part).
 
-    Returns ``prep_ms`` (dataset item per sequence), ``forward_ms_b1`` (batch of one, per
+    Returns ``prep_ms`` (batches per sequence, without the physics maps; first pass, with
+    the loader's scene load), ``prep_ms_warm`` (the same, second pass), ``prep_phys_ms`` and
+    ``prep_phys_ms_warm`` (with the physics maps), ``forward_ms_b1`` (batch of one, per
     sequence), ``forward_ms_b32`` (per sequence in batches of ``batch_size``) and ``refine``:
     per variant of :data:`REFINE_VARIANTS`, its time over the batch's forward pass, the share
     of sequences refined and the mean error gain [m] of the refined over the MAP estimate.
@@ -105,10 +110,15 @@ def bench_checkpoint(ckpt_path: str, data: str, split: str = "spatial", n: int =
     test = corpus.split_indices(split, "test")
     idx = test[np.linspace(0, len(test) - 1, min(n, len(test))).astype(np.int64)]
     prior = resolve_prior(None).for_corpus(corpus)
-    loader = _corpus_loader(corpus, idx, ckpt, batch_size, 0, prior)
-    t = time.perf_counter()
-    batches = list(loader)
-    prep_ms = (time.perf_counter() - t) / len(idx) * 1e3
+    prep: dict[str, float] = {}
+    batches: list[dict[str, torch.Tensor]] = []
+    for name, physics_maps in (("prep_ms", False), ("prep_phys_ms", True)):
+        loader = _corpus_loader(corpus, idx, ckpt, batch_size, 0, prior, physics_maps)
+        for suffix in ("", "_warm"):  # the first pass loads the scene (cell maps filled once per loader)
+            batches = []  # the last pass's batches freed first: each pass allocates alike
+            t = time.perf_counter()
+            batches = list(loader)
+            prep[name + suffix] = (time.perf_counter() - t) / len(idx) * 1e3
     base = from_dict_refine(ckpt)
     with torch.no_grad():
         model(batches[0])  # warm-up
@@ -142,7 +152,7 @@ def bench_checkpoint(ckpt_path: str, data: str, split: str = "spatial", n: int =
                              "refined_share": float(np.concatenate(applied).mean()),
                              "gain_m": float(np.concatenate(gains).mean()), "steps": cfg.steps,
                              "multi_start": cfg.multi_start}
-    return {"n": len(idx), "prep_ms": prep_ms, "forward_ms_b1": fwd1, "forward_ms_b32": fwd / len(idx) * 1e3,
+    return {"n": len(idx), **prep, "forward_ms_b1": fwd1, "forward_ms_b32": fwd / len(idx) * 1e3,
             "refine": refine_rows}
 
 
@@ -172,8 +182,11 @@ def main() -> None:
         cr = bench_checkpoint(args.ckpt, args.data, args.split, args.n)
         print(f"{args.ckpt}: {cr['n']} test sequences ({args.split}, prior auto), torch threads "
               f"{torch.get_num_threads()}")
-        print(f"input preparation {cr['prep_ms']:.2f} ms/sequence; forward {cr['forward_ms_b1']:.2f} ms/sequence "
-              f"(batch 1), {cr['forward_ms_b32']:.2f} ms/sequence (batch 32)")
+        print(f"input preparation without / with the physics maps {cr['prep_ms']:.2f} / {cr['prep_phys_ms']:.2f} "
+              f"ms/sequence (first pass, with the scene load), {cr['prep_ms_warm']:.2f} / {cr['prep_phys_ms_warm']:.2f} "
+              f"ms/sequence (second pass)")
+        print(f"forward {cr['forward_ms_b1']:.2f} ms/sequence (batch 1), {cr['forward_ms_b32']:.2f} ms/sequence "
+              "(batch 32)")
         print("| refinement | steps | multi-start | time / forward (batch 32) | ms / sequence | refined | gain [m] |")
         print("|---|---|---|---|---|---|---|")
         for name, v in cr["refine"].items():

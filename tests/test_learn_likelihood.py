@@ -105,6 +105,47 @@ def test_switch_changes_the_inputs_and_the_model(city):
         ModelConfig(use_map=False, likelihood_channels=2)
 
 
+def test_without_physics_maps_the_batch_lacks_them_and_the_forward_pass_is_the_same(city):
+    """``physics_maps=False`` omits ``phys_maps`` / ``phys_valid`` and nothing else; the posterior is
+    bit for bit the same; the physics loss and refinement with a physics term refuse such a batch."""
+    from learn.data import build_training_data
+    from learn.predict import needs_physics_maps
+    from learn.refine import RefineConfig, refine
+
+    root, url = city
+    idx = [np.arange(6)]
+    dcfg = DataConfig(crop_size_m=256.0, crop_px=32, max_cells=4, likelihood=True)
+    full = CorpusDataset([url], idx, dcfg)
+    lean = CorpusDataset([url], idx, dcfg, physics_maps=False)
+    b_full, b_lean = collate([full[i] for i in range(6)]), collate([lean[i] for i in range(6)])
+    assert set(b_full) - set(b_lean) == {"phys_maps", "phys_valid"} and set(b_lean) < set(b_full)
+    assert b_full["phys_valid"].any() and float(b_full["lik_maps"].abs().sum()) > 0  # both hold real values
+    for key in b_lean:
+        assert torch.equal(b_full[key], b_lean[key]), key
+
+    cfg = load_run_config(root / "tiny.yaml")
+    info = {"n_features": 4, "n_cells": len(full.cell_vocab), "map_channels": len(full.map_channels)}
+    torch.manual_seed(0)
+    model = build_model(cfg.model, info, cfg.data).eval()
+    assert model.cfg.lambda_phys > 0
+    with torch.no_grad():
+        a, b = model(b_full)[0], model(b_lean)[0]
+        for name in ("weights", "means", "sigmas"):
+            assert torch.equal(getattr(a.mixture, name), getattr(b.mixture, name)), name
+        assert torch.equal(a.logits, b.logits)
+        assert torch.isfinite(model(b_full, b_full["target_xy"])[1])
+        with pytest.raises(InputError, match="phys_maps"):
+            model(b_lean, b_lean["target_xy"])
+    with pytest.raises(InputError, match="phys_maps"):
+        refine(b.mixture, b_lean, RefineConfig(steps=2, threshold=1.0))
+    assert torch.equal(refine(b.mixture, b_lean, RefineConfig(steps=0)).xy, b.mixture.map_component())
+    # who builds them: refinement with a physics term, and training with the physics loss
+    assert needs_physics_maps(RefineConfig()) and not needs_physics_maps(None)
+    assert not needs_physics_maps(RefineConfig(steps=0)) and not needs_physics_maps(RefineConfig(beta=0.0))
+    train_ds, val_ds, _ = build_training_data([url], dcfg, "spatial", physics_maps=False)
+    assert "phys_maps" not in train_ds[0] and "phys_maps" not in val_ds[0]
+
+
 def test_training_crops_placed_by_the_prior(city):
     """``train_crops: coarse``: the training crops are the coarse prior's where they hold the truth."""
     from learn.data import build_training_data

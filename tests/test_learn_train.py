@@ -67,8 +67,9 @@ def test_localize_preset_is_small_with_the_measured_switches():
     small, localize = load_run_config("small"), load_run_config("localize")
     switches = {("model", "coarse_head"): "dense", ("model", "coarse_prior"): "likelihood",
                 ("model", "fine_anchor"): "likelihood", ("data", "likelihood"): True,
-                ("data", "train_crops"): "auto", ("data", "crop_px"): 128, ("model", "patch_size"): 16}
-    for section in ("model", "train", "data"):
+                ("data", "train_crops"): "auto", ("data", "crop_px"): 128, ("model", "patch_size"): 16,
+                ("refine", "multi_start"): False, ("refine", "steps"): 20}
+    for section in ("model", "train", "data", "refine"):
         a, b = asdict(getattr(small, section)), asdict(getattr(localize, section))
         differing = {k for k in a if a[k] != b[k]}
         assert differing == {k for (s, k) in switches if s == section}, section

@@ -475,12 +475,13 @@ class CorpusDataset(torch.utils.data.Dataset):
         if self.physics_maps:
             phys_maps = torch.zeros(kk, f, px, px)
             phys_valid = torch.zeros(kk, f, px, px, dtype=torch.bool)
-            if "phys" in crops:
-                vals = crops["phys"]  # [k, F, S, S]
-                vals = (vals - torch.from_numpy(self._f_mean)[:, None, None]) / torch.from_numpy(self._f_std)[:, None, None]
-                ok = torch.isfinite(vals) & inside
+            if "phys" in crops:  # normalized in place in the first k slots
                 n = len(rows_with_maps)
-                phys_maps[:n] = torch.where(ok, vals, 0.0)
+                vals = phys_maps[:n]  # [k, F, S, S]
+                torch.sub(crops["phys"], torch.from_numpy(self._f_mean)[:, None, None], out=vals)
+                vals.div_(torch.from_numpy(self._f_std)[:, None, None])
+                ok = torch.isfinite(vals) & inside
+                vals.masked_fill_(~ok, 0.0)
                 phys_valid[:n] = ok
             phys = {"phys_maps": phys_maps, "phys_valid": phys_valid}
         lik = torch.zeros(self.n_likelihood, px, px)
