@@ -20,7 +20,13 @@ import cli.learn  # noqa: F401  (registers pretrain, eval, predict)
 from learn.baselines import MapMatchBaseline
 from learn.checkpoint import load_checkpoint
 from learn.data import CorpusDataset, DataConfig, collate
-from learn.data.likelihood import LIKELIHOOD_CHANNELS, crop_energy, energy_channels, heard_rows, matchable_maps
+from learn.data.likelihood import (
+    LIKELIHOOD_CHANNELS,
+    crop_energy,
+    energy_channels,
+    heard_rows,
+    matchable_maps,
+)
 from learn.data.resample import resample_crop
 from learn.mapmatch import corpus_events, scene_matcher
 from learn.model import ModelConfig
