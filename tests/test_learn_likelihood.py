@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -61,6 +62,7 @@ def test_channel_equals_map_matching_energy_at_pixel_centres(city):
     events, _, _ = corpus_events(corpus, idx)  # the last report of each sequence, as map matching uses
     ds = CorpusDataset([url], [idx], DataConfig(crop_size_m=size, crop_px=px, max_cells=4, likelihood=True),
                        crop_origins_m=np.tile(origin, (len(idx), 1)))
+    assert scene.cell_maps is not None
     maps = matchable_maps(scene.cell_maps)
     for k in range(len(idx)):
         want, n_want = matcher.energy([events[k]])
@@ -96,7 +98,7 @@ def test_switch_changes_the_inputs_and_the_model(city):
     info = {"n_features": 4, "n_cells": len(on.cell_vocab), "map_channels": len(on.map_channels)}
     model = build_model(cfg.model, info, cfg.data)
     assert model.cfg.likelihood_channels == 2
-    assert model.map.patch.in_channels == len(on.map_channels) + 1 + 2
+    assert cast(Any, model.map).patch.in_channels == len(on.map_channels) + 1 + 2
     assert build_model(cfg.model, info, dataclasses.replace(cfg.data, likelihood=False)).cfg.likelihood_channels == 0
     model.eval()
     with torch.no_grad():
