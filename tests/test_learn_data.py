@@ -365,3 +365,30 @@ def test_training_and_eval_helpers(corpus_url, bare_url):
     assert ev[0]["index"].item() == 3
     with pytest.raises(InputError, match="no split scheme 'spatial'"):
         build_training_data([corpus_url], Opts(), "spatial")
+
+
+def test_one_resampling_of_several_arrays_equals_one_per_array():
+    """resample_crops: the planes of several arrays in one grid_sample give each array's own crop exactly."""
+    from learn.data.resample import resample_crop, resample_crops
+
+    rng = np.random.default_rng(3)
+    cells = rng.normal(size=(4, 2, GRID.height, GRID.width)).astype(np.float32)
+    cells[1, 0, 20:23, 30:33] = np.nan  # a hole: its NaN propagates to the pixels next to it, as Grid.sample
+    scene = rng.normal(size=(1, 3, GRID.height, GRID.width)).astype(np.float32)
+    origin, size, px = np.array([-150.0, -120.0]), 300.0, 24
+    crops, inside = resample_crops([(scene, None), (cells, [3, 1]), (cells, [])], GRID, origin, size, px)
+    assert [tuple(c.shape) for c in crops] == [(1, 3, px, px), (2, 2, px, px), (0, 2, px, px)]
+    alone_scene, inside_scene = resample_crop(scene, GRID, origin, size, px)
+    alone_cells, _ = resample_crop(cells, GRID, origin, size, px, [3, 1])
+    torch.testing.assert_close(crops[0], alone_scene, rtol=0, atol=0)
+    torch.testing.assert_close(crops[1], alone_cells, rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(crops[1][1, 0]).any() and torch.equal(inside, inside_scene) and bool(inside.all())
+    u = (np.arange(px) + 0.5) / px
+    cx, cy = np.meshgrid(origin[0] + u * size, origin[1] + u * size)
+    want = GRID.sample(cells[3], np.stack([cx.ravel(), cy.ravel()], 1)).reshape(2, px, px)
+    np.testing.assert_allclose(crops[1][0].double().numpy(), want, atol=1e-5)
+    # a crop off the grid: zeros, nothing inside; nothing to sample: only where the crop lies
+    off, off_inside = resample_crops([(cells, [0])], GRID, np.array([5000.0, 5000.0]), size, px)
+    assert not off_inside.any() and not off[0].any()
+    none, none_inside = resample_crops([(cells, [])], GRID, origin, size, px)
+    assert none[0].shape == (0, 2, px, px) and torch.equal(none_inside, inside)

@@ -14,7 +14,7 @@ from typing import Any
 _LAZY = {
     **dict.fromkeys(["CorpusDataset", "DataConfig", "BATCH_KEYS", "as_data_config"], "learn.data.dataset"),
     **dict.fromkeys(["eval_crop_origins", "random_crop_origins"], "learn.data.crops"),
-    **dict.fromkeys(["crop_grid", "crop_to_grid", "resample_crop"], "learn.data.resample"),
+    **dict.fromkeys(["crop_grid", "crop_to_grid", "resample_crop", "resample_crops"], "learn.data.resample"),
     **dict.fromkeys(["Normalization", "compute_normalization"], "learn.data.stats"),
     **dict.fromkeys(["CellVocab", "FEATURE_ALIASES", "align_features"], "learn.data.vocab"),
     **dict.fromkeys(["collate", "make_loader", "build_training_data", "eval_dataset"], "learn.data.loader"),
