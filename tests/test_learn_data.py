@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -64,7 +66,7 @@ def _samples(n: int, rng: np.random.Generator, with_beams: bool) -> dict[str, np
 def _write(path, n=40, maps=True, seed=0):
     rng = np.random.default_rng(seed)
     w = CorpusWriter(path, FEATURES, ("dBm", "dB"), T, split_schemes=("random",), chunk_samples=16)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if maps:
         kwargs = {"radio_maps": _smooth(1, (2, *GRID.shape)), "radio_channels": ["rsrp_max_dbm", "sinr_serving_db"],
                   "semantic_maps": (_smooth(2, (1, *GRID.shape)) > 0).astype(np.float32),
@@ -251,7 +253,7 @@ def test_one_statistics_rule_divides_by_n_and_pools_exactly(corpus_url):
     valid = np.array([[True, True], [True, True], [False, True]])
     mean, std = mean_std(*moment_sums(x, valid, axis=(0,)))
     np.testing.assert_allclose(mean, [2.0, 5.0])
-    np.testing.assert_allclose(std, [np.std([1.0, 3.0]), 1.0])  # divide by n; a constant feature gets 1
+    np.testing.assert_allclose(std, np.array([np.std([1.0, 3.0]), 1.0]))  # divide by n; a constant feature gets 1
     assert mean_std(np.zeros(1), np.zeros(1), np.zeros(1)) == (0.0, 1.0)  # no value: mean 0, std 1
     # The corpus's stored stats (train part of its first split), their pooling and a split's
     # train part computed directly agree: one rule everywhere.
