@@ -13,6 +13,8 @@ sections, each a dataclass below (``docs/study.md`` lists every key):
 * ``calibrate`` — :class:`calibrate.fit.CalibrationConfig` for B';
 * ``train`` — the run configs of the posterior, heatmap and MLP+UNet models;
 * ``experiments`` — training chains such as ``"C->B'->A"`` (datasets ``A``, ``B``, ``B'``, ``C``);
+* ``dann`` — which of them also get a domain-adversarial fine-tuning of the posterior
+  (seed 004 appendix D, :mod:`learn.domain`) and its ``lambda``;
 * ``models``, ``baselines``, ``priors`` — what is trained, which registered baselines
   (:func:`learn.registry.make_baseline`, any registered name) stand beside them, and under
   which crop priors everything is scored (``auto``, the truth-free default, first).
@@ -20,6 +22,7 @@ sections, each a dataclass below (``docs/study.md`` lists every key):
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,8 +35,8 @@ from twin.config import resolve_config
 from twin.corpus.sampler import SampleConfig
 from twin.errors import InputError, StoreNotFoundError, collect
 
-__all__ = ["SceneSpec", "UserData", "SyntheticSpec", "TrainSpec", "StudyPlan", "load_plan", "parse_chain",
-           "DATASETS", "MODELS"]
+__all__ = ["SceneSpec", "UserData", "SyntheticSpec", "TrainSpec", "DannSpec", "StudyPlan", "load_plan",
+           "parse_chain", "DATASETS", "MODELS"]
 
 DATASETS = ("A", "B", "B'", "C")
 MODELS = ("posterior", "heatmap", "mlp-unet")
@@ -129,6 +132,29 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class DannSpec:
+    """Domain-adversarial fine-tuning of the posterior (seed 004 appendix D / Table 4; :mod:`learn.domain`).
+
+    Each chain of ``experiments`` (one of the plan's ``experiments``, with a synthetic
+    dataset before its last step, e.g. ``"B'->A"``) gets a second run of its last stage
+    beside the plain one: the same start (the prefix's ``best.pt``) and fine-tuning config,
+    trained on the last step's dataset (the target) with the prefix's last dataset as
+    ``source_data`` and ``train.domain_adversarial_lambda`` = ``domain_adversarial_lambda``
+    (> 0; seed 004 states no value). The posterior only: the heatmap and MLP+UNet models have
+    no domain-adversarial training.
+    """
+
+    domain_adversarial_lambda: float = 0.1
+    experiments: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        lam = self.domain_adversarial_lambda
+        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
+            raise InputError(f"study plan [dann]: domain_adversarial_lambda: {lam!r} must be a number > 0 "
+                             "(0 is the plain fine-tuning the experiment's own row already is)")
+
+
+@dataclass(frozen=True)
 class StudyPlan:
     """Seed 004's study (module docstring)."""
 
@@ -144,6 +170,7 @@ class StudyPlan:
     calibrate: CalibrationConfig = field(default_factory=CalibrationConfig)
     train: TrainSpec = field(default_factory=TrainSpec)
     experiments: tuple[str, ...] = ("A", "B'", "C", "B'->A", "C->A", "C->B'->A")
+    dann: DannSpec = field(default_factory=DannSpec)
     models: tuple[str, ...] = MODELS
     # Registered baselines (learn.registry.make_baseline) scored beside the models; any
     # registered name (e.g. one a later module registers) can be added here.
@@ -152,9 +179,10 @@ class StudyPlan:
 
     def __post_init__(self) -> None:
         problems = []
+        chains = []
         for exp in self.experiments:
             try:
-                parse_chain(exp)
+                chains.append(parse_chain(exp))
             except InputError as err:
                 problems.append(str(err))
         bad = [m for m in self.models if m not in MODELS]
@@ -165,7 +193,28 @@ class StudyPlan:
                             "figure is stated under; 'truth' is the seeds' protocol beside it)")
         if not self.experiments:
             problems.append("experiments: empty")
+        problems += self._dann_problems(chains)
         collect(problems, "study plan")
+
+    def _dann_problems(self, chains: list[tuple[str, ...]]) -> list[str]:
+        """What is wrong with ``dann.experiments`` given the plan's parsed ``chains``."""
+        problems = []
+        for exp in self.dann.experiments:
+            try:
+                chain = parse_chain(exp)
+            except InputError as err:
+                problems.append(f"dann.{err}")
+                continue
+            if len(chain) < 2 or chain[-2] == "A":
+                problems.append(f"dann.experiments: {exp!r} has no synthetic dataset before its last step to "
+                                "take as the source data (write e.g. \"B'->A\")")
+            elif chain not in chains:
+                problems.append(f"dann.experiments: {exp!r} is not among experiments {list(self.experiments)} "
+                                "(its plain fine-tuning is the row the domain-adversarial one stands beside)")
+        if self.dann.experiments and "posterior" not in self.models:
+            problems.append(f"dann.experiments: domain-adversarial fine-tuning is the posterior's; models "
+                            f"{list(self.models)} lack it")
+        return problems
 
     def chains(self) -> list[tuple[str, ...]]:
         """Every training chain the experiments need, prefixes included, in dependency order."""
@@ -176,6 +225,10 @@ class StudyPlan:
                 if chain[:k] not in out:
                     out.append(chain[:k])
         return sorted(out, key=len)
+
+    def dann_chains(self) -> list[tuple[str, ...]]:
+        """The chains of ``dann.experiments`` (each also a chain of :meth:`chains`)."""
+        return [parse_chain(e) for e in self.dann.experiments]
 
     def datasets(self) -> set[str]:
         """The datasets the experiments train on (A always: it is what everything is scored on)."""

@@ -18,6 +18,7 @@ Stages, in order::
     fidelity/         reality - twin per cell [dB], before and after calibration
     train/<model>/<chain>/      one run per model and training chain (prefixes shared); models
                       posterior, heatmap, mlp-unet
+    train/posterior/<chain>-dann/   the domain-adversarial fine-tuning of plan.dann's chains
     eval/             every model and baseline on A's test part, per prior
     table/            Table 1 (Markdown, JSON) and the known-vs-unknown figure
 """
@@ -40,7 +41,7 @@ from study.plan import StudyPlan, load_plan
 from twin.config import dump_yaml, to_dict
 from twin.errors import InputError, OutputExistsError
 
-__all__ = ["run_study", "StudyResult", "chain_name", "STAGE_FILE"]
+__all__ = ["run_study", "StudyResult", "chain_name", "dann_stage", "STAGE_FILE"]
 
 STAGE_FILE = "stage.json"
 
@@ -358,6 +359,17 @@ def run_study(plan: StudyPlan | str | os.PathLike, out: str | os.PathLike, progr
             builder = _STAGE_BUILDERS[model]
             info = st.in_place(name, deps, functools.partial(_train_in, builder, plan, data, init, progress))
             checkpoints[(model, chain)] = out / name / info["result"]["checkpoint"]
+    # Domain-adversarial fine-tuning (plan.dann): the plain last stage's start and data, the prefix's
+    # dataset as source; its own stage beside the plain one.
+    dann_stages = []
+    for chain in plan.dann_chains():
+        name = dann_stage(chain)
+        deps = [stage_of[chain[-1]], stage_of[chain[-2]], f"train/posterior/{chain_name(chain[:-1])}"]
+        info = st.in_place(name, deps, functools.partial(
+            _posterior_stage, plan, corpora[chain[-1]], checkpoints[("posterior", chain[:-1])], progress=progress,
+            source=corpora[chain[-2]]))
+        checkpoints[("posterior+dann", chain)] = out / name / info["result"]["checkpoint"]
+        dann_stages.append(name)
 
     # -- evaluation on A's test part ------------------------------------------------------------------
     def eval_stage(tmp: Path) -> dict[str, Any]:
@@ -385,10 +397,22 @@ def run_study(plan: StudyPlan | str | os.PathLike, out: str | os.PathLike, progr
                                     "eval_wall_s": round(time.perf_counter() - t0, 2),
                                     "eval_cpu_s": round(_cpu_s() - c0, 2),
                                     "train_stage": f"train/{model}/{chain_name(chain)}"})
+                if chain in plan.dann_chains():
+                    t0, c0 = time.perf_counter(), _cpu_s()
+                    r = evaluate(corpus_a, load_method(checkpoints[("posterior+dann", chain)]), "spatial",
+                                 fit=False, prior=prior)
+                    lam = plan.dann.domain_adversarial_lambda
+                    results.append({"experiment": f"{_label(chain)} + DANN (λ = {lam:g})", "model": "posterior",
+                                    "kind": "model", "chain": list(chain),
+                                    "dann": {"domain_adversarial_lambda": lam, "source": chain[-2],
+                                             "plain": _label(chain)},
+                                    "prior_asked": prior, **r.to_json(),
+                                    "eval_wall_s": round(time.perf_counter() - t0, 2),
+                                    "eval_cpu_s": round(_cpu_s() - c0, 2), "train_stage": dann_stage(chain)})
         (tmp / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
         return {"n": len(results)}
 
-    train_stages = [f"train/{m}/{chain_name(c)}" for m in plan.models for c in plan.chains()]
+    train_stages = [f"train/{m}/{chain_name(c)}" for m in plan.models for c in plan.chains()] + dann_stages
     st.atomic("eval", ["A", *train_stages], eval_stage)
 
     # -- Table 1 ----------------------------------------------------------------------------------------
@@ -413,8 +437,14 @@ def run_study(plan: StudyPlan | str | os.PathLike, out: str | os.PathLike, progr
     return StudyResult({**content, "paths": {k: str(v) for k, v in paths.items()}})
 
 
+def dann_stage(chain: tuple[str, ...]) -> str:
+    """The stage of a chain's domain-adversarial fine-tuning: ``("B'", "A")`` -> ``train/posterior/Bp-A-dann``."""
+    return f"train/posterior/{chain_name(chain)}-dann"
+
+
 def _label(chain: tuple[str, ...]) -> str:
-    return chain[0] + " zero-shot" if len(chain) == 1 and chain[0] != "A" else " -> ".join(chain)
+    """A row's experiment: ``A``, ``C -> B' -> A``; a chain not ending on A is scored zero-shot (``C -> B' zero-shot``)."""
+    return " -> ".join(chain) + ("" if chain[-1] == "A" else " zero-shot")
 
 
 def _training_counts(corpora: dict[str, Path], chain: tuple[str, ...]) -> dict[str, Any]:
@@ -450,8 +480,13 @@ def _train_in(builder: Callable[..., dict[str, Any]], plan: StudyPlan, data: Pat
     return builder(plan, data, init, folder, progress)
 
 
-def _posterior_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Path, progress: bool
-                     ) -> dict[str, Any]:
+def _posterior_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Path, progress: bool,
+                     source: Path | None = None) -> dict[str, Any]:
+    """The posterior on ``data``: from scratch, or fine-tuning ``init``; with ``source``, domain-adversarially.
+
+    ``source`` (a fine-tuning only): the synthetic corpus beside ``data`` (``learn.train.train``
+    ``source_data``) with ``train.domain_adversarial_lambda`` = ``plan.dann``'s.
+    """
     from learn.train import finetune, load_run_config, pretrain
 
     run = folder / "run"
@@ -460,12 +495,18 @@ def _posterior_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Pat
     over = {k: dict(v) for k, v in over.items()}
     over.setdefault("train", {})["split_scheme"] = "spatial"
     over["train"].setdefault("seed", plan.seed)
+    if source is not None:
+        over["train"]["domain_adversarial_lambda"] = plan.dann.domain_adversarial_lambda
     config = load_run_config(spec, over)
     resume = (run / "last.pt").is_file()
-    kw = {"resume": resume, "overwrite": run.exists() and not resume, "progress": progress}
+    kw: dict[str, Any] = {"resume": resume, "overwrite": run.exists() and not resume, "progress": progress}
+    if source is not None:
+        kw["source_data"] = [source]
     res = pretrain([data], config, run, **kw) if init is None else finetune(init, [data], config, run, **kw)
     return {"checkpoint": str(Path(res.checkpoint).relative_to(folder)), "steps": res.steps, "epochs": res.epochs,
-            "best_val": res.best_val, "samples_per_s": res.samples_per_s, "init": str(init) if init else None}
+            "best_val": res.best_val, "samples_per_s": res.samples_per_s, "init": str(init) if init else None,
+            **({"source": str(source), "domain_adversarial_lambda": config.train.domain_adversarial_lambda}
+               if source is not None else {})}
 
 
 def _heatmap_stage(plan: StudyPlan, data: Path, init: Path | None, folder: Path, progress: bool

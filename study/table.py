@@ -34,7 +34,8 @@ def _find(rows: list[dict[str, Any]], experiment: str, model: str, prior: str) -
 
 def readout(content: dict[str, Any], prior: str = "auto") -> dict[str, Any]:
     """The study's answers under ``prior``: calibration vs scale (B' vs C zero-shot and after
-    fine-tuning), synthetic pretraining vs real-only on unknown streets, the fidelity gap."""
+    fine-tuning), synthetic pretraining vs real-only on unknown streets, what domain-adversarial
+    fine-tuning changes against the plain one (``dann``), the fidelity gap."""
     rows = content["rows"]
     out: dict[str, Any] = {"prior": prior}
     for model in sorted({r["model"] for r in rows if r["kind"] == "model"}):
@@ -42,14 +43,15 @@ def readout(content: dict[str, Any], prior: str = "auto") -> dict[str, Any]:
             r = _find(rows, exp, m, prior)
             return _rmse(r, "unknown") if r else None
 
-        a, bp, c = u("A"), u("B' zero-shot"), u("C zero-shot")
+        a, bp, c, c_bp = u("A"), u("B' zero-shot"), u("C zero-shot"), u("C -> B' zero-shot")
         ft: dict[str, float] = {}
         for e in ("B' -> A", "C -> A", "C -> B' -> A"):
             v = u(e)
             if v is not None:
                 ft[e] = v
         res: dict[str, Any] = {"A_unknown_rmse_m": a, "Bp_zero_shot_unknown_rmse_m": bp,
-                               "C_zero_shot_unknown_rmse_m": c, "finetuned_unknown_rmse_m": ft}
+                               "C_zero_shot_unknown_rmse_m": c, "C_Bp_zero_shot_unknown_rmse_m": c_bp,
+                               "finetuned_unknown_rmse_m": ft}
         if bp is not None and c is not None:
             res["calibration_beats_scale_zero_shot"] = bp < c
         if "B' -> A" in ft and "C -> A" in ft:
@@ -60,6 +62,19 @@ def readout(content: dict[str, Any], prior: str = "auto") -> dict[str, Any]:
             res["pretraining_cut_m"] = round(a - ft[best], 1)
             res["pretraining_cut_frac"] = round((a - ft[best]) / a, 3) if a else None
         out[model] = res
+    dann = []
+    for r in (r for r in rows if r.get("dann") and r["prior_asked"] == prior):
+        plain = _find(rows, r["dann"]["plain"], r["model"], prior)
+        d = {part: _rmse(r, part) for part in ("known", "unknown")}
+        p = {part: _rmse(plain, part) if plain else None for part in ("known", "unknown")}
+        dann.append({"experiment": r["dann"]["plain"], "model": r["model"],
+                     "domain_adversarial_lambda": r["dann"]["domain_adversarial_lambda"],
+                     "plain_unknown_rmse_m": p["unknown"], "dann_unknown_rmse_m": d["unknown"],
+                     "plain_known_rmse_m": p["known"], "dann_known_rmse_m": d["known"],
+                     "dann_cut_unknown_m": (round(p["unknown"] - d["unknown"], 1)
+                                            if p["unknown"] is not None and d["unknown"] is not None else None)})
+    if dann:
+        out["dann"] = dann
     gap = content.get("fidelity", {})
     for key in ("B", "B'"):
         cells = gap.get(key) or []
@@ -73,6 +88,7 @@ def table_markdown(content: dict[str, Any]) -> str:
     """Table 1 as Markdown: one section per prior (the truth-free default first), then fidelity and read-out."""
     rows = content["rows"]
     priors = list(dict.fromkeys(r["prior_asked"] for r in rows))
+    others = [m for m in dict.fromkeys(r["model"] for r in rows if r["kind"] == "model") if m != "posterior"]
     lines = [f"# Seed 004 Table 1: {content.get('plan', 'study')}", "",
              f"Dataset A: {content.get('a_source')}. Every figure is on A's spatial test part (known streets: test "
              "samples in blocks holding training samples; unknown streets: held-out blocks). Compute is the wall "
@@ -98,6 +114,12 @@ def table_markdown(content: dict[str, Any]) -> str:
                          f"| {seq} | {ev} | {_num(_rmse(r, 'known'))} | {_num(_rmse(r, 'unknown'))} "
                          f"| {_num(unk.get('nll'), '{:.2f}')} | {cov} | {_num(r['compute']['wall_s'], '{:.0f}')} "
                          f"| {_num(r['compute']['cpu_s'], '{:.0f}')} |")
+            if r.get("dann"):  # the models without domain-adversarial training: their cells stay empty
+                lines += [f"| {r['experiment']} | {m} | no DANN | – | – | – | – | – | – | – | – |" for m in others]
+        if any(r.get("dann") for r in rows):
+            lines += ["", "DANN: the posterior fine-tuned domain-adversarially (seed 004 appendix D) from the same "
+                      "start as the plain row above it, with the prefix's dataset as source data; the heatmap and "
+                      "MLP+UNet models have no domain-adversarial training (their cells: –)."]
         lines.append("")
     fid = content.get("fidelity", {})
     if fid.get("B"):

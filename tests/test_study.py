@@ -67,6 +67,29 @@ def test_plan_errors_name_the_key(tmp_path):
     plan.write_text("a: {drive_test: nowhere.csv, bs_file: nowhere_bs.csv}\n")
     with pytest.raises(FileNotFoundError, match="a.drive_test"):
         load_plan(plan)
+    # domain-adversarial fine-tuning: lambda > 0, a chain of the plan's with a synthetic prefix, the posterior
+    for dann, match in (
+            ("{domain_adversarial_lambda: 0, experiments: [\"B'->A\"]}",
+             r"'dann'.*domain_adversarial_lambda: 0.0 must be a number > 0"),
+            ("{domain_adversarial_lambda: -0.1, experiments: [\"B'->A\"]}",
+             r"'dann'.*domain_adversarial_lambda: -0.1 must"),
+            ("{experiments: [\"A\"]}", r"dann.experiments: 'A' has no synthetic dataset"),
+            ("{experiments: [\"A->B'\"]}", r"dann.experiments: \"A->B'\" has no synthetic"),
+            ("{experiments: [\"B'->C\"]}", r"dann.experiments: \"B'->C\" is not among experiments"),
+            ("{experiments: [\"X->A\"]}", r"dann.experiments: 'X->A'.*not datasets"),
+            ("{experiments: [\"B'->A\"], lambda: 0.1}",
+             r"unknown key\(s\) lambda; known: domain_adversarial_lambda")):
+        plan.write_text(f"dann: {dann}\n")
+        with pytest.raises(InputError, match=match):
+            load_plan(plan)
+    plan.write_text("models: [heatmap]\ndann: {experiments: [\"B'->A\"]}\n")
+    with pytest.raises(InputError, match="dann.experiments: domain-adversarial fine-tuning is the posterior's"):
+        load_plan(plan)
+    plan.write_text("dann: {domain_adversarial_lambda: 0.3, experiments: [\"C->B'->A\"]}\n")
+    ok = load_plan(plan)
+    assert ok.dann_chains() == [("C", "B'", "A")] and ok.dann.domain_adversarial_lambda == 0.3
+    plan.write_text("name: no-dann\n")
+    assert load_plan(plan).dann_chains() == []  # off unless a plan names its chains
 
 
 def test_shipped_plans_load():
@@ -75,7 +98,8 @@ def test_shipped_plans_load():
     root = Path(__file__).parents[1] / "scenes"
     for name in ("study_plan.yaml", "study_plan_paper.yaml"):
         plan = load_plan(root / name)
-        assert plan.experiments == ("A", "B'", "C", "B'->A", "C->A", "C->B'->A")
+        assert plan.experiments == ("A", "B'", "C", "B'->A", "C->A", "C->B'", "C->B'->A")
+        assert plan.dann_chains() == [("B'", "A")] and plan.dann.domain_adversarial_lambda == 0.1
         assert plan.priors[0] == "auto"
     small = load_plan(root / "study_plan.yaml")
     # the one-core plan: every model on every chain, each training a step budget, the seed-004 baselines
@@ -170,10 +194,14 @@ def test_tiny_study_writes_table_1(tiny_study):
     root, output = tiny_study
     table = json.loads((root / "out" / "table" / "table.json").read_text())
     rows = table["rows"]
-    plan_experiments = ["A", "B' zero-shot", "C zero-shot", "B' -> A", "C -> A", "C -> B' -> A"]
+    plan_experiments = ["A", "B' zero-shot", "C zero-shot", "B' -> A", "C -> A", "C -> B' zero-shot",
+                        "C -> B' -> A"]
+    dann = "B' -> A + DANN (λ = 0.5)"
     for prior in ("auto", "truth"):
         got = [(r["experiment"], r["model"]) for r in rows if r["prior_asked"] == prior and r["kind"] == "model"]
-        assert got == [(e, m) for e in plan_experiments for m in ("posterior", "heatmap", "mlp-unet")]
+        expected = [(e, m) for e in plan_experiments for m in ("posterior", "heatmap", "mlp-unet")]
+        expected.insert(expected.index(("B' -> A", "mlp-unet")) + 1, (dann, "posterior"))
+        assert got == expected
         base = [r["model"] for r in rows if r["prior_asked"] == prior and r["kind"] == "baseline"]
         assert base == ["wknn", "knn-square", "mapmatch", "prior-only"]
     for r in rows:
@@ -212,7 +240,59 @@ def test_tiny_study_writes_table_1(tiny_study):
     assert all(-1 <= e["rho_before"] <= 1 and -1 <= e["rho_after"] <= 1 for e in fid["site_errors"])
     assert " → " in md.split("## Site errors")[1].split("##")[0] and "| – → – |" not in md
     assert "fidelity_B_mean_rmse_db" in table["readout"]
+    c_bp = next(r for r in rows if r["experiment"] == "C -> B' zero-shot" and r["model"] == "heatmap"
+                and r["prior_asked"] == "auto")
+    assert table["readout"]["heatmap"]["C_Bp_zero_shot_unknown_rmse_m"] == c_bp["parts"]["unknown"]["rmse_m"]
+    # scored from the run C -> B' -> A starts from
+    assert {"train/heatmap/C", "train/heatmap/C-Bp"} <= set(c_bp["compute"]["stages"])
+    assert "train/heatmap/C-Bp-A" not in c_bp["compute"]["stages"]
     assert "unknown" in output and "wrote" in output
+
+
+@pytest.mark.slow
+def test_tiny_study_trains_the_domain_adversarial_row(tiny_study):
+    import torch
+
+    root, _ = tiny_study
+    out = root / "out"
+    train = out / "train" / "posterior"
+    dann, plain = (json.loads((train / name / "stage.json").read_text()) for name in ("Bp-A-dann", "Bp-A"))
+    # the plain fine-tuning's start, B' as source data, the adversary on: its loss term and its classifier
+    assert dann["result"]["init"] == plain["result"]["init"] and dann["result"]["init"].endswith(
+        str(Path("posterior") / "Bp" / "run" / "best.pt"))
+    assert dann["result"]["source"] == str(out / "Bp" / "corpus.zarr")
+    assert dann["result"]["domain_adversarial_lambda"] == 0.5 and "source" not in plain["result"]
+    assert {"A", "Bp", "train/posterior/Bp"} <= set(dann["deps"])
+    metrics = pd.read_csv(train / "Bp-A-dann" / "run" / "metrics.csv")
+    trained = metrics["domain"].dropna()  # training rows (the validation rows have no domain term)
+    assert len(trained) and (trained > 0).all()  # the domain cross-entropy was trained
+    assert "domain" not in pd.read_csv(train / "Bp-A" / "run" / "metrics.csv").columns
+    state = torch.load(train / "Bp-A-dann" / "run" / "last.pt", map_location="cpu", weights_only=False)["model"]
+    assert any(k.startswith("domain_classifier.") for k in state)
+    table = json.loads((out / "table" / "table.json").read_text())
+    label = "B' -> A + DANN (λ = 0.5)"
+    for prior in ("auto", "truth"):
+        d = next(r for r in table["rows"] if r["experiment"] == label and r["prior_asked"] == prior)
+        p = next(r for r in table["rows"] if r["experiment"] == "B' -> A" and r["model"] == "posterior"
+                 and r["prior_asked"] == prior)
+        assert d["model"] == "posterior" and d["dann"]["source"] == "B'"
+        for part in ("known", "unknown"):  # another model than the plain fine-tuning's
+            assert d["parts"][part]["n"] == p["parts"][part]["n"] > 0
+            assert d["parts"][part]["mean_m"] != p["parts"][part]["mean_m"]
+        assert "train/posterior/Bp-A-dann" in d["compute"]["stages"] and "Bp" in d["compute"]["stages"]
+        # its compute: the plain row's with its own fine-tuning in place of the plain one
+        assert "train/posterior/Bp-A" not in d["compute"]["stages"]
+        assert d["compute"]["cpu_s"] == pytest.approx(p["compute"]["cpu_s"] - plain["cpu_s"] + dann["cpu_s"], abs=0.05)
+    (read,) = table["readout"]["dann"]
+    d_auto = next(r for r in table["rows"] if r["experiment"] == label and r["prior_asked"] == "auto")
+    p_auto = next(r for r in table["rows"] if r["experiment"] == "B' -> A" and r["model"] == "posterior"
+                  and r["prior_asked"] == "auto")
+    assert read["dann_cut_unknown_m"] == round(p_auto["parts"]["unknown"]["rmse_m"]
+                                               - d_auto["parts"]["unknown"]["rmse_m"], 1)
+    md = (out / "table" / "table.md").read_text()
+    for model in ("heatmap", "mlp-unet"):  # no DANN for them: their cells stay empty, under both priors
+        assert md.count(f"| {label} | {model} | no DANN | – |") == 2
+    assert md.count(f"| {label} | posterior |") == 2 and "no domain-adversarial training" in md
 
 
 @pytest.mark.slow
@@ -283,7 +363,9 @@ def test_a_users_own_drive_test_bs_file_and_scene_as_a(tiny_study, tmp_path):
     root, _ = tiny_study
     shutil.copy(root / "out" / "reality" / "drive_test.csv", tmp_path / "my_drive_test.csv")
     shutil.copy(root / "out" / "reality" / "operator_bs.csv", tmp_path / "my_bs.csv")
-    plan = TINY_PLAN.read_text().replace("scene: {scene_dir: scene}", f"scene: {{scene_dir: {root / 'scene'}}}")
+    plan = "".join(line for line in TINY_PLAN.read_text().splitlines(keepends=True)
+                   if not line.startswith(("experiments:", "dann:")))  # its own experiments below
+    plan = plan.replace("scene: {scene_dir: scene}", f"scene: {{scene_dir: {root / 'scene'}}}")
     plan += ("a: {drive_test: my_drive_test.csv, bs_file: my_bs.csv}\n"
              "experiments: [\"A\", \"B'\", \"B'->A\"]\nmodels: [posterior]\nbaselines: [knn-square]\npriors: [auto]\n")
     (tmp_path / "plan.yaml").write_text(plan)
