@@ -19,7 +19,10 @@ directory, deterministically from ``seed``:
   default has diffraction off and chooses its rays from a density target), plus a
   spatially correlated shadowing field per cell (``shadowing_db``,
   ``shadowing_corr_m``: :func:`calibrate.simulate.shadowing_field`) and UE reporting noise
-  and quantization (``report_sigma_db``, ``report_step_db``);
+  and quantization (``report_sigma_db``, ``report_step_db``); traced on one CPU thread
+  (``deterministic_trace``, :class:`twin.radio.tracer.TraceConfig` ``deterministic``): with
+  diffraction on, several threads race for Sionna's wedge table and the drive test would
+  differ from build to build;
 * **the drive test** — points every ``spacing_m`` along the drivable roads
   (:func:`calibrate.simulate.simulate_drive_test`), written in DESIGN.md's drive-test
   format (``time, lon, lat, cell_id, rssi_dbm, rsrp_dbm, rsrq_db, sinr_db``).
@@ -69,6 +72,7 @@ class RealityConfig:
     samples_per_tx: int = 2_000_000
     max_depth: int = 4
     diffraction: bool = True
+    deterministic_trace: bool = True
     shadowing_db: float = 7.0
     shadowing_corr_m: float = 50.0
     report_sigma_db: float = 2.0
@@ -226,6 +230,7 @@ def make_reality(scene_dir: str | os.PathLike, out_dir: str | os.PathLike, confi
     trace_config = TraceConfig(samples_per_tx=config.samples_per_tx, max_depth=config.max_depth,
                                diffraction=config.diffraction, edge_diffraction=config.diffraction,
                                diffuse_reflection=True, materials_out_of_range="extrapolate",
+                               deterministic=config.deterministic_trace,
                                seed=7)  # not the twin's ray seed 42: no replay of its Monte-Carlo noise
     tracer = Tracer(load_twin_scene(world), trace_config)
     rows = simulate_drive_test(tracer.scene, truth, spacing_m=config.spacing_m, radius_m=config.radius_m,

@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -92,6 +93,14 @@ class TraceConfig:
         ``PathSolver``'s path budget per transmitter (point evaluation).
     on_building : "rooftop" or "reject"
         Sites whose antenna lies inside a building: lifted to the roof or refused.
+    deterministic : bool
+        Run Sionna's solver kernels on one Dr.Jit CPU thread (the LLVM backend), so that
+        one seed gives byte-identical maps and point gains in every run and process.
+        With several threads the rays race: with ``diffraction`` on, the wedge table
+        keeps whichever ray reaches a slot first, so the wedges found (and maps by up to
+        ~150 dB, NaN patterns) change from run to run; without it only the float
+        accumulation order changes (~2e-5 dB). Costs the other cores (docs/trace.md,
+        "Determinism"); the CUDA backend's atomics cannot be made to keep an order.
     beams : int
         NR SSB beams per cell (0, default: none). ``N`` >= 2 also traces each cell as a
         horizontal ``N``-element λ/2 array with an ``N``-beam DFT codebook tiling its
@@ -121,6 +130,7 @@ class TraceConfig:
     pattern: str | None = None
     max_paths_per_src: int = 10**6
     on_building: Literal["rooftop", "reject"] = "rooftop"
+    deterministic: bool = False
     beams: int = 0
 
     def __post_init__(self) -> None:
@@ -305,12 +315,35 @@ class Tracer:
             *g.extent_m, self.config.cell_size_m)
         self.solver_s = 0.0
         self.notes: list[str] = []
+        import mitsuba as mi
+
+        if self.config.deterministic and mi.variant().startswith("cuda"):
+            self.notes.append("deterministic: the CUDA backend's atomics keep no order; with diffraction "
+                              "the maps still vary from run to run")
+        elif self.config.diffraction and not self.config.deterministic:
+            self.notes.append("diffraction without deterministic=True: the wedges found, hence the maps, "
+                              "vary from run to run on several threads")
         self._radio_solver = self.rt.RadioMapSolver()
         self._path_solver = self.rt.PathSolver()
         self._state: tuple[float, float, str, int] | None = None
         self._checked: set[float] = set()
         self.sionna_scene.rx_array = self.rt.PlanarArray(num_rows=1, num_cols=1, pattern="iso",
                                                          polarization="V")
+
+    @contextmanager
+    def _solving(self) -> Iterator[None]:
+        """Time a solver call with the read-back of its results; on one Dr.Jit thread if ``deterministic``."""
+        import drjit as dr
+
+        threads = dr.thread_count()
+        if self.config.deterministic:
+            dr.set_thread_count(1)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.solver_s += time.perf_counter() - t0
+            dr.set_thread_count(threads)
 
     # -- set-up -------------------------------------------------------------------------
     def sites(self, sites: Any) -> pd.DataFrame:
@@ -412,9 +445,8 @@ class Tracer:
 
     def _solve_map(self, grid: Grid, samples_per_tx: int | None = None,
                    precoding: np.ndarray | None = None) -> np.ndarray:
-        t0 = time.perf_counter()
-        gain = self._radio_map(grid, samples_per_tx, precoding).path_gain.numpy()  # [n_tx, H, W] linear
-        self.solver_s += time.perf_counter() - t0
+        with self._solving():
+            gain = self._radio_map(grid, samples_per_tx, precoding).path_gain.numpy()  # [n_tx, H, W] linear
         if gain.shape[1:] != grid.shape:
             raise EngineError(f"Sionna returned a {gain.shape[1:]} map for the {grid.shape} grid")
         return gain
@@ -583,13 +615,12 @@ class Tracer:
             pts = xy_m[s:s + batch]
             for k, (x, y) in enumerate(pts):
                 sc.add(self.rt.Receiver(name=f"rx{k:06d}", position=[float(x), float(y), self.config.rx_height_m]))
-            t0 = time.perf_counter()
             rays = self.config.samples_per_tx or self.config.min_samples_per_tx
-            paths = self._path_solver(sc, samples_per_src=rays,
-                                      max_num_paths_per_src=self.config.max_paths_per_src,
-                                      synthetic_array=True, **self.config.solver_kwargs())
-            a_re, a_im = (np.asarray(t.numpy()) for t in paths.a)  # [rx, rx_ant, tx, tx_ant, paths]
-            self.solver_s += time.perf_counter() - t0
+            with self._solving():
+                paths = self._path_solver(sc, samples_per_src=rays,
+                                          max_num_paths_per_src=self.config.max_paths_per_src,
+                                          synthetic_array=True, **self.config.solver_kwargs())
+                a_re, a_im = (np.asarray(t.numpy()) for t in paths.a)  # [rx, rx_ant, tx, tx_ant, paths]
             power = (a_re**2 + a_im**2).sum(axis=(1, 3, 4))  # [rx, tx]
             with np.errstate(divide="ignore"):
                 out[np.ix_(idx, np.arange(s, s + len(pts)))] = np.where(
