@@ -317,7 +317,7 @@ class Tracer:
         self.notes: list[str] = []
         import mitsuba as mi
 
-        if self.config.deterministic and mi.variant().startswith("cuda"):
+        if self.config.deterministic and str(mi.variant()).startswith("cuda"):
             self.notes.append("deterministic: the CUDA backend's atomics keep no order; with diffraction "
                               "the maps still vary from run to run")
         elif self.config.diffraction and not self.config.deterministic:
