@@ -155,6 +155,9 @@ def deploy_cmd(scene_dir: str, strategy: str, bs_file: str | None, config_file: 
                help="Fill outdoor pixels without a ray from outdoor neighbours up to this far [m]; 0 off.")
 @config_option("twin.radio.tracer:TraceConfig", "--max-depth", type=int, help="Interactions per path.")
 @config_option("twin.radio.tracer:TraceConfig", "--diffraction/--no-diffraction", help="Edge diffraction.")
+@config_option("twin.radio.tracer:TraceConfig", "--deterministic/--no-deterministic",
+               help="Trace on one CPU thread: byte-identical maps for a seed (with diffraction the threads race; "
+                    "costs the other cores; docs/trace.md).")
 @config_option("twin.radio.tracer:TraceConfig", "--diffuse/--no-diffuse", "diffuse_reflection",
                help="Diffuse scattering (per-material S, K_x, pattern; docs/trace.md).")
 @config_option("twin.radio.tracer:TraceConfig", "--reflection/--no-reflection", "specular_reflection", help="Specular reflection.")

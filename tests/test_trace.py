@@ -315,16 +315,19 @@ dr.set_thread_count(4)  # several threads even on a small machine: the races nee
 sites = [dict(bs_id="a", cell_id=1, x_m=-90.0, y_m=-90.0, height_m=30.0, azimuth_deg=45.0, tilt_deg=4.0),
          dict(bs_id="b", cell_id=2, x_m=90.0, y_m=90.0, height_m=30.0, azimuth_deg=225.0, tilt_deg=4.0)]
 maps = [tracer.radio_maps(sites) for _ in range(2)]
+xy = np.stack(np.meshgrid(np.linspace(-150, 150, 8), np.linspace(-150, 150, 8)), -1).reshape(-1, 2)
+points = [tracer.path_gain_at_points(sites, xy) for _ in range(2)]
 assert dr.thread_count() == 4, dr.thread_count()  # restored after the solver calls
-np.save(out, np.stack(maps))
+np.savez(out, maps=np.stack(maps), points=np.stack(points))
 """
 
 
 def test_deterministic_trace_is_byte_identical_across_runs_and_processes(tmp_path):
     """With the reality's settings (diffraction, edge diffraction, diffuse, depth 4) on 4 Dr.Jit threads,
-    ``deterministic`` gives the very same maps twice in a process and in another process (another hash
-    seed). Without it the same traces differed by 1.5e-5 to 3e-5 dB here (float accumulation order),
-    and on the study's Helsinki reality by up to 157 dB with ~1e5 NaN cells changed (the wedge race)."""
+    ``deterministic`` gives the very same maps and point gains twice in a process and in another process
+    (another hash seed). Without it the same maps differed by 1.5e-5 to 3e-5 dB here (float accumulation
+    order), point gains by 0.2 dB, and the study's Helsinki reality by up to 157 dB with ~1e5 NaN cells
+    changed (the wedge race)."""
     import os
     import subprocess
     import sys
@@ -337,12 +340,16 @@ def test_deterministic_trace_is_byte_identical_across_runs_and_processes(tmp_pat
     repo = Path(__file__).resolve().parents[1]
     runs = []
     for k, hash_seed in enumerate(("1", "2")):
-        out = tmp_path / f"maps{k}.npy"
+        out = tmp_path / f"trace{k}.npz"
         env = {**os.environ, "PYTHONHASHSEED": hash_seed,
                "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
         subprocess.run([sys.executable, "-c", _REPRO_SCRIPT, str(scene), str(out)], cwd=repo, env=env,
                        check=True, capture_output=True, timeout=300)
-        runs.append(np.load(out))
-    assert runs[0].shape == (2, 2, 80, 80) and np.isfinite(runs[0]).mean() > 0.5
-    assert runs[0][0].tobytes() == runs[0][1].tobytes()  # twice in one process
-    assert runs[0].tobytes() == runs[1].tobytes()  # and in another
+        with np.load(out) as arrays:
+            runs.append({name: arrays[name] for name in ("maps", "points")})
+    maps, points = runs[0]["maps"], runs[0]["points"]
+    assert maps.shape == (2, 2, 80, 80) and np.isfinite(maps).mean() > 0.5
+    assert points.shape == (2, 2, 64) and np.isfinite(points).mean() > 0.5
+    for name in ("maps", "points"):
+        assert runs[0][name][0].tobytes() == runs[0][name][1].tobytes(), name  # twice in one process
+        assert runs[0][name].tobytes() == runs[1][name].tobytes(), name  # and in another
