@@ -146,12 +146,12 @@ def judge_points(out: Path, url: str, name: str, label: str, run: dict[str, Any]
                  points: Sequence[tuple[str, str, int | None, float | None, str]], priors: dict[str, Any],
                  diagnose: bool) -> dict[str, Any]:
     """Checkpoints ``(at, path, step, training minutes, phase)`` of one run judged under ``auto``
-    (``best``: under every prior), with :func:`diagnostics` when ``diagnose``.
+    (``end`` and ``best``: under every prior), with :func:`diagnostics` when ``diagnose``.
     Returns ``{"run", "rows", "curve", "label"}``."""
     curve, rows = [], []
     cs = [(url, ())]
     for at, ckpt, step, mins, phase in points:
-        use = priors if at == "best" else {"auto": priors["auto"]}
+        use = priors if at in ("end", "best") else {"auto": priors["auto"]}
         got = _cached(out / "stages" / f"{name}_{at}_eval.json", partial(
             model_rows, DATA, cs, SPLIT, f"{label} ({at})", ckpt, use, run))
         diag = (_cached(out / "stages" / f"{name}_{at}_diag.json", partial(diagnostics, url, ckpt, priors["auto"]))
@@ -189,7 +189,8 @@ def curve_stage(out: Path, url: str, spec: str, minutes: float, curve_minutes: S
     name = f"rome_crop_{Path(spec).stem}_scratch_{minutes:g}min{suffix}"
     run = posterior_run(out, name, spec, [url], SPLIT, minutes, over=over,
                         snapshot_minutes=[m for m in curve_minutes if m < minutes])
-    label = f"posterior {Path(spec).stem}{note}{suffix.replace('_', ' ')}"
+    shown = ", ".join(f"{sec}.{k}={v}" for sec, kv in sorted(sets.items()) for k, v in sorted(kv.items()))
+    label = f"posterior {Path(spec).stem}{note}" + (f" [{shown}]" if shown else "")
     points = _points(run["snapshots"], Path(run["last"]).parent, run["warmup_minutes"], run["decay_start_minutes"],
                      run["last"], run["steps"], run["step_minutes"], run["ckpt"])
     return judge_points(out, url, name, label, run, points, priors, diagnose=True)
@@ -214,7 +215,7 @@ def heatmap_stage(out: Path, url: str, minutes: float, curve_minutes: Sequence[f
         return {"name": name, "config": "heatmap small", "ckpt": s.path, "last": str(last), "steps": s.steps,
                 "epochs": s.epochs, "best_epoch": s.best_epoch, "planned_minutes": minutes,
                 "train_minutes": (time.perf_counter() - t0) / 60, "step_minutes": float(ck["train_s"]) / 60,
-                "samples_per_s": s.n_train * s.epochs / max(float(ck["train_s"]), 1e-9),
+                "samples_per_s": s.steps * cfg.train.batch_size / max(float(ck["train_s"]), 1e-9),
                 "warmup_minutes": minutes * cfg.train.warmup_frac,
                 "decay_start_minutes": minutes * (1 - cfg.train.decay_frac),
                 "snapshots": list(ck.get("snapshots", [])), "load": [load0, _load()]}
