@@ -189,7 +189,7 @@ def test_val_crops_follow_the_training_prior(city, tmp_path):
     _, url = city
     corpus = open_corpus(url)
     with pytest.raises(InputError, match="val_crops"):
-        TrainConfig(val_crops="prior")
+        TrainConfig(val_crops=cast(Any, "prior"))  # a bad value on purpose
     cfg = DataConfig(crop_size_m=256.0, crop_px=32, max_cells=4, train_crops="serving-cell")
     train_ds, truth_val, _ = build_training_data([url], cfg, "spatial", physics_maps=False)
     val = prior_val_set([url], cfg, "spatial", train_ds, physics_maps=False)
