@@ -608,40 +608,61 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curve(results: dict[str, Any], path: Path) -> None:
-    """Test error (prior auto) against training minutes, the baselines as horizontal lines."""
+def plot_error_curve(series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+                     lines: Sequence[tuple[str, float]], path: Path, ylabel: str, title: str,
+                     xlabel: str = "training minutes (snapshots of one run; all but the last before the schedule's decay)",
+                     line_colours: Sequence[str | None] | None = None) -> None:
+    """Error against training minutes (log axis): ``series`` ``(label, minutes, errors [m])`` as points,
+    ``lines`` ``(label, error [m])`` (the baselines) as horizontal lines, styles in turn
+    (``line_colours``: one per line, default grey)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = results["synthetic"]["curve"]
-    if not curve:
-        return
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = {"unknown": "C0", "known": "C1", "unseen": "C2"}
-    x = [c["train_minutes"] for c in curve]
-    for part, col in colours.items():
-        ax.plot(x, [c[part]["mean_m"] for c in curve], "o-", color=col, label=f"posterior, {PART_NAMES[part]}")
-    styles = {"knn-square": ":", "mapmatch": "--", "prior-only": "-."}
-    for r in results["synthetic"]["rows"]:
-        if r["prior"] == "auto" and r["method"] in styles and r["parts"]["unknown"]["n"]:
-            ax.axhline(r["parts"]["unknown"]["mean_m"], color="grey", ls=styles[r["method"]],
-                       label=f"{r['method']}, unknown streets")
-        if r["prior"] == "auto" and r["method"] == "mapmatch" and r["parts"].get("unseen", {}).get("n"):
-            ax.axhline(r["parts"]["unseen"]["mean_m"], color=colours["unseen"], ls="--", alpha=0.6,
-                       label="mapmatch, unseen area")
+    ticks: set[float] = set()
+    for k, (label, x, y) in enumerate(series):
+        ax.plot(x, y, "o-", color=f"C{k}", label=label)
+        ticks.update(x)
+    styles = (":", "--", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
+    for k, (label, level) in enumerate(lines):
+        colour = (line_colours[k] if line_colours else None) or "grey"
+        ax.axhline(level, color=colour, ls=styles[k % len(styles)], alpha=0.6 if colour != "grey" else 1.0, label=label)
     ax.set_xscale("log")
-    ax.set_xticks(x, [f"{m:.1f}" for m in x])
+    xs = sorted(ticks)
+    ax.set_xticks(xs, [f"{m:.1f}" for m in xs])
     ax.minorticks_off()
-    ax.set_xlabel("training minutes (snapshots of one run; all but the last before the schedule's decay)")
-    ax.set_ylabel("mean error [m], prior auto")
-    ax.set_title(f"{curve[0]['config']}: test error against training time (size {results['size']['name']})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_curve(results: dict[str, Any], path: Path) -> None:
+    """Test error (prior auto) against training minutes, the baselines as horizontal lines."""
+    curve = results["synthetic"]["curve"]
+    if not curve:
+        return
+    x = [c["train_minutes"] for c in curve]
+    series = [(f"posterior, {PART_NAMES[part]}", x, [c[part]["mean_m"] for c in curve])
+              for part in ("unknown", "known", "unseen")]
+    lines: list[tuple[str, float]] = []
+    colours: list[str | None] = []
+    for r in results["synthetic"]["rows"]:
+        if r["prior"] == "auto" and r["method"] in ("knn-square", "mapmatch", "prior-only") and r["parts"]["unknown"]["n"]:
+            lines.append((f"{r['method']}, unknown streets", r["parts"]["unknown"]["mean_m"]))
+            colours.append(None)
+        if r["prior"] == "auto" and r["method"] == "mapmatch" and r["parts"].get("unseen", {}).get("n"):
+            lines.append(("mapmatch, unseen area", r["parts"]["unseen"]["mean_m"]))
+            colours.append("C2")
+    plot_error_curve(series, lines, path, "mean error [m], prior auto",
+                     f"{curve[0]['config']}: test error against training time (size {results['size']['name']})",
+                     line_colours=colours)
 
 
 def planned_training_minutes(size: Size, n_configs: int, real_sets_found: int = 3, finetuned_sets: int = 2) -> float:

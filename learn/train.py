@@ -105,6 +105,12 @@ class TrainConfig:
     # runs) or val_mean_m (the localization error [m] of the point estimate, the heatmap's choice:
     # its BCE is a poor proxy of the argmax's error).
     select_on: Literal["val_loss", "val_mean_m"] = "val_loss"
+    # Where the val part's crops lie: "truth" (the seeds' truth-centred crops,
+    # learn.data.crops.eval_crop_origins) or "train_crops" (placed by data.train_crops' truth-free
+    # prior, as a deployed model's are, truths outside their crop included: val_mean_m is then the
+    # error under that prior; with train_crops random the same as truth). The posterior only, not
+    # with source corpora. Measured on the Rome crop in docs/benchmarks.md (§ Rome crop: a learning curve).
+    val_crops: Literal["truth", "train_crops"] = "truth"
     split_scheme: str = "random"      # train on its train part, validate on its val part
     threads: int = 1                  # torch intra-op threads per process on CPU (see set_threads)
     # Domain-adversarial training of the posterior (learn.domain, seed 004 appendix D): the weight of
@@ -141,6 +147,8 @@ class TrainConfig:
             problems.append(f"beta2: {self.beta2} is outside [0, 1)")
         if self.select_on not in ("val_loss", "val_mean_m"):
             problems.append(f"select_on: {self.select_on!r} must be 'val_loss' or 'val_mean_m'")
+        if self.val_crops not in ("truth", "train_crops"):
+            problems.append(f"val_crops: {self.val_crops!r} must be 'truth' or 'train_crops'")
         for name in ("warmup_frac", "decay_frac"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name}: {getattr(self, name)} is outside [0, 1]")
@@ -413,11 +421,18 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         if source_data or tc.domain_adversarial_lambda:
             from learn.domain import domain_training_data
 
+            if tc.val_crops != "truth":
+                raise InputError(f"train.val_crops: {tc.val_crops!r} is for training on the target corpora alone; "
+                                 "with source corpora (domain training) validation keeps the truth-centred crops")
+
             datasets = domain_training_data(list(data), list(source_data), config.data, tc.split_scheme,
                                             seed=tc.seed, normalization=init_norm, physics_maps=physics_maps)
         else:
             datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,
                                            normalization=init_norm, physics_maps=physics_maps)
+            if tc.val_crops == "train_crops" and config.data.train_crops != "random":
+                datasets = (datasets[0], prior_val_set(list(data), config.data, tc.split_scheme, datasets[0],
+                                                       physics_maps), datasets[2])
     train_set, val_set, info = datasets
     model = build_model(config.model, info, config.data).to(device)
     config = dataclasses.replace(config, model=model.cfg)  # saved with the data-dependent sizes
@@ -432,6 +447,26 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         net = domain_adversarial(model, tc.domain_adversarial_lambda).to(device)
     return fit(net, train_set, val_set, config, out, kind=KIND, info=info, resume_ckpt=ckpt_resume,
                progress=progress, device=device, overwrite=overwrite)
+
+
+def prior_val_set(urls: Sequence[str | os.PathLike], data_config: DataConfig, split_scheme: str, train_set: Any,
+                  physics_maps: bool) -> Any:
+    """The val parts of ``urls`` with their crops where ``data_config.train_crops``' prior places them.
+
+    Inputs normalized as ``train_set`` (its normalization and cell vocabulary); a truth outside
+    its crop stays there (its loss and error count in full, as at inference).
+    """
+    from learn.data.dataset import CorpusDataset
+    from learn.priors import crop_origins_m
+    from twin.corpus.store import open_corpus
+
+    corpora = [open_corpus(u) for u in urls]
+    val_idx = [c.split_indices(split_scheme, "val") for c in corpora]
+    placed = np.concatenate([crop_origins_m(data_config.train_crops, c, i, data_config.crop_size_m, "validation crops")
+                             if len(i) else np.empty((0, 2)) for c, i in zip(corpora, val_idx, strict=True)])
+    return CorpusDataset([os.fspath(u) for u in urls], val_idx, data_config, training=False,
+                         normalization=train_set.normalization, cell_vocab=train_set.cell_vocab,
+                         crop_origins_m=placed, physics_maps=physics_maps)
 
 
 def _check_likelihood_inputs(urls: Sequence[str | os.PathLike]) -> None:

@@ -180,6 +180,40 @@ def test_training_crops_placed_by_the_prior(city):
     assert not np.allclose(random_ds[0]["crop_origin_m"].numpy(), placed[0], atol=1.0)
 
 
+def test_val_crops_follow_the_training_prior(city, tmp_path):
+    """``train.val_crops: train_crops``: the val part is judged in the crops ``data.train_crops``' prior places."""
+    from learn.data import build_training_data
+    from learn.priors import crop_origins_m
+    from learn.train import TrainConfig, prior_val_set, train
+
+    _, url = city
+    corpus = open_corpus(url)
+    with pytest.raises(InputError, match="val_crops"):
+        TrainConfig(val_crops=cast(Any, "prior"))  # a bad value on purpose
+    cfg = DataConfig(crop_size_m=256.0, crop_px=32, max_cells=4, train_crops="serving-cell")
+    train_ds, truth_val, _ = build_training_data([url], cfg, "spatial", physics_maps=False)
+    val = prior_val_set([url], cfg, "spatial", train_ds, physics_maps=False)
+    idx = corpus.split_indices("spatial", "val")
+    placed = crop_origins_m("serving-cell", corpus, idx, 256.0, "test")
+    assert len(val) == len(truth_val) == len(idx) > 0
+    moved = 0
+    for i in range(len(idx)):
+        np.testing.assert_allclose(val[i]["crop_origin_m"].numpy(), placed[i], atol=1e-3)
+        moved += not np.allclose(truth_val[i]["crop_origin_m"].numpy(), placed[i], atol=1.0)
+    assert moved == len(idx)  # the truth-centred crops are elsewhere
+    # the training loop validates on them: the same weights, another val error
+    runs = {}
+    for where in ("truth", "train_crops"):
+        run = load_run_config("small", {"data": {"crop_size_m": 256.0, "crop_px": 32, "max_cells": 4,
+                                                 "train_crops": "serving-cell"},
+                                        "train": {"num_workers": 0, "batch_size": 8, "max_steps": 2, "epochs": 1,
+                                                  "val_batches": None, "split_scheme": "spatial",
+                                                  "val_crops": where}})
+        runs[where] = train([url], run, tmp_path / where, progress=False).history["val_mean_m"][-1]
+    assert np.isfinite(list(runs.values())).all()
+    assert abs(runs["truth"] - runs["train_crops"]) > 1.0
+
+
 def _steps_to_fit(batches: list[dict[str, torch.Tensor]], fixed: dict[str, torch.Tensor], likelihood: bool,
                  cfg: RunConfig, info: dict, target_m: float, max_steps: int) -> int:
     """AdamW steps (seed 0, lr 1e-3) over ``batches`` in turn until the median error of the posterior mean on
