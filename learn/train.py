@@ -429,10 +429,7 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
                                             seed=tc.seed, normalization=init_norm, physics_maps=physics_maps)
         else:
             datasets = build_training_data(list(data), config.data, tc.split_scheme, seed=tc.seed,
-                                           normalization=init_norm, physics_maps=physics_maps)
-            if tc.val_crops == "train_crops" and config.data.train_crops != "random":
-                datasets = (datasets[0], prior_val_set(list(data), config.data, tc.split_scheme, datasets[0],
-                                                       physics_maps), datasets[2])
+                                           normalization=init_norm, physics_maps=physics_maps, val_crops=tc.val_crops)
     train_set, val_set, info = datasets
     model = build_model(config.model, info, config.data).to(device)
     config = dataclasses.replace(config, model=model.cfg)  # saved with the data-dependent sizes
@@ -447,26 +444,6 @@ def train(data: Sequence[str | os.PathLike], config: RunConfig, out_dir: str | o
         net = domain_adversarial(model, tc.domain_adversarial_lambda).to(device)
     return fit(net, train_set, val_set, config, out, kind=KIND, info=info, resume_ckpt=ckpt_resume,
                progress=progress, device=device, overwrite=overwrite)
-
-
-def prior_val_set(urls: Sequence[str | os.PathLike], data_config: DataConfig, split_scheme: str, train_set: Any,
-                  physics_maps: bool) -> Any:
-    """The val parts of ``urls`` with their crops where ``data_config.train_crops``' prior places them.
-
-    Inputs normalized as ``train_set`` (its normalization and cell vocabulary); a truth outside
-    its crop stays there (its loss and error count in full, as at inference).
-    """
-    from learn.data.dataset import CorpusDataset
-    from learn.priors import crop_origins_m
-    from twin.corpus.store import open_corpus
-
-    corpora = [open_corpus(u) for u in urls]
-    val_idx = [c.split_indices(split_scheme, "val") for c in corpora]
-    placed = np.concatenate([crop_origins_m(data_config.train_crops, c, i, data_config.crop_size_m, "validation crops")
-                             if len(i) else np.empty((0, 2)) for c, i in zip(corpora, val_idx, strict=True)])
-    return CorpusDataset([os.fspath(u) for u in urls], val_idx, data_config, training=False,
-                         normalization=train_set.normalization, cell_vocab=train_set.cell_vocab,
-                         crop_origins_m=placed, physics_maps=physics_maps)
 
 
 def _check_likelihood_inputs(urls: Sequence[str | os.PathLike]) -> None:

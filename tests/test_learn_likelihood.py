@@ -184,15 +184,17 @@ def test_val_crops_follow_the_training_prior(city, tmp_path):
     """``train.val_crops: train_crops``: the val part is judged in the crops ``data.train_crops``' prior places."""
     from learn.data import build_training_data
     from learn.priors import crop_origins_m
-    from learn.train import TrainConfig, prior_val_set, train
+    from learn.train import TrainConfig, train
 
     _, url = city
     corpus = open_corpus(url)
     with pytest.raises(InputError, match="val_crops"):
         TrainConfig(val_crops=cast(Any, "prior"))  # a bad value on purpose
     cfg = DataConfig(crop_size_m=256.0, crop_px=32, max_cells=4, train_crops="serving-cell")
-    train_ds, truth_val, _ = build_training_data([url], cfg, "spatial", physics_maps=False)
-    val = prior_val_set([url], cfg, "spatial", train_ds, physics_maps=False)
+    _, truth_val, _ = build_training_data([url], cfg, "spatial", physics_maps=False)
+    _, val, _ = build_training_data([url], cfg, "spatial", physics_maps=False, val_crops="train_crops")
+    with pytest.raises(InputError, match="val_crops"):
+        build_training_data([url], cfg, "spatial", val_crops="prior")
     idx = corpus.split_indices("spatial", "val")
     placed = crop_origins_m("serving-cell", corpus, idx, 256.0, "test")
     assert len(val) == len(truth_val) == len(idx) > 0

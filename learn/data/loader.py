@@ -48,8 +48,8 @@ def make_loader(dataset: CorpusDataset, batch_size: int = 64, shuffle: bool = Fa
 
 def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, split_scheme: str = "spatial",
                         seed: int = 0, normalization: Normalization | dict | None = None,
-                        cell_vocab: CellVocab | Sequence[str] | None = None, physics_maps: bool = True
-                        ) -> tuple[CorpusDataset, CorpusDataset, dict[str, Any]]:
+                        cell_vocab: CellVocab | Sequence[str] | None = None, physics_maps: bool = True,
+                        val_crops: str = "truth") -> tuple[CorpusDataset, CorpusDataset, dict[str, Any]]:
     """Training and validation datasets over the ``train`` / ``val`` parts of every corpus, and sizes.
 
     The training dataset draws random crops per ``(seed, epoch, corpus, index)`` (or the crops
@@ -61,7 +61,10 @@ def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, spl
     ``cell_vocab`` (list of keys; key ``k`` has index ``k + 1``) and ``data_info``
     (:meth:`CorpusDataset.state` plus ``feature_names``: keep it in checkpoints and give it
     back to :func:`eval_dataset`). ``physics_maps``: both datasets build ``phys_maps`` /
-    ``phys_valid`` (:class:`CorpusDataset`; the physics loss reads them).
+    ``phys_valid`` (:class:`CorpusDataset`; the physics loss reads them). ``val_crops``
+    (``train.val_crops``): ``"truth"``, the seeds' truth-centred val crops, or
+    ``"train_crops"``, where ``data_config.train_crops``' prior places them (a truth outside
+    its crop stays there, as at inference; with ``train_crops`` random the same as truth).
     """
     paths = [os.fspath(u) for u in ([urls] if isinstance(urls, (str, os.PathLike)) else urls)]
     cfg = as_data_config(data_config)
@@ -73,16 +76,23 @@ def build_training_data(urls: Sequence[str | os.PathLike], data_config: Any, spl
     val_idx = [c.split_indices(split_scheme, "val") for c in corpora]
     if not sum(len(i) for i in train_idx):
         raise InputError(f"{', '.join(paths)}: split '{split_scheme}' has no training samples")
-    placed = None
+    if val_crops not in ("truth", "train_crops"):
+        raise InputError(f"val_crops: {val_crops!r} must be 'truth' or 'train_crops'")
+    placed = val_placed = None
     if cfg.train_crops != "random":  # crops where a truth-free prior puts them (DataConfig.train_crops)
         from learn.priors import crop_origins_m
 
-        placed = np.concatenate([crop_origins_m(cfg.train_crops, c, i, cfg.crop_size_m, "training crops")
-                                 for c, i in zip(corpora, train_idx, strict=True)])
+        def prior_origins(parts: list[np.ndarray], what: str) -> np.ndarray:
+            return np.concatenate([crop_origins_m(cfg.train_crops, c, i, cfg.crop_size_m, what) if len(i)
+                                   else np.empty((0, 2)) for c, i in zip(corpora, parts, strict=True)])
+
+        placed = prior_origins(train_idx, "training crops")
+        if val_crops == "train_crops":
+            val_placed = prior_origins(val_idx, "validation crops")
     train = CorpusDataset(paths, train_idx, cfg, training=True, seed=seed, normalization=normalization,
                           cell_vocab=cell_vocab, crop_origins_m=placed, physics_maps=physics_maps)
     val = CorpusDataset(paths, val_idx, cfg, training=False, normalization=train.normalization,
-                        cell_vocab=train.cell_vocab, physics_maps=physics_maps)
+                        cell_vocab=train.cell_vocab, crop_origins_m=val_placed, physics_maps=physics_maps)
     info = {"n_features": len(train.feature_names), "n_cells": len(train.cell_vocab),
             "map_channels": len(train.map_channels), "map_channel_names": train.map_channels,
             "max_cells": train.n_slots, "cell_vocab": train.cell_vocab.to_list(),
