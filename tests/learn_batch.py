@@ -62,6 +62,29 @@ def learn_cli(*args: str) -> str:
     return res.stdout
 
 
+def assert_eval_predict_round_trip(ckpt: Path, url: str, out_csv: Path) -> dict:
+    """``learn eval --json`` and ``learn predict`` of checkpoint ``ckpt`` on corpus ``url``'s spatial
+    test part: every test sample scored under the truth-free coarse prior, and predict's per-sample
+    errors giving eval's median. Returns eval's JSON."""
+    import csv
+    import json
+
+    import numpy as np
+    import pytest
+
+    from twin.corpus.store import open_corpus
+
+    res = json.loads(learn_cli("eval", "--data", url, "--split", "spatial", "--ckpt", str(ckpt),
+                               "--json").strip().splitlines()[-1])
+    n_test = len(open_corpus(url).split_indices("spatial", "test"))
+    assert res["n"] == n_test and np.isfinite(res["mean_m"]) and res["prior"] == "coarse"
+    learn_cli("predict", "--ckpt", str(ckpt), "--data", url, "--split", "spatial", "--out", str(out_csv))
+    rows = list(csv.DictReader(out_csv.read_text().splitlines()))
+    assert len(rows) == n_test
+    assert np.median([float(r["error_m"]) for r in rows]) == pytest.approx(res["median_m"], rel=1e-4)
+    return res
+
+
 def tiny_city_corpus(root: Path, run_yaml: str) -> tuple[Path, str]:
     """The tiny city's scene and maps under ``root``, a 160-sequence drive corpus on them and
     ``root/tiny.yaml`` holding ``run_yaml``: ``(root, corpus url)``."""

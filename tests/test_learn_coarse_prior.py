@@ -9,9 +9,7 @@ round-trips through ``learn eval`` and ``learn predict``.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -26,7 +24,13 @@ from learn.heads import OFF_PRIOR_LOGP, cell_of, likelihood_prior
 from learn.mapmatch import corpus_events, scene_matcher
 from learn.model import LIK_SCALE_RATE, ModelConfig
 from learn.train import RunConfig, build_model, load_run_config
-from tests.learn_batch import TINY_LIKELIHOOD_RUN_YAML, TINY_MODEL_YAML, learn_cli, tiny_city_corpus
+from tests.learn_batch import (
+    TINY_LIKELIHOOD_RUN_YAML,
+    TINY_MODEL_YAML,
+    assert_eval_predict_round_trip,
+    learn_cli,
+    tiny_city_corpus,
+)
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
 
@@ -175,12 +179,4 @@ def test_checkpoint_round_trips_eval_and_predict(city):
     assert "lik_log_scale" in ckpt["model"]
     cfg = load_run_config(root / "tiny.yaml")
     assert dataclasses.asdict(cfg.model)["coarse_prior"] == "likelihood"
-    res = json.loads(learn_cli("eval", "--data", url, "--split", "spatial", "--ckpt", str(run / "best.pt"),
-                          "--json").strip().splitlines()[-1])
-    test = open_corpus(url).split_indices("spatial", "test")
-    assert res["n"] == len(test) and np.isfinite(res["mean_m"]) and res["prior"] == "coarse"
-    learn_cli("predict", "--ckpt", str(run / "best.pt"), "--data", url, "--split", "spatial", "--out",
-         str(root / "pred.csv"))
-    rows = list(csv.DictReader((root / "pred.csv").read_text().splitlines()))
-    assert len(rows) == len(test)
-    assert np.median([float(r["error_m"]) for r in rows]) == pytest.approx(res["median_m"], rel=1e-4)
+    assert_eval_predict_round_trip(run / "best.pt", url, root / "pred.csv")

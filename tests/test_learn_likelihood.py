@@ -8,9 +8,7 @@ without, and a checkpoint with them round-trips through ``learn eval`` and ``lea
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 from typing import Any, cast
 
 import numpy as np
@@ -33,7 +31,13 @@ from learn.mapmatch import corpus_events, scene_matcher
 from learn.model import ModelConfig
 from learn.predict import _corpus_loader
 from learn.train import RunConfig, build_model, load_run_config, set_threads
-from tests.learn_batch import TINY_LIKELIHOOD_RUN_YAML, TINY_MODEL_YAML, learn_cli, tiny_city_corpus
+from tests.learn_batch import (
+    TINY_LIKELIHOOD_RUN_YAML,
+    TINY_MODEL_YAML,
+    assert_eval_predict_round_trip,
+    learn_cli,
+    tiny_city_corpus,
+)
 from twin.corpus.store import open_corpus
 from twin.errors import InputError
 
@@ -277,11 +281,4 @@ def test_checkpoint_with_channels_round_trips_eval_and_predict(city):
     # the evaluation inputs are rebuilt with the channels (crops of the truth-free prior)
     batch = next(iter(_corpus_loader(corpus, test[:4], ckpt, 4, 0)))
     assert batch["lik_maps"].shape == (4, 2, 32, 32) and float(batch["lik_maps"].abs().sum()) > 0
-    res = json.loads(learn_cli("eval", "--data", url, "--split", "spatial", "--ckpt", str(run / "best.pt"),
-                          "--json").strip().splitlines()[-1])
-    assert res["n"] == len(test) and np.isfinite(res["mean_m"]) and res["prior"] == "coarse"
-    learn_cli("predict", "--ckpt", str(run / "best.pt"), "--data", url, "--split", "spatial", "--out",
-         str(root / "pred.csv"))
-    rows = list(csv.DictReader((root / "pred.csv").read_text().splitlines()))
-    assert len(rows) == len(test)
-    assert np.median([float(r["error_m"]) for r in rows]) == pytest.approx(res["median_m"], rel=1e-4)
+    assert_eval_predict_round_trip(run / "best.pt", url, root / "pred.csv")
